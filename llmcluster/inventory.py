@@ -1,0 +1,124 @@
+"""Ansible inventory from the plan (the same data the Pulumi program exports).
+
+Shape: the dynamic-inventory JSON Ansible expects from ``--list``: groups with ``hosts``,
+``children`` and ``vars``, plus ``_meta.hostvars``. Groups: one per node role (``gpu``,
+``storage``, ``gateway``, ``control``), one per pool (``pool_<name>``), ``nvswitch`` for
+HGX nodes and ``serving`` for the nodes that run the model. Group and variable names are
+valid Ansible identifiers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from llmcluster.plan.build import Plan
+
+PKI_DIR = "/etc/llmcluster/pki"
+
+
+def _ident(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def host_vars(plan: Plan, host_name: str) -> dict[str, Any]:
+    from llmcluster.plan.catalog import GPUS
+
+    spec, ip = plan.spec, plan.ip
+    h = ip.host(host_name)
+    pool = spec.pools[h.pool]
+    hv: dict[str, Any] = {
+        "ansible_host": h.mgmt_ip,
+        "ansible_user": spec.baremetal.ssh_user if spec.baremetal else "ubuntu",
+        "llmcluster_pool": h.pool,
+        "llmcluster_role": h.role,
+        "llmcluster_fqdn": h.fqdn,
+        "llmcluster_addresses": dict(h.addresses),
+        "llmcluster_interfaces": {
+            role: {
+                "vlan_id": ip.vlans[role].id,
+                "address": addr,
+                "prefix": ip.vlans[role].prefixlen,
+                "cidr": ip.vlans[role].cidr,
+                "gateway": ip.vlans[role].gateway,
+                "mtu": ip.vlans[role].mtu,
+            }
+            for role, addr in h.addresses.items()
+        },
+        "llmcluster_pki": {
+            "cert_name": f"host-{h.name}",
+            "ca_chain": f"{PKI_DIR}/ca-chain.pem",
+            "root_ca": f"{PKI_DIR}/root-ca.pem",
+            "cert": f"{PKI_DIR}/host.crt",
+            "key": f"{PKI_DIR}/host.key",
+        },
+        "llmcluster_labels": dict(pool.labels),
+    }
+    if h.bmc:
+        hv["llmcluster_bmc"] = h.bmc
+    if pool.gpu is not None:
+        g = GPUS[pool.gpu.model]
+        hv["llmcluster_gpu"] = {
+            "model": pool.gpu.model, "count": pool.gpu.count, "nvswitch": pool.gpu.nvswitch,
+            "driver_version": pool.gpu.driver_version, "sm": g.sm, "arch": g.arch,
+            "memory_bytes": g.memory_bytes,
+        }
+    if pool.nvme is not None:
+        hv["llmcluster_nvme"] = {
+            "count": pool.nvme.count, "size_gb": pool.nvme.size_gb,
+            "devices": [f"/dev/nvme{i}n1" for i in range(pool.nvme.count)],
+        }
+    if pool.aws is not None:
+        hv["llmcluster_aws_instance_type"] = pool.aws.instance_type
+    if h.pool == spec.serving.pool:
+        nodes = plan.capacity.nodes
+        rank = (h.index - 1) % nodes
+        replica = (h.index - 1) // nodes
+        if replica < spec.serving.replicas:
+            hv["llmcluster_serving"] = {"replica": replica, "node_rank": rank, "nodes": nodes}
+    return hv
+
+
+def build_inventory(plan: Plan) -> dict[str, Any]:
+    spec, ip = plan.spec, plan.ip
+    groups: dict[str, dict[str, Any]] = {}
+
+    def add(group: str, host: str) -> None:
+        groups.setdefault(group, {"hosts": []})["hosts"].append(host)
+
+    hostvars: dict[str, Any] = {}
+    for h in ip.hosts:
+        add(h.role, h.name)
+        add(f"pool_{_ident(h.pool)}", h.name)
+        pool = spec.pools[h.pool]
+        if pool.gpu is not None and pool.gpu.nvswitch:
+            add("nvswitch", h.name)
+        hv = host_vars(plan, h.name)
+        if "llmcluster_serving" in hv:
+            add("serving", h.name)
+        hostvars[h.name] = hv
+    cap = plan.capacity
+    all_vars = {
+        "llmcluster_stack": spec.stack,
+        "llmcluster_platform": spec.platform,
+        "llmcluster_site": spec.site.name,
+        "llmcluster_domain": spec.site.domain,
+        "llmcluster_os": spec.baremetal.os if spec.baremetal else "ubuntu-24.04",
+        "llmcluster_vlans": {r: v.to_dict() for r, v in ip.vlans.items()},
+        "llmcluster_vips": dict(ip.vips),
+        "llmcluster_qos": plan.qos.to_dict(),
+        "llmcluster_model_dir": spec.storage.model_dir,
+        "llmcluster_serving_model": spec.serving.model,
+        "llmcluster_serving_revision": spec.serving.revision,
+        "llmcluster_serving_port": spec.serving.port,
+        "llmcluster_trtllm_args": dict(cap.trtllm_args),
+        "llmcluster_min_tls_version": spec.pki.min_tls_version,
+    }
+    out: dict[str, Any] = {
+        "all": {"children": sorted(["ungrouped", *groups]), "vars": all_vars},
+        "ungrouped": {"hosts": []},
+    }
+    for g in sorted(groups):
+        out[g] = {"hosts": groups[g]["hosts"]}
+    out["_meta"] = {"hostvars": hostvars}
+    return out

@@ -1,0 +1,68 @@
+"""The whole plan: every planner run once over a validated spec.
+
+Every other layer (components, renderers, inventory, verification) reads this object;
+none re-derives it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmcluster.plan.ipam import IpPlan, build_ip_plan
+from llmcluster.plan.pki import PkiPlan, build_pki_plan
+from llmcluster.spec.models import Spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmcluster.plan.capacity import CapacityPlan
+    from llmcluster.plan.firewall import FirewallPlan
+    from llmcluster.plan.qos import QosPlan
+    from llmcluster.plan.storage import StoragePlan
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: Spec
+    ip: IpPlan
+    capacity: CapacityPlan
+    pki: PkiPlan
+    firewall: FirewallPlan
+    qos: QosPlan
+    storage: StoragePlan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.spec.stack,
+            "platform": self.spec.platform,
+            "site": self.spec.site.model_dump(mode="json"),
+            "ip": self.ip.to_dict(),
+            "capacity": self.capacity.to_dict(),
+            "pki": self.pki.to_dict(),
+            "firewall": self.firewall.to_dict(),
+            "qos": self.qos.to_dict(),
+            "storage": self.storage.to_dict(),
+        }
+
+
+def build_plan(spec: Spec) -> Plan:
+    from llmcluster.plan.capacity import size_deployment
+    from llmcluster.plan.firewall import build_firewall_plan
+    from llmcluster.plan.qos import build_qos_plan
+    from llmcluster.plan.storage import build_storage_plan
+
+    ip = build_ip_plan(spec)
+    s = spec.serving
+    pool = spec.pools[s.pool]
+    assert pool.gpu is not None  # guaranteed by whole-spec validation
+    capacity = size_deployment(model=s.model, gpu=pool.gpu.model, precision=s.precision, context=s.context,
+                               concurrency=s.concurrency, gpus_per_node=pool.gpu.count, kv_dtype=s.kv_dtype)
+    per_node = capacity.weights_bytes // max(1, capacity.nodes)
+    return Plan(
+        spec=spec,
+        ip=ip,
+        capacity=capacity,
+        pki=build_pki_plan(spec, ip),
+        firewall=build_firewall_plan(spec, ip),
+        qos=build_qos_plan(spec),
+        storage=build_storage_plan(spec, ip, weights_bytes_per_node=per_node),
+    )

@@ -1,0 +1,253 @@
+"""IP plan: VLAN subnets carved from the site supernet, gateways, VIPs and host addresses.
+
+Pure and deterministic (netaddr only). Rules:
+
+* VLANs with an explicit ``subnet`` are placed first; the rest are carved largest-first
+  (then in canonical role order) from the lowest free space of the supernet, so adding a
+  small VLAN never moves a big one.
+* In every VLAN the first ``reserved`` host addresses are kept: ``.1`` is the router
+  (gateway), the inference VLAN's ``.2`` is the API virtual IP of the gateway pool; the
+  rest are for switch SVIs and future VIPs.
+* Hosts are numbered per pool (``gpu-01`` ...) in pool declaration order and get the next
+  free address in each VLAN their pool attaches to; BMCs follow on the oob VLAN.
+* Running out of addresses is a :class:`~llmcluster.errors.PlanError` naming the VLAN key
+  to enlarge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import netaddr
+
+from llmcluster.errors import PlanError
+from llmcluster.spec.models import VLAN_ROLES, Spec
+
+
+@dataclass(frozen=True)
+class VlanPlan:
+    role: str
+    id: int
+    cidr: str
+    gateway: str
+    mtu: int
+    reserved_first: str
+    reserved_last: str
+    first_host: str
+    last_host: str
+    capacity: int
+    used: int
+
+    @property
+    def prefixlen(self) -> int:
+        return int(self.cidr.rsplit("/", 1)[1])
+
+    def to_dict(self) -> dict:
+        return {
+            "role": self.role,
+            "id": self.id,
+            "cidr": self.cidr,
+            "gateway": self.gateway,
+            "mtu": self.mtu,
+            "reserved": [self.reserved_first, self.reserved_last],
+            "hosts": [self.first_host, self.last_host],
+            "capacity": self.capacity,
+            "used": self.used,
+        }
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    name: str
+    fqdn: str
+    pool: str
+    role: str
+    index: int
+    addresses: dict[str, str]  # VLAN role -> IPv4 address
+    bmc: str | None = None
+
+    @property
+    def mgmt_ip(self) -> str:
+        return self.addresses["mgmt"]
+
+    def to_dict(self) -> dict:
+        d = {
+            "name": self.name,
+            "fqdn": self.fqdn,
+            "pool": self.pool,
+            "role": self.role,
+            "index": self.index,
+            "addresses": dict(self.addresses),
+        }
+        if self.bmc:
+            d["bmc"] = self.bmc
+        return d
+
+
+@dataclass(frozen=True)
+class IpPlan:
+    supernet: str
+    vlans: dict[str, VlanPlan]
+    hosts: tuple[HostPlan, ...]
+    vips: dict[str, str] = field(default_factory=dict)
+
+    def host(self, name: str) -> HostPlan:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def hosts_in_pool(self, pool: str) -> list[HostPlan]:
+        return [h for h in self.hosts if h.pool == pool]
+
+    def to_dict(self) -> dict:
+        return {
+            "supernet": self.supernet,
+            "vlans": {r: v.to_dict() for r, v in self.vlans.items()},
+            "vips": dict(self.vips),
+            "hosts": [h.to_dict() for h in self.hosts],
+        }
+
+
+def hostname(prefix: str, index: int, count: int) -> str:
+    width = max(2, len(str(count)))
+    return f"{prefix}-{index:0{width}d}"
+
+
+def _carve(spec: Spec) -> dict[str, netaddr.IPNetwork]:
+    supernet = netaddr.IPNetwork(spec.site.supernet)
+    free = netaddr.IPSet([supernet])
+    placed: dict[str, netaddr.IPNetwork] = {}
+    declared = spec.fabric.vlans.items()
+    # Explicit subnets first.
+    for role, vlan in declared:
+        if vlan.subnet is None:
+            continue
+        net = netaddr.IPNetwork(vlan.subnet)
+        path = f"fabric.vlans.{role}.subnet"
+        if net not in supernet:
+            raise PlanError(path, f"{net} is outside site.supernet {supernet}")
+        for other, onet in placed.items():
+            if net in onet or onet in net or (net.first <= onet.last and onet.first <= net.last):
+                raise PlanError(path, f"{net} overlaps fabric.vlans.{other}.subnet {onet}")
+        placed[role] = net
+        free.remove(net)
+    order = {r: i for i, r in enumerate(VLAN_ROLES)}
+    pending = sorted(
+        ((role, vlan) for role, vlan in declared if vlan.subnet is None),
+        key=lambda rv: (rv[1].prefixlen, order[rv[0]]),
+    )
+    for role, vlan in pending:
+        prefix = vlan.prefixlen
+        if prefix < supernet.prefixlen:
+            raise PlanError(
+                f"fabric.vlans.{role}.prefix", f"/{prefix} is larger than site.supernet {supernet}"
+            )
+        chosen = None
+        for cidr in free.iter_cidrs():
+            if cidr.prefixlen <= prefix:
+                chosen = next(cidr.subnet(prefix))
+                break
+        if chosen is None:
+            raise PlanError(
+                f"fabric.vlans.{role}.prefix",
+                f"no free /{prefix} left in site.supernet {supernet}: enlarge the supernet or shrink VLAN prefixes",
+            )
+        placed[role] = chosen
+        free.remove(chosen)
+    return placed
+
+
+def build_ip_plan(spec: Spec) -> IpPlan:
+    nets = _carve(spec)
+    # Demand per VLAN, in host order.
+    hosts_out: list[HostPlan] = []
+    next_free: dict[str, int] = {}
+    capacity: dict[str, int] = {}
+    vlan_specs = dict(spec.fabric.vlans.items())
+    for role, net in nets.items():
+        vlan = vlan_specs[role]
+        size = net.size - 2  # network and broadcast
+        if size - vlan.reserved < 1:
+            raise PlanError(
+                f"fabric.vlans.{role}.reserved",
+                f"{vlan.reserved} reserved addresses leave no host addresses in {net}",
+            )
+        next_free[role] = net.first + 1 + vlan.reserved
+        capacity[role] = size - vlan.reserved
+
+    def take(role: str, what: str) -> str:
+        net = nets[role]
+        ip = next_free[role]
+        if ip > net.last - 1:
+            demand = _demand(spec)
+            vlan = vlan_specs[role]
+            need = demand.get(role, 0) + vlan.reserved + 2
+            suggest = max(1, 32 - (need - 1).bit_length())
+            raise PlanError(
+                f"fabric.vlans.{role}.prefix",
+                f"{net} is exhausted at {what}: {demand.get(role, 0)} addresses needed, "
+                f"{capacity[role]} available after {vlan.reserved} reserved; use /{suggest} or larger",
+            )
+        next_free[role] = ip + 1
+        return str(netaddr.IPAddress(ip))
+
+    domain = spec.site.domain
+    for pool_name, pool in spec.pools.items():
+        prefix = spec.hostname_prefix(pool_name)
+        for i in range(1, pool.count + 1):
+            name = hostname(prefix, i, pool.count)
+            addrs = {role: take(role, name) for role in VLAN_ROLES if role in pool.vlans and role in nets}
+            hosts_out.append(
+                HostPlan(
+                    name=name,
+                    fqdn=f"{name}.{domain}",
+                    pool=pool_name,
+                    role=pool.role,
+                    index=i,
+                    addresses=addrs,
+                )
+            )
+    # BMCs after all host interfaces on the oob VLAN.
+    final_hosts: list[HostPlan] = []
+    for h in hosts_out:
+        if spec.pools[h.pool].bmc and "oob" in nets:
+            h = HostPlan(
+                h.name, h.fqdn, h.pool, h.role, h.index, h.addresses, bmc=take("oob", f"{h.name} BMC")
+            )
+        final_hosts.append(h)
+
+    vips: dict[str, str] = {}
+    if "inference" in nets and spec.serving.gateway is not None:
+        vips["api"] = str(netaddr.IPAddress(nets["inference"].first + 2))
+
+    vlans = {}
+    for role in VLAN_ROLES:
+        if role not in nets:
+            continue
+        net, vlan = nets[role], vlan_specs[role]
+        used = next_free[role] - (net.first + 1 + vlan.reserved)
+        vlans[role] = VlanPlan(
+            role=role,
+            id=vlan.id,
+            cidr=str(net.cidr),
+            gateway=str(netaddr.IPAddress(net.first + 1)),
+            mtu=vlan.mtu,
+            reserved_first=str(netaddr.IPAddress(net.first + 1)),
+            reserved_last=str(netaddr.IPAddress(net.first + vlan.reserved)),
+            first_host=str(netaddr.IPAddress(net.first + 1 + vlan.reserved)),
+            last_host=str(netaddr.IPAddress(net.last - 1)),
+            capacity=capacity[role],
+            used=used,
+        )
+    return IpPlan(supernet=spec.site.supernet, vlans=vlans, hosts=tuple(final_hosts), vips=vips)
+
+
+def _demand(spec: Spec) -> dict[str, int]:
+    demand: dict[str, int] = {}
+    for pool in spec.pools.values():
+        for role in pool.vlans:
+            demand[role] = demand.get(role, 0) + pool.count
+        if pool.bmc:
+            demand["oob"] = demand.get("oob", 0) + pool.count
+    return demand

@@ -1,0 +1,344 @@
+"""Load the environment spec from a Pulumi stack file or from Pulumi's runtime config.
+
+Both paths produce the same raw mapping (section name -> value, the ``llmcluster:``
+prefix stripped), apply ``--set`` overrides, and run the same three-layer validation.
+Every user mistake becomes a :class:`~llmcluster.errors.SpecError` whose problems name
+the key path; nothing here raises anything else for bad input.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from llmcluster.errors import Problem, SpecError
+from llmcluster.spec.models import SECTIONS, Spec
+
+NAMESPACE = "llmcluster"
+#: Top-level keys Pulumi itself accepts in a stack settings file.
+PULUMI_STACK_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
+_STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[A-Za-z0-9_.-]+)\.ya?ml$")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def stack_name_from_path(path: Path) -> str:
+    m = _STACK_FILE.match(path.name)
+    return m.group("stack") if m else path.stem
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    out: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
+        if key in out:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        out[key] = loader.construct_object(value_node, deep=deep)
+    return out
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text, turning every parser error into a SpecError with line/column."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = exc.problem or exc.context or "invalid YAML"
+        raise SpecError(Problem("", f"malformed YAML: {where}{what}")) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - non-marked errors are rare
+        raise SpecError(Problem("", f"malformed YAML: {exc}")) from None
+    except RecursionError:
+        raise SpecError(Problem("", "malformed YAML: nesting too deep")) from None
+
+
+# --------------------------------------------------------------------------- raw config
+
+
+def raw_from_stack_document(doc: Any) -> dict[str, Any]:
+    """Extract the ``llmcluster:`` sections from a parsed Pulumi stack settings document."""
+    if doc is None:
+        raise SpecError(Problem("", "the stack file is empty: it needs a 'config:' mapping"))
+    if not isinstance(doc, dict):
+        raise SpecError(Problem("", f"a stack file is a mapping with a 'config:' key, not a {_tname(doc)}"))
+    problems = [
+        Problem(str(k), f"unknown stack file key{did_you_mean(k, PULUMI_STACK_KEYS)}")
+        for k in doc
+        if k not in PULUMI_STACK_KEYS
+    ]
+    config = doc.get("config")
+    if config is None:
+        problems.append(Problem("config", "missing: the stack file needs a 'config:' mapping"))
+    elif not isinstance(config, dict):
+        problems.append(Problem("config", f"must be a mapping, not a {_tname(config)}"))
+    if problems:
+        raise SpecError(problems)
+    return raw_from_config_mapping(config)
+
+
+def raw_from_config_mapping(config: Mapping[Any, Any], *, json_values: bool = False) -> dict[str, Any]:
+    """``{"llmcluster:site": {...}, "aws:region": ...}`` -> ``{"site": {...}}``.
+
+    Keys of other namespaces (provider settings such as ``aws:region``) are left alone.
+    With ``json_values`` the values are JSON strings, as Pulumi's runtime passes them.
+    """
+    raw: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, value in config.items():
+        if not isinstance(key, str):
+            problems.append(Problem(str(key), "config keys are strings such as 'llmcluster:site'"))
+            continue
+        ns, sep, name = key.partition(":")
+        if not sep:
+            problems.append(Problem(key, f"config keys need a namespace: write '{NAMESPACE}:{key}'"))
+            continue
+        if ns != NAMESPACE:
+            continue
+        if name not in SECTIONS:
+            problems.append(Problem(name, f"unknown section{did_you_mean(name, SECTIONS)}"))
+            continue
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            problems.append(Problem(name, "a whole section cannot be a secret: encrypt single values"))
+            continue
+        if json_values and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass  # plain string values (e.g. platform) arrive unquoted
+        raw[name] = value
+    if problems:
+        raise SpecError(problems)
+    return raw
+
+
+def raw_from_pulumi_config() -> dict[str, Any]:
+    """Read every ``llmcluster:`` key from the running Pulumi program's config."""
+    from pulumi.runtime import config as pconfig  # imported lazily: pure layers stay Pulumi-free
+
+    merged: dict[str, Any] = {**pconfig.get_config_env(), **pconfig.CONFIG.get()}
+    return raw_from_config_mapping(merged, json_values=True)
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``pools.gpu.count=1024`` -> (``pools.gpu.count``, 1024). Values are YAML scalars/flows."""
+    path, sep, value = text.partition("=")
+    path = path.strip()
+    if not sep or not path:
+        raise SpecError(Problem("--set", f"{text!r}: write overrides as key.path=value"))
+    if not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", path):
+        raise SpecError(Problem("--set", f"{path!r} is not a dotted key path (e.g. pools.gpu.count)"))
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        raise SpecError(Problem(path, f"--set value {value!r} is not valid YAML")) from None
+    return path, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str | tuple[str, Any]]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each override applied (creating missing mappings)."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        path, value = parse_override(item) if isinstance(item, str) else item
+        parts = path.split(".")
+        if parts[0] not in SECTIONS:
+            raise SpecError(Problem(path, f"unknown section '{parts[0]}'{did_you_mean(parts[0], SECTIONS)}"))
+        node: Any = out
+        for i, part in enumerate(parts[:-1]):
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, dict):
+                if part not in node or node[part] is None:
+                    node[part] = {}
+                node = node[part]
+            elif isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise SpecError(Problem(where, f"no list item {part} (the list has {len(node)})"))
+                node = node[int(part)]
+            else:
+                raise SpecError(Problem(where, f"is a {_tname(node)}, not a mapping: cannot set '{path}'"))
+        last = parts[-1]
+        if isinstance(node, dict):
+            node[last] = value
+        elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
+            node[int(last)] = value
+        else:
+            raise SpecError(Problem(path, f"cannot set: its parent is a {_tname(node)}"))
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _tname(v: Any) -> str:
+    return {dict: "mapping", list: "list", str: "string", int: "integer", float: "number",
+            bool: "boolean", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _fields_at(loc: Sequence[Any]) -> list[str]:
+    """Known field names of the model reached by ``loc`` (for 'did you mean')."""
+    model: Any = Spec
+    for part in loc:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part))
+            if field is None:
+                field = next((f for f in model.model_fields.values() if f.alias == part), None)
+            if field is None:
+                return []
+            model = _unwrap(field.annotation, want_container=True)
+        elif get_origin(model) in (dict, tuple, list):
+            args = [a for a in get_args(model) if a is not Ellipsis]
+            model = _unwrap(args[-1], want_container=True) if args else None
+        else:
+            return []
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [f.alias or n for n, f in model.model_fields.items() if n != "stack"]
+    return []
+
+
+def _unwrap(tp: Any, want_container: bool = False) -> Any:
+    """Strip Optional/Annotated to the model or container type inside."""
+    for _ in range(6):
+        origin = get_origin(tp)
+        if origin is None:
+            return tp
+        if origin in (dict, tuple, list):
+            return tp
+        args = [a for a in get_args(tp) if a is not type(None)]
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if models:
+            return models[0]
+        containers = [a for a in args if get_origin(a) in (dict, tuple, list)]
+        if containers:
+            return containers[0]
+        if not args:
+            return tp
+        tp = args[0]
+    return tp
+
+
+def _loc_path(loc: Sequence[Any]) -> str:
+    parts = []
+    for p in loc:
+        if isinstance(p, str) and (p.startswith("function-") or p in ("[key]",)):
+            continue
+        if isinstance(p, str) and p.startswith(("literal[", "int", "str", "float", "bool", "tuple[", "dict[")):
+            continue
+        parts.append(str(p))
+    return ".".join(parts)
+
+
+def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
+    problems: list[Problem] = []
+    seen_paths: set[str] = set()
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        etype = err["type"]
+        path = _loc_path(loc)
+        msg = err["msg"]
+        if etype == "extra_forbidden":
+            parent = _fields_at(loc[:-1])
+            msg = f"unknown key{did_you_mean(loc[-1], parent)}"
+            if parent and not did_you_mean(loc[-1], parent):
+                msg += f" (allowed: {', '.join(sorted(parent))})"
+        elif etype == "missing":
+            msg = "missing: this key is required"
+        elif etype == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        elif etype == "literal_error":
+            exp = err.get("ctx", {}).get("expected", "")
+            msg = f"{err['input']!r} is not allowed: expected {exp}"
+        elif etype.endswith("_type") or etype in ("int_from_float", "bool_parsing", "int_parsing"):
+            msg = f"{msg}, got {_tname(err['input'])} {_short(err['input'])}"
+        elif etype == "union_tag_invalid":  # pragma: no cover - no tagged unions yet
+            pass
+        # Union branches report the same location several times; keep the first.
+        key = f"{path}|{etype}"
+        if key in seen_paths:
+            continue
+        seen_paths.add(key)
+        problems.append(Problem(path, msg))
+    # For a None-able section that failed as a model, drop the duplicate "should be None" noise.
+    return [p for p in problems if "Input should be None" not in p.message] or problems
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def validate_raw(raw: Mapping[str, Any], stack: str, *, whole_spec: bool = True) -> Spec:
+    """Layers 1 and 2: typed field validation, then whole-spec rules."""
+    data = dict(raw)
+    data["stack"] = stack
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(problems_from_validation_error(exc)) from None
+    except RecursionError:
+        raise SpecError(Problem("", "the spec is nested too deeply")) from None
+    if whole_spec:
+        from llmcluster.spec.validate import validate_spec
+
+        problems = validate_spec(spec)
+        if problems:
+            raise SpecError(problems)
+    return spec
+
+
+def load_stack_file(path: str | Path, overrides: Sequence[str] = (), *, whole_spec: bool = True) -> Spec:
+    """Load ``stacks/Pulumi.<stack>.yaml``; raise SpecError naming the file on any problem."""
+    p = Path(path)
+    try:
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SpecError(Problem("", "no such stack file")) from None
+        except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
+            raise SpecError(Problem("", f"cannot read: {exc.__class__.__name__}")) from None
+        raw = raw_from_stack_document(parse_yaml(text))
+        raw = apply_overrides(raw, overrides)
+        return validate_raw(raw, stack_name_from_path(p), whole_spec=whole_spec)
+    except SpecError as exc:
+        if exc.source is None:
+            exc = SpecError(exc.problems, source=str(path))
+        raise exc from None
+
+
+def load_from_pulumi(overrides: Sequence[str] = ()) -> Spec:
+    """Load the spec inside a running Pulumi program (real CLI or mocks)."""
+    import pulumi
+
+    raw = apply_overrides(raw_from_pulumi_config(), overrides)
+    return validate_raw(raw, pulumi.get_stack())

@@ -1,0 +1,450 @@
+"""Typed, frozen models of the environment spec (layer 1: field validation).
+
+Every section of the stack config namespace ``llmcluster:`` maps to one model
+here: ``llmcluster:site`` -> :class:`Site`, ``llmcluster:fabric`` -> :class:`Fabric`
+and so on. Unknown keys are rejected everywhere (``extra="forbid"``); scalar types
+are strict (``"2"`` is not a count). Cross-field and cross-section rules live in
+:mod:`llmcluster.spec.validate` (layer 2) and environment checks in
+:mod:`llmcluster.spec.preflight` (layer 3).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import netaddr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+
+# --------------------------------------------------------------------------- scalar types
+
+_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_PORT = re.compile(r"^(tcp|udp)/(\d{1,5})(-(\d{1,5}))?$|^icmp$")
+_VERSION = re.compile(r"^\d+(\.\d+){1,3}$")
+
+
+def _dns_label(v: str) -> str:
+    if not _DNS_LABEL.match(v):
+        raise ValueError(f"{v!r} is not a DNS label: use lower-case letters, digits and '-', start with a letter")
+    return v
+
+
+def _name(v: str) -> str:
+    if not _NAME.match(v):
+        raise ValueError(
+            f"{v!r} is not a valid name: start with a lower-case letter, then letters, digits, '-' or '_' "
+            "(at most 40 characters)"
+        )
+    return v
+
+
+def _domain(v: str) -> str:
+    if not _DOMAIN.match(v):
+        raise ValueError(f"{v!r} is not a DNS domain (e.g. 'ai.example.internal')")
+    return v
+
+
+def _cidr(v: str) -> str:
+    try:
+        net = netaddr.IPNetwork(v, expand_partial=False)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise ValueError(f"{v!r} is not a CIDR (e.g. '10.40.0.0/16')") from None
+    if "/" not in v:
+        raise ValueError(f"{v!r} has no prefix length: write it as a CIDR such as '{v}/24'")
+    if net.version != 4:
+        raise ValueError(f"{v!r}: only IPv4 networks are supported for now")
+    if net.ip != net.network:
+        raise ValueError(f"{v!r} has host bits set: the network is {net.cidr}")
+    return str(net.cidr)
+
+
+def _ipv4(v: str) -> str:
+    try:
+        ip = netaddr.IPAddress(v)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise ValueError(f"{v!r} is not an IPv4 address") from None
+    if ip.version != 4 or "." not in v:
+        raise ValueError(f"{v!r} is not an IPv4 address")
+    return str(ip)
+
+
+def _abs_path(v: str) -> str:
+    if not v.startswith("/") or "\x00" in v or "/../" in v + "/":
+        raise ValueError(f"{v!r} must be an absolute path without '..'")
+    return v
+
+
+def _port_spec(v: str) -> str:
+    m = _PORT.match(v)
+    if not m:
+        raise ValueError(f"{v!r} is not a port spec: use 'tcp/443', 'udp/4789', 'tcp/6800-7300' or 'icmp'")
+    if v != "icmp":
+        lo = int(m.group(2))
+        hi = int(m.group(4)) if m.group(4) else lo
+        if not (1 <= lo <= 65535 and 1 <= hi <= 65535):
+            raise ValueError(f"{v!r}: ports must be within 1-65535")
+        if hi < lo:
+            raise ValueError(f"{v!r}: range end {hi} is below its start {lo}")
+    return v
+
+
+def _version(v: str) -> str:
+    if not _VERSION.match(v):
+        raise ValueError(f"{v!r} is not a version (e.g. '570.172.08')")
+    return v
+
+
+DnsLabel = Annotated[StrictStr, AfterValidator(_dns_label)]
+Name = Annotated[StrictStr, AfterValidator(_name)]
+Domain = Annotated[StrictStr, AfterValidator(_domain)]
+Cidr = Annotated[StrictStr, AfterValidator(_cidr)]
+IPv4 = Annotated[StrictStr, AfterValidator(_ipv4)]
+AbsPath = Annotated[StrictStr, AfterValidator(_abs_path)]
+PortSpec = Annotated[StrictStr, AfterValidator(_port_spec)]
+Version = Annotated[StrictStr, AfterValidator(_version)]
+Percent = Annotated[StrictInt, Field(ge=0, le=100)]
+
+VlanRole = Literal["mgmt", "oob", "inference", "storage_public", "storage_cluster", "rdma"]
+VLAN_ROLES: tuple[str, ...] = ("mgmt", "oob", "inference", "storage_public", "storage_cluster", "rdma")
+PoolRole = Literal["gpu", "storage", "gateway", "control"]
+TrafficKind = Literal["roce", "cnp", "inference", "storage", "mgmt", "default"]
+
+
+class _Model(BaseModel):
+    """Frozen, closed model: unknown keys are errors; values cannot change after load."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False, validate_default=True)
+
+
+# --------------------------------------------------------------------------- site
+
+
+class Site(_Model):
+    """Where the cluster lives and the address space it may use."""
+
+    name: DnsLabel
+    domain: Domain
+    supernet: Cidr = Field(description="IPv4 block every VLAN subnet is carved from")
+    organization: StrictStr = Field(default="llmcluster", min_length=1, max_length=64)
+    timezone: StrictStr = "UTC"
+    ntp_servers: tuple[StrictStr, ...] = ()
+    dns_servers: tuple[IPv4, ...] = ()
+
+    @model_validator(mode="after")
+    def _private_supernet(self) -> Site:
+        net = netaddr.IPNetwork(self.supernet)
+        if not any(net in netaddr.IPNetwork(p) for p in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")):
+            raise ValueError(
+                f"supernet {self.supernet} is not a private (RFC 1918) range: "
+                "a serving cluster keeps its fabric on private addresses"
+            )
+        if net.prefixlen > 24:
+            raise ValueError(f"supernet {self.supernet} is too small: use /24 or larger")
+        return self
+
+
+# --------------------------------------------------------------------------- fabric
+
+
+class Vlan(_Model):
+    """One L2 segment (and its IPv4 subnet). On AWS a VLAN becomes a VPC subnet."""
+
+    id: Annotated[StrictInt, Field(ge=1, le=4094)]
+    prefix: Annotated[StrictInt, Field(ge=16, le=29)] | None = None
+    subnet: Cidr | None = None
+    mtu: Annotated[StrictInt, Field(ge=1280, le=9216)] = 1500
+    reserved: Annotated[StrictInt, Field(ge=2, le=250)] = Field(
+        default=10, description="first host addresses kept for the router, switch SVIs and VIPs"
+    )
+
+    @model_validator(mode="after")
+    def _prefix_or_subnet(self) -> Vlan:
+        if self.prefix is None and self.subnet is None:
+            raise ValueError("set 'prefix' (carved from site.supernet) or an explicit 'subnet'")
+        if self.prefix is not None and self.subnet is not None:
+            if netaddr.IPNetwork(self.subnet).prefixlen != self.prefix:
+                raise ValueError(f"prefix /{self.prefix} disagrees with subnet {self.subnet}: set only one")
+        return self
+
+    @property
+    def prefixlen(self) -> int:
+        if self.subnet is not None:
+            return netaddr.IPNetwork(self.subnet).prefixlen
+        assert self.prefix is not None
+        return self.prefix
+
+
+class Vlans(_Model):
+    """VLANs per role. ``mgmt`` is required; the others follow from what the spec uses."""
+
+    mgmt: Vlan
+    oob: Vlan | None = None
+    inference: Vlan | None = None
+    storage_public: Vlan | None = None
+    storage_cluster: Vlan | None = None
+    rdma: Vlan | None = None
+
+    def items(self) -> list[tuple[str, Vlan]]:
+        """Declared VLANs in canonical role order."""
+        return [(r, getattr(self, r)) for r in VLAN_ROLES if getattr(self, r) is not None]
+
+    def get(self, role: str) -> Vlan | None:
+        return getattr(self, role, None) if role in VLAN_ROLES else None
+
+
+class QosClass(_Model):
+    name: Name
+    traffic: TrafficKind
+    dscp: Annotated[StrictInt, Field(ge=0, le=63)]
+    pcp: Annotated[StrictInt, Field(ge=0, le=7)]
+    queue: Annotated[StrictInt, Field(ge=0, le=7)]
+    lossless: StrictBool = False
+    ecn: StrictBool = False
+    bandwidth_percent: Percent = 0
+
+
+class Qos(_Model):
+    """QoS policy. Without ``classes`` the planner uses the RoCEv2 lossless defaults."""
+
+    nic_vendor: Literal["nvidia", "broadcom"] = "nvidia"
+    classes: tuple[QosClass, ...] | None = None
+
+
+class Fabric(_Model):
+    mtu: Annotated[StrictInt, Field(ge=1500, le=9216)] = 9216
+    vlans: Vlans
+    qos: Qos = Qos()
+
+
+# --------------------------------------------------------------------------- zones and flows
+
+
+class Zone(_Model):
+    """A security zone: the hosts of some pools, or external networks (``cidrs``)."""
+
+    pools: tuple[Name, ...] = ()
+    cidrs: tuple[Cidr, ...] = ()
+    description: StrictStr = ""
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Zone:
+        if not self.pools and not self.cidrs:
+            raise ValueError("a zone needs 'pools' (hosts of the cluster) or 'cidrs' (external networks)")
+        if self.pools and self.cidrs:
+            raise ValueError("a zone holds either 'pools' or 'cidrs', not both: split it into two zones")
+        return self
+
+
+class Flow(_Model):
+    """One allowed flow; everything not declared is denied."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    name: Name
+    from_: Name = Field(alias="from")
+    to: Name
+    ports: tuple[PortSpec, ...] = Field(min_length=1)
+    vlan: VlanRole
+    description: StrictStr = ""
+
+
+# --------------------------------------------------------------------------- node pools
+
+
+class GpuConfig(_Model):
+    model: StrictStr
+    count: Annotated[StrictInt, Field(ge=1, le=72)]
+    nvswitch: StrictBool = False
+    driver_version: Version | None = None
+
+
+class NvmeConfig(_Model):
+    count: Annotated[StrictInt, Field(ge=0, le=32)]
+    size_gb: Annotated[StrictInt, Field(ge=1, le=200_000)]
+    read_gbps: Annotated[float, Field(gt=0, le=64)] = Field(
+        default=6.8, description="sequential read GB/s per drive (PCIe Gen4 U.2 ~6.8, Gen5 ~14)"
+    )
+    model: StrictStr = ""
+
+
+class Nic(_Model):
+    name: Name
+    vendor: Literal["nvidia", "broadcom", "intel", "aws"]
+    speed_gbps: Annotated[StrictInt, Field(ge=1, le=1600)]
+    count: Annotated[StrictInt, Field(ge=1, le=16)] = 1
+    vlans: tuple[VlanRole, ...] = Field(min_length=1)
+
+
+class AwsPool(_Model):
+    instance_type: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
+    ami: Annotated[StrictStr, Field(pattern=r"^ami-[0-9a-f]{8,17}$")] | None = None
+    capacity_reservation_id: Annotated[StrictStr, Field(pattern=r"^cr-[0-9a-f]{8,17}$")] | None = None
+    root_volume_gb: Annotated[StrictInt, Field(ge=50, le=16384)] = 500
+
+
+class Pool(_Model):
+    role: PoolRole
+    count: Annotated[StrictInt, Field(ge=0, le=4096)]
+    hostname_prefix: DnsLabel | None = None
+    vlans: tuple[VlanRole, ...] = Field(min_length=1)
+    gpu: GpuConfig | None = None
+    nvme: NvmeConfig | None = None
+    nics: tuple[Nic, ...] = ()
+    bmc: StrictBool = False
+    aws: AwsPool | None = None
+    labels: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- storage
+
+
+class Raid(_Model):
+    """Local NVMe RAID that holds the model cache on the serving nodes."""
+
+    pool: Name
+    level: Literal[0, 1, 5, 6, 10]
+    drives: Annotated[StrictInt, Field(ge=1, le=32)] | None = None
+    chunk_kib: Annotated[StrictInt, Field(ge=4, le=4096)] = 512
+    filesystem: Literal["xfs", "ext4"] = "xfs"
+    mount: AbsPath = "/srv/models"
+    encrypt: StrictBool = True
+
+    @model_validator(mode="after")
+    def _chunk_power_of_two(self) -> Raid:
+        if self.chunk_kib & (self.chunk_kib - 1):
+            raise ValueError(f"chunk_kib {self.chunk_kib} must be a power of two (e.g. 512)")
+        return self
+
+
+class CephPool(_Model):
+    name: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9_.-]{0,62}$")]
+    application: Literal["rbd", "cephfs", "rgw"]
+    size: Annotated[StrictInt, Field(ge=1, le=10)] = 3
+    min_size: Annotated[StrictInt, Field(ge=1, le=10)] = 2
+    percent_data: Annotated[StrictInt, Field(ge=1, le=100)]
+
+
+class Ceph(_Model):
+    pool: Name
+    osds_per_drive: Annotated[StrictInt, Field(ge=1, le=4)] = 1
+    target_pgs_per_osd: Annotated[StrictInt, Field(ge=50, le=300)] = 100
+    pools: tuple[CephPool, ...] = Field(min_length=1)
+    failure_domain: Literal["host", "osd"] = Field(
+        default="host", description="CRUSH failure domain; 'osd' only for single-host labs"
+    )
+    encrypt: StrictBool = True
+    allow_reduced_redundancy: StrictBool = Field(
+        default=False, description="explicitly allow size < 3 or min_size < 2 (never in production)"
+    )
+
+
+class Storage(_Model):
+    model_dir: AbsPath = "/srv/models"
+    raid: Raid | None = None
+    ceph: Ceph | None = None
+
+
+# --------------------------------------------------------------------------- PKI
+
+
+class Pki(_Model):
+    algorithm: Literal["ECDSA", "RSA"] = "ECDSA"
+    ecdsa_curve: Literal["P256", "P384"] = "P256"
+    rsa_bits: Literal[3072, 4096] = 3072
+    allow_rsa: StrictBool = Field(default=False, description="explicitly allow RSA keys (default ECDSA)")
+    root_validity_days: Annotated[StrictInt, Field(ge=365, le=7300)] = 3650
+    intermediate_validity_days: Annotated[StrictInt, Field(ge=30, le=3650)] = 1825
+    leaf_validity_days: Annotated[StrictInt, Field(ge=1, le=397)] = 90
+    renew_at_fraction: Annotated[float, Field(ge=0.5, le=0.9)] = Field(
+        default=2 / 3, description="renew when this fraction of the lifetime has passed (2/3 by default)"
+    )
+    min_tls_version: Literal["1.3", "1.2"] = "1.3"
+    allow_tls12: StrictBool = Field(default=False, description="explicitly allow TLS 1.2 clients")
+
+
+# --------------------------------------------------------------------------- serving
+
+
+class Gateway(_Model):
+    pool: Name
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] = 443
+    hostname: DnsLabel = "api"
+    rate_limit_rps: Annotated[StrictInt, Field(ge=1, le=100_000)] = 20
+    request_timeout_s: Annotated[StrictInt, Field(ge=10, le=7200)] = 900
+
+
+class Serving(_Model):
+    model: StrictStr
+    revision: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{7,40}$|^main$")] = "main"
+    precision: StrictStr | None = None
+    kv_dtype: Literal["bf16", "fp8"] | None = None
+    context: Annotated[StrictInt, Field(ge=512, le=1_048_576)] = 32768
+    concurrency: Annotated[StrictInt, Field(ge=1, le=4096)] = 16
+    replicas: Annotated[StrictInt, Field(ge=1, le=512)] = 1
+    pool: Name
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] = 8000
+    gateway: Gateway | None = None
+
+
+# --------------------------------------------------------------------------- platforms
+
+
+class Aws(_Model):
+    region: Annotated[StrictStr, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")]
+    availability_zone: Annotated[StrictStr, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$")]
+    efa: StrictBool = True
+    placement_group: StrictBool = True
+    admin_cidrs: tuple[Cidr, ...] = ()
+
+    @model_validator(mode="after")
+    def _az_in_region(self) -> Aws:
+        if not self.availability_zone.startswith(self.region):
+            raise ValueError(f"availability_zone {self.availability_zone} is not in region {self.region}")
+        return self
+
+
+class Baremetal(_Model):
+    os: Literal["ubuntu-22.04", "ubuntu-24.04", "debian-12"] = "ubuntu-24.04"
+    switch_os: Literal["cumulus", "sonic", "eos"] = "cumulus"
+    ssh_user: DnsLabel = "ubuntu"
+    leaf_switches: Annotated[StrictInt, Field(ge=1, le=256)] = 2
+    spine_switches: Annotated[StrictInt, Field(ge=0, le=64)] = 2
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+class Spec(_Model):
+    """The whole environment. ``stack`` comes from the stack name, not from config."""
+
+    stack: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    platform: Literal["baremetal", "aws"]
+    site: Site
+    fabric: Fabric
+    zones: dict[Name, Zone]
+    flows: tuple[Flow, ...] = ()
+    pools: dict[Name, Pool]
+    storage: Storage = Storage()
+    pki: Pki = Pki()
+    serving: Serving
+    aws: Aws | None = None
+    baremetal: Baremetal | None = None
+
+    def hostname_prefix(self, pool_name: str) -> str:
+        p = self.pools[pool_name]
+        return p.hostname_prefix or pool_name.replace("_", "-")
+
+
+#: Sections of the ``llmcluster:`` config namespace, in the order they are documented.
+SECTIONS: tuple[str, ...] = tuple(f for f in Spec.model_fields if f != "stack")
