@@ -16,12 +16,15 @@ from typing import Annotated, Literal
 import netaddr
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
     StrictBool,
     StrictInt,
     StrictStr,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -69,6 +72,19 @@ def _cidr(v: str) -> str:
     return str(net.cidr)
 
 
+_PRIVATE = tuple(netaddr.IPNetwork(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def _supernet(v: str) -> str:
+    net = netaddr.IPNetwork(v)
+    if not any(net in p for p in _PRIVATE):
+        raise ValueError(f"{v} is not a private (RFC 1918) range: a serving cluster keeps its fabric on "
+                         "private addresses (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)")
+    if net.prefixlen > 24:
+        raise ValueError(f"{v} is too small: use /24 or larger")
+    return v
+
+
 def _ipv4(v: str) -> str:
     try:
         ip = netaddr.IPAddress(v)
@@ -109,11 +125,16 @@ DnsLabel = Annotated[StrictStr, AfterValidator(_dns_label)]
 Name = Annotated[StrictStr, AfterValidator(_name)]
 Domain = Annotated[StrictStr, AfterValidator(_domain)]
 Cidr = Annotated[StrictStr, AfterValidator(_cidr)]
+Supernet = Annotated[StrictStr, AfterValidator(_cidr), AfterValidator(_supernet)]
 IPv4 = Annotated[StrictStr, AfterValidator(_ipv4)]
 AbsPath = Annotated[StrictStr, AfterValidator(_abs_path)]
 PortSpec = Annotated[StrictStr, AfterValidator(_port_spec)]
 Version = Annotated[StrictStr, AfterValidator(_version)]
 Percent = Annotated[StrictInt, Field(ge=0, le=100)]
+# YAML reads an unquoted 1.3 as a number: accept it as the version string it means.
+TlsVersion = Annotated[
+    Literal["1.3", "1.2"], BeforeValidator(lambda v: f"{v:.1f}" if isinstance(v, float) else v)
+]
 
 VlanRole = Literal["mgmt", "oob", "inference", "storage_public", "storage_cluster", "rdma"]
 VLAN_ROLES: tuple[str, ...] = ("mgmt", "oob", "inference", "storage_public", "storage_cluster", "rdma")
@@ -135,23 +156,12 @@ class Site(_Model):
 
     name: DnsLabel
     domain: Domain
-    supernet: Cidr = Field(description="IPv4 block every VLAN subnet is carved from")
+    supernet: Supernet = Field(description="IPv4 block every VLAN subnet is carved from")
     organization: StrictStr = Field(default="llmcluster", min_length=1, max_length=64)
     timezone: StrictStr = "UTC"
     ntp_servers: tuple[StrictStr, ...] = ()
     dns_servers: tuple[IPv4, ...] = ()
 
-    @model_validator(mode="after")
-    def _private_supernet(self) -> Site:
-        net = netaddr.IPNetwork(self.supernet)
-        if not any(net in netaddr.IPNetwork(p) for p in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")):
-            raise ValueError(
-                f"supernet {self.supernet} is not a private (RFC 1918) range: "
-                "a serving cluster keeps its fabric on private addresses"
-            )
-        if net.prefixlen > 24:
-            raise ValueError(f"supernet {self.supernet} is too small: use /24 or larger")
-        return self
 
 
 # --------------------------------------------------------------------------- fabric
@@ -369,7 +379,7 @@ class Pki(_Model):
     renew_at_fraction: Annotated[float, Field(ge=0.5, le=0.9)] = Field(
         default=2 / 3, description="renew when this fraction of the lifetime has passed (2/3 by default)"
     )
-    min_tls_version: Literal["1.3", "1.2"] = "1.3"
+    min_tls_version: TlsVersion = "1.3"
     allow_tls12: StrictBool = Field(default=False, description="explicitly allow TLS 1.2 clients")
 
 
@@ -407,11 +417,13 @@ class Aws(_Model):
     placement_group: StrictBool = True
     admin_cidrs: tuple[Cidr, ...] = ()
 
-    @model_validator(mode="after")
-    def _az_in_region(self) -> Aws:
-        if not self.availability_zone.startswith(self.region):
-            raise ValueError(f"availability_zone {self.availability_zone} is not in region {self.region}")
-        return self
+    @field_validator("availability_zone")
+    @classmethod
+    def _az_in_region(cls, v: str, info: ValidationInfo) -> str:
+        region = info.data.get("region")
+        if region and not v.startswith(region):
+            raise ValueError(f"{v} is not in region {region}")
+        return v
 
 
 class Baremetal(_Model):

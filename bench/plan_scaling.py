@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Benchmark: cost of the offline plan as the prod-baremetal GPU pool grows (8 ... 1024 nodes).
+
+For each size it loads and validates the spec with ``--set pools.gpu.count=N`` and runs the
+real Pulumi program under mocks (real ECDSA keys and certificates for every node), then
+reports wall time, resources registered, time per node and time per resource, and the
+ratio of each size's per-node cost to the smallest size's — all in one run, so the ratios
+are comparable. Linear growth shows as per-node ratios near 1.0.
+
+    python bench/plan_scaling.py [--sizes 8,16,...] [--repeat 3] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llmcluster.offline import evaluate  # noqa: E402
+from llmcluster.spec import load_stack_file  # noqa: E402
+
+STACK = ROOT / "stacks" / "Pulumi.prod-baremetal.yaml"
+
+
+def run_once(nodes: int) -> tuple[float, float, int]:
+    t0 = time.perf_counter()
+    spec = load_stack_file(STACK, [f"pools.gpu.count={nodes}"])
+    t1 = time.perf_counter()
+    ev = evaluate(spec)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t0, len(ev.resources)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="8,16,32,64,128,256,512,1024")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per size (the median is reported)")
+    ap.add_argument("--json", help="also write the results to this file")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    run_once(sizes[0])  # warm-up: imports, first event loop
+    for n in sizes:
+        runs = [run_once(n) for _ in range(args.repeat)]
+        validate_s = statistics.median(r[0] for r in runs)
+        total_s = statistics.median(r[1] for r in runs)
+        resources = runs[0][2]
+        rows.append({"gpu_nodes": n, "resources": resources, "validate_s": round(validate_s, 4),
+                     "total_s": round(total_s, 4), "ms_per_node": round(1000 * total_s / n, 3),
+                     "ms_per_resource": round(1000 * total_s / resources, 4)})
+    base = rows[0]["ms_per_node"]
+    for r in rows:
+        r["per_node_ratio"] = round(r["ms_per_node"] / base, 3)
+    header = f"{'gpu nodes':>9} {'resources':>9} {'validate s':>10} {'total s':>8} {'ms/node':>8} " \
+             f"{'ms/resource':>11} {'per-node ratio':>14}"
+    print(header)
+    for r in rows:
+        print(f"{r['gpu_nodes']:>9} {r['resources']:>9} {r['validate_s']:>10.3f} {r['total_s']:>8.3f} "
+              f"{r['ms_per_node']:>8.2f} {r['ms_per_resource']:>11.3f} {r['per_node_ratio']:>14.2f}")
+    big, small = rows[-1], rows[0]
+    growth = (big["total_s"] / small["total_s"]) / (big["gpu_nodes"] / small["gpu_nodes"])
+    print(f"\ntime grows {big['total_s'] / small['total_s']:.1f}x for {big['gpu_nodes'] / small['gpu_nodes']:.0f}x "
+          f"the nodes (ratio of ratios {growth:.2f}; 1.0 = linear, fixed costs push it below 1)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "linearity": round(growth, 3)}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""``llmcluster`` command line: thin — parse, call the library, print, exit meaningfully.
+
+Exit codes: 0 success; 2 invalid input (spec, override, infeasible sizing, unknown stack
+or host); 70 internal error (a bug: run with ``LLMCLUSTER_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llmcluster.errors import InfeasibleError, LLMClusterError, PlanError, Problem, SpecError
+
+EXIT_OK, EXIT_INVALID, EXIT_INTERNAL = 0, 2, 70
+
+
+# --------------------------------------------------------------------------- output helpers
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _fail(lines: Sequence[str]) -> int:
+    for line in lines:
+        sys.stderr.write(f"{line}\n")
+    return EXIT_INVALID
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- stack lookup
+
+
+def stacks_dir(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    env = os.environ.get("LLMCLUSTER_STACKS_DIR")
+    if env:
+        return Path(env)
+    here = Path.cwd()
+    for d in (here, *here.parents):
+        if (d / "Pulumi.yaml").is_file() and (d / "stacks").is_dir():
+            return d / "stacks"
+    return here / "stacks"
+
+
+def stack_file(stack: str, directory: Path) -> Path:
+    for ext in ("yaml", "yml"):
+        p = directory / f"Pulumi.{stack}.{ext}"
+        if p.is_file():
+            return p
+    known = sorted(p.name.split(".")[1] for p in directory.glob("Pulumi.*.y*ml"))
+    from llmcluster.spec.loader import did_you_mean
+
+    raise SpecError(Problem("--stack", f"no stack '{stack}' in {directory}{did_you_mean(stack, known)} "
+                                       f"(known: {', '.join(known) or 'none'})"))
+
+
+def _load(args) -> Any:
+    from llmcluster.spec import load_stack_file
+
+    path = stack_file(args.stack, stacks_dir(args.stacks_dir))
+    return load_stack_file(path, getattr(args, "set", None) or [])
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def cmd_validate(args) -> int:
+    from llmcluster.spec import load_stack_file
+
+    paths = [Path(p) for p in args.paths] or sorted(stacks_dir(args.stacks_dir).glob("Pulumi.*.y*ml"))
+    if not paths:
+        return _fail([f"{stacks_dir(args.stacks_dir)}: no stack files (Pulumi.<stack>.yaml) found"])
+    errors: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for p in paths:
+        try:
+            spec = load_stack_file(p, args.set or [])
+        except SpecError as exc:
+            errors.extend(exc.lines())
+            rows.append({"file": str(p), "valid": False, "problems": [str(x) for x in exc.problems]})
+            continue
+        problems: list[Problem] = []
+        if args.preflight:
+            from llmcluster.spec.preflight import preflight
+
+            problems = preflight(spec, timeout=args.timeout)
+            errors.extend(f"{p}: {x}" for x in problems)
+        rows.append({"file": str(p), "stack": spec.stack, "valid": not problems, "platform": spec.platform,
+                     "nodes": sum(pool.count for pool in spec.pools.values()), "model": spec.serving.model,
+                     "problems": [str(x) for x in problems]})
+    if args.json:
+        _print_json({"valid": not errors, "stacks": rows})
+    else:
+        from rich.table import Table
+
+        table = Table(title="llmcluster validate")
+        for col in ("stack file", "platform", "nodes", "model", "result"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(Path(r["file"]).name, r.get("platform", "-"), str(r.get("nodes", "-")), r.get("model", "-"),
+                          "[green]valid[/]" if r["valid"] else f"[red]{len(r['problems'])} problem(s)[/]")
+        _console().print(table)
+    if errors:
+        return _fail(errors)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- size
+
+
+def cmd_size(args) -> int:
+    from llmcluster.plan.capacity import size_deployment
+
+    plan = size_deployment(model=args.model, gpu=args.gpu, precision=args.precision, context=args.context,
+                           concurrency=args.concurrency, gpus_per_node=args.gpus_per_node, kv_dtype=args.kv_dtype)
+    d = plan.to_dict()
+    if args.json:
+        _print_json(d)
+        return EXIT_OK
+    from rich.table import Table
+
+    t = Table(title=f"{d['model']} on {d['gpu']} ({d['precision']})", show_header=False)
+    t.add_column("key")
+    t.add_column("value")
+    for key, val in (
+        ("deployment", f"{d['gpus']} GPUs = {d['nodes']} node(s) x {d['gpus_per_node'] if d['nodes'] > 1 else d['gpus']}"
+                       f" | tp={d['tp']} pp={d['pp']} ep={d['ep']}"),
+        ("weights", _human_bytes(d["weights_bytes"])),
+        ("KV cache / token", f"{d['kv_bytes_per_token']:,} B ({d['kv_dtype']})"),
+        ("backend", d["backend"]),
+        ("max_batch_size / max_num_tokens", f"{d['max_batch_size']} / {d['max_num_tokens']}"),
+        ("kv_cache_free_gpu_memory_fraction", str(d["kv_cache_free_gpu_memory_fraction"])),
+        ("decode bound (aggregate)", f"{d['decode_tokens_per_s_bound']} tokens/s"),
+        ("decode bound (per user)", f"{d.get('decode_tokens_per_s_per_user_bound', '-')} tokens/s"),
+    ):
+        t.add_row(key, val)
+    c = _console()
+    c.print(t)
+    for w in d.get("warnings", []):
+        c.print(f"[yellow]note:[/] {w}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def cmd_plan(args) -> int:
+    from llmcluster.offline import evaluate
+
+    spec = _load(args)
+    ev = evaluate(spec)
+    doc = ev.document()
+    if args.out:
+        from llmcluster.render.artifacts import write_artifacts
+
+        written = write_artifacts(ev, Path(args.out))
+        if not args.json:
+            _console().print(f"wrote {len(written)} artifact(s) to {args.out}")
+    if args.json:
+        _print_json(doc)
+        return EXIT_OK
+    from rich.table import Table
+
+    c = _console()
+    counts = Table(title=f"stack {spec.stack}: {len(ev.resources)} resources")
+    counts.add_column("type")
+    counts.add_column("count", justify="right")
+    for typ, n in ev.by_type().items():
+        counts.add_row(typ, str(n))
+    c.print(counts)
+    vl = Table(title=f"address plan ({ev.plan.ip.supernet})")
+    for col in ("vlan", "id", "cidr", "gateway", "mtu", "used/capacity"):
+        vl.add_column(col)
+    for role, v in ev.plan.ip.vlans.items():
+        vl.add_row(role, str(v.id), v.cidr, v.gateway, str(v.mtu), f"{v.used}/{v.capacity}")
+    c.print(vl)
+    cap = ev.plan.capacity
+    c.print(f"capacity: {spec.serving.model} {cap.precision} -> {cap.gpus} GPUs ({cap.nodes} node(s)), "
+            f"tp={cap.tp} pp={cap.pp} ep={cap.ep}, backend {cap.backend}, x{spec.serving.replicas} replica(s)")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- inventory
+
+
+def cmd_inventory(args) -> int:
+    from llmcluster.inventory import build_inventory, host_vars
+    from llmcluster.plan.build import build_plan
+    from llmcluster.spec.loader import did_you_mean
+
+    plan = build_plan(_load(args))
+    if args.host is not None:
+        names = [h.name for h in plan.ip.hosts]
+        if args.host not in names:
+            raise SpecError(Problem("--host", f"no host '{args.host}' in stack {plan.spec.stack}"
+                                              f"{did_you_mean(args.host, names)}"))
+        _print_json(host_vars(plan, args.host))
+    else:
+        _print_json(build_inventory(plan))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmcluster", description="Private DeepSeek serving clusters as code.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def stack_args(sp, with_set: bool = True):
+        sp.add_argument("--stack", "-s", required=True, help="stack name (stacks/Pulumi.<stack>.yaml)")
+        sp.add_argument("--stacks-dir", help="folder of stack files (default: ./stacks of the project)")
+        if with_set:
+            sp.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                            help="override a spec value, validated like the file (repeatable)")
+
+    v = sub.add_parser("validate", help="validate stack files (all of stacks/ by default)")
+    v.add_argument("paths", nargs="*", help="stack files (default: stacks/Pulumi.*.yaml)")
+    v.add_argument("--stacks-dir")
+    v.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
+    v.add_argument("--preflight", action="store_true", help="also check the environment (hosts, AWS offerings)")
+    v.add_argument("--timeout", type=float, default=3.0, help="preflight timeout per check (seconds)")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("size", help="minimum feasible deployment for a model on a GPU")
+    s.add_argument("--model", required=True)
+    s.add_argument("--gpu", required=True)
+    s.add_argument("--precision")
+    s.add_argument("--context", type=int)
+    s.add_argument("--concurrency", type=int, default=16)
+    s.add_argument("--gpus-per-node", type=int)
+    s.add_argument("--kv-dtype", choices=("bf16", "fp8"))
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_size)
+
+    pl = sub.add_parser("plan", help="offline plan: run the Pulumi program under mocks")
+    stack_args(pl)
+    pl.add_argument("--json", action="store_true", help="print the plan document")
+    pl.add_argument("--out", metavar="DIR", help="write rendered artifacts to DIR")
+    pl.set_defaults(func=cmd_plan)
+
+    inv = sub.add_parser("inventory", help="Ansible dynamic inventory (--list / --host)")
+    stack_args(inv)
+    g = inv.add_mutually_exclusive_group(required=True)
+    g.add_argument("--list", action="store_true")
+    g.add_argument("--host")
+    inv.set_defaults(func=cmd_inventory)
+    return p
+
+
+class _Parser(argparse.ArgumentParser):
+    pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse usage errors exit 2 already; keep its code
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args) or 0)
+    except SpecError as exc:
+        return _fail(exc.lines())
+    except (InfeasibleError, PlanError) as exc:
+        return _fail([f"error: {exc}"])
+    except LLMClusterError as exc:
+        return _fail([f"error: {exc}"])
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # pragma: no cover - a bug, not a user mistake
+        if os.environ.get("LLMCLUSTER_DEBUG"):
+            raise
+        sys.stderr.write(f"internal error: {exc.__class__.__name__}: {exc}\n"
+                         "this is a bug in llmcluster; rerun with LLMCLUSTER_DEBUG=1 for details\n")
+        return EXIT_INTERNAL
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entrypoint()

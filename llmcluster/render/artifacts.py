@@ -1,0 +1,58 @@
+"""Write the rendered artifacts of an offline evaluation to a folder (``llmcluster plan --out``).
+
+Layout::
+
+    plan.json                      the deterministic plan document
+    inventory.json                 Ansible dynamic inventory (--list shape)
+    pki/root-ca.pem, pki/ca-chain.pem, pki/certs/<name>.pem   public material only
+    hosts/<host>/nftables.nft      host firewall + DSCP marking (nft -f)
+    hosts/<host>/qos.sh            tc htb classes and DSCP filters
+
+Private keys are never written here: they stay Pulumi secrets and reach hosts through the
+``mtls`` role.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llmcluster import outputs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmcluster.offline import Evaluation
+
+
+def production_interfaces(plan, host_name: str) -> dict[str, str]:
+    """Interface name per VLAN role in production (tagged mode): ``vlan<id>``."""
+    h = plan.ip.host(host_name)
+    return {role: f"vlan{plan.ip.vlans[role].id}" for role in h.addresses}
+
+
+def write_artifacts(ev: Evaluation, out: Path) -> list[Path]:
+    from llmcluster.render.nftables import render_host_nftables
+    from llmcluster.render.tc import render_host_tc
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def write(rel: str, text: str, mode: int = 0o644) -> None:
+        p = out / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+        p.chmod(mode)
+        written.append(p)
+
+    write("plan.json", json.dumps(ev.document(), indent=2, sort_keys=True) + "\n")
+    write("inventory.json", json.dumps(ev.outputs[outputs.INVENTORY], indent=2, sort_keys=True) + "\n")
+    write("pki/root-ca.pem", ev.outputs[outputs.PKI_ROOT_CERT])
+    write("pki/ca-chain.pem", ev.outputs[outputs.PKI_CHAIN])
+    for name, pem in sorted(ev.outputs[outputs.PKI_CERTS].items()):
+        write(f"pki/certs/{name}.pem", pem)
+    plan = ev.plan
+    for h in plan.ip.hosts:
+        write(f"hosts/{h.name}/nftables.nft", render_host_nftables(h.name, plan.firewall, plan.qos))
+        write(f"hosts/{h.name}/qos.sh", render_host_tc(h.name, plan.ip, plan.qos, production_interfaces(plan, h.name)),
+              mode=0o755)
+    return written

@@ -1,0 +1,188 @@
+"""The real Pulumi program, evaluated under Pulumi's mock runtime for every stack.
+
+Assertion messages carry the URN of the offending resource.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from llmcluster import outputs
+from llmcluster.offline import evaluate
+from tests.conftest import STACK_NAMES, load_spec
+
+TLS = "tls:index/"
+
+
+@functools.lru_cache(maxsize=None)
+def ev(stack: str):
+    return evaluate(load_spec(stack))
+
+
+@pytest.mark.parametrize("stack", STACK_NAMES)
+def test_every_stack_evaluates_and_registers_the_pki(stack):
+    e = ev(stack)
+    counts = e.by_type()
+    leaves = len(e.plan.pki.leaves)
+    assert counts["llmcluster:pki:Pki"] == 1
+    assert counts[f"{TLS}selfSignedCert:SelfSignedCert"] == 1
+    # intermediate + one per leaf, each a key + CSR + signed certificate; root has its own key.
+    assert counts[f"{TLS}locallySignedCert:LocallySignedCert"] == leaves + 1
+    assert counts[f"{TLS}certRequest:CertRequest"] == leaves + 1
+    assert counts[f"{TLS}privateKey:PrivateKey"] == leaves + 2
+    assert set(e.outputs) == set(outputs.ALL)
+
+
+@pytest.mark.parametrize("stack", STACK_NAMES)
+def test_children_are_parented_to_their_component_and_named_after_it(stack):
+    e = ev(stack)
+    comp = next(r for r in e.resources if r.type == "llmcluster:pki:Pki")
+    for r in e.resources:
+        if r.type.startswith(TLS):
+            assert r.parent == comp.urn, f"{r.urn}: parent {r.parent!r}, expected the Pki component"
+            assert r.name.startswith(comp.name + "-"), f"{r.urn}: child name not derived from component"
+
+
+@pytest.mark.parametrize("stack", STACK_NAMES)
+def test_keys_are_ecdsa_p256_and_never_plain(stack):
+    e = ev(stack)
+    for r in e.resources:
+        if r.type == f"{TLS}privateKey:PrivateKey":
+            assert (r.inputs.get("algorithm"), r.inputs.get("ecdsaCurve")) == ("ECDSA", "P256"), r.urn
+        if r.type in (f"{TLS}certRequest:CertRequest", f"{TLS}selfSignedCert:SelfSignedCert"):
+            doc = e.document()
+            rec = next(x for x in doc["resources"] if x["urn"] == r.urn)
+            assert rec["inputs"]["privateKeyPem"] == "<secret>", f"{r.urn}: private key input is not a secret"
+        if r.type == f"{TLS}locallySignedCert:LocallySignedCert":
+            rec = next(x for x in e.document()["resources"] if x["urn"] == r.urn)
+            assert rec["inputs"]["caPrivateKeyPem"] == "<secret>", f"{r.urn}: CA key input is not a secret"
+
+
+def test_private_keys_never_appear_in_plain_outputs_or_the_document():
+    e = ev("lab")
+    doc = json.dumps(e.document())
+    assert "PRIVATE KEY" not in doc
+    assert outputs.PKI_KEYS not in e.document()["outputs"]
+    for key in outputs.ALL:
+        if key not in outputs.SECRET:
+            assert "PRIVATE KEY" not in json.dumps(e.outputs[key], default=str), key
+
+
+def test_early_renewal_and_lifetimes_follow_the_plan():
+    e = ev("prod-baremetal")
+    by_name = {r.name: r for r in e.resources}
+    leaf = by_name["pki-host-gpu-01"]
+    assert leaf.inputs["validityPeriodHours"] == 90 * 24, leaf.urn
+    assert leaf.inputs["earlyRenewalHours"] == 720, leaf.urn  # 1/3 of 2160 h
+    assert sorted(leaf.inputs["allowedUses"]) == ["client_auth", "digital_signature", "server_auth"], leaf.urn
+    inter = by_name["pki-intermediate"]
+    assert inter.inputs["isCaCertificate"] is True and inter.inputs["maxPathLength"] == 0, inter.urn
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+@pytest.mark.parametrize("stack", ["lab", "prod-baremetal"])
+def test_chain_verifies_with_openssl(stack, tmp_path: Path):
+    e = ev(stack)
+    root = tmp_path / "root.pem"
+    chain = tmp_path / "chain.pem"
+    root.write_text(e.outputs[outputs.PKI_ROOT_CERT])
+    chain.write_text(e.outputs[outputs.PKI_CHAIN])
+    certs = e.outputs[outputs.PKI_CERTS]
+    assert set(certs) == {c.name for c in e.plan.pki.leaves}
+    for name, pem in certs.items():
+        leaf = tmp_path / f"{name}.pem"
+        leaf.write_text(pem)
+        purpose = "sslclient" if name in ("admin", "gateway-upstream") else "sslserver"
+        r = subprocess.run(["openssl", "verify", "-purpose", purpose, "-CAfile", str(root),
+                            "-untrusted", str(chain), str(leaf)], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.strip().endswith(": OK"), f"{name}: {r.stdout}{r.stderr}"
+    # A leaf checked against the wrong root must fail: the check can fail.
+    other = evaluate(load_spec("dev-aws"))
+    wrong = tmp_path / "wrong-root.pem"
+    wrong.write_text(other.outputs[outputs.PKI_ROOT_CERT])
+    leaf = tmp_path / "host-gpu-01.pem"
+    r = subprocess.run(["openssl", "verify", "-CAfile", str(wrong), "-untrusted", str(chain), str(leaf)],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_leaf_sans_and_key_are_what_the_plan_says(tmp_path: Path):
+    e = ev("lab")
+    pem = tmp_path / "c.pem"
+    pem.write_text(e.outputs[outputs.PKI_CERTS]["host-gpu-02"])
+    text = subprocess.run(["openssl", "x509", "-in", str(pem), "-noout", "-text"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "NIST CURVE: P-256" in text
+    h = e.plan.ip.host("gpu-02")
+    for addr in h.addresses.values():
+        assert f"IP Address:{addr}" in text
+    assert "DNS:gpu-02.lab.llmcluster.internal" in text
+
+
+def test_plan_document_is_deterministic():
+    a = json.dumps(evaluate(load_spec("lab")).document(), sort_keys=True)
+    b = json.dumps(evaluate(load_spec("lab")).document(), sort_keys=True)
+    assert a == b
+
+
+def test_inventory_output_matches_the_plan():
+    e = ev("lab")
+    inv = e.outputs[outputs.INVENTORY]
+    assert sorted(inv["_meta"]["hostvars"]) == sorted(h.name for h in e.plan.ip.hosts)
+    assert inv["gpu"]["hosts"] == ["gpu-01", "gpu-02"]
+    assert inv["_meta"]["hostvars"]["gw-01"]["ansible_host"] == e.plan.ip.host("gw-01").mgmt_ip
+
+
+def test_invalid_config_registers_nothing_and_fails_cleanly(monkeypatch):
+    """Under the real entry point, a bad config raises RunError before any resource exists."""
+    import pulumi
+    from pulumi.runtime import mocks as pmocks
+
+    from llmcluster import program
+    from llmcluster.offline import RecordingMocks, RecordingMonitor
+
+    mocks = RecordingMocks()
+    pulumi.runtime.set_all_config({
+        "llmcluster:platform": "gcp",
+        "llmcluster:site": json.dumps({"name": "x", "domain": "x.example.internal", "supernet": "8.8.0.0/16"}),
+    })
+    from pulumi.runtime import settings
+
+    settings.ROOT.set(None)
+    pmocks.set_mocks(mocks, project="llmcluster", stack="broken", monitor=RecordingMonitor(mocks))
+    with pytest.raises(pulumi.RunError) as ei:
+        program.main()
+    msg = str(ei.value)
+    assert "platform: 'gcp' is not allowed" in msg
+    assert "site.supernet: 8.8.0.0/16 is not a private" in msg and "fabric: missing" in msg
+    assert mocks.records == []
+    pulumi.runtime.set_all_config({})
+
+
+def test_program_reads_config_from_the_pulumi_runtime():
+    """The same stack file, fed through Pulumi's config (as `pulumi up` does), gives the same spec."""
+    import yaml
+
+    from llmcluster.spec.loader import load_from_pulumi
+    from tests.conftest import STACKS
+
+    import pulumi
+
+    doc = yaml.safe_load((STACKS / "Pulumi.prod-aws.yaml").read_text())
+    cfg = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in doc["config"].items()}
+    pulumi.runtime.set_all_config(cfg)
+    try:
+        from pulumi.runtime import settings
+
+        settings._set_stack("prod-aws")
+        spec = load_from_pulumi()
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert spec == load_spec("prod-aws")
