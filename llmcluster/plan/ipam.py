@@ -92,10 +92,11 @@ class IpPlan:
     vips: dict[str, str] = field(default_factory=dict)
 
     def host(self, name: str) -> HostPlan:
-        for h in self.hosts:
-            if h.name == name:
-                return h
-        raise KeyError(name)
+        index = self.__dict__.get("_index")
+        if index is None:  # built once: lookups stay O(1) for 1000+ node plans
+            index = {h.name: h for h in self.hosts}
+            object.__setattr__(self, "_index", index)
+        return index[name]
 
     def hosts_in_pool(self, pool: str) -> list[HostPlan]:
         return [h for h in self.hosts if h.pool == pool]

@@ -24,7 +24,7 @@ def template_environment(filters: Mapping[str, Callable[..., Any]] | None = None
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        autoescape=False,  # noqa: S701 - shell and nftables text, not HTML
+        autoescape=False,
     )
     env.filters.update(filters or {})
     return env
