@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llmcluster.offline import evaluate  # noqa: E402
-from llmcluster.spec import load_stack_file  # noqa: E402
+from llmcluster.offline import evaluate
+from llmcluster.spec import load_stack_file
 
 STACK = ROOT / "stacks" / "Pulumi.prod-baremetal.yaml"
 

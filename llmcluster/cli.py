@@ -143,8 +143,7 @@ def cmd_size(args) -> int:
     t.add_column("key")
     t.add_column("value")
     for key, val in (
-        ("deployment", f"{d['gpus']} GPUs = {d['nodes']} node(s) x {d['gpus_per_node'] if d['nodes'] > 1 else d['gpus']}"
-                       f" | tp={d['tp']} pp={d['pp']} ep={d['ep']}"),
+        ("deployment", f"{d['gpus']} GPUs on {d['nodes']} node(s) | tp={d['tp']} pp={d['pp']} ep={d['ep']}"),
         ("weights", _human_bytes(d["weights_bytes"])),
         ("KV cache / token", f"{d['kv_bytes_per_token']:,} B ({d['kv_dtype']})"),
         ("backend", d["backend"]),
@@ -267,10 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--host")
     inv.set_defaults(func=cmd_inventory)
     return p
-
-
-class _Parser(argparse.ArgumentParser):
-    pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

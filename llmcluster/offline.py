@@ -241,7 +241,7 @@ class RecordingMocks(pmocks.Mocks):
 
     def __init__(self, now: dt.datetime | None = None):
         self.records: list[Recorded] = []
-        self.tls = _Tls(now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
+        self.tls = _Tls(now or dt.datetime.now(dt.UTC).replace(microsecond=0))
         self.providers: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
             "tls:index/privateKey:PrivateKey": self.tls.private_key,
             "tls:index/selfSignedCert:SelfSignedCert": self.tls.self_signed_cert,
@@ -274,7 +274,7 @@ class RecordingMonitor(pmocks.MockMonitor):
         super().__init__(mocks)
         self.recording_mocks = mocks
 
-    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request):
         from pulumi.runtime import rpc
 
         resp = super().RegisterResource(request)
@@ -338,9 +338,12 @@ def evaluate(spec: Spec, *, now: dt.datetime | None = None, preview: bool = Fals
         def run() -> pulumi.Output:
             plan, exports = program.build(spec)
             holder["plan"] = plan
-            keys = list(exports)
+            # Only real Outputs go through Output.all: walking big plain values (the inventory)
+            # as inputs would cost far more than the resources themselves.
+            holder["outputs"] = {k: v for k, v in exports.items() if not isinstance(v, pulumi.Output)}
+            keys = [k for k, v in exports.items() if isinstance(v, pulumi.Output)]
             return pulumi.Output.all(*[exports[k] for k in keys]).apply(
-                lambda values: holder.__setitem__("outputs", dict(zip(keys, values, strict=True)))
+                lambda values: holder["outputs"].update(zip(keys, values, strict=True))
             )
 
         pulumi.runtime.test(run)()

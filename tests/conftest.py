@@ -12,14 +12,14 @@ STACKS = ROOT / "stacks"
 STACK_NAMES = sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_spec(stack: str, overrides: tuple[str, ...] = ()):
     from llmcluster.spec import load_stack_file
 
     return load_stack_file(STACKS / f"Pulumi.{stack}.yaml", list(overrides))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_plan(stack: str, overrides: tuple[str, ...] = ()):
     from llmcluster.plan.build import build_plan
 

@@ -27,7 +27,7 @@ except ImportError:
     sys.stderr.write("llmcluster inventory: run 'make setup' (or pip install -e .) first\n")
     sys.exit(2)
 
-from llmcluster.cli import main  # noqa: E402
+from llmcluster.cli import main
 
 if __name__ == "__main__":
     stack = os.environ.get("LLMCLUSTER_STACK", "lab")

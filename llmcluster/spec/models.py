@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 import netaddr
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,

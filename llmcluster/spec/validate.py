@@ -39,23 +39,38 @@ def _fabric(spec: Spec) -> list[Problem]:
     for role, vlan in spec.fabric.vlans.items():
         if ids[vlan.id] > 1:
             others = [r for r, v in spec.fabric.vlans.items() if v.id == vlan.id and r != role]
-            out.append(Problem(f"fabric.vlans.{role}.id",
-                               f"VLAN id {vlan.id} is also used by {', '.join(others)}: VLAN ids must be unique"))
+            out.append(
+                Problem(
+                    f"fabric.vlans.{role}.id",
+                    f"VLAN id {vlan.id} is also used by {', '.join(others)}: VLAN ids must be unique",
+                )
+            )
         if vlan.mtu > spec.fabric.mtu:
-            out.append(Problem(f"fabric.vlans.{role}.mtu",
-                               f"{vlan.mtu} exceeds the fabric port MTU {spec.fabric.mtu} (fabric.mtu)"))
+            out.append(
+                Problem(
+                    f"fabric.vlans.{role}.mtu", f"{vlan.mtu} exceeds the fabric port MTU {spec.fabric.mtu} (fabric.mtu)"
+                )
+            )
         if vlan.subnet is not None and netaddr.IPNetwork(vlan.subnet) not in netaddr.IPNetwork(spec.site.supernet):
-            out.append(Problem(f"fabric.vlans.{role}.subnet",
-                               f"{vlan.subnet} is outside site.supernet {spec.site.supernet}"))
+            out.append(
+                Problem(f"fabric.vlans.{role}.subnet", f"{vlan.subnet} is outside site.supernet {spec.site.supernet}")
+            )
     rdma = spec.fabric.vlans.rdma
     if rdma is not None and rdma.mtu < 4200:
-        out.append(Problem("fabric.vlans.rdma.mtu",
-                           f"{rdma.mtu} is below 4200: RoCEv2 needs a 4096-byte RDMA MTU plus headers"))
+        out.append(
+            Problem(
+                "fabric.vlans.rdma.mtu", f"{rdma.mtu} is below 4200: RoCEv2 needs a 4096-byte RDMA MTU plus headers"
+            )
+        )
     for role in ("storage_public", "storage_cluster"):
         v = spec.fabric.vlans.get(role)
         if v is not None and v.mtu < 9000 and spec.platform == "baremetal":
-            out.append(Problem(f"fabric.vlans.{role}.mtu",
-                               f"{v.mtu}: storage VLANs run jumbo frames (9000) to load model weights at line rate"))
+            out.append(
+                Problem(
+                    f"fabric.vlans.{role}.mtu",
+                    f"{v.mtu}: storage VLANs run jumbo frames (9000) to load model weights at line rate",
+                )
+            )
     return out
 
 
@@ -73,26 +88,42 @@ def _qos(spec: Spec) -> list[Problem]:
     by_traffic = {c.traffic: (i, c) for i, c in enumerate(classes)}
     lossless_pcps = {c.pcp for c in classes if c.lossless}
     if len(lossless_pcps) > 2:
-        out.append(Problem(base, f"{len(lossless_pcps)} lossless priorities: switch buffers support at most 2 "
-                                 "PFC priorities; keep only RoCE lossless"))
+        out.append(
+            Problem(
+                base,
+                f"{len(lossless_pcps)} lossless priorities: switch buffers support at most 2 "
+                "PFC priorities; keep only RoCE lossless",
+            )
+        )
     for i, c in enumerate(classes):
         if c.lossless and c.traffic != "roce":
-            out.append(Problem(f"{base}.{i}.lossless", f"class {c.name} ({c.traffic}) cannot be lossless: "
-                                                       "PFC is only for RoCE traffic"))
+            out.append(
+                Problem(
+                    f"{base}.{i}.lossless",
+                    f"class {c.name} ({c.traffic}) cannot be lossless: PFC is only for RoCE traffic",
+                )
+            )
         if c.traffic == "cnp" and c.lossless:
             out.append(Problem(f"{base}.{i}.lossless", "CNP must not be lossless (it is strict priority)"))
     if spec.fabric.vlans.rdma is not None:
         for need in ("roce", "cnp"):
             if need not in by_traffic:
-                out.append(Problem(base, f"no '{need}' class: the rdma VLAN needs RoCE (DSCP 26, lossless) "
-                                         "and CNP (DSCP 48) classes"))
+                out.append(
+                    Problem(
+                        base,
+                        f"no '{need}' class: the rdma VLAN needs RoCE (DSCP 26, lossless) and CNP (DSCP 48) classes",
+                    )
+                )
         if "roce" in by_traffic and not by_traffic["roce"][1].lossless:
             out.append(Problem(f"{base}.{by_traffic['roce'][0]}.lossless", "the RoCE class must be lossless (PFC)"))
     if "inference" in by_traffic and "storage" in by_traffic:
         (ii, inf), (_, sto) = by_traffic["inference"], by_traffic["storage"]
         if inf.pcp <= sto.pcp:
-            out.append(Problem(f"{base}.{ii}.pcp", f"inference priority {inf.pcp} must be above bulk storage "
-                                                   f"priority {sto.pcp}"))
+            out.append(
+                Problem(
+                    f"{base}.{ii}.pcp", f"inference priority {inf.pcp} must be above bulk storage priority {sto.pcp}"
+                )
+            )
     total = sum(c.bandwidth_percent for c in classes)
     if total > 100:
         out.append(Problem(base, f"bandwidth_percent adds up to {total}: at most 100"))
@@ -112,8 +143,12 @@ def _pools(spec: Spec) -> list[Problem]:
         base = f"pools.{name}"
         prefix = spec.hostname_prefix(name)
         if prefix in prefixes:
-            out.append(Problem(f"{base}.hostname_prefix",
-                               f"'{prefix}' is also the prefix of pool {prefixes[prefix]}: host names would clash"))
+            out.append(
+                Problem(
+                    f"{base}.hostname_prefix",
+                    f"'{prefix}' is also the prefix of pool {prefixes[prefix]}: host names would clash",
+                )
+            )
         prefixes[prefix] = name
         if "mgmt" not in pool.vlans:
             out.append(Problem(f"{base}.vlans", "must include 'mgmt' (every host is managed over it)"))
@@ -128,20 +163,32 @@ def _pools(spec: Spec) -> list[Problem]:
             out.append(Problem(f"{base}.gpu", f"only pools with role 'gpu' have GPUs (this one is '{pool.role}')"))
         if pool.gpu is not None:
             if pool.gpu.model not in GPUS:
-                out.append(Problem(f"{base}.gpu.model", f"unknown GPU '{pool.gpu.model}'"
-                                   f"{did_you_mean(pool.gpu.model, GPUS)} (known: {', '.join(sorted(GPUS))})"))
+                out.append(
+                    Problem(
+                        f"{base}.gpu.model",
+                        f"unknown GPU '{pool.gpu.model}'"
+                        f"{did_you_mean(pool.gpu.model, GPUS)} (known: {', '.join(sorted(GPUS))})",
+                    )
+                )
             else:
                 g = GPUS[pool.gpu.model]
                 if pool.gpu.nvswitch and g.nvlink_domain < 2:
                     out.append(Problem(f"{base}.gpu.nvswitch", f"{pool.gpu.model} has no NVLink/NVSwitch"))
                 if pool.gpu.nvswitch and pool.gpu.count < 4:
-                    out.append(Problem(f"{base}.gpu.nvswitch",
-                                       f"NVSwitch systems (HGX) have 4 or 8 GPUs, not {pool.gpu.count}"))
+                    out.append(
+                        Problem(
+                            f"{base}.gpu.nvswitch", f"NVSwitch systems (HGX) have 4 or 8 GPUs, not {pool.gpu.count}"
+                        )
+                    )
         for i, nic in enumerate(pool.nics):
             for j, role in enumerate(nic.vlans):
                 if role not in pool.vlans:
-                    out.append(Problem(f"{base}.nics.{i}.vlans.{j}",
-                                       f"VLAN '{role}' is not one of the pool's vlans ({', '.join(pool.vlans)})"))
+                    out.append(
+                        Problem(
+                            f"{base}.nics.{i}.vlans.{j}",
+                            f"VLAN '{role}' is not one of the pool's vlans ({', '.join(pool.vlans)})",
+                        )
+                    )
         if pool.bmc and spec.fabric.vlans.oob is None:
             out.append(Problem(f"{base}.bmc", "BMCs live on the oob VLAN: declare fabric.vlans.oob"))
     if not any(p.role == "gpu" for p in spec.pools.values()):
@@ -166,16 +213,27 @@ def _platform(spec: Spec) -> list[Problem]:
             it = INSTANCE_TYPES.get(pool.aws.instance_type)
             if pool.role == "gpu":
                 if it is None:
-                    out.append(Problem(f"{base}.aws.instance_type",
-                                       f"'{pool.aws.instance_type}' is not a known GPU instance type"
-                                       f"{did_you_mean(pool.aws.instance_type, INSTANCE_TYPES)} "
-                                       f"(known: {', '.join(sorted(INSTANCE_TYPES))})"))
+                    out.append(
+                        Problem(
+                            f"{base}.aws.instance_type",
+                            f"'{pool.aws.instance_type}' is not a known GPU instance type"
+                            f"{did_you_mean(pool.aws.instance_type, INSTANCE_TYPES)} "
+                            f"(known: {', '.join(sorted(INSTANCE_TYPES))})",
+                        )
+                    )
                 elif pool.gpu is not None and (pool.gpu.model != it.gpu or pool.gpu.count != it.gpus):
-                    out.append(Problem(f"{base}.gpu",
-                                       f"{it.name} has {it.gpus}x {it.gpu}, not {pool.gpu.count}x {pool.gpu.model}"))
+                    out.append(
+                        Problem(
+                            f"{base}.gpu", f"{it.name} has {it.gpus}x {it.gpu}, not {pool.gpu.count}x {pool.gpu.model}"
+                        )
+                    )
             elif it is not None:
-                out.append(Problem(f"{base}.aws.instance_type",
-                                   f"{it.name} is a GPU instance: use a CPU type for a '{pool.role}' pool"))
+                out.append(
+                    Problem(
+                        f"{base}.aws.instance_type",
+                        f"{it.name} is a GPU instance: use a CPU type for a '{pool.role}' pool",
+                    )
+                )
     else:
         if spec.aws is not None:
             out.append(Problem("aws", "only valid with platform 'aws' (this stack is 'baremetal')"))
@@ -196,14 +254,19 @@ def _zones_and_flows(spec: Spec) -> list[Problem]:
             if p not in spec.pools:
                 out.append(Problem(f"zones.{zname}.pools.{i}", f"unknown pool '{p}'{did_you_mean(p, spec.pools)}"))
             elif p in member:
-                out.append(Problem(f"zones.{zname}.pools.{i}",
-                                   f"pool '{p}' is already in zone '{member[p]}': a pool belongs to one zone"))
+                out.append(
+                    Problem(
+                        f"zones.{zname}.pools.{i}",
+                        f"pool '{p}' is already in zone '{member[p]}': a pool belongs to one zone",
+                    )
+                )
             else:
                 member[p] = zname
     for p in spec.pools:
         if p not in member:
-            out.append(Problem(f"pools.{p}", "is in no zone: add it to one of zones.*.pools so the firewall "
-                                             "knows its policy"))
+            out.append(
+                Problem(f"pools.{p}", "is in no zone: add it to one of zones.*.pools so the firewall knows its policy")
+            )
     names = Counter(f.name for f in spec.flows)
     for i, f in enumerate(spec.flows):
         base = f"flows.{i}"
@@ -214,19 +277,25 @@ def _zones_and_flows(spec: Spec) -> list[Problem]:
             if z not in spec.zones:
                 out.append(Problem(f"{base}.{key}", f"unknown zone '{z}'{did_you_mean(z, spec.zones)}"))
         if f.to in spec.zones and spec.zones[f.to].cidrs:
-            out.append(Problem(f"{base}.to", f"zone '{f.to}' is an external network: flows may only end on "
-                                             "cluster hosts"))
+            out.append(
+                Problem(f"{base}.to", f"zone '{f.to}' is an external network: flows may only end on cluster hosts")
+            )
         if spec.fabric.vlans.get(f.vlan) is None:
             out.append(Problem(f"{base}.vlan", f"VLAN '{f.vlan}' is not declared in fabric.vlans"))
             continue
-        for attr, key in (("from_", "from"), ("to", "to")):
+        for attr in ("from_", "to"):
             z = spec.zones.get(getattr(f, attr))
             if z is None:
                 continue
             for p in z.pools:
                 if p in spec.pools and f.vlan not in spec.pools[p].vlans:
-                    out.append(Problem(f"{base}.vlan", f"pool '{p}' (zone '{getattr(f, attr)}') is not on VLAN "
-                                                       f"'{f.vlan}': add it to pools.{p}.vlans or change the flow"))
+                    out.append(
+                        Problem(
+                            f"{base}.vlan",
+                            f"pool '{p}' (zone '{getattr(f, attr)}') is not on VLAN "
+                            f"'{f.vlan}': add it to pools.{p}.vlans or change the flow",
+                        )
+                    )
     return out
 
 
@@ -245,11 +314,16 @@ def _storage(spec: Spec) -> list[Problem]:
         else:
             drives = raid.drives or pool.nvme.count
             if drives > pool.nvme.count:
-                out.append(Problem("storage.raid.drives",
-                                   f"{drives} drives but pools.{raid.pool}.nvme.count is {pool.nvme.count}"))
+                out.append(
+                    Problem(
+                        "storage.raid.drives", f"{drives} drives but pools.{raid.pool}.nvme.count is {pool.nvme.count}"
+                    )
+                )
             need = RAID_MIN_DRIVES[raid.level]
             if drives < need:
-                out.append(Problem("storage.raid.drives", f"RAID {raid.level} needs at least {need} drives, not {drives}"))
+                out.append(
+                    Problem("storage.raid.drives", f"RAID {raid.level} needs at least {need} drives, not {drives}")
+                )
             if raid.level == 10 and drives % 2:
                 out.append(Problem("storage.raid.drives", f"RAID 10 needs an even number of drives, not {drives}"))
     ceph = spec.storage.ceph
@@ -270,8 +344,13 @@ def _storage(spec: Spec) -> list[Problem]:
             if ceph.failure_domain == "osd" and osds < max_size:
                 out.append(Problem("storage.ceph.pool", f"{osds} OSDs cannot hold {max_size} replicas"))
             if ceph.failure_domain == "host" and pool.count < max_size:
-                out.append(Problem("storage.ceph.pool", f"{pool.count} hosts cannot hold {max_size} replicas on "
-                                                        f"separate hosts: set pools.{ceph.pool}.count >= {max_size}"))
+                out.append(
+                    Problem(
+                        "storage.ceph.pool",
+                        f"{pool.count} hosts cannot hold {max_size} replicas on "
+                        f"separate hosts: set pools.{ceph.pool}.count >= {max_size}",
+                    )
+                )
             out.extend(_ceph_bandwidth(spec, ceph.pool, max_size))
         names = Counter(p.name for p in ceph.pools)
         for i, p in enumerate(ceph.pools):
@@ -282,11 +361,21 @@ def _storage(spec: Spec) -> list[Problem]:
                 out.append(Problem(f"{base}.min_size", f"{p.min_size} is above size {p.size}"))
             if not ceph.allow_reduced_redundancy:
                 if p.size < 3:
-                    out.append(Problem(f"{base}.size", f"{p.size} < 3 replicas: set size 3, or "
-                                                       "storage.ceph.allow_reduced_redundancy: true (not for production)"))
+                    out.append(
+                        Problem(
+                            f"{base}.size",
+                            f"{p.size} < 3 replicas: set size 3, or "
+                            "storage.ceph.allow_reduced_redundancy: true (not for production)",
+                        )
+                    )
                 if p.min_size < 2:
-                    out.append(Problem(f"{base}.min_size", f"{p.min_size} < 2 accepts writes on one copy: set 2, or "
-                                                           "storage.ceph.allow_reduced_redundancy: true"))
+                    out.append(
+                        Problem(
+                            f"{base}.min_size",
+                            f"{p.min_size} < 2 accepts writes on one copy: set 2, or "
+                            "storage.ceph.allow_reduced_redundancy: true",
+                        )
+                    )
         total = sum(p.percent_data for p in ceph.pools)
         if total > 100:
             out.append(Problem("storage.ceph.pools", f"percent_data adds up to {total}: at most 100"))
@@ -305,9 +394,13 @@ def _ceph_bandwidth(spec: Spec, pool_name: str, replicas: int) -> list[Problem]:
     # Each client write is sent on by the primary to the other replicas and recovery shares the
     # same links: the cluster network needs public bandwidth x replicas (DESIGN section 6).
     if speed["storage_cluster"] < speed["storage_public"] * replicas:
-        return [Problem(f"pools.{pool_name}.nics",
-                        f"cluster network {speed['storage_cluster']} Gb/s is below public {speed['storage_public']} "
-                        f"Gb/s x {replicas} replicas: replication and recovery would throttle clients")]
+        return [
+            Problem(
+                f"pools.{pool_name}.nics",
+                f"cluster network {speed['storage_cluster']} Gb/s is below public {speed['storage_public']} "
+                f"Gb/s x {replicas} replicas: replication and recovery would throttle clients",
+            )
+        ]
     return []
 
 
@@ -318,18 +411,33 @@ def _pki(spec: Spec) -> list[Problem]:
     pki = spec.pki
     out: list[Problem] = []
     if pki.algorithm == "RSA" and not pki.allow_rsa:
-        out.append(Problem("pki.algorithm", "RSA is not the default (ECDSA P-256): set pki.allow_rsa: true to "
-                                            "use it deliberately"))
+        out.append(
+            Problem(
+                "pki.algorithm", "RSA is not the default (ECDSA P-256): set pki.allow_rsa: true to use it deliberately"
+            )
+        )
     if pki.min_tls_version == "1.2" and not pki.allow_tls12:
-        out.append(Problem("pki.min_tls_version", "TLS 1.2 is below the TLS 1.3 default: set pki.allow_tls12: true "
-                                                  "to allow it deliberately"))
+        out.append(
+            Problem(
+                "pki.min_tls_version",
+                "TLS 1.2 is below the TLS 1.3 default: set pki.allow_tls12: true to allow it deliberately",
+            )
+        )
     if pki.intermediate_validity_days >= pki.root_validity_days:
-        out.append(Problem("pki.intermediate_validity_days",
-                           f"{pki.intermediate_validity_days} must be shorter than root_validity_days "
-                           f"{pki.root_validity_days}"))
+        out.append(
+            Problem(
+                "pki.intermediate_validity_days",
+                f"{pki.intermediate_validity_days} must be shorter than root_validity_days {pki.root_validity_days}",
+            )
+        )
     if pki.leaf_validity_days >= pki.intermediate_validity_days:
-        out.append(Problem("pki.leaf_validity_days", f"{pki.leaf_validity_days} must be shorter than "
-                                                     f"intermediate_validity_days {pki.intermediate_validity_days}"))
+        out.append(
+            Problem(
+                "pki.leaf_validity_days",
+                f"{pki.leaf_validity_days} must be shorter than "
+                f"intermediate_validity_days {pki.intermediate_validity_days}",
+            )
+        )
     return out
 
 
@@ -350,17 +458,29 @@ def _serving(spec: Spec) -> list[Problem]:
     elif "inference" not in pool.vlans:
         out.append(Problem(f"pools.{s.pool}.vlans", "serving nodes must be on the inference VLAN"))
     if s.model not in MODELS:
-        out.append(Problem("serving.model", f"unknown model '{s.model}'{did_you_mean(s.model, MODELS)} "
-                                            f"(known: {', '.join(sorted(MODELS))})"))
+        out.append(
+            Problem(
+                "serving.model",
+                f"unknown model '{s.model}'{did_you_mean(s.model, MODELS)} (known: {', '.join(sorted(MODELS))})",
+            )
+        )
     if s.precision is not None and s.precision not in PRECISIONS:
-        out.append(Problem("serving.precision", f"unknown precision '{s.precision}'"
-                                                f"{did_you_mean(s.precision, PRECISIONS)} "
-                                                f"(known: {', '.join(PRECISIONS)})"))
+        out.append(
+            Problem(
+                "serving.precision",
+                f"unknown precision '{s.precision}'"
+                f"{did_you_mean(s.precision, PRECISIONS)} "
+                f"(known: {', '.join(PRECISIONS)})",
+            )
+        )
     if s.gateway is not None:
         gw = spec.pools.get(s.gateway.pool)
         if gw is None:
-            out.append(Problem("serving.gateway.pool",
-                               f"unknown pool '{s.gateway.pool}'{did_you_mean(s.gateway.pool, spec.pools)}"))
+            out.append(
+                Problem(
+                    "serving.gateway.pool", f"unknown pool '{s.gateway.pool}'{did_you_mean(s.gateway.pool, spec.pools)}"
+                )
+            )
         elif gw.role != "gateway":
             out.append(Problem("serving.gateway.pool", f"pool '{s.gateway.pool}' has role '{gw.role}', not 'gateway'"))
         elif "inference" not in gw.vlans:
@@ -370,19 +490,33 @@ def _serving(spec: Spec) -> list[Problem]:
     if out or pool is None or pool.gpu is None:
         return out
     try:
-        cap = size_deployment(model=s.model, gpu=pool.gpu.model, precision=s.precision, context=s.context,
-                              concurrency=s.concurrency, gpus_per_node=pool.gpu.count, kv_dtype=s.kv_dtype)
+        cap = size_deployment(
+            model=s.model,
+            gpu=pool.gpu.model,
+            precision=s.precision,
+            context=s.context,
+            concurrency=s.concurrency,
+            gpus_per_node=pool.gpu.count,
+            kv_dtype=s.kv_dtype,
+        )
     except InfeasibleError as exc:
         return [Problem("serving", str(exc))]
     need = cap.nodes * s.replicas
     if need > pool.count:
-        out.append(Problem(f"pools.{s.pool}.count",
-                           f"{pool.count} nodes cannot serve {s.replicas} replica(s) of {s.model} {cap.precision}: "
-                           f"each needs {cap.nodes} node(s) of {pool.gpu.count}x {pool.gpu.model} "
-                           f"(tp={cap.tp}, pp={cap.pp}); set count >= {need} or lower serving.replicas/context"))
+        out.append(
+            Problem(
+                f"pools.{s.pool}.count",
+                f"{pool.count} nodes cannot serve {s.replicas} replica(s) of {s.model} {cap.precision}: "
+                f"each needs {cap.nodes} node(s) of {pool.gpu.count}x {pool.gpu.model} "
+                f"(tp={cap.tp}, pp={cap.pp}); set count >= {need} or lower serving.replicas/context",
+            )
+        )
     if pool.gpu.count % cap.tp:
-        out.append(Problem("serving", f"tensor parallel size {cap.tp} does not divide "
-                                      f"pools.{s.pool}.gpu.count {pool.gpu.count}"))
+        out.append(
+            Problem(
+                "serving", f"tensor parallel size {cap.tp} does not divide pools.{s.pool}.gpu.count {pool.gpu.count}"
+            )
+        )
     return out
 
 

@@ -20,7 +20,7 @@ from tests.conftest import STACK_NAMES, load_spec
 TLS = "tls:index/"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ev(stack: str):
     return evaluate(load_spec(stack))
 
@@ -168,12 +168,11 @@ def test_invalid_config_registers_nothing_and_fails_cleanly(monkeypatch):
 
 def test_program_reads_config_from_the_pulumi_runtime():
     """The same stack file, fed through Pulumi's config (as `pulumi up` does), gives the same spec."""
+    import pulumi
     import yaml
 
     from llmcluster.spec.loader import load_from_pulumi
     from tests.conftest import STACKS
-
-    import pulumi
 
     doc = yaml.safe_load((STACKS / "Pulumi.prod-aws.yaml").read_text())
     cfg = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in doc["config"].items()}

@@ -190,7 +190,8 @@ PLAUSIBLE = st.sampled_from([
     "/srv/models", "relative", "roce", "cnp", ["mgmt"], ["mgmt", "inference"], [], {}, ["tcp/22"],
     {"id": 50, "prefix": 24}, {"cidrs": ["10.0.0.0/8"]}, {"pools": ["gpu"]}, {"model": "h100", "count": 8},
 ])
-mutation_values = st.one_of(PLAUSIBLE, PLAUSIBLE, json_values)
+# Copies: the mutations change values in place, and the sampled constants must stay as they are.
+mutation_values = st.one_of(PLAUSIBLE, PLAUSIBLE, json_values).map(copy.deepcopy)
 
 
 def _nodes(doc: Any, path: tuple = ()) -> list[tuple]:

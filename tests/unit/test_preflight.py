@@ -1,0 +1,79 @@
+"""Layer 3 (environment preflight). Network probes only ever reach loopback listeners."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from llmcluster.spec.preflight import preflight, preflight_aws, preflight_baremetal, tcp_reachable
+from tests.conftest import load_spec
+
+
+@pytest.fixture()
+def listener():
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    yield srv.getsockname()[1]
+    srv.close()
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_tcp_reachable_is_a_real_connection(listener):
+    assert tcp_reachable("127.0.0.1", listener, 1.0)
+    assert not tcp_reachable("127.0.0.1", _closed_port(), 1.0)
+
+
+def test_baremetal_preflight_reports_each_unreachable_host(listener):
+    spec = load_spec("lab")
+    closed = _closed_port()
+    # Map every planned management address onto loopback: gpu-02 gets a closed port.
+    from llmcluster.plan.ipam import build_ip_plan
+
+    ports = {h.mgmt_ip: (closed if h.name == "gpu-02" else listener) for h in build_ip_plan(spec).hosts}
+
+    def probe(address: str, port: int, timeout: float) -> bool:
+        assert port == 22
+        return tcp_reachable("127.0.0.1", ports[address], timeout)
+
+    problems = preflight_baremetal(spec, probe=probe, timeout=1.0)
+    assert [(p.path, p.message.split(" (")[0]) for p in problems] == [("pools.gpu", "host gpu-02")]
+    assert "10.42.0.12" in problems[0].message
+
+
+class _FakeEc2Error:
+    def describe_instance_type_offerings(self, **_):
+        raise RuntimeError("no credentials")
+
+
+def test_aws_preflight_without_access_is_a_problem_not_a_crash():
+    problems = preflight_aws(load_spec("prod-aws"), ec2_client=_FakeEc2Error())
+    assert problems and problems[0].path == "aws" and "no credentials" in problems[0].message
+
+
+def test_aws_preflight_against_the_ec2_api_emulator():
+    """moto emulates the EC2 API (with AWS's published offering data) in-process."""
+    moto = pytest.importorskip("moto")
+    import boto3
+
+    with moto.mock_aws():
+        spec = load_spec("prod-aws")
+        client = boto3.client("ec2", region_name=spec.aws.region)
+        assert preflight(spec, ec2_client=client) == []
+        # In the emulator's offering data eu-west-1 has no P5en (its gateways' C7i is offered).
+        from llmcluster.spec import load_stack_file
+        from tests.conftest import STACKS
+
+        moved = load_stack_file(STACKS / "Pulumi.prod-aws.yaml",
+                                ["aws.region=eu-west-1", "aws.availability_zone=eu-west-1a"])
+        problems = preflight(moved, ec2_client=boto3.client("ec2", region_name="eu-west-1"))
+        assert [p.path for p in problems] == ["pools.gpu.aws.instance_type"]
+        assert "p5en.48xlarge is not offered in eu-west-1a" in problems[0].message
