@@ -283,6 +283,10 @@ def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
             msg = f"{msg}, got {_tname(err['input'])} {_short(err['input'])}"
         elif etype == "union_tag_invalid":  # pragma: no cover - no tagged unions yet
             pass
+        elif etype == "too_short" and _long_enough(err):
+            # pydantic checks min_length after dropping invalid items: the items are reported
+            # on their own, "should have at least 1 item" would only be noise.
+            continue
         # Union branches report the same location several times; keep the first.
         key = f"{path}|{etype}"
         if key in seen_paths:
@@ -291,6 +295,12 @@ def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
         problems.append(Problem(path, msg))
     # For a None-able section that failed as a model, drop the duplicate "should be None" noise.
     return [p for p in problems if "Input should be None" not in p.message] or problems
+
+
+def _long_enough(err: Any) -> bool:
+    """Whether a ``too_short`` error's input already had the minimum number of items."""
+    value, need = err.get("input"), err.get("ctx", {}).get("min_length")
+    return isinstance(value, (list, tuple, dict, str)) and isinstance(need, int) and len(value) >= need
 
 
 def _short(v: Any) -> str:

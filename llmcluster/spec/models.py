@@ -133,7 +133,7 @@ Version = Annotated[StrictStr, AfterValidator(_version)]
 Percent = Annotated[StrictInt, Field(ge=0, le=100)]
 # YAML reads an unquoted 1.3 as a number: accept it as the version string it means.
 TlsVersion = Annotated[
-    Literal["1.3", "1.2"], BeforeValidator(lambda v: f"{v:.1f}" if isinstance(v, float) else v)
+    Literal["1.3", "1.2"], BeforeValidator(lambda v: str(v) if isinstance(v, float) else v)
 ]
 
 VlanRole = Literal["mgmt", "oob", "inference", "storage_public", "storage_cluster", "rdma"]

@@ -189,7 +189,7 @@ def _pools(spec: Spec) -> list[Problem]:
                             f"VLAN '{role}' is not one of the pool's vlans ({', '.join(pool.vlans)})",
                         )
                     )
-        if pool.bmc and spec.fabric.vlans.oob is None:
+        if pool.bmc and spec.fabric.vlans.oob is None and spec.platform != "aws":  # aws: see _platform
             out.append(Problem(f"{base}.bmc", "BMCs live on the oob VLAN: declare fabric.vlans.oob"))
     if not any(p.role == "gpu" for p in spec.pools.values()):
         out.append(Problem("pools", "no pool with role 'gpu': a serving cluster needs GPU nodes"))
@@ -446,7 +446,7 @@ def _pki(spec: Spec) -> list[Problem]:
 
 def _serving(spec: Spec) -> list[Problem]:
     from llmcluster.plan.capacity import size_deployment
-    from llmcluster.plan.catalog import MODELS, PRECISIONS
+    from llmcluster.plan.catalog import GPUS, MODELS, PRECISIONS
 
     s = spec.serving
     out: list[Problem] = []
@@ -487,7 +487,7 @@ def _serving(spec: Spec) -> list[Problem]:
             out.append(Problem(f"pools.{s.gateway.pool}.vlans", "gateway nodes must be on the inference VLAN"))
     if spec.fabric.vlans.inference is None:
         out.append(Problem("fabric.vlans.inference", "missing: serving needs an inference VLAN"))
-    if out or pool is None or pool.gpu is None:
+    if out or pool is None or pool.gpu is None or pool.gpu.model not in GPUS:  # unknown GPU: see _pools
         return out
     try:
         cap = size_deployment(

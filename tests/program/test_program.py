@@ -185,3 +185,11 @@ def test_program_reads_config_from_the_pulumi_runtime():
     finally:
         pulumi.runtime.set_all_config({})
     assert spec == load_spec("prod-aws")
+
+
+def test_thousand_node_plan_completes_with_a_certificate_per_node():
+    """`plan --set pools.gpu.count=1024` finishes; timing lives in bench/plan_scaling.py."""
+    e = evaluate(load_spec("prod-baremetal", ("pools.gpu.count=1024",)))
+    hosts = 1024 + 3 + 2
+    assert e.by_type()[f"{TLS}locallySignedCert:LocallySignedCert"] == hosts + 3 + 1  # + gateway x2, admin, CA
+    assert len(e.outputs[outputs.INVENTORY]["_meta"]["hostvars"]) == hosts

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from llmcluster.errors import Problem, SpecError
-from llmcluster.plan.ipam import build_ip_plan
+from llmcluster.plan.build import build_plan
 from llmcluster.spec import Spec, load_stack_file
 from llmcluster.spec.loader import apply_overrides, parse_override, raw_from_stack_document, validate_raw
 
@@ -59,7 +60,7 @@ def _write(directory: Path, data: str | bytes) -> Path:
     return path
 
 
-def _check_outcome(load) -> Spec | None:  # noqa: ANN001 - a zero-argument callable
+def _check_outcome(load: Callable[[], Spec]) -> Spec | None:
     """Run ``load``; a Spec or a well-formed SpecError pass, anything else fails the test."""
     try:
         spec = load()
@@ -73,8 +74,8 @@ def _check_outcome(load) -> Spec | None:  # noqa: ANN001 - a zero-argument calla
         str(exc)
         return None
     assert isinstance(spec, Spec)
-    # Whatever validate accepts, the IP planner can plan (validate runs it).
-    build_ip_plan(spec)
+    # Whatever validate accepts, the planners can plan: validate catches everything plan would.
+    build_plan(spec)
     return spec
 
 
@@ -159,7 +160,7 @@ def test_known_nasty_inputs(fuzz_dir: Path, text: str) -> None:
 
 def test_deepest_parsable_nesting_still_gives_spec_error(fuzz_dir: Path) -> None:
     """Nesting just below what the YAML composer accepts must not blow the stack later on."""
-    for depth in range(300, 1000, 20):
+    for depth in (200, 300, 350, 400, 420, 440, 460, 480, 490, 500, 520, 600, 1000):
         for open_, close in (("[", "]"), ("{a: ", "}")):
             _load_file(fuzz_dir, "config:\n  llmcluster:site: " + open_ * depth + close * depth + "\n")
             _load_file(fuzz_dir, "config:\n  llmcluster:pools: {gpu: {labels: " + open_ * depth + close * depth
@@ -219,12 +220,16 @@ def _set(doc: Any, path: tuple, value: Any) -> Any:
     return doc
 
 
-OPS = ("replace", "replace", "replace", "delete", "insert_key", "swap_container", "duplicate", "null",
-       "nudge_int", "mangle_str")
+PLAUSIBLE_INTS = st.sampled_from([v for v in PLAUSIBLE.elements if type(v) is int])
+PLAUSIBLE_STRS = st.sampled_from([v for v in PLAUSIBLE.elements if type(v) is str])
+
+# "same_type" keeps the document well-typed so that many mutants reach the whole-spec rules.
+OPS = ("replace", "replace", "delete", "insert_key", "swap_container", "duplicate", "null", "nudge_int",
+       "mangle_str", "same_type", "same_type", "same_type", "same_type")
 
 
 @st.composite
-def mutated_lab(draw: st.DrawFn) -> Any:
+def mutated_lab(draw: st.DrawFn, ops: tuple[str, ...] = OPS) -> Any:
     doc: Any = copy.deepcopy(LAB_DOC)
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
         nodes = _nodes(doc)
@@ -232,7 +237,7 @@ def mutated_lab(draw: st.DrawFn) -> Any:
         # Most mutations go to the llmcluster: sections, not to the document frame.
         if len(path) < 2 and draw(st.integers(0, 9)) > 1:
             path = draw(st.sampled_from([n for n in nodes if len(n) >= 2] or nodes))
-        op = draw(st.sampled_from(OPS))
+        op = draw(st.sampled_from(ops))
         node = _get(doc, path)
         if op == "replace":
             doc = _set(doc, path, draw(mutation_values))
@@ -255,6 +260,17 @@ def mutated_lab(draw: st.DrawFn) -> Any:
             doc = _set(doc, path, None)
         elif op == "nudge_int" and isinstance(node, int) and not isinstance(node, bool):
             doc = _set(doc, path, node + draw(st.sampled_from([-100, -10, -1, 1, 10, 1000, 2**20])))
+        elif op == "same_type":
+            if isinstance(node, bool):
+                doc = _set(doc, path, not node)
+            elif isinstance(node, int):
+                doc = _set(doc, path, draw(PLAUSIBLE_INTS))
+            elif isinstance(node, str):
+                doc = _set(doc, path, draw(PLAUSIBLE_STRS))
+            elif isinstance(node, list) and node and draw(st.booleans()):
+                del node[draw(st.integers(0, len(node) - 1))]
+            elif isinstance(node, list):
+                node.append(draw(PLAUSIBLE_STRS))
         elif op == "mangle_str" and isinstance(node, str):
             doc = _set(doc, path, draw(st.sampled_from([node.upper(), node + "x", node[:-1], node * 2, " " + node])))
     return doc
@@ -263,6 +279,12 @@ def mutated_lab(draw: st.DrawFn) -> Any:
 @settings(FUZZ, max_examples=600 * SCALE)
 @given(doc=mutated_lab())
 def test_mutated_lab_document(doc: Any) -> None:
+    _load_doc(doc)
+
+
+@settings(FUZZ, max_examples=400 * SCALE)
+@given(doc=mutated_lab(ops=("same_type", "same_type", "nudge_int", "duplicate", "delete")))
+def test_well_typed_mutations_reach_whole_spec_rules(doc: Any) -> None:
     _load_doc(doc)
 
 
