@@ -219,6 +219,59 @@ def cmd_inventory(args) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- converge
+
+
+def cmd_converge(args) -> int:
+    from rich.live import Live
+    from rich.table import Table
+
+    from llmcluster.converge import ANSIBLE_DIR, recap_rows, run_playbook
+
+    if not args.stack and not args.inventory:
+        raise SpecError(Problem("--stack", "give --stack S (dynamic inventory) or --inventory FILE"))
+    if args.inventory:
+        inventory = Path(args.inventory)
+        if not inventory.exists():
+            raise SpecError(Problem("--inventory", f"{inventory}: no such file"))
+        env = {}
+    else:
+        stack_file(args.stack, stacks_dir(args.stacks_dir))  # unknown stack -> clean error
+        _load(args)  # validate before touching any host
+        inventory = ANSIBLE_DIR / "inventory" / "llmcluster.py"
+        env = {"LLMCLUSTER_STACK": args.stack, "LLMCLUSTER_STACKS_DIR": str(stacks_dir(args.stacks_dir))}
+    playbook = Path(args.playbook) if args.playbook else ANSIBLE_DIR / "site.yml"
+    if not playbook.is_file():
+        raise SpecError(Problem("--playbook", f"{playbook}: no such playbook"))
+
+    def table(hosts) -> Table:
+        t = Table(title=f"converge {args.stack or inventory}" + (" (check)" if args.check else ""))
+        for col in ("host", "task", "ok", "changed", "failed", "unreachable"):
+            t.add_column(col)
+        for h in sorted(hosts.values(), key=lambda x: x.host):
+            t.add_row(h.host, h.task[:60], str(h.ok), str(h.changed), str(h.failed), str(h.unreachable))
+        return t
+
+    console = _console()
+    with Live(table({}), console=console, refresh_per_second=4, transient=True) as live:
+        result = run_playbook(playbook, inventory, check=args.check, diff=args.diff, tags=args.tags or (),
+                              limit=args.limit, forks=args.forks, envvars=env,
+                              on_progress=lambda hosts: live.update(table(hosts)))
+    recap = Table(title="recap")
+    for col in ("host", "ok", "changed", "failed", "unreachable", "skipped"):
+        recap.add_column(col)
+    for row in recap_rows(result):
+        recap.add_row(*(str(x) for x in row))
+    console.print(recap)
+    for h in result.failed_hosts:
+        hp = result.hosts.get(h)
+        sys.stderr.write(f"{h}: {hp.last_error if hp else 'failed'}\n")
+    if not result.ok:
+        sys.stderr.write(f"converge failed (ansible-playbook rc={result.rc})\n")
+        return 4
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -265,6 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--list", action="store_true")
     g.add_argument("--host")
     inv.set_defaults(func=cmd_inventory)
+    cv = sub.add_parser("converge", help="run the Ansible playbook against a stack's hosts")
+    cv.add_argument("--stack", "-s", help="stack name (uses the dynamic inventory)")
+    cv.add_argument("--stacks-dir")
+    cv.add_argument("--inventory", "-i", help="an inventory file instead of the stack's dynamic inventory")
+    cv.add_argument("--playbook", help="playbook (default: ansible/site.yml)")
+    cv.add_argument("--check", action="store_true", help="dry run (ansible --check)")
+    cv.add_argument("--diff", action="store_true")
+    cv.add_argument("--tags", action="append", help="only these tags (repeatable)")
+    cv.add_argument("--limit")
+    cv.add_argument("--forks", type=int)
+    cv.set_defaults(func=cmd_converge, set=None)
     return p
 
 

@@ -1,0 +1,162 @@
+"""The converge driver: run an Ansible playbook through ansible-runner and report per host.
+
+Used by ``llmcluster converge --stack S`` (and by the lab). It streams runner events into
+per-host progress (current task, ok/changed/failed counters), supports ``--check``,
+``--diff``, tags and limits, and returns the recap that tests assert on (a second converge
+must report ``changed=0`` everywhere).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSIBLE_DIR = ROOT / "ansible"
+STAT_KEYS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
+
+
+@dataclass
+class HostProgress:
+    host: str
+    task: str = ""
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class ConvergeResult:
+    rc: int
+    status: str
+    stats: dict[str, dict[str, int]]  # host -> ok/changed/failures/dark/skipped/...
+    hosts: dict[str, HostProgress] = field(default_factory=dict)
+    changed_tasks: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.failed_hosts
+
+    @property
+    def failed_hosts(self) -> list[str]:
+        return sorted(h for h, s in self.stats.items() if s.get("failures") or s.get("dark"))
+
+    def changed(self, host: str | None = None) -> int:
+        if host is not None:
+            return self.stats.get(host, {}).get("changed", 0)
+        return sum(s.get("changed", 0) for s in self.stats.values())
+
+
+def _collect_stats(raw: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for key in STAT_KEYS:
+        for host, n in ((raw or {}).get(key) or {}).items():
+            out.setdefault(host, {k: 0 for k in STAT_KEYS})[key] = int(n)
+    return out
+
+
+def run_playbook(
+    playbook: str | Path,
+    inventory: str | Path,
+    *,
+    check: bool = False,
+    diff: bool = False,
+    tags: Sequence[str] = (),
+    skip_tags: Sequence[str] = (),
+    limit: str | None = None,
+    forks: int | None = None,
+    extravars: Mapping[str, Any] | None = None,
+    envvars: Mapping[str, str] | None = None,
+    on_progress: Callable[[dict[str, HostProgress]], None] | None = None,
+    quiet: bool = True,
+) -> ConvergeResult:
+    """Run ``playbook`` against ``inventory`` (a file or a dynamic inventory script)."""
+    import ansible_runner
+
+    playbook = Path(playbook).resolve()
+    hosts: dict[str, HostProgress] = {}
+    changed_tasks: dict[str, list[str]] = {}
+
+    def handler(event: dict[str, Any]) -> bool:
+        data = event.get("event_data") or {}
+        host = data.get("host")
+        kind = event.get("event", "")
+        if host:
+            hp = hosts.setdefault(host, HostProgress(host))
+            if kind == "runner_on_start":
+                hp.task = data.get("task", "")
+            elif kind == "runner_on_ok":
+                hp.ok += 1
+                if (data.get("res") or {}).get("changed"):
+                    hp.changed += 1
+                    changed_tasks.setdefault(host, []).append(data.get("task", ""))
+            elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+                hp.failed += 1
+                hp.last_error = str((data.get("res") or {}).get("msg", ""))[:300]
+            elif kind == "runner_on_unreachable":
+                hp.unreachable += 1
+                hp.last_error = str((data.get("res") or {}).get("msg", ""))[:300]
+            elif kind == "runner_on_skipped":
+                hp.skipped += 1
+            if on_progress is not None:
+                on_progress(hosts)
+        return True
+
+    cmdline: list[str] = []
+    if check:
+        cmdline.append("--check")
+    if diff:
+        cmdline.append("--diff")
+    if tags:
+        cmdline += ["--tags", ",".join(tags)]
+    if skip_tags:
+        cmdline += ["--skip-tags", ",".join(skip_tags)]
+    env = {"ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env.update(envvars or {})
+    # Prefer the ansible-playbook installed beside this interpreter (the project's venv).
+    local = Path(sys.executable).parent / "ansible-playbook"
+    binary = str(local) if local.exists() else shutil.which("ansible-playbook")
+    if binary is None:
+        from llmcluster.errors import LLMClusterError
+
+        raise LLMClusterError("ansible-playbook is not installed: run 'make setup' (pip install -e .)")
+    env.setdefault("PATH", f"{Path(binary).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    private = Path(tempfile.mkdtemp(prefix="llmcluster-runner-"))
+    try:
+        r = ansible_runner.run(
+            private_data_dir=str(private),
+            project_dir=str(playbook.parent),
+            playbook=str(playbook),
+            inventory=str(Path(inventory).resolve()),
+            extravars=dict(extravars or {}),
+            envvars=env,
+            cmdline=" ".join(cmdline) or None,
+            limit=limit,
+            forks=forks,
+            event_handler=handler,
+            quiet=quiet,
+            json_mode=False,
+        )
+        stats = _collect_stats(r.stats)
+        return ConvergeResult(rc=int(r.rc), status=str(r.status), stats=stats, hosts=hosts,
+                              changed_tasks=changed_tasks)
+    finally:
+        if not os.environ.get("LLMCLUSTER_KEEP_RUNNER_DIR"):
+            shutil.rmtree(private, ignore_errors=True)
+
+
+def recap_rows(result: ConvergeResult) -> list[tuple[str, int, int, int, int, int]]:
+    """(host, ok, changed, failed, unreachable, skipped) for every host, sorted."""
+    return [
+        (h, s.get("ok", 0), s.get("changed", 0), s.get("failures", 0), s.get("dark", 0), s.get("skipped", 0))
+        for h, s in sorted(result.stats.items())
+    ]
