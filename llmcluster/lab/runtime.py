@@ -1,0 +1,387 @@
+"""Bring the lab up, report on it, tear it down: :class:`LabRuntime`.
+
+``up`` is idempotent: on a running lab of the same plan it changes nothing, and it repairs
+what is missing (a dead ``sshd``, a deleted namespace, an unmounted root). A lab built from
+another plan in the same state dir is torn down (with its host disks) and built anew.
+``down`` removes exactly what the state file lists, in a safe order, and is a no-op the
+second time. Only one lab runs on a machine at a time: ``up`` refuses when lab-named objects
+exist that its state file does not list.
+
+Everything needs root (namespaces, bridges, mounts, nftables); the library itself needs no
+TTY: pass ``progress`` (any ``Callable[[str], None]``), or use :func:`rich_progress` for a
+live display.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmcluster.lab import hosts as H
+from llmcluster.lab import network as N
+from llmcluster.lab._sys import LabError, mounts_below, require_root, safe_rmtree
+from llmcluster.lab.image import BaseImage, SshKey, ensure_base_image, ensure_ssh_keypair
+from llmcluster.lab.state import LabState, Record, plan_fingerprint, plan_layout, state_lock
+from llmcluster.plan.build import Plan
+from llmcluster.plan.ipam import HostPlan
+
+Progress = Callable[[str], None]
+
+#: Connection settings every lab host gets in the inventory. Lab only: the hosts' keys are
+#: made fresh per host, so there is nothing to pin them to.
+LAB_SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+
+
+def default_state_dir() -> Path:
+    """``$LLMCLUSTER_LAB_STATE`` or ``~/.local/state/llmcluster/lab``."""
+    env = os.environ.get("LLMCLUSTER_LAB_STATE")
+    return Path(env).expanduser() if env else Path("~/.local/state/llmcluster/lab").expanduser()
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    name: str
+    mgmt_ip: str
+    netns: bool  # the host's network namespace exists
+    sshd: bool  # the recorded sshd process is alive (same pid and start time)
+    ssh: bool  # a TCP connect from the root namespace to mgmt_ip:22 reads an SSH banner
+
+    @property
+    def ok(self) -> bool:
+        return self.netns and self.sshd and self.ssh
+
+
+@dataclass(frozen=True)
+class UpReport:
+    seconds: float
+    image: BaseImage
+    started: tuple[str, ...]  # hosts whose sshd was (re)started by this call
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+@contextmanager
+def rich_progress(title: str = "lab") -> Iterator[Progress]:
+    """A ``progress`` callback that drives a ``rich`` spinner and logs each step with its time."""
+    from rich.progress import Progress as RichProgress
+    from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as bar:
+        task = bar.add_task(title, total=None)
+        started = time.monotonic()
+
+        def update(message: str) -> None:
+            bar.update(task, description=f"{title}: {message}")
+            bar.console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {message}")
+
+        yield update
+
+
+# --------------------------------------------------------------------------- teardown
+
+
+def _process_ref(rec: Record | None) -> H.ProcRef | None:
+    return H.ProcRef.from_dict(rec.data) if rec is not None else None
+
+
+def _remove(rec: Record, state: LabState) -> None:
+    kind, name, data = rec.kind, rec.name, rec.data
+    if kind == "process":
+        ref = _process_ref(rec)
+        if data.get("role") == "unshare":
+            H.stop_host(ref, _process_ref(state.find("process", f"{data.get('host')}:sshd")))
+        else:
+            H.stop_process(ref)
+    elif kind == "mount":
+        H.unmount_root(Path(name))
+    elif kind == "netns":
+        if N.netns_exists(name):
+            H.kill_netns_processes(name)
+            N.delete_netns(name)
+    elif kind == "veth":
+        N.delete_link(name)
+    elif kind == "address":
+        N.remove_controller_address(name, data["dev"])
+    elif kind == "bridge":
+        N.delete_link(name)
+    elif kind == "guard":
+        N.remove_guard()
+    else:  # pragma: no cover - a record kind this version does not know
+        raise LabError(f"unknown lab object kind {kind!r} in {state.path}")
+
+
+def lab_down(state_dir: Path | str, progress: Progress | None = None, *, purge: bool = False) -> list[str]:
+    """Remove everything the state file in ``state_dir`` lists; return what was removed.
+
+    Safe to call twice and after a crash in ``up``. With ``purge`` the hosts' disks (overlay
+    upper layers), the lab key and the state file go too, so the next ``up`` starts afresh.
+    """
+    require_root()
+    state_dir = Path(state_dir)
+    removed: list[str] = []
+    if not state_dir.exists():
+        return removed
+    started = time.monotonic()
+    with state_lock(state_dir):
+        state = LabState.load(state_dir)
+        for rec in state.teardown_order():
+            _say(progress, f"removing {rec.kind} {rec.name}")
+            _remove(rec, state)
+            removed.append(f"{rec.kind} {rec.name}")
+            state.forget(rec)
+        left = mounts_below(state_dir)
+        if left:  # not ours by record, but under our state dir: never leave them behind
+            for target in left:
+                H.unmount_root(Path(target))
+        if removed:
+            state.timings["down_s"] = round(time.monotonic() - started, 3)
+            state.save()
+        if purge:
+            _say(progress, f"purging host disks and key under {state_dir}")
+            safe_rmtree(state_dir / "hosts")
+            safe_rmtree(state_dir / "ssh")
+            state.path.unlink(missing_ok=True)
+    return removed
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+class LabRuntime:
+    """The lab for one plan, kept in ``state_dir`` (host disks, lab key, state file, logs)."""
+
+    def __init__(self, plan: Plan, state_dir: Path | str, *, cache: Path | None = None):
+        self.plan = plan
+        self.state_dir = Path(state_dir).expanduser().resolve()
+        self.cache = cache
+        if "mgmt" not in plan.ip.vlans:
+            raise LabError("the lab needs a mgmt VLAN (fabric.vlans.mgmt): the controller reaches hosts over it")
+
+    # ------------------------------------------------------------------ names and paths
+    @property
+    def hosts(self) -> tuple[HostPlan, ...]:
+        return self.plan.ip.hosts
+
+    @property
+    def key_dir(self) -> Path:
+        return self.state_dir / "ssh"
+
+    @property
+    def private_key(self) -> Path:
+        return self.key_dir / "id_ed25519"
+
+    def netns(self, host: str) -> str:
+        return N.netns_name(host)
+
+    def host_root(self, host: str) -> Path:
+        """The host's root filesystem as seen from this machine (mounted while the lab is up)."""
+        return H.host_paths(self.state_dir, host).root
+
+    def _mgmt_bridge(self) -> str:
+        return N.bridge_name(self.plan.ip.vlans["mgmt"])
+
+    # ------------------------------------------------------------------ up
+    def _preflight(self, state: LabState) -> None:
+        ours = {(r.kind, r.name) for r in state.records}
+        foreign: list[str] = []
+        for name in N.lab_links():
+            kind = "bridge" if name.startswith(N.BRIDGE_PREFIX) else "veth"
+            if (kind, name) not in ours:
+                foreign.append(f"link {name}")
+        for ns in N.netns_list():
+            if ns.startswith(N.NETNS_PREFIX) and ("netns", ns) not in ours:
+                foreign.append(f"netns {ns}")
+        if foreign:
+            raise LabError(
+                f"lab objects exist that {state.path} does not list ({', '.join(sorted(foreign))}): another "
+                "lab runs on this machine (or one was left behind); run 'down' with its state dir first"
+            )
+        N.check_controller_address(self.plan.ip.vlans["mgmt"], self._mgmt_bridge())
+
+    def _host_healthy(self, state: LabState, host: HostPlan) -> bool:
+        unshare = _process_ref(state.find("process", f"{host.name}:unshare"))
+        sshd = _process_ref(state.find("process", f"{host.name}:sshd"))
+        return bool(
+            unshare and unshare.alive() and sshd and sshd.alive() and N.netns_exists(self.netns(host.name))
+            and H.ssh_answers(host.mgmt_ip)
+        )
+
+    def up(self, progress: Progress | None = None) -> UpReport:
+        """Create (or repair) the whole lab; return when every host's sshd answers."""
+        require_root()
+        t0 = time.monotonic()
+        timings: dict[str, float] = {}
+        fingerprint = plan_fingerprint(self.plan)
+        previous = LabState.load(self.state_dir).fingerprint
+        if previous and previous != fingerprint:
+            _say(progress, "the lab in this state dir was built from another plan: tearing it down")
+            lab_down(self.state_dir, progress, purge=True)
+        with state_lock(self.state_dir):
+            state = LabState.load(self.state_dir)
+            state.fingerprint, state.layout = fingerprint, plan_layout(self.plan)
+            state.save()
+
+            t = time.monotonic()
+            image = ensure_base_image(cache=self.cache, progress=progress)
+            timings["image_s"] = round(time.monotonic() - t, 3)
+            pinned = Path(state.image.get("rootfs", ""))
+            lower = pinned if state.image.get("rootfs") and pinned.is_dir() else image.rootfs
+            if lower == image.rootfs:
+                state.image = {"key": image.key, "rootfs": str(image.rootfs)}
+            key = ensure_ssh_keypair(self.key_dir)
+            self._preflight(state)
+
+            t = time.monotonic()
+            self._network(state, progress)
+            self._hosts(state, lower, key, progress)
+            timings["network_s"] = round(time.monotonic() - t, 3)
+
+            t = time.monotonic()
+            started = self._start(state, progress)
+            timings["start_s"] = round(time.monotonic() - t, 3)
+            timings["up_s"] = round(time.monotonic() - t0, 3)
+            state.timings.update(timings)
+            state.save()
+        _say(progress, f"lab up: {len(self.hosts)} hosts in {timings['up_s']:.1f}s")
+        return UpReport(seconds=timings["up_s"], image=image, started=tuple(started), timings=timings)
+
+    def _network(self, state: LabState, progress: Progress | None) -> None:
+        # The guard goes first: no lab bridge or host exists without it.
+        _say(progress, f"loading the nftables guard (table inet {N.GUARD_TABLE})")
+        state.record("guard", N.GUARD_TABLE)
+        N.load_guard()
+        for vlan in self.plan.ip.vlans.values():
+            br = N.bridge_name(vlan)
+            _say(progress, f"bridge {br} (VLAN {vlan.role}, MTU {vlan.mtu})")
+            state.record("bridge", br, vlan=vlan.role, mtu=vlan.mtu)
+            N.ensure_bridge(br, vlan.mtu)
+        mgmt, bridge = self.plan.ip.vlans["mgmt"], self._mgmt_bridge()
+        state.record("address", N.controller_cidr(mgmt), dev=bridge)
+        N.ensure_controller_address(mgmt, bridge)
+
+    def _hosts(self, state: LabState, lower: Path, key: SshKey, progress: Progress | None) -> None:
+        ip = self.plan.ip
+        authorized = key.public_line()
+        for host in self.hosts:
+            ns = self.netns(host.name)
+            _say(progress, f"host {host.name}: namespace {ns}, {len(host.addresses)} interfaces, overlay root")
+            state.record("netns", ns, host=host.name)
+            N.ensure_netns(ns)
+            for role, addr in host.addresses.items():
+                vlan = ip.vlans[role]
+                veth, ifname = N.veth_name(host.name, vlan), N.host_ifname(role)
+                state.record("veth", veth, host=host.name, netns=ns, ifname=ifname, bridge=N.bridge_name(vlan))
+                N.ensure_host_port(netns=ns, veth=veth, ifname=ifname, bridge=N.bridge_name(vlan),
+                                   cidr=f"{addr}/{vlan.prefixlen}", mtu=vlan.mtu)
+            paths = H.host_paths(self.state_dir, host.name)
+            state.record("mount", str(paths.root), host=host.name, lower=str(lower))
+            H.mount_overlay(lower, paths)
+            H.write_host_files(paths.root, host, self.hosts, authorized)
+
+    def _start(self, state: LabState, progress: Progress | None) -> list[str]:
+        starting: list[tuple[HostPlan, H.ProcRef]] = []
+        for host in self.hosts:
+            if self._host_healthy(state, host):
+                continue
+            ns, paths = self.netns(host.name), H.host_paths(self.state_dir, host.name)
+            H.stop_host(_process_ref(state.find("process", f"{host.name}:unshare")),
+                        _process_ref(state.find("process", f"{host.name}:sshd")))
+            H.kill_netns_processes(ns)
+            _say(progress, f"host {host.name}: starting sshd")
+            name = f"{host.name}:unshare"
+            state.record("process", name, host=host.name, role="unshare", pid=None)
+            ref = H.start_host(ns, paths, host.name)
+            state.record("process", name, **ref.to_dict())
+            starting.append((host, ref))
+        for host, ref in starting:
+            sshd = H.wait_ready(ref, host.mgmt_ip, H.host_paths(self.state_dir, host.name))
+            state.record("process", f"{host.name}:sshd", host=host.name, role="sshd", **sshd.to_dict())
+            _say(progress, f"host {host.name}: sshd answers on {host.mgmt_ip}:{H.SSH_PORT}")
+        return [h.name for h, _ in starting]
+
+    # ------------------------------------------------------------------ down / status
+    def down(self, progress: Progress | None = None, *, purge: bool = False) -> list[str]:
+        """Remove exactly what the state file lists (see :func:`lab_down`)."""
+        return lab_down(self.state_dir, progress, purge=purge)
+
+    def state(self) -> LabState:
+        return LabState.load(self.state_dir)
+
+    def status(self) -> list[HostStatus]:
+        """Per host: namespace present, sshd alive, SSH port answering on the mgmt address."""
+        state = self.state()
+        out = []
+        for host in self.hosts:
+            sshd = _process_ref(state.find("process", f"{host.name}:sshd"))
+            out.append(HostStatus(
+                name=host.name,
+                mgmt_ip=host.mgmt_ip,
+                netns=N.netns_exists(self.netns(host.name)),
+                sshd=bool(sshd and sshd.alive()),
+                ssh=H.ssh_answers(host.mgmt_ip),
+            ))
+        return out
+
+    # ------------------------------------------------------------------ using hosts
+    def exec(self, host: str, argv: Sequence[str], *, timeout: float = 60,
+             check: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run a command inside a host (all its namespaces and its root), like ``docker exec``."""
+        require_root()
+        sshd = _process_ref(self.state().find("process", f"{host}:sshd"))
+        if sshd is None or not sshd.alive():
+            raise LabError(f"lab host {host} is not running (run up first)")
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "HOME": "/root"}
+        proc = subprocess.run(H.nsenter_argv(sshd, list(argv)), capture_output=True, text=True,
+                              timeout=timeout, env=env, check=False)
+        if check and proc.returncode != 0:
+            raise LabError(f"{host}: {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc
+
+    def ssh_argv(self, host: str, *command: str) -> list[str]:
+        """An ``ssh`` command line that logs in to a host as root with the lab key."""
+        h = self.plan.ip.host(host)
+        return ["ssh", "-i", str(self.private_key), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+                *LAB_SSH_COMMON_ARGS.split(), "-o", "LogLevel=ERROR", f"root@{h.mgmt_ip}", *command]
+
+    def inventory(self) -> dict[str, Any]:
+        """The plan's dynamic inventory (``--list`` shape) plus the lab's connection settings."""
+        from llmcluster.inventory import build_inventory
+
+        inv = build_inventory(self.plan)
+        for hv in inv["_meta"]["hostvars"].values():
+            hv["ansible_user"] = "root"
+            hv["ansible_ssh_private_key_file"] = str(self.private_key)
+            hv["ansible_ssh_common_args"] = LAB_SSH_COMMON_ARGS
+            hv["ansible_python_interpreter"] = "/usr/bin/python3"
+        return inv
+
+    def write_inventory(self, path: Path | str) -> Path:
+        """Write the lab inventory as a static YAML inventory (Ansible's ``yaml`` plugin)."""
+        inv = self.inventory()
+        hostvars = inv["_meta"]["hostvars"]
+        children = {
+            group: {"hosts": {h: None for h in body.get("hosts", [])}}
+            for group, body in inv.items()
+            if group not in ("all", "ungrouped", "_meta")
+        }
+        doc = {"all": {"vars": inv["all"]["vars"], "hosts": hostvars, "children": children}}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = (
+            f"# llmcluster lab inventory for stack {self.plan.spec.stack!r}: a lab, not production\n"
+            "# (host keys are not checked). Written by LabRuntime.write_inventory.\n"
+        )
+        path.write_text(header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+        return path
