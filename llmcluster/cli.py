@@ -272,6 +272,44 @@ def cmd_converge(args) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- lab
+
+
+def cmd_lab(args) -> int:
+    from llmcluster.lab import LabRuntime, default_state_dir, lab_down, rich_progress
+
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    if args.action == "down":
+        with rich_progress("lab down") as progress:
+            removed = lab_down(state_dir, progress, purge=args.purge)
+        _console().print(f"lab down: removed {len(removed)} object(s)")
+        return EXIT_OK
+    from llmcluster.plan.build import build_plan
+
+    plan = build_plan(_load(args))
+    lab = LabRuntime(plan, state_dir)
+    if args.action == "up":
+        with rich_progress("lab up") as progress:
+            report = lab.up(progress)
+        inv = lab.write_inventory(state_dir / "inventory.yml")
+        _console().print(f"lab up: {len(plan.ip.hosts)} host(s) in {report.seconds:.1f}s; inventory {inv}")
+        return EXIT_OK
+    rows = lab.status()
+    if args.json:
+        _print_json([{"host": r.name, "mgmt_ip": r.mgmt_ip, "netns": r.netns, "sshd": r.sshd, "ssh": r.ssh,
+                      "ok": r.ok} for r in rows])
+    else:
+        from rich.table import Table
+
+        t = Table(title=f"lab {plan.spec.stack} ({state_dir})")
+        for col in ("host", "mgmt", "netns", "sshd", "ssh"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(r.name, r.mgmt_ip, *("[green]yes[/]" if x else "[red]no[/]" for x in (r.netns, r.sshd, r.ssh)))
+        _console().print(t)
+    return EXIT_OK if all(r.ok for r in rows) else 3
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -329,6 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--limit")
     cv.add_argument("--forks", type=int)
     cv.set_defaults(func=cmd_converge, set=None)
+
+    lab = sub.add_parser("lab", help="the local lab: real isolated Linux hosts (needs root)")
+    lab.add_argument("action", choices=("up", "down", "status"))
+    lab.add_argument("--stack", "-s", default="lab")
+    lab.add_argument("--stacks-dir")
+    lab.add_argument("--state-dir", help="where the lab keeps its state (default: ~/.local/state/llmcluster/lab)")
+    lab.add_argument("--purge", action="store_true", help="with down: also delete host disks and the lab key")
+    lab.add_argument("--json", action="store_true")
+    lab.set_defaults(func=cmd_lab, set=None)
     return p
 
 
