@@ -21,8 +21,9 @@ def _ident(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def host_vars(plan: Plan, host_name: str) -> dict[str, Any]:
+def host_vars(plan: Plan, host_name: str, network_mode: str | None = None) -> dict[str, Any]:
     from llmcluster.plan.catalog import GPUS
+    from llmcluster.render.hostfiles import artifact_hostvars
 
     spec, ip = plan.spec, plan.ip
     h = ip.host(host_name)
@@ -76,10 +77,12 @@ def host_vars(plan: Plan, host_name: str) -> dict[str, Any]:
         replica = (h.index - 1) // nodes
         if replica < spec.serving.replicas:
             hv["llmcluster_serving"] = {"replica": replica, "node_rank": rank, "nodes": nodes}
+    # What the firewall and network roles deploy, rendered here: they never re-derive it.
+    hv.update(artifact_hostvars(plan, host_name, network_mode))
     return hv
 
 
-def build_inventory(plan: Plan) -> dict[str, Any]:
+def build_inventory(plan: Plan, network_mode: str | None = None) -> dict[str, Any]:
     spec, ip = plan.spec, plan.ip
     groups: dict[str, dict[str, Any]] = {}
 
@@ -93,7 +96,7 @@ def build_inventory(plan: Plan) -> dict[str, Any]:
         pool = spec.pools[h.pool]
         if pool.gpu is not None and pool.gpu.nvswitch:
             add("nvswitch", h.name)
-        hv = host_vars(plan, h.name)
+        hv = host_vars(plan, h.name, network_mode)
         if "llmcluster_serving" in hv:
             add("serving", h.name)
         hostvars[h.name] = hv
@@ -113,6 +116,7 @@ def build_inventory(plan: Plan) -> dict[str, Any]:
         "llmcluster_serving_port": spec.serving.port,
         "llmcluster_trtllm_args": dict(cap.trtllm_args),
         "llmcluster_min_tls_version": spec.pki.min_tls_version,
+        "llmcluster_ntp_servers": list(spec.site.ntp_servers),
     }
     out: dict[str, Any] = {
         "all": {"children": sorted(["ungrouped", *groups]), "vars": all_vars},

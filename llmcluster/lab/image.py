@@ -43,6 +43,7 @@ LAB_PACKAGES: tuple[str, ...] = (
     "nftables",
     "python3-cryptography",
     "iputils-ping",
+    "chrony",  # lab hosts reach no mirror: what the common role installs must already be there
 )
 #: Bump when the customisation in :func:`_customise` changes, so cached images are rebuilt.
 IMAGE_REVISION = 1

@@ -359,7 +359,11 @@ class LabRuntime:
         """The plan's dynamic inventory (``--list`` shape) plus the lab's connection settings."""
         from llmcluster.inventory import build_inventory
 
-        inv = build_inventory(self.plan)
+        inv = build_inventory(self.plan, network_mode="access")
+        # Lab hosts run sshd directly (no systemd) and share this machine's kernel: roles must
+        # neither manage services nor apply kernel parameters there.
+        inv["all"]["vars"]["llmcluster_manage_services"] = False
+        inv["all"]["vars"]["common_sysctl_apply"] = False
         for hv in inv["_meta"]["hostvars"].values():
             hv["ansible_user"] = "root"
             hv["ansible_ssh_private_key_file"] = str(self.private_key)

@@ -141,7 +141,7 @@ def test_the_lab_needs_root(monkeypatch, tmp_path):
 
 
 def test_lab_tests_skip_with_the_reason_without_root(monkeypatch):
-    from tests.lab.conftest import lab_skip_reason
+    from tests.conftest import lab_skip_reason
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert "needs root" in (lab_skip_reason() or "")

@@ -1,0 +1,353 @@
+"""Static checks of the host roles and the site playbook (no hosts needed).
+
+The linters first (``ansible-lint --profile production``, ``yamllint -s``; each skipped with
+its reason where it is not installed), ``ansible-playbook --syntax-check`` over the dynamic
+inventory of every stack, then the conventions of the design notes checked by parsing the
+YAML ourselves, as a second line of defence behind the linters: argument specs equal to the
+defaults, every task named and calling a fully-qualified module that exists, handlers named
+and listened to, variable prefixes, the tasks/main.yml layout, OS variables, platforms. And
+what the roles deploy: the netplan file they render is checked against the IP plan (and by
+``netplan generate`` where netplan is installed); the interface names of access mode are the
+renderer's.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, STACK_NAMES
+
+ROLES_DIR = ROOT / "roles"
+ANSIBLE_DIR = ROOT / "ansible"
+ROLES = sorted(p.name for p in ROLES_DIR.iterdir() if (p / "tasks" / "main.yml").is_file())
+VENV_BIN = Path(sys.executable).parent
+PLATFORMS = {"Ubuntu": {"jammy", "noble"}, "Debian": {"bookworm"}}
+PHASES = ("preflight", "install", "configure", "service")
+#: Tags each phase of tasks/main.yml carries (the preflight runs with every phase).
+PHASE_TAGS = {"preflight": ("install", "configure", "run"), "install": ("install",),
+              "configure": ("configure",), "service": ("run",)}
+BLOCK_KEYS = ("block", "rescue", "always")
+
+
+def tool(name: str) -> str | None:
+    exe = VENV_BIN / name
+    return str(exe) if exe.exists() else shutil.which(name)
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for the ansible tools: the venv's bin first, configuration from ansible/."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["ANSIBLE_CONFIG"] = str(ANSIBLE_DIR / "ansible.cfg")
+    return env
+
+
+def load(path: Path) -> Any:
+    with path.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+@functools.cache
+def task_keywords() -> frozenset[str]:
+    from ansible.playbook.task import Task
+
+    return frozenset(Task.fattributes) | {"listen", "local_action", *BLOCK_KEYS}
+
+
+@functools.cache
+def plugin_loaders():
+    from ansible.plugins.loader import action_loader, init_plugin_loader, module_loader
+
+    init_plugin_loader()
+    return module_loader, action_loader
+
+
+def resolves(module: str) -> bool:
+    modules, actions = plugin_loaders()
+    return bool(modules.find_plugin_with_context(module).resolved or actions.find_plugin_with_context(module).resolved)
+
+
+def walk_tasks(tasks: list[dict] | None, where: str):
+    """Every task (blocks included, and the blocks themselves) with a readable location."""
+    for i, t in enumerate(tasks or []):
+        here = f"{where}[{i}] {t.get('name', '<unnamed>')!r}"
+        yield here, t
+        for key in BLOCK_KEYS:
+            if key in t:
+                yield from walk_tasks(t[key], f"{here}.{key}")
+
+
+def task_files(role: str) -> list[Path]:
+    return sorted((ROLES_DIR / role / "tasks").glob("*.yml")) + [ROLES_DIR / role / "handlers" / "main.yml"]
+
+
+def action_of(task: dict) -> str | None:
+    keys = [k for k in task if k not in task_keywords() and not k.startswith("with_")]
+    return keys[0] if len(keys) == 1 else None
+
+
+# --------------------------------------------------------------------------- linters
+
+
+def test_yamllint_is_clean():
+    exe = tool("yamllint")
+    if exe is None:
+        pytest.skip("yamllint is not installed (pip install yamllint; see the project's test extras)")
+    r = subprocess.run([exe, "-s", "roles", "ansible", ".ansible-lint", ".yamllint"], cwd=ROOT,
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ansible_lint_production_profile_is_clean():
+    exe = tool("ansible-lint")
+    if exe is None:
+        pytest.skip("ansible-lint is not installed (pip install ansible-lint; see the project's test extras)")
+    env = tool_env()
+    env.pop("ANSIBLE_CONFIG")  # ansible-lint finds the roles from the project root itself
+    r = subprocess.run([exe, "--profile", "production", "--offline", "--nocolor", "roles", "ansible"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_lint_configuration():
+    cfg = load(ROOT / ".ansible-lint")
+    assert cfg["profile"] == "production"
+    assert not cfg.get("skip_list") and not cfg.get("warn_list"), "skips need a comment saying why (DESIGN 3)"
+    assert load(ROOT / ".yamllint")["extends"] == "default"
+
+
+@pytest.mark.parametrize("stack", STACK_NAMES)
+def test_site_playbook_syntax_with_the_dynamic_inventory(stack):
+    env = tool_env() | {"LLMCLUSTER_STACK": stack}
+    r = subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", str(ANSIBLE_DIR / "inventory" /
+                        "llmcluster.py"), "--syntax-check", str(ANSIBLE_DIR / "site.yml")],
+                       cwd=ANSIBLE_DIR, env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_site_playbook_plays():
+    plays = load(ANSIBLE_DIR / "site.yml")
+    assert plays, "site.yml has no play"
+    covered = set()
+    for play in plays:
+        name = play.get("name", "<unnamed>")
+        assert play.get("any_errors_fatal") is True, f"{name}: a rolling play must stop at the first failure"
+        assert "serial" in play, f"{name}: production plays roll (serial)"
+        roles = [r["role"] if isinstance(r, dict) else r for r in play["roles"]]
+        assert roles == ["common", "network", "firewall"], name
+        covered.add(play["hosts"])
+    assert {"gpu", "storage", "gateway"} <= covered
+    assert any(h.startswith("all:!") for h in covered), "hosts of no known group must be converged too"
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_argument_specs_keys_equal_defaults(role):
+    defaults = load(ROLES_DIR / role / "defaults" / "main.yml") or {}
+    spec = load(ROLES_DIR / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]
+    options = spec.get("options") or {}
+    assert set(options) == set(defaults), (
+        f"{role}: only in defaults {sorted(set(defaults) - set(options))}, "
+        f"only in argument_specs {sorted(set(options) - set(defaults))}")
+    for name, opt in options.items():
+        assert opt.get("description"), f"{role}: argument {name} has no description"
+        assert "type" in opt, f"{role}: argument {name} has no type"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_variable_prefixes(role):
+    for name in load(ROLES_DIR / role / "defaults" / "main.yml") or {}:
+        assert name.startswith(f"{role}_"), f"{role}: default {name} lacks the '{role}_' prefix"
+    for path in sorted((ROLES_DIR / role / "vars").glob("*.yml")):
+        for name in load(path) or {}:
+            assert name.startswith(f"_{role}_"), f"{path.relative_to(ROOT)}: {name} lacks the '_{role}_' prefix"
+    for path in task_files(role):
+        for where, task in walk_tasks(load(path), str(path.relative_to(ROOT))):
+            if "register" in task:
+                assert task["register"].startswith(f"__{role}_"), f"{where}: registers {task['register']}"
+            for name in task.get("vars") or {}:
+                assert name.startswith(f"__{role}_"), f"{where}: task variable {name} lacks '__{role}_'"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_task_is_named_and_uses_an_existing_fqcn_module(role):
+    for path in task_files(role):
+        for where, task in walk_tasks(load(path), str(path.relative_to(ROOT))):
+            assert task.get("name"), f"{where}: unnamed task"
+            assert task["name"][0].isupper(), f"{where}: names start with a capital letter"
+            if any(k in task for k in BLOCK_KEYS):
+                continue
+            module = action_of(task)
+            assert module, f"{where}: cannot tell the module from keys {sorted(task)}"
+            assert re.fullmatch(r"[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+", module), f"{where}: {module} is not an FQCN"
+            assert resolves(module), f"{where}: module {module} is not installed"
+            if module in ("ansible.builtin.command", "ansible.builtin.shell"):
+                args = task.get("args") or {}
+                assert "changed_when" in task or "creates" in args or "removes" in args, \
+                    f"{where}: a command must say when it changes something"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_handlers_are_named_and_listened_to(role):
+    handlers = load(ROLES_DIR / role / "handlers" / "main.yml") or []
+    topics: set[str] = set()
+    for where, h in walk_tasks(handlers, f"{role}/handlers"):
+        assert h.get("name") and h.get("listen"), f"{where}: handlers have a name and listen"
+        listen = h["listen"]
+        topics.update([listen] if isinstance(listen, str) else listen)
+    for topic in topics:
+        assert topic.startswith(f"{role} "), f"{role}: handler topic {topic!r} should start with the role name"
+    notified: set[str] = set()
+    for path in sorted((ROLES_DIR / role / "tasks").glob("*.yml")):
+        for where, task in walk_tasks(load(path), str(path.relative_to(ROOT))):
+            if "notify" in task:
+                n = task["notify"]
+                for topic in [n] if isinstance(n, str) else n:
+                    assert topic in topics, f"{where}: notifies {topic!r}, which no handler listens to"
+                    notified.add(topic)
+    assert topics <= notified, f"{role}: handler topics never notified: {sorted(topics - notified)}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_main_orchestrates_the_phases_with_tags(role):
+    main = load(ROLES_DIR / role / "tasks" / "main.yml")
+    first = main[0]
+    assert action_of(first) == "ansible.builtin.include_vars", f"{role}: tasks/main.yml starts with the OS variables"
+    assert "ansible.builtin.first_found" in str(first["ansible.builtin.include_vars"]), f"{role}: OS vars, first_found"
+    imports = [(t["ansible.builtin.import_tasks"], t.get("tags") or []) for t in main[1:]]
+    assert [f for f, _ in imports] == [f"{p}.yml" for p in PHASES], f"{role}: phases are {imports}"
+    for (_, tags), phase in zip(imports, PHASES, strict=True):
+        assert sorted(tags) == sorted(f"{role}_{t}" for t in PHASE_TAGS[phase]), f"{role}: {phase} tagged {tags}"
+    assert sorted(first.get("tags") or []) == sorted(f"{role}_{t}" for t in ("install", "configure", "run"))
+    for phase in PHASES:
+        assert (ROLES_DIR / role / "tasks" / f"{phase}.yml").is_file()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_preflight_asserts_with_messages(role):
+    tasks = list(walk_tasks(load(ROLES_DIR / role / "tasks" / "preflight.yml"), f"{role}/preflight"))
+    asserts = [(w, t) for w, t in tasks if action_of(t) == "ansible.builtin.assert"]
+    assert asserts, f"{role}: the preflight asserts something"
+    for where, t in asserts:
+        assert t["ansible.builtin.assert"].get("fail_msg"), f"{where}: an assert says what to fix (fail_msg)"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_os_variables_and_platforms(role):
+    for os_name in PLATFORMS:
+        assert (ROLES_DIR / role / "vars" / f"{os_name}.yml").is_file(), f"{role}: no vars/{os_name}.yml"
+    # Every OS file defines the same variables.
+    keys = {p.name: set(load(p) or {}) for p in (ROLES_DIR / role / "vars").glob("*.yml") if p.name != "main.yml"}
+    assert len({frozenset(k) for k in keys.values()}) == 1, f"{role}: OS variable files differ: {keys}"
+    meta = load(ROLES_DIR / role / "meta" / "main.yml")
+    platforms = {p["name"]: set(p["versions"]) for p in meta["galaxy_info"]["platforms"]}
+    assert platforms == PLATFORMS, f"{role}: platforms {platforms}"
+    assert meta["galaxy_info"]["role_name"] == role
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_probes_never_report_changes_and_run_in_check_mode(role):
+    """Read-only commands (``ip -j``, ``tc -j``, ``nft list``, ``sshd -T``) are changed_when false
+    and run in check mode too (their results drive the other tasks)."""
+    for path in task_files(role):
+        for where, task in walk_tasks(load(path), str(path.relative_to(ROOT))):
+            if action_of(task) != "ansible.builtin.command" or "register" not in task:
+                continue
+            assert task.get("changed_when") is False, f"{where}: a probe is changed_when: false"
+            assert task.get("check_mode") is False, f"{where}: a probe runs in check mode (check_mode: false)"
+
+
+# --------------------------------------------------------------------------- what the roles deploy
+
+
+def test_access_interface_names_match_the_renderer():
+    from llmcluster.render.hostfiles import ACCESS_IFNAMES
+
+    assert load(ROLES_DIR / "network" / "vars" / "main.yml")["_network_access_names"] == ACCESS_IFNAMES
+
+
+RENDER_PLAYBOOK = """\
+- name: Render the network role's netplan file
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+  vars_files:
+    - {role}/defaults/main.yml
+    - {role}/vars/main.yml
+  tasks:
+    - name: Render
+      ansible.builtin.template:
+        src: {role}/templates/netplan.yaml.j2
+        dest: "{{{{ out_dir }}}}/{{{{ item }}}}.yaml"
+        mode: "0600"
+      loop: "{{{{ hosts_vars.keys() | list }}}}"
+      vars:
+        llmcluster_interfaces: "{{{{ hosts_vars[item].llmcluster_interfaces }}}}"
+        llmcluster_interface_names: "{{{{ hosts_vars[item].llmcluster_interface_names }}}}"
+        network_mode: tagged
+"""
+
+
+def test_netplan_file_matches_the_ip_plan(tmp_path):
+    """Tagged mode: one VLAN per planned interface on the uplink, with the plan's id, MTU, address."""
+    import json
+
+    from llmcluster.render.hostfiles import artifact_hostvars
+    from tests.conftest import load_plan
+
+    plan = load_plan("prod-baremetal")
+    hosts = [h.name for h in plan.ip.hosts]
+    hosts_vars = {}
+    for name in hosts:
+        from llmcluster.inventory import host_vars
+
+        hv = host_vars(plan, name)
+        hosts_vars[name] = {"llmcluster_interfaces": hv["llmcluster_interfaces"],
+                            "llmcluster_interface_names": artifact_hostvars(plan, name, "tagged")[
+                                "llmcluster_interface_names"]}
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(RENDER_PLAYBOOK.format(role=ROLES_DIR / "network"), encoding="utf-8")
+    (tmp_path / "vars.json").write_text(json.dumps({"hosts_vars": hosts_vars, "out_dir": str(tmp_path)}))
+    env = tool_env()
+    r = subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(playbook),
+                        "-e", f"@{tmp_path / 'vars.json'}"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in hosts:
+        doc = load(tmp_path / f"{name}.yaml")
+        vlans = doc["network"]["vlans"]
+        ifaces = hosts_vars[name]["llmcluster_interfaces"]
+        assert doc["network"]["version"] == 2
+        assert sorted(vlans) == sorted(f"vlan{i['vlan_id']}" for i in ifaces.values()), name
+        for role, i in ifaces.items():
+            v = vlans[f"vlan{i['vlan_id']}"]
+            assert (v["id"], v["link"], v["mtu"]) == (i["vlan_id"], "bond0", i["mtu"]), f"{name} {role}"
+            assert v["addresses"] == [f"{i['address']}/{i['prefix']}"], f"{name} {role}"
+            routes = v.get("routes", [])
+            assert routes == ([{"to": "default", "via": i["gateway"]}] if role == "mgmt" else []), f"{name} {role}"
+    netplan = shutil.which("netplan")
+    if netplan is None:
+        pytest.skip("netplan is not installed here: rendered files checked against the plan only")
+    for name in hosts:
+        root = tmp_path / "root" / name
+        (root / "etc" / "netplan").mkdir(parents=True)
+        base = {"network": {"version": 2, "bonds": {"bond0": {"interfaces": [], "mtu": 9216}}}}
+        (root / "etc" / "netplan" / "50-base.yaml").write_text(yaml.safe_dump(base))
+        shutil.copy(tmp_path / f"{name}.yaml", root / "etc" / "netplan" / "60-llmcluster.yaml")
+        r = subprocess.run([netplan, "generate", "--root-dir", str(root)], capture_output=True, text=True,
+                           check=False)
+        assert r.returncode == 0, f"{name}: {r.stdout}{r.stderr}"
