@@ -36,6 +36,19 @@ def root() -> Path:
     return ROOT
 
 
+#: Golden files of the renderer tests (regenerate with LLMCLUSTER_UPDATE_GOLDEN=1).
+GOLDEN = ROOT / "tests" / "unit" / "golden"
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("LLMCLUSTER_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"missing golden file {name}: run with LLMCLUSTER_UPDATE_GOLDEN=1"
+    assert text == path.read_text(encoding="utf-8"), f"{name} differs (LLMCLUSTER_UPDATE_GOLDEN=1 to accept)"
+
+
 # --------------------------------------------------------------------------- the lab tier
 # One lab per machine: the session fixture lives here so the lab and roles tiers share it
 # (a second fixture instance in the same worker would wait on its own lock).

@@ -31,6 +31,7 @@ import netaddr
 
 from llmcluster.lab._sys import LabError, run
 from llmcluster.plan.ipam import VlanPlan
+from llmcluster.render.hostfiles import ACCESS_IFNAMES
 
 BRIDGE_PREFIX = "llb-"
 VETH_PREFIX = "llv-"
@@ -38,15 +39,8 @@ NETNS_PREFIX = "llh-"
 GUARD_TABLE = "llmcluster_lab_guard"
 IFNAMSIZ = 15  # usable characters of a Linux interface name
 
-#: Interface name inside a host for each VLAN role (all at most 15 characters).
-HOST_IFNAMES: dict[str, str] = {
-    "mgmt": "mgmt",
-    "oob": "oob",
-    "inference": "inference",
-    "storage_public": "stor-pub",
-    "storage_cluster": "stor-clu",
-    "rdma": "rdma",
-}
+#: Interface name inside a host for each VLAN role: the access-mode names the roles expect.
+HOST_IFNAMES = ACCESS_IFNAMES
 
 
 # --------------------------------------------------------------------------- names

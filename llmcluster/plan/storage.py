@@ -40,6 +40,7 @@ from fractions import Fraction
 from llmcluster.errors import PlanError
 from llmcluster.plan.ipam import IpPlan
 from llmcluster.spec.models import Spec
+from llmcluster.spec.validate import RAID_MIN_DRIVES
 
 MD_DEVICE = "/dev/md/models"
 CRYPT_NAME = "models"
@@ -196,7 +197,7 @@ def _raid(spec: Spec, ip: IpPlan, weights_bytes_per_node: int | None) -> RaidPla
     n = raid.drives or pool.nvme.count
     if n > pool.nvme.count:
         raise PlanError("storage.raid.drives", f"{n} drives but pools.{raid.pool}.nvme.count is {pool.nvme.count}")
-    minimum = {0: 2, 1: 2, 5: 3, 6: 4, 10: 4}[raid.level]
+    minimum = RAID_MIN_DRIVES[raid.level]
     if n < minimum or (raid.level == 10 and n % 2):
         raise PlanError("storage.raid.drives", f"RAID {raid.level} cannot be built from {n} drives")
     size = pool.nvme.size_gb * 10**9

@@ -24,14 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmcluster.offline import Evaluation
 
 
-def production_interfaces(plan, host_name: str) -> dict[str, str]:
-    """Interface name per VLAN role in production (tagged mode): ``vlan<id>``."""
-    h = plan.ip.host(host_name)
-    return {role: f"vlan{plan.ip.vlans[role].id}" for role in h.addresses}
-
-
 def write_artifacts(ev: Evaluation, out: Path) -> list[Path]:
-    from llmcluster.render.nftables import render_host_nftables
+    from llmcluster.render.hostfiles import host_interfaces
     from llmcluster.render.tc import render_host_tc
 
     out.mkdir(parents=True, exist_ok=True)
@@ -45,14 +39,17 @@ def write_artifacts(ev: Evaluation, out: Path) -> list[Path]:
         written.append(p)
 
     write("plan.json", json.dumps(ev.document(), indent=2, sort_keys=True) + "\n")
-    write("inventory.json", json.dumps(ev.outputs[outputs.INVENTORY], indent=2, sort_keys=True) + "\n")
+    inventory = ev.outputs[outputs.INVENTORY]
+    write("inventory.json", json.dumps(inventory, indent=2, sort_keys=True) + "\n")
     write("pki/root-ca.pem", ev.outputs[outputs.PKI_ROOT_CERT])
     write("pki/ca-chain.pem", ev.outputs[outputs.PKI_CHAIN])
     for name, pem in sorted(ev.outputs[outputs.PKI_CERTS].items()):
         write(f"pki/certs/{name}.pem", pem)
     plan = ev.plan
     for h in plan.ip.hosts:
-        write(f"hosts/{h.name}/nftables.nft", render_host_nftables(h.name, plan.firewall, plan.qos))
-        write(f"hosts/{h.name}/qos.sh", render_host_tc(h.name, plan.ip, plan.qos, production_interfaces(plan, h.name)),
-              mode=0o755)
+        # The ruleset the firewall role deploys, as the program already rendered it.
+        write(f"hosts/{h.name}/nftables.nft", inventory["_meta"]["hostvars"][h.name]["llmcluster_nftables_ruleset"])
+        # Production (tagged) interface names, whatever mode the stack's own inventory uses.
+        tagged = host_interfaces(plan, h.name, "tagged")
+        write(f"hosts/{h.name}/qos.sh", render_host_tc(h.name, plan.ip, plan.qos, tagged), mode=0o755)
     return written

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 
 import pytest
 
@@ -17,10 +16,8 @@ from llmcluster.plan.firewall import (
 )
 from llmcluster.plan.ipam import build_ip_plan
 from llmcluster.spec import load_stack_file
-from tests.conftest import ROOT, STACKS
+from tests.conftest import STACKS, check_golden
 
-GOLDEN = ROOT / "tests" / "unit" / "golden"
-UPDATE = os.environ.get("LLMCLUSTER_UPDATE_GOLDEN") == "1"
 
 
 @functools.cache
@@ -35,15 +32,6 @@ def plan_of(stack: str, overrides: tuple[str, ...] = ()):
 
 def rules_for(plan, host: str, flow: str) -> list[FirewallRule]:
     return [r for r in plan.host(host).rules if flow in r.flows]
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"missing golden file {name}: run with LLMCLUSTER_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8"), f"{name} differs (LLMCLUSTER_UPDATE_GOLDEN=1 to accept)"
 
 
 # --------------------------------------------------------------------------- helpers

@@ -28,10 +28,8 @@ from llmcluster.plan.qos import build_qos_plan
 from llmcluster.render.nftables import nft_set, render_host_nftables
 from llmcluster.render.tc import parse_speed, render_host_tc
 from llmcluster.spec import load_stack_file
-from tests.conftest import ROOT, STACKS
+from tests.conftest import STACKS, check_golden
 
-GOLDEN = ROOT / "tests" / "unit" / "golden"
-UPDATE = os.environ.get("LLMCLUSTER_UPDATE_GOLDEN") == "1"
 BAREMETAL = ("lab", "prod-baremetal")
 NFT = shutil.which("nft")
 IP = shutil.which("ip")
@@ -54,15 +52,6 @@ def nft_text(stack: str, host: str) -> str:
 def interfaces(stack: str, host: str) -> dict[str, str]:
     _, ip, _, _ = plans(stack)
     return {role: f"vlan{ip.vlans[role].id}" for role in ip.host(host).addresses}
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"missing golden file {name}: run with LLMCLUSTER_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8"), f"{name} differs (LLMCLUSTER_UPDATE_GOLDEN=1 to accept)"
 
 
 def all_hosts(stacks=BAREMETAL):
