@@ -236,8 +236,7 @@ def cmd_converge(args) -> int:
             raise SpecError(Problem("--inventory", f"{inventory}: no such file"))
         env = {}
     else:
-        stack_file(args.stack, stacks_dir(args.stacks_dir))  # unknown stack -> clean error
-        _load(args)  # validate before touching any host
+        _load(args)  # unknown stack or invalid spec: a clean error before touching any host
         inventory = ANSIBLE_DIR / "inventory" / "llmcluster.py"
         env = {"LLMCLUSTER_STACK": args.stack, "LLMCLUSTER_STACKS_DIR": str(stacks_dir(args.stacks_dir))}
     playbook = Path(args.playbook) if args.playbook else ANSIBLE_DIR / "site.yml"

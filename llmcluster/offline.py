@@ -187,7 +187,11 @@ class _Tls:
         merged = {**inputs, "dnsNames": sans_dns, "ipAddresses": sans_ip}
         cert, nb, na = self._build(subject=csr.subject, issuer_name=ca_cert.subject, public_key=csr.public_key(),
                                    signing_key=ca_key, inputs=merged, issuer_key=ca_key)
-        return {**self._cert_outputs(cert, nb, na, inputs), "caKeyAlgorithm": "ECDSA"}
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+        algorithm = "ECDSA" if isinstance(ca_key, ec.EllipticCurvePrivateKey) else (
+            "RSA" if isinstance(ca_key, rsa.RSAPrivateKey) else "ED25519")
+        return {**self._cert_outputs(cert, nb, na, inputs), "caKeyAlgorithm": algorithm}
 
 
 # --------------------------------------------------------------------------- recording mocks
