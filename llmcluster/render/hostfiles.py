@@ -43,8 +43,17 @@ LAB_STACK = "lab"
 
 
 def network_mode(spec: Spec) -> NetworkMode:
-    """How the stack's hosts attach to the VLANs: ``access`` for the lab, ``tagged`` otherwise."""
-    return "access" if spec.stack == LAB_STACK else "tagged"
+    """How the stack's hosts attach by default: ``access`` in a lab (the ``lab`` stack, or any
+    stack with a ``lab`` section), ``tagged`` otherwise."""
+    return "access" if spec.stack == LAB_STACK or spec.lab is not None else "tagged"
+
+
+def host_network_mode(plan: Plan, host_name: str) -> NetworkMode:
+    """One host's mode: the stack default, or what ``lab.hosts`` / ``lab.pools`` ask for."""
+    mode = network_mode(plan.spec)
+    if mode == "access" and plan.spec.lab is not None:
+        return plan.spec.lab.host(host_name, plan.ip.host(host_name).pool).network
+    return mode
 
 
 def host_interfaces(plan: Plan, host_name: str, mode: str) -> dict[str, str]:
@@ -70,13 +79,13 @@ def host_artifacts(plan: Plan, host_name: str, mode: str) -> dict[str, Any]:
 def artifact_hostvars(plan: Plan, host_name: str, mode: str | None = None) -> dict[str, Any]:
     """The host variables the ``network`` and ``firewall`` roles read (merged into the inventory).
 
-    Bare metal: the network mode (default :func:`network_mode`), the interface names, the
+    Bare metal: the network mode (default :func:`host_network_mode`), the interface names, the
     ruleset and the tc script. Elsewhere (AWS) the platform owns interfaces, MTU and queues:
     only the ruleset (it matches addresses, not interface names).
     """
     if plan.spec.platform != "baremetal":
         return {"llmcluster_nftables_ruleset": render_host_nftables(host_name, plan.firewall, plan.qos)}
-    mode = mode or network_mode(plan.spec)
+    mode = mode or host_network_mode(plan, host_name)
     a = host_artifacts(plan, host_name, mode)
     return {
         "llmcluster_network_mode": mode,

@@ -434,6 +434,44 @@ class Baremetal(_Model):
     spine_switches: Annotated[StrictInt, Field(ge=0, le=64)] = 2
 
 
+# --------------------------------------------------------------------------- lab
+
+#: How a lab node is realised on the lab machine (see docs/lab.md):
+#: ``namespace`` — a network namespace + overlay root + sshd (fast, no systemd, shares the kernel);
+#: ``nspawn`` — the same namespace and root booted with systemd under systemd-nspawn (services);
+#: ``vm`` — a qemu guest with its own Debian kernel (md RAID, 802.1Q, vlan_filtering, device-mapper).
+LabHostKind = Literal["namespace", "nspawn", "vm"]
+
+
+class LabHost(_Model):
+    kind: LabHostKind = "namespace"
+    #: ``access``: one untagged interface per VLAN (switch access ports, the lab's default);
+    #: ``tagged``: 802.1Q subinterfaces on one trunk, as in production (needs ``kind: vm``:
+    #: this kernel has no 802.1Q; the trunk ends on a VM leaf with a VLAN-aware bridge).
+    network: Literal["access", "tagged"] = "access"
+
+
+class LabVm(_Model):
+    memory_mb: Annotated[StrictInt, Field(ge=512, le=65536)] = 1536
+    cpus: Annotated[StrictInt, Field(ge=1, le=16)] = 1
+    disk_gb: Annotated[StrictInt, Field(ge=2, le=64)] = 4
+    #: ``tcg`` (software emulation) works everywhere; ``kvm`` only where /dev/kvm boots a stock kernel.
+    accel: Literal["tcg", "kvm"] = "tcg"
+    boot_timeout_s: Annotated[StrictInt, Field(ge=30, le=1800)] = 300
+
+
+class Lab(_Model):
+    """How ``llmcluster lab`` realises this stack's nodes (host kind per pool, per host)."""
+
+    pools: dict[Name, LabHost] = Field(default_factory=dict)
+    hosts: dict[DnsLabel, LabHost] = Field(default_factory=dict)
+    vm: LabVm = LabVm()
+
+    def host(self, name: str, pool: str) -> LabHost:
+        """The effective settings of one host: its own entry, else its pool's, else the default."""
+        return self.hosts.get(name) or self.pools.get(pool) or LabHost()
+
+
 # --------------------------------------------------------------------------- the spec
 
 
@@ -452,6 +490,7 @@ class Spec(_Model):
     serving: Serving
     aws: Aws | None = None
     baremetal: Baremetal | None = None
+    lab: Lab | None = None
 
     def hostname_prefix(self, pool_name: str) -> str:
         p = self.pools[pool_name]

@@ -23,7 +23,7 @@ RAID_MIN_DRIVES = {0: 2, 1: 2, 5: 3, 6: 4, 10: 4}
 
 def validate_spec(spec: Spec) -> list[Problem]:
     problems: list[Problem] = []
-    for check in (_fabric, _qos, _pools, _platform, _zones_and_flows, _storage, _pki, _serving):
+    for check in (_fabric, _qos, _pools, _platform, _zones_and_flows, _storage, _pki, _serving, _lab):
         problems.extend(check(spec))
     if not any(p.path.startswith(("fabric.vlans", "site.supernet", "pools")) for p in problems):
         problems.extend(_addresses(spec))
@@ -240,6 +240,46 @@ def _platform(spec: Spec) -> list[Problem]:
         for name, pool in spec.pools.items():
             if pool.aws is not None:
                 out.append(Problem(f"pools.{name}.aws", "only valid with platform 'aws'"))
+    return out
+
+
+# --------------------------------------------------------------------------- lab
+
+
+def lab_host_names(spec: Spec) -> dict[str, str]:
+    """Host name -> pool name, as the IP plan names them (``<prefix>-<index>``)."""
+    from llmcluster.plan.ipam import hostname
+
+    return {
+        hostname(spec.hostname_prefix(pool_name), i, pool.count): pool_name
+        for pool_name, pool in spec.pools.items()
+        for i in range(1, pool.count + 1)
+    }
+
+
+def _lab(spec: Spec) -> list[Problem]:
+    lab = spec.lab
+    if lab is None:
+        return []
+    if spec.platform != "baremetal":
+        return [Problem("lab", f"only valid with platform 'baremetal' (this stack is '{spec.platform}'): "
+                               "the lab stands in for bare-metal racks")]
+    out: list[Problem] = []
+    for pool_name, entry in lab.pools.items():
+        if pool_name not in spec.pools:
+            out.append(Problem(f"lab.pools.{pool_name}",
+                               f"unknown pool{did_you_mean(pool_name, spec.pools)} (known: {', '.join(spec.pools)})"))
+        elif entry.network == "tagged" and entry.kind != "vm":
+            out.append(Problem(f"lab.pools.{pool_name}.network",
+                               "'tagged' needs kind 'vm': only a VM has 802.1Q subinterfaces in the lab"))
+    names = lab_host_names(spec)
+    for host, entry in lab.hosts.items():
+        if host not in names:
+            known = ", ".join(sorted(names)[:12]) + (", ..." if len(names) > 12 else "")
+            out.append(Problem(f"lab.hosts.{host}", f"unknown host{did_you_mean(host, names)} (known: {known})"))
+        elif entry.network == "tagged" and entry.kind != "vm":
+            out.append(Problem(f"lab.hosts.{host}.network",
+                               "'tagged' needs kind 'vm': only a VM has 802.1Q subinterfaces in the lab"))
     return out
 
 
