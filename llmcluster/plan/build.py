@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmcluster.plan.firewall import FirewallPlan
     from llmcluster.plan.qos import QosPlan
     from llmcluster.plan.storage import StoragePlan
+    from llmcluster.plan.switches import SwitchPlan
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Plan:
     firewall: FirewallPlan
     qos: QosPlan
     storage: StoragePlan
+    #: leaf/spine switches, port map, fabric ACL and QoS (bare metal only; see plan.switches)
+    switches: SwitchPlan | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +44,7 @@ class Plan:
             "firewall": self.firewall.to_dict(),
             "qos": self.qos.to_dict(),
             "storage": self.storage.to_dict(),
+            "switches": self.switches.to_dict() if self.switches is not None else None,
         }
 
 
@@ -49,6 +53,7 @@ def build_plan(spec: Spec) -> Plan:
     from llmcluster.plan.firewall import build_firewall_plan
     from llmcluster.plan.qos import build_qos_plan
     from llmcluster.plan.storage import build_storage_plan
+    from llmcluster.plan.switches import build_switch_plan
 
     ip = build_ip_plan(spec)
     s = spec.serving
@@ -57,12 +62,15 @@ def build_plan(spec: Spec) -> Plan:
     capacity = size_deployment(model=s.model, gpu=pool.gpu.model, precision=s.precision, context=s.context,
                                concurrency=s.concurrency, gpus_per_node=pool.gpu.count, kv_dtype=s.kv_dtype)
     per_node = capacity.weights_bytes // max(1, capacity.nodes)
+    firewall = build_firewall_plan(spec, ip)
+    qos = build_qos_plan(spec)
     return Plan(
         spec=spec,
         ip=ip,
         capacity=capacity,
         pki=build_pki_plan(spec, ip),
-        firewall=build_firewall_plan(spec, ip),
-        qos=build_qos_plan(spec),
+        firewall=firewall,
+        qos=qos,
         storage=build_storage_plan(spec, ip, weights_bytes_per_node=per_node),
+        switches=build_switch_plan(spec, ip, qos, firewall),
     )

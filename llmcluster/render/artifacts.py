@@ -7,6 +7,8 @@ Layout::
     pki/root-ca.pem, pki/ca-chain.pem, pki/certs/<name>.pem   public material only
     hosts/<host>/nftables.nft      host firewall + DSCP marking (nft -f)
     hosts/<host>/qos.sh            tc htb classes and DSCP filters
+    switches/<switch>.<ext>        bare metal: every leaf/spine config in baremetal.switch_os
+                                   (.nvue.yaml Cumulus NVUE, .config_db.json SONiC, .eos.cfg EOS)
 
 Private keys are never written here: they stay Pulumi secrets and reach hosts through the
 ``mtls`` role.
@@ -24,8 +26,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmcluster.offline import Evaluation
 
 
-def write_artifacts(ev: Evaluation, out: Path) -> list[Path]:
+def write_artifacts(ev: Evaluation, out: Path, switch_os: str | None = None) -> list[Path]:
+    """Write the artifacts; ``switch_os`` renders the switch configs for another OS than the stack's."""
     from llmcluster.render.hostfiles import host_interfaces
+    from llmcluster.render.switch import render_all as render_switches
     from llmcluster.render.tc import render_host_tc
 
     out.mkdir(parents=True, exist_ok=True)
@@ -52,4 +56,6 @@ def write_artifacts(ev: Evaluation, out: Path) -> list[Path]:
         # Production (tagged) interface names, whatever mode the stack's own inventory uses.
         tagged = host_interfaces(plan, h.name, "tagged")
         write(f"hosts/{h.name}/qos.sh", render_host_tc(h.name, plan.ip, plan.qos, tagged), mode=0o755)
+    for name, text in sorted(render_switches(plan, switch_os).items()):
+        write(f"switches/{name}", text)
     return written

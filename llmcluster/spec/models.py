@@ -426,12 +426,35 @@ class Aws(_Model):
         return v
 
 
+# --- switch port map (llmcluster.plan.switches; rules in validate._switches) -----------------
+
+#: A front-panel port in a ``baremetal.port_map``: its number (``5``) or its name in the
+#: stack's switch OS (``swp5``, SONiC ``Ethernet32``, EOS ``Ethernet5/1``). YAML reads a bare
+#: ``5:`` key as a number: accept it as the port name it means.
+SwitchPortName = Annotated[
+    StrictStr, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+]
+
+
+class PortAssignment(_Model):
+    """What is cabled to one leaf port: one port of one host NIC, and the VLANs it carries."""
+
+    host: DnsLabel
+    nic: Name | None = Field(default=None, description="a NIC of the host's pool (omit for pools without nics)")
+    port: Annotated[StrictInt, Field(ge=1, le=16)] = Field(default=1, description="port of the NIC (1..count)")
+    vlans: tuple[VlanRole, ...] | None = Field(
+        default=None, description="VLANs on the switch port; must equal the NIC's VLANs (default: them)"
+    )
+
+
 class Baremetal(_Model):
     os: Literal["ubuntu-22.04", "ubuntu-24.04", "debian-12"] = "ubuntu-24.04"
     switch_os: Literal["cumulus", "sonic", "eos"] = "cumulus"
     ssh_user: DnsLabel = "ubuntu"
     leaf_switches: Annotated[StrictInt, Field(ge=1, le=256)] = 2
     spine_switches: Annotated[StrictInt, Field(ge=0, le=64)] = 2
+    #: leaf -> port -> assignment; overrides the automatic port layout for those host NIC ports.
+    port_map: dict[DnsLabel, dict[SwitchPortName, PortAssignment]] = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- lab

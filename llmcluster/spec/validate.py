@@ -23,7 +23,7 @@ RAID_MIN_DRIVES = {0: 2, 1: 2, 5: 3, 6: 4, 10: 4}
 
 def validate_spec(spec: Spec) -> list[Problem]:
     problems: list[Problem] = []
-    for check in (_fabric, _qos, _pools, _platform, _zones_and_flows, _storage, _pki, _serving, _lab):
+    for check in (_fabric, _qos, _pools, _platform, _zones_and_flows, _storage, _pki, _serving, _lab, _switches):
         problems.extend(check(spec))
     if not any(p.path.startswith(("fabric.vlans", "site.supernet", "pools")) for p in problems):
         problems.extend(_addresses(spec))
@@ -558,6 +558,19 @@ def _serving(spec: Spec) -> list[Problem]:
             )
         )
     return out
+
+
+# --------------------------------------------------------------------------- switches
+
+
+def _switches(spec: Spec) -> list[Problem]:
+    """Leaf/spine topology and ``baremetal.port_map`` (unknown switch/host/NIC, VLANs, duplicates).
+
+    The rules live next to the planner that relies on them (:mod:`llmcluster.plan.switches`).
+    """
+    from llmcluster.plan.switches import switch_problems
+
+    return switch_problems(spec)
 
 
 # --------------------------------------------------------------------------- addresses
