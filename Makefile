@@ -14,14 +14,18 @@ $(STAMP): pyproject.toml scripts/setup.sh
 
 setup: $(STAMP)
 
-## lab: validate every stack, then plan the lab stack offline and write its artifacts
+## lab: the main job on the embedded default stack (needs root): validate every stack, write the
+## lab plan's artifacts, bring the lab up, converge it, verify it. `llmcluster lab down` removes it.
 lab: $(STAMP)
 	$(BIN)/llmcluster validate
 	$(BIN)/llmcluster plan --stack lab --out $(OUT)/lab
+	$(BIN)/llmcluster lab up
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/llmcluster lab converge
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/llmcluster lab verify
 
 ## test: the whole suite (unit, program, policy, roles, verify tiers)
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check llmcluster tests bench scripts __main__.py

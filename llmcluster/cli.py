@@ -1,7 +1,8 @@
 """``llmcluster`` command line: thin — parse, call the library, print, exit meaningfully.
 
 Exit codes: 0 success; 2 invalid input (spec, override, infeasible sizing, unknown stack
-or host); 70 internal error (a bug: run with ``LLMCLUSTER_DEBUG=1`` for the traceback).
+or host); 3 ``lab status``: a host is not healthy; 4 converge failed; 5 verification found
+a failing check; 70 internal error (a bug: run with ``LLMCLUSTER_DEBUG=1`` for the traceback).
 """
 
 from __future__ import annotations
@@ -271,6 +272,42 @@ def cmd_converge(args) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- verify
+
+
+def _verify(stack: str, inventory: Path, args, planned_hosts) -> int:
+    from llmcluster.verify.run import EXIT_FAILED, check_inventory, results_table, run_verify, summary
+
+    check_inventory(inventory, planned_hosts)
+    with _console(stderr=True).status(f"verifying {stack} ({inventory})"):
+        report = run_verify(stack, inventory, stacks_dir=stacks_dir(args.stacks_dir), keyword=args.k)
+    if args.json:
+        _print_json({"stack": report.stack, "ok": report.ok, "counts": dict(report.counts),
+                     "results": report.results})
+    else:
+        console = _console()
+        console.print(results_table(report, failures_only=args.failures_only))
+        console.print(summary(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_verify(args) -> int:
+    from llmcluster.converge import ANSIBLE_DIR
+
+    from llmcluster.plan.ipam import build_ip_plan
+
+    spec = _load(args)  # unknown stack or invalid spec: a clean error before touching any host
+    if args.inventory:
+        inventory = Path(args.inventory)
+        if not inventory.exists():
+            raise SpecError(Problem("--inventory", f"{inventory}: no such file"))
+    else:
+        inventory = ANSIBLE_DIR / "inventory" / "llmcluster.py"
+        os.environ["LLMCLUSTER_STACK"] = args.stack
+        os.environ["LLMCLUSTER_STACKS_DIR"] = str(stacks_dir(args.stacks_dir))
+    return _verify(args.stack, inventory, args, [h.name for h in build_ip_plan(spec).hosts])
+
+
 # --------------------------------------------------------------------------- lab
 
 
@@ -293,20 +330,50 @@ def cmd_lab(args) -> int:
         inv = lab.write_inventory(state_dir / "inventory.yml")
         _console().print(f"lab up: {len(plan.ip.hosts)} host(s) in {report.seconds:.1f}s; inventory {inv}")
         return EXIT_OK
+    if args.action in ("converge", "verify"):
+        inventory = state_dir / "inventory.yml"
+        if not inventory.is_file() or not all(r.ok for r in lab.status()):
+            raise LLMClusterError(f"the lab in {state_dir} is not up (or not healthy): run 'llmcluster lab up' first")
+        if args.action == "verify":
+            return _verify(plan.spec.stack, inventory, args, [h.name for h in plan.ip.hosts])
+        args.inventory, args.playbook, args.limit, args.forks = str(inventory), None, None, None
+        args.stack = args.stack or "lab"
+        return cmd_converge(args)
     rows = lab.status()
     if args.json:
-        _print_json([{"host": r.name, "mgmt_ip": r.mgmt_ip, "netns": r.netns, "sshd": r.sshd, "ssh": r.ssh,
-                      "ok": r.ok} for r in rows])
+        _print_json([{"host": r.name, "kind": r.kind, "mgmt_ip": r.mgmt_ip, "netns": r.netns, "sshd": r.sshd,
+                      "ssh": r.ssh, "ok": r.ok} for r in rows])
     else:
         from rich.table import Table
 
         t = Table(title=f"lab {plan.spec.stack} ({state_dir})")
-        for col in ("host", "mgmt", "netns", "sshd", "ssh"):
+        for col in ("host", "kind", "mgmt", "netns", "init", "ssh"):  # init: sshd, or systemd (nspawn)
             t.add_column(col)
         for r in rows:
-            t.add_row(r.name, r.mgmt_ip, *("[green]yes[/]" if x else "[red]no[/]" for x in (r.netns, r.sshd, r.ssh)))
+            t.add_row(r.name, r.kind, r.mgmt_ip,
+                      *("[green]yes[/]" if x else "[red]no[/]" for x in (r.netns, r.sshd, r.ssh)))
         _console().print(t)
     return EXIT_OK if all(r.ok for r in rows) else 3
+
+
+# --------------------------------------------------------------------------- pki
+
+
+def cmd_pki(args) -> int:
+    """``pki export``: certificates and private keys for the mtls role (llmcluster.pki_export)."""
+    from llmcluster import pki_export as X
+    from llmcluster.plan.build import build_plan
+
+    spec = _load(args)
+    if args.offline:
+        plan, material = X.from_offline(spec)
+    else:
+        plan, material = build_plan(spec), X.from_pulumi(spec.stack)
+    written = X.export(plan, material, Path(args.out), lab_tests=args.offline)
+    note = " (offline: a NEW lab-only hierarchy, never for a real cluster)" if args.offline else ""
+    _console(stderr=True).print(f"wrote {len(written)} file(s) to {args.out} (keys 0600){note}; "
+                                f"converge with llmcluster_pki_dir={args.out}")
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- parser
@@ -367,13 +434,36 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--forks", type=int)
     cv.set_defaults(func=cmd_converge, set=None)
 
+    vf = sub.add_parser("verify", help="verify provisioned hosts against the plan (the tests/verify suite)")
+    vf.add_argument("--stack", "-s", required=True, help="stack whose plan is the expectation")
+    vf.add_argument("--stacks-dir")
+    vf.add_argument("--inventory", "-i", help="inventory to verify (default: the stack's dynamic inventory)")
+    vf.add_argument("-k", metavar="EXPR", help="only checks matching this pytest -k expression")
+    vf.add_argument("--failures-only", action="store_true", help="table rows for failed checks only")
+    vf.add_argument("--json", action="store_true")
+    vf.set_defaults(func=cmd_verify, set=None)
+
+    pk = sub.add_parser("pki", help="export the PKI (certificates and private keys) for the mtls role")
+    pk.add_argument("action", choices=("export",))
+    stack_args(pk)
+    pk.add_argument("--out", required=True, metavar="DIR", help="folder to write (0700; keys 0600)")
+    pk.add_argument("--offline", action="store_true",
+                    help="LAB ONLY: issue a fresh hierarchy with the offline evaluation instead of reading "
+                         "`pulumi stack output --show-secrets`")
+    pk.set_defaults(func=cmd_pki)
+
     lab = sub.add_parser("lab", help="the local lab: real isolated Linux hosts (needs root)")
-    lab.add_argument("action", choices=("up", "down", "status"))
+    lab.add_argument("action", choices=("up", "converge", "verify", "down", "status"))
     lab.add_argument("--stack", "-s", default="lab")
     lab.add_argument("--stacks-dir")
     lab.add_argument("--state-dir", help="where the lab keeps its state (default: ~/.local/state/llmcluster/lab)")
     lab.add_argument("--purge", action="store_true", help="with down: also delete host disks and the lab key")
     lab.add_argument("--json", action="store_true")
+    lab.add_argument("--check", action="store_true", help="with converge: dry run")
+    lab.add_argument("--diff", action="store_true", help="with converge: show diffs")
+    lab.add_argument("--tags", action="append", help="with converge: only these tags (repeatable)")
+    lab.add_argument("-k", metavar="EXPR", help="with verify: only checks matching this pytest -k expression")
+    lab.add_argument("--failures-only", action="store_true", help="with verify: table rows for failed checks only")
     lab.set_defaults(func=cmd_lab, set=None)
     return p
 

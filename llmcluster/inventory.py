@@ -52,6 +52,9 @@ def host_vars(plan: Plan, host_name: str, network_mode: str | None = None) -> di
             "root_ca": f"{PKI_DIR}/root-ca.pem",
             "cert": f"{PKI_DIR}/host.crt",
             "key": f"{PKI_DIR}/host.key",
+            # What the mtls role installs here, with the SANs the plan gives each certificate
+            # (the role refuses material whose SANs differ). Keys are never inventory values.
+            "certificates": pki_certificates(plan, h.name),
         },
         "llmcluster_labels": dict(pool.labels),
     }
@@ -80,6 +83,38 @@ def host_vars(plan: Plan, host_name: str, network_mode: str | None = None) -> di
     # What the firewall and network roles deploy, rendered here: they never re-derive it.
     hv.update(artifact_hostvars(plan, host_name, network_mode))
     return hv
+
+
+def pki_certificates(plan: Plan, host_name: str) -> list[dict[str, Any]]:
+    """The PKI leaves a host holds: its own (``host.crt``), and on the gateways the API server
+    certificate and the client certificate they present upstream."""
+    h = plan.ip.host(host_name)
+    names = [(f"host-{h.name}", "host")]
+    gw = plan.spec.serving.gateway
+    if gw is not None and h.pool == gw.pool:
+        names += [("gateway-api", "gateway-api"), ("gateway-upstream", "gateway-upstream")]
+    out = []
+    for name, base in names:
+        c = plan.pki.leaf(name)
+        out.append({"name": name, "cert": f"{PKI_DIR}/{base}.crt", "key": f"{PKI_DIR}/{base}.key",
+                    "dns_names": list(c.dns_names), "ip_addresses": list(c.ip_addresses),
+                    "validity_hours": c.validity_hours, "early_renewal_hours": c.early_renewal_hours})
+    return out
+
+
+def gateway_vars(plan: Plan) -> dict[str, Any]:
+    """What the gateway role needs from the plan (``{}`` without a gateway)."""
+    spec, ip = plan.spec, plan.ip
+    gw = spec.serving.gateway
+    if gw is None:
+        return {}
+    upstreams = [{"name": h.name, "address": h.addresses["inference"], "port": spec.serving.port}
+                 for h in ip.hosts_in_pool(spec.serving.pool) if "inference" in h.addresses]
+    return {"llmcluster_gateway": {
+        "pool": gw.pool, "port": gw.port, "hostname": f"{gw.hostname}.{spec.site.domain}",
+        "vip": ip.vips.get("api"), "rate_limit_rps": gw.rate_limit_rps, "request_timeout_s": gw.request_timeout_s,
+        "upstreams": upstreams,
+    }}
 
 
 def build_inventory(plan: Plan, network_mode: str | None = None) -> dict[str, Any]:
@@ -117,6 +152,7 @@ def build_inventory(plan: Plan, network_mode: str | None = None) -> dict[str, An
         "llmcluster_trtllm_args": dict(cap.trtllm_args),
         "llmcluster_min_tls_version": spec.pki.min_tls_version,
         "llmcluster_ntp_servers": list(spec.site.ntp_servers),
+        **gateway_vars(plan),
     }
     out: dict[str, Any] = {
         "all": {"children": sorted(["ungrouped", *groups]), "vars": all_vars},

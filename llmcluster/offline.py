@@ -27,6 +27,7 @@ import pulumi
 from pulumi.runtime import mocks as pmocks
 
 from llmcluster import outputs
+from llmcluster.components import switches as _switches
 from llmcluster.plan.build import Plan
 from llmcluster.spec.models import Spec
 
@@ -251,6 +252,11 @@ class RecordingMocks(pmocks.Mocks):
             "tls:index/selfSignedCert:SelfSignedCert": self.tls.self_signed_cert,
             "tls:index/certRequest:CertRequest": self.tls.cert_request,
             "tls:index/locallySignedCert:LocallySignedCert": self.tls.locally_signed_cert,
+            # pulumi.dynamic resources reach the mocks as ``pulumi-python:dynamic[/module]:Name``
+            # with the serialised provider in ``__provider`` (a secret, so redacted in the
+            # document); nothing is contacted: the outputs are the inputs plus what the
+            # provider would compute from them.
+            _switches.RESOURCE_TYPE: _switches.offline_outputs,
         }
         self.invokes: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {}
 
@@ -325,11 +331,18 @@ class Evaluation:
         }
 
 
-def evaluate(spec: Spec, *, now: dt.datetime | None = None, preview: bool = False) -> Evaluation:
-    """Run the program for ``spec`` under mocks; return what it registered and exported."""
+def evaluate(spec: Spec, *, now: dt.datetime | None = None, preview: bool = False,
+             switch_credentials: Callable[[], Any] | None = None) -> Evaluation:
+    """Run the program for ``spec`` under mocks; return what it registered and exported.
+
+    ``switch_credentials`` builds the :class:`~llmcluster.spec.secrets.SwitchCredentials`
+    (called inside the mock runtime, as Outputs need it); a stack that pushes to its switches
+    gets a secret placeholder by default, since an offline evaluation never connects to one.
+    """
     from pulumi.runtime import settings
 
     from llmcluster import program
+    from llmcluster.spec.secrets import needs_switch_credentials, placeholder_credentials
 
     with _lock:
         mocks = RecordingMocks(now=now)
@@ -340,7 +353,12 @@ def evaluate(spec: Spec, *, now: dt.datetime | None = None, preview: bool = Fals
         holder: dict[str, Any] = {}
 
         def run() -> pulumi.Output:
-            plan, exports = program.build(spec)
+            creds = None
+            if switch_credentials is not None:
+                creds = switch_credentials()
+            elif needs_switch_credentials(spec):
+                creds = placeholder_credentials()
+            plan, exports = program.build(spec, switch_credentials=creds)
             holder["plan"] = plan
             # Only real Outputs go through Output.all: walking big plain values (the inventory)
             # as inputs would cost far more than the resources themselves.

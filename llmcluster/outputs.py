@@ -12,6 +12,12 @@ PKI_ROOT_CERT = "pkiRootCertPem"
 PKI_CHAIN = "pkiChainPem"
 PKI_CERTS = "pkiCertificates"  # name -> certificate PEM (public)
 PKI_KEYS = "pkiPrivateKeys"  # name -> private key PEM (always a secret output)
+#: Bare metal: switch name -> its rendered configuration (baremetal.switch_os), for push and
+#: render-only alike (a change-managed network takes them from here); {} on AWS.
+SWITCH_CONFIGS = "switchConfigs"
+#: switch name -> sha256 of the configuration ``pulumi up`` applied (push mode only, else {}).
+SWITCH_APPLIED = "switchApplied"
 
-ALL = (SPEC_SUMMARY, IP_PLAN, CAPACITY, INVENTORY, PKI_ROOT_CERT, PKI_CHAIN, PKI_CERTS, PKI_KEYS)
+ALL = (SPEC_SUMMARY, IP_PLAN, CAPACITY, INVENTORY, PKI_ROOT_CERT, PKI_CHAIN, PKI_CERTS, PKI_KEYS,
+       SWITCH_CONFIGS, SWITCH_APPLIED)
 SECRET = (PKI_KEYS,)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything llmcluster needs on a fresh Debian/Ubuntu machine: system tools the
-# tests use for real (openssl, nftables) and the Python virtual environment in .venv.
+# tests use for real (openssl, nftables, systemd-nspawn for the lab) and the Python virtual
+# environment in .venv.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,11 @@ need_apt=()
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
+# The lab's VM hosts (llmcluster/lab/vm.py; the VM tier, make test-vm): qemu under TCG.
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_apt+=(qemu-system-x86)
+command -v qemu-img >/dev/null 2>&1 || need_apt+=(qemu-utils)
+# The lab boots its hosts of kind nspawn (stacks/Pulumi.lab.yaml: gateway, GPU nodes) with systemd-nspawn.
+command -v systemd-nspawn >/dev/null 2>&1 || need_apt+=(systemd-container)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${need_apt[*]} (apt-get)"

@@ -58,11 +58,38 @@ TIMINGS: dict[str, float | str] = {}
 _REQUIRED_TOOLS = ("ip", "nft", "unshare", "nsenter", "mount", "umount", "chroot", "ssh")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--lab-vms", action="store_true", default=False,
+                     help="the VM tier (make test-vm): the session lab has VM hosts (LAB_VM_OVERRIDES)")
+    group = parser.getgroup("llmcluster verify", "the verification suite (tests/verify)")
+    group.addoption("--llmcluster-stack", default=None,
+                    help="stack whose plan the verification suite checks (default: lab)")
+    group.addoption("--llmcluster-stacks-dir", default=None, help="directory of Pulumi.<stack>.yaml files")
+    group.addoption("--llmcluster-inventory", default=None,
+                    help="verify the hosts of this Ansible inventory (file or script) instead of bringing up the lab")
+    group.addoption("--llmcluster-results", default=None, help="write the verification results (JSON) here")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Everything that uses the lab runs in one xdist worker (``--dist loadgroup``): one lab per
+    # machine, brought up once per session.
+    for item in items:
+        if "lab" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("lab"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "xdist_group(name): run in the same xdist worker (with --dist loadgroup)")
     config.addinivalue_line(
         "markers",
         "lab: lab tier (namespaced hosts on this machine; the tests that start hosts need root, "
         "debootstrap and the Debian mirror or a cached base image)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "vm: VM tier (qemu guests in the lab: md RAID, device-mapper, 802.1Q, vlan_filtering); the tests on "
+        "running VMs need --lab-vms (make test-vm), qemu-system-x86 and qemu-utils",
     )
 
 
@@ -93,6 +120,13 @@ def lab_skip_reason() -> str | None:
     missing = [t for t in _REQUIRED_TOOLS if which(t) is None]
     if missing:
         return f"tools missing on this machine: {', '.join(missing)}"
+    spec = load_spec("lab")
+    if spec.lab is not None and any(e.kind == "nspawn" for e in (*spec.lab.pools.values(), *spec.lab.hosts.values())):
+        from llmcluster.lab.nspawn import NSPAWN_PACKAGE, NSPAWN_PROGRAM
+
+        if which(NSPAWN_PROGRAM) is None:
+            return (f"the lab stack boots hosts with {NSPAWN_PROGRAM}, which is missing: install the "
+                    f"{NSPAWN_PACKAGE} package (apt-get install {NSPAWN_PACKAGE}, or scripts/setup.sh as root)")
     if "overlay" not in Path("/proc/filesystems").read_text():
         return "this kernel has no overlayfs"
     if (cache_dir() / image_key() / "image.json").is_file():
@@ -104,15 +138,33 @@ def lab_skip_reason() -> str | None:
     return _mirror_reachable(debian_mirror(), SUITE)
 
 
+#: The VM tier's lab (``--lab-vms``, ``make test-vm``): the storage node as an access-mode VM
+#: (md RAID, device-mapper) and one GPU node as a tagged VM behind the VM leaf (802.1Q,
+#: vlan_filtering). See docs/lab.md, "VM hosts".
+LAB_VM_OVERRIDES: tuple[str, ...] = (
+    "lab.hosts.storage-01={kind: vm}",
+    "lab.hosts.gpu-02={kind: vm, network: tagged}",
+)
+
+
 @pytest.fixture(scope="session")
-def lab_plan():
-    return load_plan("lab")
+def lab_plan(request):
+    return load_plan("lab", LAB_VM_OVERRIDES if request.config.getoption("--lab-vms") else ())
 
 
 @pytest.fixture(scope="session")
 def lab(lab_plan, tmp_path_factory) -> Iterator:
     """The lab stack, up (state dir under the session's tmp dir, base image in the shared cache)."""
     reason = lab_skip_reason()
+    if not reason and lab_plan.spec.lab is not None:
+        from llmcluster.lab.vm import any_vm
+        from llmcluster.lab.vm_image import require_vm_tools
+
+        try:
+            if any_vm(lab_plan):
+                require_vm_tools()
+        except Exception as exc:  # the VM tools are missing: say which
+            reason = str(exc)
     if reason:
         pytest.skip(reason)
     from llmcluster.lab import LabRuntime
@@ -131,7 +183,7 @@ def lab(lab_plan, tmp_path_factory) -> Iterator:
             runtime = LabRuntime(lab_plan, tmp_path_factory.mktemp("lab-state"))
             try:
                 report = runtime.up()
-                TIMINGS["up (4 hosts)"] = f"{report.seconds:.2f}s"
+                TIMINGS[f"up ({len(lab_plan.ip.hosts)} hosts)"] = f"{report.seconds:.2f}s"
                 yield runtime
             finally:
                 t = time.monotonic()
@@ -139,3 +191,23 @@ def lab(lab_plan, tmp_path_factory) -> Iterator:
                 TIMINGS["down"] = f"{time.monotonic() - t:.2f}s"
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def lab_inventory_file(lab, tmp_path_factory) -> Path:
+    """The running lab's static inventory (connection settings, lab variables, probes)."""
+    return lab.write_inventory(tmp_path_factory.mktemp("lab-inventory") / "inventory.yml")
+
+
+@pytest.fixture(scope="session")
+def lab_converged(lab, lab_inventory_file):
+    """The lab after one converge of ``ansible/site.yml`` (fails the requesting test if it fails)."""
+    from llmcluster.converge import run_playbook
+
+    t = time.monotonic()
+    result = run_playbook(ROOT / "ansible" / "site.yml", lab_inventory_file)
+    TIMINGS["converge (verify tier)"] = f"{time.monotonic() - t:.1f}s"
+    if not result.ok:
+        errors = "; ".join(f"{h}: {p.last_error}" for h, p in sorted(result.hosts.items()) if p.last_error)
+        pytest.fail(f"converging the lab failed (rc {result.rc}, failed hosts {result.failed_hosts}): {errors}")
+    return lab_inventory_file

@@ -15,6 +15,9 @@ inside namespaces and a guard table that it removes again).
 Modules: :mod:`~llmcluster.lab.image` (base image and lab SSH key),
 :mod:`~llmcluster.lab.network` (bridges, veths, the forward guard),
 :mod:`~llmcluster.lab.hosts` (namespaces, overlay roots, sshd),
+:mod:`~llmcluster.lab.nspawn` (hosts that boot systemd under systemd-nspawn),
+:mod:`~llmcluster.lab.vm` and :mod:`~llmcluster.lab.vm_image` (VM hosts: qemu guests with their own
+kernel for md RAID, device-mapper and 802.1Q, and the VM leaf switch),
 :mod:`~llmcluster.lab.state` (the state file that makes ``down`` exact) and
 :mod:`~llmcluster.lab.runtime` (:class:`LabRuntime`: ``up``, ``down``, ``status``, inventory).
 """

@@ -195,6 +195,21 @@ def signal_process(pid: int, sig: signal.Signals) -> None:
         pass
 
 
+def inheritable_fds() -> list[int]:
+    """This process's inheritable descriptors above stderr (e.g. a lock held with ``flock(1)``
+    around the whole command): closed in the lab's long-lived children, which must not keep
+    such a lock after the command that took it has exited."""
+    fds = []
+    for entry in os.listdir("/proc/self/fd"):
+        fd = int(entry)
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                fds.append(fd)
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+    return fds
+
+
 def reap(pid: int) -> None:
     """Collect the exit status of ``pid`` if it is our child (avoids a zombie); else no-op."""
     try:

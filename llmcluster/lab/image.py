@@ -44,6 +44,16 @@ LAB_PACKAGES: tuple[str, ...] = (
     "python3-cryptography",
     "iputils-ping",
     "chrony",  # lab hosts reach no mirror: what the common role installs must already be there
+    # systemd as init for the hosts of kind nspawn (llmcluster.lab.nspawn); namespace hosts
+    # ignore it (sshd is their init). One image for both kinds: +3 s build, +21 MB.
+    "systemd-sysv",
+    "dbus",
+    # The mtls and gateway roles (system trust store, openssl, the HAProxy API front); curl for
+    # the gateway checks of the verification suite.
+    "ca-certificates",
+    "openssl",
+    "haproxy",
+    "curl",
 )
 #: Bump when the customisation in :func:`_customise` changes, so cached images are rebuilt.
 IMAGE_REVISION = 1

@@ -35,6 +35,7 @@ from llmcluster.render.hostfiles import ACCESS_IFNAMES
 
 BRIDGE_PREFIX = "llb-"
 VETH_PREFIX = "llv-"
+TAP_PREFIX = "llt-"  # tap devices of VM hosts (llmcluster.lab.vm), ports of lab bridges
 NETNS_PREFIX = "llh-"
 GUARD_TABLE = "llmcluster_lab_guard"
 IFNAMSIZ = 15  # usable characters of a Linux interface name
@@ -102,8 +103,8 @@ def netns_exists(name: str) -> bool:
 
 
 def lab_links() -> list[str]:
-    """Root-namespace interfaces that carry a lab prefix (bridges and veth ends)."""
-    return sorted(n for n in links() if n.startswith((BRIDGE_PREFIX, VETH_PREFIX)))
+    """Root-namespace interfaces that carry a lab prefix (bridges, veth ends, VM taps)."""
+    return sorted(n for n in links() if n.startswith((BRIDGE_PREFIX, VETH_PREFIX, TAP_PREFIX)))
 
 
 # --------------------------------------------------------------------------- guard

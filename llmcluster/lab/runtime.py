@@ -15,6 +15,7 @@ live display.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,10 @@ import yaml
 
 from llmcluster.lab import hosts as H
 from llmcluster.lab import network as N
+from llmcluster.lab import nspawn as NS
+from llmcluster.lab import vm as V
 from llmcluster.lab._sys import LabError, mounts_below, require_root, safe_rmtree
+from llmcluster.lab.probes import ensure_probes, probe_sources
 from llmcluster.lab.image import BaseImage, SshKey, ensure_base_image, ensure_ssh_keypair
 from llmcluster.lab.state import LabState, Record, plan_fingerprint, plan_layout, state_lock
 from llmcluster.plan.build import Plan
@@ -50,9 +54,10 @@ def default_state_dir() -> Path:
 class HostStatus:
     name: str
     mgmt_ip: str
-    netns: bool  # the host's network namespace exists
-    sshd: bool  # the recorded sshd process is alive (same pid and start time)
+    netns: bool  # the host's network namespace exists (VM hosts and the leaf: their qemu process is alive)
+    sshd: bool  # the host's recorded init is alive (sshd; systemd for nspawn hosts), same pid and start time
     ssh: bool  # a TCP connect from the root namespace to mgmt_ip:22 reads an SSH banner
+    kind: str = "namespace"  # how the host runs: namespace (sshd as init) or nspawn (systemd)
 
     @property
     def ok(self) -> bool:
@@ -100,7 +105,9 @@ def _remove(rec: Record, state: LabState) -> None:
     kind, name, data = rec.kind, rec.name, rec.data
     if kind == "process":
         ref = _process_ref(rec)
-        if data.get("role") == "unshare":
+        if data.get("role") == "nspawn":
+            NS.stop_recorded(data)
+        elif data.get("role") == "unshare":
             H.stop_host(ref, _process_ref(state.find("process", f"{data.get('host')}:sshd")))
         else:
             H.stop_process(ref)
@@ -118,6 +125,8 @@ def _remove(rec: Record, state: LabState) -> None:
         N.delete_link(name)
     elif kind == "guard":
         N.remove_guard()
+    elif kind in V.RECORD_KINDS:  # VM taps and disk files
+        V.remove_record(rec)
     else:  # pragma: no cover - a record kind this version does not know
         raise LabError(f"unknown lab object kind {kind!r} in {state.path}")
 
@@ -151,6 +160,7 @@ def lab_down(state_dir: Path | str, progress: Progress | None = None, *, purge: 
         if purge:
             _say(progress, f"purging host disks and key under {state_dir}")
             safe_rmtree(state_dir / "hosts")
+            safe_rmtree(state_dir / "vms")
             safe_rmtree(state_dir / "ssh")
             state.path.unlink(missing_ok=True)
     return removed
@@ -189,6 +199,30 @@ class LabRuntime:
         """The host's root filesystem as seen from this machine (mounted while the lab is up)."""
         return H.host_paths(self.state_dir, host).root
 
+    def kind(self, host: str) -> str:
+        """How a host runs: its ``lab.hosts`` entry, else its pool's (``lab.pools``), else namespace."""
+        if host == V.LEAF_NAME and self._leaf() is not None:
+            return "leaf"  # the VM leaf switch of tagged VM hosts (llmcluster.lab.vm)
+        lab = self.plan.spec.lab
+        return lab.host(host, self.plan.ip.host(host).pool).kind if lab is not None else "namespace"
+
+    def vms(self) -> list[V.VmHost]:
+        """The lab's VMs (hosts of kind vm, then the leaf if a VM host is tagged)."""
+        return V.vm_layout(self.plan)
+
+    def _leaf(self) -> V.VmHost | None:
+        return next((v for v in V.vm_layout(self.plan) if v.role == "leaf"), None)
+
+    def init_process(self, host: str) -> H.ProcRef | None:
+        """The recorded process whose namespaces are the host's: sshd, or the container's systemd."""
+        state = self.state()
+        if self.kind(host) == "nspawn":
+            rec = state.find("process", NS.record_name(host))
+            return NS.refs(rec.data if rec else None)[1]
+        if self.kind(host) in ("vm", "leaf"):  # the qemu process
+            return _process_ref(state.find("process", V.process_name(host)))
+        return _process_ref(state.find("process", f"{host}:sshd"))
+
     def _mgmt_bridge(self) -> str:
         return N.bridge_name(self.plan.ip.vlans["mgmt"])
 
@@ -197,7 +231,8 @@ class LabRuntime:
         ours = {(r.kind, r.name) for r in state.records}
         foreign: list[str] = []
         for name in N.lab_links():
-            kind = "bridge" if name.startswith(N.BRIDGE_PREFIX) else "veth"
+            kind = ("bridge" if name.startswith(N.BRIDGE_PREFIX)
+                    else "tap" if name.startswith(N.TAP_PREFIX) else "veth")
             if (kind, name) not in ours:
                 foreign.append(f"link {name}")
         for ns in N.netns_list():
@@ -211,6 +246,9 @@ class LabRuntime:
         N.check_controller_address(self.plan.ip.vlans["mgmt"], self._mgmt_bridge())
 
     def _host_healthy(self, state: LabState, host: HostPlan) -> bool:
+        if self.kind(host.name) == "nspawn":
+            rec = state.find("process", NS.record_name(host.name))
+            return NS.healthy(rec.data if rec else None, self.netns(host.name), host.mgmt_ip)
         unshare = _process_ref(state.find("process", f"{host.name}:unshare"))
         sshd = _process_ref(state.find("process", f"{host.name}:sshd"))
         return bool(
@@ -221,6 +259,8 @@ class LabRuntime:
     def up(self, progress: Progress | None = None) -> UpReport:
         """Create (or repair) the whole lab; return when every host's sshd answers."""
         require_root()
+        if any(self.kind(h.name) == "nspawn" for h in self.hosts):
+            NS.nspawn_binary()  # before anything is built: say what to install
         t0 = time.monotonic()
         timings: dict[str, float] = {}
         fingerprint = plan_fingerprint(self.plan)
@@ -246,10 +286,17 @@ class LabRuntime:
             t = time.monotonic()
             self._network(state, progress)
             self._hosts(state, lower, key, progress)
+            ensure_probes(self.plan, state, progress)
             timings["network_s"] = round(time.monotonic() - t, 3)
 
             t = time.monotonic()
+            # VMs boot for tens of seconds: start them first, then the other hosts, then wait.
+            booting = (V.up_vms(state, self.plan, self.state_dir, key.public_line(), cache=self.cache,
+                                progress=progress, timings=timings) if V.any_vm(self.plan) else None)
             started = self._start(state, progress)
+            if booting is not None:
+                timings.update({f"vm_boot_s.{k}": v for k, v in booting.wait().items()})
+                started += booting.names
             timings["start_s"] = round(time.monotonic() - t, 3)
             timings["up_s"] = round(time.monotonic() - t0, 3)
             state.timings.update(timings)
@@ -275,6 +322,8 @@ class LabRuntime:
         ip = self.plan.ip
         authorized = key.public_line()
         for host in self.hosts:
+            if self.kind(host.name) == "vm":  # llmcluster.lab.vm: a qemu guest, no namespace
+                continue
             ns = self.netns(host.name)
             _say(progress, f"host {host.name}: namespace {ns}, {len(host.addresses)} interfaces, overlay root")
             state.record("netns", ns, host=host.name)
@@ -289,13 +338,27 @@ class LabRuntime:
             state.record("mount", str(paths.root), host=host.name, lower=str(lower))
             H.mount_overlay(lower, paths)
             H.write_host_files(paths.root, host, self.hosts, authorized)
+            if self.kind(host.name) == "nspawn":
+                NS.prepare_root(paths.root)
 
     def _start(self, state: LabState, progress: Progress | None) -> list[str]:
         starting: list[tuple[HostPlan, H.ProcRef]] = []
         for host in self.hosts:
-            if self._host_healthy(state, host):
+            if self.kind(host.name) == "vm" or self._host_healthy(state, host):
                 continue
             ns, paths = self.netns(host.name), H.host_paths(self.state_dir, host.name)
+            if self.kind(host.name) == "nspawn":
+                rec = state.find("process", NS.record_name(host.name))
+                NS.stop_recorded(rec.data if rec else None)
+                H.kill_netns_processes(ns)
+                _say(progress, f"host {host.name}: starting systemd under {NS.NSPAWN_PROGRAM}")
+                cgroups = NS.cgroup_dirs(host.name)
+                state.record("process", NS.record_name(host.name), host=host.name, role="nspawn", pid=None,
+                             init=None, cgroups=cgroups)
+                ref = NS.start(ns, paths, host.name, cgroups)
+                state.record("process", NS.record_name(host.name), **ref.to_dict())
+                starting.append((host, ref))
+                continue
             H.stop_host(_process_ref(state.find("process", f"{host.name}:unshare")),
                         _process_ref(state.find("process", f"{host.name}:sshd")))
             H.kill_netns_processes(ns)
@@ -306,6 +369,11 @@ class LabRuntime:
             state.record("process", name, **ref.to_dict())
             starting.append((host, ref))
         for host, ref in starting:
+            if ref.program == NS.NSPAWN_PROGRAM:
+                init = NS.wait_ready(ref, host.mgmt_ip, H.host_paths(self.state_dir, host.name))
+                state.record("process", NS.record_name(host.name), init=init.to_dict())
+                _say(progress, f"host {host.name}: systemd booted, sshd answers on {host.mgmt_ip}:{H.SSH_PORT}")
+                continue
             sshd = H.wait_ready(ref, host.mgmt_ip, H.host_paths(self.state_dir, host.name))
             state.record("process", f"{host.name}:sshd", host=host.name, role="sshd", **sshd.to_dict())
             _say(progress, f"host {host.name}: sshd answers on {host.mgmt_ip}:{H.SSH_PORT}")
@@ -320,18 +388,25 @@ class LabRuntime:
         return LabState.load(self.state_dir)
 
     def status(self) -> list[HostStatus]:
-        """Per host: namespace present, sshd alive, SSH port answering on the mgmt address."""
-        state = self.state()
+        """Per host: namespace present, init (sshd or systemd) alive, SSH answering on the mgmt address."""
         out = []
         for host in self.hosts:
-            sshd = _process_ref(state.find("process", f"{host.name}:sshd"))
+            init = self.init_process(host.name)
             out.append(HostStatus(
                 name=host.name,
                 mgmt_ip=host.mgmt_ip,
-                netns=N.netns_exists(self.netns(host.name)),
-                sshd=bool(sshd and sshd.alive()),
+                # a VM has no namespace here: its qemu process stands for it
+                netns=(bool(init and init.alive()) if self.kind(host.name) == "vm"
+                       else N.netns_exists(self.netns(host.name))),
+                sshd=bool(init and init.alive()),
                 ssh=H.ssh_answers(host.mgmt_ip),
+                kind=self.kind(host.name),
             ))
+        leaf = self._leaf()
+        if leaf is not None:  # lab infrastructure, listed after the plan's hosts
+            init = self.init_process(leaf.name)
+            alive = bool(init and init.alive())
+            out.append(HostStatus(leaf.name, leaf.mgmt_ip, alive, alive, H.ssh_answers(leaf.mgmt_ip), "leaf"))
         return out
 
     # ------------------------------------------------------------------ using hosts
@@ -339,11 +414,18 @@ class LabRuntime:
              check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run a command inside a host (all its namespaces and its root), like ``docker exec``."""
         require_root()
-        sshd = _process_ref(self.state().find("process", f"{host}:sshd"))
-        if sshd is None or not sshd.alive():
+        init = self.init_process(host)
+        if init is None or not init.alive():
             raise LabError(f"lab host {host} is not running (run up first)")
+        if self.kind(host) in ("vm", "leaf"):  # a VM has its own kernel: in over SSH
+            proc = subprocess.run(self.ssh_argv(host, shlex.join(argv)), capture_output=True, text=True,
+                                  timeout=timeout, check=False)
+            if check and proc.returncode != 0:
+                raise LabError(f"{host}: {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+            return proc
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "HOME": "/root"}
-        proc = subprocess.run(H.nsenter_argv(sshd, list(argv)), capture_output=True, text=True,
+        enter = NS.nsenter_argv if self.kind(host) == "nspawn" else H.nsenter_argv
+        proc = subprocess.run(enter(init, list(argv)), capture_output=True, text=True,
                               timeout=timeout, env=env, check=False)
         if check and proc.returncode != 0:
             raise LabError(f"{host}: {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -351,29 +433,44 @@ class LabRuntime:
 
     def ssh_argv(self, host: str, *command: str) -> list[str]:
         """An ``ssh`` command line that logs in to a host as root with the lab key."""
-        h = self.plan.ip.host(host)
+        leaf = self._leaf() if host == V.LEAF_NAME else None
+        address = leaf.mgmt_ip if leaf is not None else self.plan.ip.host(host).mgmt_ip
         return ["ssh", "-i", str(self.private_key), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-                *LAB_SSH_COMMON_ARGS.split(), "-o", "LogLevel=ERROR", f"root@{h.mgmt_ip}", *command]
+                *LAB_SSH_COMMON_ARGS.split(), "-o", "LogLevel=ERROR", f"root@{address}", *command]
 
     def inventory(self) -> dict[str, Any]:
         """The plan's dynamic inventory (``--list`` shape) plus the lab's connection settings."""
         from llmcluster.inventory import build_inventory
 
         inv = build_inventory(self.plan, network_mode="access")
-        # Lab hosts run sshd directly (no systemd) and share this machine's kernel: roles must
-        # neither manage services nor apply kernel parameters there.
-        inv["all"]["vars"]["llmcluster_manage_services"] = False
+        # Lab hosts share this machine's kernel: roles must not apply kernel parameters there.
         inv["all"]["vars"]["common_sysctl_apply"] = False
-        for hv in inv["_meta"]["hostvars"].values():
+        for name, hv in inv["_meta"]["hostvars"].items():
+            kind = self.kind(name)
+            hv["llmcluster_lab_kind"] = kind
+            # Namespace hosts run sshd as init (no systemd): the roles manage no services there.
+            hv["llmcluster_manage_services"] = kind != "namespace"
+            if kind == "nspawn":
+                # A container cannot set this machine's clock: chronyd runs with -x (lab only).
+                hv["common_time_sync_set_clock"] = False
+            if kind == "vm":
+                hv.update(V.inventory_vars(self.plan, name))
             hv["ansible_user"] = "root"
             hv["ansible_ssh_private_key_file"] = str(self.private_key)
             hv["ansible_ssh_common_args"] = LAB_SSH_COMMON_ARGS
             hv["ansible_python_interpreter"] = "/usr/bin/python3"
+        # Where the verification suite's firewall matrix starts for external zones (lab only).
+        inv["all"]["vars"]["llmcluster_verify_probes"] = {p.zone: p.to_dict() for p in probe_sources(self.plan)}
         return inv
 
     def write_inventory(self, path: Path | str) -> Path:
         """Write the lab inventory as a static YAML inventory (Ansible's ``yaml`` plugin)."""
         inv = self.inventory()
+        # The lab's PKI, certificates and keys, for the mtls role (lab only: an offline-issued
+        # hierarchy, kept in the state dir and reused while it still matches the plan).
+        from llmcluster.pki_export import ensure_lab_export
+
+        inv["all"]["vars"]["llmcluster_pki_dir"] = str(ensure_lab_export(self.plan, self.state_dir / "pki"))
         hostvars = inv["_meta"]["hostvars"]
         children = {
             group: {"hosts": {h: None for h in body.get("hosts", [])}}

@@ -2,11 +2,12 @@
 
 ``<state dir>/state.json`` holds an ordered list of records (``kind``, ``name``, ``data``,
 ``seq``) — the nftables guard, bridges, the controller's mgmt address, host namespaces,
-veths, overlay mounts and host processes — plus the fingerprint of the plan the lab was
-built from. Because a record is written before its object exists, ``down`` can always
-remove exactly what the lab made, even after a crash half-way through ``up``: removing
-something that was recorded but never created is a no-op. Writes are atomic (temporary file
-and rename) and a lock file serialises ``up``/``down`` on one state dir.
+veths, overlay mounts, host processes, and the VM hosts' taps, disk files and qemu processes —
+plus the fingerprint of the plan the lab was built from. Because a record is written before
+its object exists, ``down`` can always remove exactly what the lab made, even after a crash
+half-way through ``up``: removing something that was recorded but never created is a no-op.
+Writes are atomic (temporary file and rename) and a lock file serialises ``up``/``down`` on one
+state dir.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from typing import Any
 
 from llmcluster.lab._sys import LabError
 from llmcluster.plan.build import Plan
+from llmcluster.plan.ipam import HostPlan
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
 
 #: Object kinds, in the order ``down`` removes them (processes first, the guard last).
-TEARDOWN_ORDER: tuple[str, ...] = ("process", "mount", "netns", "veth", "address", "bridge", "guard")
+TEARDOWN_ORDER: tuple[str, ...] = (
+    "process", "mount", "netns", "veth", "tap", "vmdisk", "address", "bridge", "guard",
+)
 
 
 def plan_layout(plan: Plan) -> dict[str, Any]:
@@ -40,8 +44,17 @@ def plan_layout(plan: Plan) -> dict[str, Any]:
         "vlans": {
             r: {"id": v.id, "cidr": v.cidr, "gateway": v.gateway, "mtu": v.mtu} for r, v in ip.vlans.items()
         },
-        "hosts": [{"name": h.name, "fqdn": h.fqdn, "addresses": dict(h.addresses)} for h in ip.hosts],
+        "hosts": [{"name": h.name, "fqdn": h.fqdn, "addresses": dict(h.addresses), "lab": _lab_entry(plan, h)}
+                  for h in ip.hosts],
+        # VM sizes (llmcluster.lab.vm): a running VM keeps its size, so another size is another lab.
+        **({"vm": plan.spec.lab.vm.model_dump(mode="json")} if plan.spec.lab is not None else {}),
     }
+
+
+def _lab_entry(plan: Plan, host: HostPlan) -> dict[str, Any]:
+    """A host's effective ``lab`` entry (kind, network): another kind is another lab."""
+    lab = plan.spec.lab
+    return lab.host(host.name, host.pool).model_dump(mode="json") if lab is not None else {"kind": "namespace"}
 
 
 def plan_fingerprint(plan: Plan) -> str:

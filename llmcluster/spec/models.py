@@ -447,14 +447,58 @@ class PortAssignment(_Model):
     )
 
 
+_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
+
+
+def _fingerprint(v: str) -> str:
+    if not _FINGERPRINT.match(v):
+        raise ValueError(f"{_short_text(v)} is not a SHA256 host key fingerprint: use what "
+                         "'ssh-keygen -lf <host key>.pub' prints (SHA256: and 43 base64 characters)")
+    return v
+
+
+def _short_text(v: str) -> str:
+    return repr(v) if len(v) <= 40 else repr(v[:37] + "...")
+
+
+#: An SSH host key fingerprint as ``ssh-keygen -lf`` prints it: ``SHA256:`` + 43 base64 characters.
+HostKeyFingerprint = Annotated[StrictStr, AfterValidator(_fingerprint)]
+
+
+class SwitchAccess(_Model):
+    """How ``pulumi up`` reaches the switches' management addresses (``switch_apply: push``).
+
+    The password or private key is not here: it is a Pulumi secret
+    (``llmcluster-switches:password`` / ``llmcluster-switches:privateKey``, see
+    :mod:`llmcluster.spec.secrets`).
+    """
+
+    username: Annotated[StrictStr, Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")] = "admin"
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] = 22
+    #: switch -> pinned host key fingerprint; switches without one are checked against known_hosts.
+    host_keys: dict[DnsLabel, HostKeyFingerprint] = Field(default_factory=dict)
+    insecure_accept_host_key: StrictBool = Field(
+        default=False, description="accept any host key of switches without a pinned one (labs only)"
+    )
+    timeout_s: Annotated[StrictInt, Field(ge=1, le=600)] = 30
+
+
 class Baremetal(_Model):
     os: Literal["ubuntu-22.04", "ubuntu-24.04", "debian-12"] = "ubuntu-24.04"
     switch_os: Literal["cumulus", "sonic", "eos"] = "cumulus"
     ssh_user: DnsLabel = "ubuntu"
+    #: Accept any host key when the SSH preflight logs in to the hosts (labs only).
+    ssh_insecure_accept_host_key: StrictBool = False
     leaf_switches: Annotated[StrictInt, Field(ge=1, le=256)] = 2
     spine_switches: Annotated[StrictInt, Field(ge=0, le=64)] = 2
     #: leaf -> port -> assignment; overrides the automatic port layout for those host NIC ports.
     port_map: dict[DnsLabel, dict[SwitchPortName, PortAssignment]] = Field(default_factory=dict)
+    #: ``render-only`` (default): the program renders the switch configs and exports them for a
+    #: change-managed network; ``push``: ``pulumi up`` applies them over SSH (llmcluster.components.switches).
+    switch_apply: Literal["push", "render-only"] = "render-only"
+    #: switch -> management address on the out-of-band VLAN (``oob``; ``mgmt`` when there is none).
+    switch_mgmt: dict[DnsLabel, IPv4] = Field(default_factory=dict)
+    switch_access: SwitchAccess = SwitchAccess()
 
 
 # --------------------------------------------------------------------------- lab

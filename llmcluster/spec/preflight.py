@@ -1,6 +1,9 @@
 """Layer 3: environment preflight (optional; needs the target environment).
 
-* ``baremetal``: every planned host answers on its management address (SSH port).
+* ``baremetal``: every planned host answers on its management address (SSH port); then,
+  with ``facts`` (what ``llmcluster validate --preflight`` runs), it is logged in to over
+  SSH and its GPUs, NVMe drives and OS release are compared with its pool's spec
+  (:mod:`llmcluster.spec.hostfacts`).
 * ``aws``: every pool's instance type is offered in the chosen availability zone
   (``ec2:DescribeInstanceTypeOfferings``; needs AWS credentials and ``boto3``).
 
@@ -31,7 +34,13 @@ def tcp_reachable(address: str, port: int, timeout: float) -> bool:
 
 
 def preflight_baremetal(spec: Spec, *, timeout: float = 3.0, probe: Probe = tcp_reachable,
-                        port: int = 22, max_workers: int = 32) -> list[Problem]:
+                        port: int = 22, max_workers: int = 32, facts: bool = False,
+                        **facts_kwargs) -> list[Problem]:
+    """Reachability of every host; with ``facts`` also its hardware and OS over SSH.
+
+    ``facts_kwargs`` go to :func:`llmcluster.spec.hostfacts.check_host_facts` (key file,
+    host-key policy, an injected GPU probe).
+    """
     from llmcluster.plan.ipam import build_ip_plan
 
     ip = build_ip_plan(spec)
@@ -44,7 +53,15 @@ def preflight_baremetal(spec: Spec, *, timeout: float = 3.0, probe: Probe = tcp_
                                           f"within {timeout:g}s: is it racked, powered and on the mgmt VLAN?")
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(hosts) or 1))) as pool:
-        return [p for p in pool.map(check, hosts) if p is not None]
+        found = list(pool.map(check, hosts))
+    problems = [p for p in found if p is not None]
+    if facts:
+        from llmcluster.spec.hostfacts import check_host_facts
+
+        reachable = [h.name for h, p in zip(hosts, found, strict=True) if p is None]
+        if reachable:
+            problems += check_host_facts(spec, hosts=reachable, timeout=max(timeout, 5.0), **facts_kwargs)
+    return problems
 
 
 def preflight_aws(spec: Spec, *, ec2_client=None) -> list[Problem]:
@@ -75,6 +92,8 @@ def preflight_aws(spec: Spec, *, ec2_client=None) -> list[Problem]:
 
 
 def preflight(spec: Spec, *, timeout: float = 3.0, **kwargs) -> list[Problem]:
+    """Layer 3 for the stack's platform (bare metal: reachability, then each host's facts over SSH)."""
     if spec.platform == "aws":
         return preflight_aws(spec, **kwargs)
+    kwargs.setdefault("facts", True)
     return preflight_baremetal(spec, timeout=timeout, **kwargs)

@@ -23,7 +23,8 @@ RAID_MIN_DRIVES = {0: 2, 1: 2, 5: 3, 6: 4, 10: 4}
 
 def validate_spec(spec: Spec) -> list[Problem]:
     problems: list[Problem] = []
-    for check in (_fabric, _qos, _pools, _platform, _zones_and_flows, _storage, _pki, _serving, _lab, _switches):
+    for check in (_fabric, _qos, _pools, _platform, _zones_and_flows, _storage, _pki, _serving, _lab, _switches,
+                  _switch_access):
         problems.extend(check(spec))
     if not any(p.path.startswith(("fabric.vlans", "site.supernet", "pools")) for p in problems):
         problems.extend(_addresses(spec))
@@ -571,6 +572,73 @@ def _switches(spec: Spec) -> list[Problem]:
     from llmcluster.plan.switches import switch_problems
 
     return switch_problems(spec)
+
+
+def _switch_access(spec: Spec) -> list[Problem]:
+    """``baremetal.switch_mgmt`` / ``switch_access`` / ``switch_apply`` (pushing configs to switches).
+
+    Management addresses belong to known switches, sit on the out-of-band VLAN (``oob``, else
+    ``mgmt``) and collide with nothing the IP plan hands out; ``push`` needs one per switch.
+    """
+    from llmcluster.plan.ipam import build_ip_plan
+    from llmcluster.plan.switches import leaf_names, spine_names
+
+    bm = spec.baremetal
+    if spec.platform != "baremetal" or bm is None:
+        return []
+    out: list[Problem] = []
+    switches = leaf_names(bm.leaf_switches) + spine_names(bm.spine_switches)
+    known = ", ".join(switches[:8]) + (", ..." if len(switches) > 8 else "")
+    for key, what in (("switch_mgmt", bm.switch_mgmt), ("switch_access.host_keys", bm.switch_access.host_keys)):
+        for name in what:
+            if name not in switches:
+                out.append(Problem(f"baremetal.{key}.{name}",
+                                   f"unknown switch{did_you_mean(name, switches)} (this fabric has {known})"))
+    if bm.switch_apply == "push":
+        missing = [s for s in switches if s not in bm.switch_mgmt]
+        if missing:
+            more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+            out.append(Problem("baremetal.switch_mgmt",
+                               f"switch_apply 'push' needs the management address of every switch: missing "
+                               f"{', '.join(missing[:6])}{more} (or use switch_apply 'render-only')"))
+    if not bm.switch_mgmt:
+        return out
+    role = "oob" if spec.fabric.vlans.oob is not None else "mgmt"
+    try:
+        ip = build_ip_plan(spec)
+    except PlanError:
+        return out  # the address layer reports why the plan cannot be built
+    vlan = ip.vlans[role]
+    net = netaddr.IPNetwork(vlan.cidr)
+    taken: dict[str, str] = {vlan.gateway: "the VLAN's gateway"}
+    if bm.spine_switches == 2:
+        for k, sp in enumerate(spine_names(2), start=1):
+            taken[str(netaddr.IPAddress(net.first + 2 + k))] = f"{sp}'s own SVI address on the MLAG pair"
+    for name, addr in ip.vips.items():
+        taken[addr] = f"the {name} VIP"
+    for h in ip.hosts:
+        if h.addresses.get(role):
+            taken[h.addresses[role]] = f"host {h.name}"
+        if role == "oob" and h.bmc:
+            taken[h.bmc] = f"the BMC of {h.name}"
+    seen: dict[str, str] = {}
+    for name, addr in bm.switch_mgmt.items():
+        path = f"baremetal.switch_mgmt.{name}"
+        a = netaddr.IPAddress(addr)
+        if a not in net:
+            out.append(Problem(path, f"{addr} is outside the {role} VLAN {vlan.cidr}: switch management addresses "
+                                     f"live on the {'out-of-band' if role == 'oob' else 'management'} VLAN"))
+        elif a in (net.network, net.broadcast):
+            out.append(Problem(path, f"{addr} is the {'network' if a == net.network else 'broadcast'} address "
+                                     f"of {vlan.cidr}"))
+        elif addr in taken:
+            first = netaddr.IPAddress(vlan.reserved_first) + 1
+            out.append(Problem(path, f"{addr} is already {taken[addr]}: pick a free address, e.g. in the "
+                                     f"reserved range after the gateway ({first}-{vlan.reserved_last})"))
+        elif addr in seen:
+            out.append(Problem(path, f"{addr} is also the address of {seen[addr]}"))
+        seen.setdefault(addr, name)
+    return out
 
 
 # --------------------------------------------------------------------------- addresses

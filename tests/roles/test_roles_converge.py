@@ -26,8 +26,9 @@ from tests.conftest import ROOT
 
 PLAYBOOK = ROOT / "ansible" / "site.yml"
 ANSIBLE_CFG = ROOT / "ansible" / "ansible.cfg"
-#: Never apply kernel parameters from the lab: namespace hosts share this machine's kernel.
-LAB_EXTRAVARS = {"common_sysctl_apply": False}
+#: Extra variables of every run. None: the lab inventory says where kernel parameters may be
+#: applied (not on hosts that share this machine's kernel; yes on VM hosts, which have their own).
+LAB_EXTRAVARS: dict = {}
 
 
 def lab_runtime_problem() -> str | None:

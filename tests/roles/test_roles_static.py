@@ -144,7 +144,8 @@ def test_site_playbook_plays():
         assert play.get("any_errors_fatal") is True, f"{name}: a rolling play must stop at the first failure"
         assert "serial" in play, f"{name}: production plays roll (serial)"
         roles = [r["role"] if isinstance(r, dict) else r for r in play["roles"]]
-        assert roles == ["common", "network", "firewall"], name
+        expected = ["common", "network", "firewall", "mtls"] + (["gateway"] if play["hosts"] == "gateway" else [])
+        assert roles == expected, name
         covered.add(play["hosts"])
     assert {"gpu", "storage", "gateway"} <= covered
     assert any(h.startswith("all:!") for h in covered), "hosts of no known group must be converged too"

@@ -150,3 +150,25 @@ def test_ansible_inventory_parses_the_dynamic_inventory():
     assert sorted(inv["_meta"]["hostvars"]) == ["gpu-01", "gpu-02", "gw-01", "storage-01"]
     assert inv["_meta"]["hostvars"]["gpu-01"]["ansible_host"] == "10.42.0.11"
     assert inv["_meta"]["hostvars"]["gpu-01"]["llmcluster_stack"] == "lab"  # group var from all.vars
+
+
+def test_verify_bad_input_is_a_clean_error(tmp_path: Path):
+    r = run("verify", "--stack", "nope")
+    assert r.returncode == 2 and "--stack: no stack 'nope'" in r.stderr and "Traceback" not in r.stderr
+    r = run("verify", "--stack", "lab", "--inventory", str(tmp_path / "missing.yml"))
+    assert r.returncode == 2 and "--inventory:" in r.stderr and "no such file" in r.stderr
+
+
+def test_verify_rejects_an_inventory_with_hosts_the_stack_does_not_plan(tmp_path: Path):
+    inv = tmp_path / "inventory.yml"
+    inv.write_text("all:\n  hosts:\n    stranger-01: {ansible_host: 127.0.0.1}\n")
+    r = run("verify", "--stack", "lab", "--inventory", str(inv))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "stranger-01" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_lab_verify_without_a_lab_is_a_clean_error(tmp_path: Path):
+    if os.geteuid() != 0:
+        pytest.skip("lab commands need root")
+    r = run("lab", "verify", "--state-dir", str(tmp_path / "no-lab"))
+    assert r.returncode == 2 and "is not up" in r.stderr and "llmcluster lab up" in r.stderr

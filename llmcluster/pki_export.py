@@ -1,0 +1,312 @@
+"""Export the PKI (certificates *and private keys*) to a controller-side folder for Ansible.
+
+Private keys are Pulumi secrets: they never appear in plain outputs, in ``plan --out`` or
+in the inventory. This module is the one explicit path from the secrets to the ``mtls``
+role, which reads the folder named by ``mtls_pki_dir`` on the Ansible controller:
+
+* ``from_pulumi(stack)`` — production: ``pulumi stack output --json --show-secrets`` (needs
+  the Pulumi CLI, the stack's backend and its secrets provider);
+* ``from_offline(spec)`` — **the lab's path**: the program evaluated under Pulumi's mocks,
+  whose TLS provider stand-in generates real keys and certificates (``llmcluster.offline``).
+  Each evaluation issues a *new* hierarchy: use it for the lab only, never for a real cluster.
+
+Before anything is written the material is checked against the plan (:func:`check_material`):
+every planned certificate is present, its key matches it, it chains to the root through the
+intermediate, its SANs are exactly the plan's (and the plan's SANs pass
+:func:`llmcluster.plan.pki.check_sans`), its lifetime is the policy's and it is not inside its
+renewal window. A certificate with a SAN outside the plan stops the export with one
+``pki.certificates.<name>...`` line per problem, so nothing reaches a host.
+
+Layout (the folder is 0700, keys 0600, the rest 0644)::
+
+    root-ca.pem                   the root (trust anchor)
+    ca-chain.pem                  intermediate + root (what servers send after their leaf)
+    certs/<name>.pem              every leaf certificate of the plan
+    private/<name>.key            its private key (0600)
+    manifest.json                 stack, source, per-certificate subject/SANs/notAfter/sha256
+    lab-tests/                    offline only, lab only: material for the verification
+                                  suite's negative checks (an expired client certificate issued
+                                  by the real intermediate; the intermediate key itself is
+                                  never written)
+
+The folder is written next to its final place and renamed into it, so a failed export leaves
+the previous one untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmcluster import outputs
+from llmcluster.errors import LLMClusterError, Problem, SpecError
+from llmcluster.plan.build import Plan
+
+#: Lab-only negative-test material (see module docstring).
+LAB_TESTS = "lab-tests"
+EXPIRED_CLIENT = "expired-client"
+
+
+class PkiExportError(LLMClusterError):
+    """The PKI material cannot be exported (missing CLI, missing output)."""
+
+
+@dataclass(frozen=True)
+class Material:
+    """PEM text as the program exports it: public certificates and secret keys by leaf name."""
+
+    source: str  # "pulumi" | "offline"
+    root_pem: str
+    chain_pem: str
+    certs: Mapping[str, str]
+    keys: Mapping[str, str]
+    #: offline only: the intermediate's key, used in memory to issue the lab-test certificate
+    intermediate_key_pem: str | None = None
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def from_pulumi(stack: str, cwd: Path | None = None) -> Material:
+    exe = shutil.which("pulumi")
+    if exe is None:
+        raise PkiExportError("the Pulumi CLI is not installed: install it and log in to the stack's backend "
+                             "(or, for the lab only, use --offline)")
+    p = subprocess.run([exe, "stack", "output", "--json", "--show-secrets", "--stack", stack],
+                       capture_output=True, text=True, cwd=cwd, check=False)
+    if p.returncode != 0:
+        raise PkiExportError(f"pulumi stack output --stack {stack} failed: {p.stderr.strip()[-400:]}")
+    data = json.loads(p.stdout or "{}")
+    missing = [k for k in (outputs.PKI_ROOT_CERT, outputs.PKI_CHAIN, outputs.PKI_CERTS, outputs.PKI_KEYS)
+               if not data.get(k)]
+    if missing:
+        raise PkiExportError(f"stack {stack} has no output(s) {', '.join(missing)}: run `pulumi up` first")
+    return Material("pulumi", data[outputs.PKI_ROOT_CERT], data[outputs.PKI_CHAIN], dict(data[outputs.PKI_CERTS]),
+                    dict(data[outputs.PKI_KEYS]))
+
+
+def from_offline(spec, now: dt.datetime | None = None) -> tuple[Plan, Material]:
+    """Lab only: evaluate the program under mocks (real, freshly generated key material)."""
+    from llmcluster.offline import _unsecret, evaluate
+
+    ev = evaluate(spec, now=now)
+    inter_key = None
+    for r in ev.resources:
+        if r.type == "tls:index/locallySignedCert:LocallySignedCert" and r.name.endswith("-admin"):
+            inter_key = _unsecret(r.inputs.get("caPrivateKeyPem"))
+    o = ev.outputs
+    return ev.plan, Material("offline", o[outputs.PKI_ROOT_CERT], o[outputs.PKI_CHAIN], dict(o[outputs.PKI_CERTS]),
+                             dict(o[outputs.PKI_KEYS]), inter_key)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _x509(pem: str):
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def _pub(obj) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return obj.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def cert_sans(cert) -> tuple[set[str], set[str]]:
+    from cryptography import x509
+
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set(), set()
+    return set(ext.get_values_for_type(x509.DNSName)), {str(a) for a in ext.get_values_for_type(x509.IPAddress)}
+
+
+def check_material(plan: Plan, m: Material, now: dt.datetime | None = None) -> list[Problem]:
+    """Everything that must hold before the material may be pushed (empty list: fine)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from llmcluster.plan.pki import check_sans
+
+    now = now or dt.datetime.now(dt.UTC)
+    problems = list(check_sans(plan.pki, plan.ip, plan.spec.site.domain))
+    try:
+        root = _x509(m.root_pem)
+        chain = [_x509(p) for p in _split(m.chain_pem)]
+    except ValueError as exc:
+        return [*problems, Problem("pki.root", f"unreadable CA certificate: {exc}")]
+    inter = chain[0] if chain else None
+    try:
+        root.verify_directly_issued_by(root)
+        if inter is None:
+            raise ValueError("the chain has no intermediate")
+        inter.verify_directly_issued_by(root)
+    except Exception as exc:
+        problems.append(Problem("pki.intermediate", f"the CA chain does not verify: {exc}"))
+        inter = None
+    for c in plan.pki.leaves:
+        where = f"pki.certificates.{c.name}"
+        pem, key_pem = m.certs.get(c.name), m.keys.get(c.name)
+        if not pem or not key_pem:
+            problems.append(Problem(where, "certificate or private key missing from the stack outputs "
+                                           "(run `pulumi up` after changing the plan)"))
+            continue
+        cert = _x509(pem)
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+        if _pub(key) != _pub(cert):
+            problems.append(Problem(where, "the private key does not match the certificate"))
+        if inter is not None:
+            try:
+                cert.verify_directly_issued_by(inter)
+            except Exception as exc:
+                problems.append(Problem(where, f"not issued by the cluster's intermediate CA: {exc}"))
+        dns, ips = cert_sans(cert)
+        planned_dns, planned_ips = set(c.dns_names), {str(ipaddress.ip_address(a)) for a in c.ip_addresses}
+        for extra in sorted(dns - planned_dns):
+            problems.append(Problem(f"{where}.dns_names", f"{extra} is not a SAN the plan gives {c.name} "
+                                                          f"(planned: {', '.join(sorted(planned_dns)) or 'none'})"))
+        for extra in sorted(ips - planned_ips):
+            problems.append(Problem(f"{where}.ip_addresses", f"{extra} is not an address the plan gives {c.name} "
+                                                             f"(planned: {', '.join(sorted(planned_ips)) or 'none'})"))
+        for gone in sorted((planned_dns - dns) | (planned_ips - ips)):
+            problems.append(Problem(where, f"planned SAN {gone} is missing: re-issue it (`pulumi up`)"))
+        life = cert.not_valid_after_utc - cert.not_valid_before_utc
+        if life < dt.timedelta(hours=c.validity_hours):
+            problems.append(Problem(f"{where}.validity", f"lifetime {life} is shorter than the policy's "
+                                                         f"{c.validity_hours} h"))
+        if cert.not_valid_after_utc < now + dt.timedelta(hours=c.early_renewal_hours):
+            problems.append(Problem(f"{where}.validity", f"expires {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z, "
+                                                         f"inside its renewal window: run `pulumi up` to renew it"))
+    return problems
+
+
+def _split(pems: str) -> list[str]:
+    end = "-----END CERTIFICATE-----"
+    return [p.strip() + "\n" + end + "\n" for p in pems.split(end) if p.strip()]
+
+
+# --------------------------------------------------------------------------- lab-test material
+
+
+def _expired_client(plan: Plan, m: Material) -> tuple[str, str]:
+    """A client certificate issued by the real intermediate whose validity ended yesterday."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    assert m.intermediate_key_pem
+    ca_key = serialization.load_pem_private_key(m.intermediate_key_pem.encode(), password=None)
+    inter = _x509(_split(m.chain_pem)[0])
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, plan.spec.site.organization),
+                      x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "lab-tests"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"expired.{plan.spec.site.domain}")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(inter.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=3)).not_valid_after(now - dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM).decode(),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode())
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def manifest(plan: Plan, m: Material) -> dict[str, Any]:
+    certs = {}
+    for name, pem in sorted(m.certs.items()):
+        c = _x509(pem)
+        dns, ips = cert_sans(c)
+        certs[name] = {"subject": c.subject.rfc4514_string(), "dns_names": sorted(dns), "ip_addresses": sorted(ips),
+                       "not_before": c.not_valid_before_utc.isoformat(), "not_after": c.not_valid_after_utc.isoformat(),
+                       "sha256": hashlib.sha256(pem.encode()).hexdigest()}
+    return {"stack": plan.spec.stack, "source": m.source, "lab_only": m.source == "offline", "certificates": certs}
+
+
+def export(plan: Plan, m: Material, out: Path, *, lab_tests: bool = False) -> list[Path]:
+    """Check, then write the folder (atomically replacing ``out``). Raises SpecError on problems."""
+    problems = check_material(plan, m)
+    if problems:
+        raise SpecError(problems, source=f"stack {plan.spec.stack}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # 0700
+    written: list[Path] = []
+
+    def write(rel: str, text: str, mode: int) -> None:
+        p = tmp / rel
+        p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(p, mode)
+        written.append(out / rel)
+
+    try:
+        write("root-ca.pem", m.root_pem, 0o644)
+        write("ca-chain.pem", m.chain_pem, 0o644)
+        for name in sorted(m.certs):
+            write(f"certs/{name}.pem", m.certs[name], 0o644)
+            write(f"private/{name}.key", m.keys[name], 0o600)
+        if lab_tests:
+            if m.intermediate_key_pem is None:
+                raise PkiExportError("lab-test material needs the offline (lab) evaluation")
+            crt, key = _expired_client(plan, m)
+            write(f"{LAB_TESTS}/{EXPIRED_CLIENT}.crt", crt, 0o644)
+            write(f"{LAB_TESTS}/{EXPIRED_CLIENT}.key", key, 0o600)
+        write("manifest.json", json.dumps(manifest(plan, m), indent=1, sort_keys=True) + "\n", 0o644)
+        os.chmod(tmp, 0o700)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return written
+
+
+def load_dir(directory: Path) -> Material:
+    """Read an exported folder back (to re-check it against the plan)."""
+    d = Path(directory)
+    certs = {p.stem: p.read_text() for p in sorted((d / "certs").glob("*.pem"))}
+    keys = {p.stem: p.read_text() for p in sorted((d / "private").glob("*.key"))}
+    return Material("export", (d / "root-ca.pem").read_text(), (d / "ca-chain.pem").read_text(), certs, keys)
+
+
+def ensure_lab_export(plan: Plan, directory: Path) -> Path:
+    """LAB ONLY: the lab's exported PKI in ``directory``, issued offline once and reused while it
+    still passes :func:`check_material` for ``plan`` (so converges are idempotent)."""
+    directory = Path(directory)
+    if (directory / "manifest.json").is_file() and (directory / LAB_TESTS).is_dir():
+        try:
+            if not check_material(plan, load_dir(directory)):
+                return directory
+        except (OSError, ValueError):
+            pass
+    _, material = from_offline(plan.spec)
+    export(plan, material, directory, lab_tests=True)
+    return directory

@@ -1,0 +1,160 @@
+"""Gateway checks with real clients: curl and ``openssl s_client`` against the mTLS API front.
+
+Shared by the verification suite (``tests/verify/test_gateway.py``, against the lab or a real
+inventory, run from a client-zone source) and the local loopback test of the rendered
+configuration (``tests/roles/test_mtls_gateway_local.py``). Each function returns the argv to
+run and each judge returns a list of problems (empty: the check passed), so the same logic
+holds wherever the command runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The body every chat request sends (the lab stand-in echoes which node answered).
+CHAT_BODY = json.dumps({"model": "deepseek-r1", "messages": [{"role": "user", "content": "ping"}],
+                        "max_tokens": 4})
+_MARK = "\n__HTTP_CODE__="
+
+
+@dataclass(frozen=True)
+class ClientCert:
+    cert: str
+    key: str
+
+
+def curl_argv(hostname: str, address: str, port: int, cacert: str, *, client: ClientCert | None = None,
+              path: str = "/v1/chat/completions", data: str | None = CHAT_BODY, tls_max: str | None = None,
+              timeout: float = 10) -> list[str]:
+    argv = ["curl", "-sS", "--max-time", str(timeout), "--cacert", cacert,
+            "--resolve", f"{hostname}:{port}:{address}", "-w", _MARK.replace("\n", "\\n") + "%{http_code}"]
+    if client is not None:
+        argv += ["--cert", client.cert, "--key", client.key]
+    if tls_max:
+        argv += ["--tls-max", tls_max]
+    if data is not None:
+        argv += ["-H", "Content-Type: application/json", "--data-binary", data]
+    return [*argv, f"https://{hostname}:{port}{path}"]
+
+
+@dataclass(frozen=True)
+class CurlResult:
+    rc: int
+    status: int  # 0: no HTTP response
+    body: str
+    stderr: str
+
+    def describe(self) -> str:
+        if self.status:
+            return f"HTTP {self.status} {self.body.strip()[:160]!r}"
+        return f"no HTTP response (curl exit {self.rc}: {self.stderr.strip()[-200:]})"
+
+
+def parse_curl(rc: int, stdout: str, stderr: str) -> CurlResult:
+    body, _, code = stdout.rpartition(_MARK)
+    try:
+        status = int(code.strip() or 0)
+    except ValueError:
+        status = 0
+    return CurlResult(rc, status, body, stderr)
+
+
+def expect_ok(res: CurlResult, what: str) -> list[str]:
+    if res.rc == 0 and res.status == 200:
+        return []
+    return [f"{what}: expected HTTP 200 through the gateway, got {res.describe()}"]
+
+
+def expect_rejected(res: CurlResult, what: str) -> list[str]:
+    """Rejected at the TLS layer: no HTTP response at all (an HTTP error would mean it got in)."""
+    if res.rc != 0 and res.status == 0:
+        return []
+    return [f"{what}: expected the TLS handshake to be refused, got {res.describe()}"]
+
+
+def upstream_of(res: CurlResult) -> str | None:
+    try:
+        return json.loads(res.body).get("llmcluster_upstream")
+    except ValueError:
+        return None
+
+
+def s_client_argv(hostname: str, address: str, port: int, cacert: str, version: str,
+                  client: ClientCert | None = None) -> list[str]:
+    """``openssl s_client`` with exactly one protocol version (``tls1_2`` / ``tls1_3``)."""
+    argv = ["openssl", "s_client", "-connect", f"{address}:{port}", "-servername", hostname,
+            "-CAfile", cacert, f"-{version}", "-verify_return_error", "-brief"]
+    if client is not None:
+        argv += ["-cert", client.cert, "-key", client.key]
+    return argv
+
+
+def expect_handshake_fails(rc: int, out: str, what: str) -> list[str]:
+    if rc != 0 and "CONNECTION ESTABLISHED" not in out:
+        return []
+    return [f"{what}: the handshake succeeded: {out.strip()[-200:]}"]
+
+
+def expect_tls13_p256(rc: int, out: str, what: str) -> list[str]:
+    problems = []
+    if rc != 0 or "CONNECTION ESTABLISHED" not in out:
+        return [f"{what}: TLS 1.3 handshake failed (exit {rc}): {out.strip()[-200:]}"]
+    if "Protocol version: TLSv1.3" not in out:
+        problems.append(f"{what}: not TLS 1.3: {out.strip()[-200:]}")
+    if "Signature type: ECDSA" not in out:
+        problems.append(f"{what}: the server certificate is not ECDSA: {out.strip()[-200:]}")
+    if "prime256v1" not in out and "P-256" not in out:
+        problems.append(f"{what}: the key exchange is not on P-256: {out.strip()[-200:]}")
+    return problems
+
+
+# --------------------------------------------------------------------------- test material
+
+
+def other_ca_client(directory: Path, cn: str = "intruder.example.internal") -> ClientCert:
+    """A client certificate from a self-made CA that the cluster does not trust."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Some Other CA")])
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "other-ca-client.crt", directory / "other-ca-client.key"
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return ClientCert(str(cert_path), str(key_path))
+
+
+def lifetime_problems(pem: str, validity_hours: int, early_renewal_hours: int, what: str,
+                      now: dt.datetime | None = None) -> list[str]:
+    """The certificate lives at least the policy's lifetime and is not inside its renewal window."""
+    from cryptography import x509
+
+    now = now or dt.datetime.now(dt.UTC)
+    c = x509.load_pem_x509_certificate(pem.encode())
+    problems = []
+    life = c.not_valid_after_utc - c.not_valid_before_utc
+    if life < dt.timedelta(hours=validity_hours):
+        problems.append(f"{what}: lifetime {life} is shorter than the policy's {validity_hours} h")
+    if c.not_valid_after_utc < now + dt.timedelta(hours=early_renewal_hours):
+        problems.append(f"{what}: expires {c.not_valid_after_utc:%Y-%m-%d %H:%M}Z, inside its renewal window "
+                        f"({early_renewal_hours} h before the end): it should have been renewed")
+    return problems
+
+
+def chain_argv(root: str, chain: str, cert: str) -> Sequence[str]:
+    return ["openssl", "verify", "-CAfile", root, "-untrusted", chain, cert]

@@ -1,0 +1,320 @@
+"""VM lab hosts: qemu guests for the kernel features namespaces lack (md, dm, 802.1Q, vlan_filtering).
+
+The pure tests (layout, provisioning files, qemu command line, inventory) always run. The
+tests on running VMs use the session ``lab`` fixture and run only in the VM tier
+(``pytest --lab-vms``, i.e. ``make test-vm``), where the lab plan has ``storage-01`` as an
+access-mode VM and ``gpu-02`` as a tagged VM behind the VM leaf (tests/conftest.py
+``LAB_VM_OVERRIDES``); elsewhere they are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from llmcluster.lab import network as N
+from llmcluster.lab import vm as V
+from llmcluster.lab._sys import proc_info
+from llmcluster.lab.vm_image import KERNEL_CMDLINE, SEED_SERIAL
+from tests.conftest import LAB_VM_OVERRIDES, ROOT, load_plan
+
+# xdist_group: the running-VM tests get the lab through getfixturevalue, so mark the group here.
+pytestmark = [pytest.mark.lab, pytest.mark.vm, pytest.mark.xdist_group("lab")]
+
+OUTSIDE = "198.51.100.1"  # TEST-NET-2: documentation only, never a real host
+#: Timings for the session summary: filled into tests/conftest.py's TIMINGS (the instance
+#: pytest loaded as a plugin, not a second import of the module) by the ``timings`` fixture.
+TIMINGS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def timings(request):
+    yield TIMINGS
+    for plugin in request.config.pluginmanager.get_plugins():
+        if getattr(plugin, "__file__", "") == str(ROOT / "tests" / "conftest.py"):
+            plugin.TIMINGS.update(TIMINGS)
+
+
+@pytest.fixture(scope="module")
+def vm_plan():
+    return load_plan("lab", LAB_VM_OVERRIDES)
+
+
+@pytest.fixture(scope="module")
+def vm_lab(request):
+    """The session lab, when it has VM hosts (``--lab-vms``); never brings a lab up just to skip."""
+    if not request.config.getoption("--lab-vms"):
+        pytest.skip("the VM tier runs with --lab-vms (make test-vm): this session's lab has no VM hosts")
+    lab = request.getfixturevalue("lab")
+    assert V.any_vm(lab.plan), "--lab-vms, but the session's lab plan has no VM hosts"
+    return lab
+
+
+def _qemu_pids(state_dir: Path) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            info = proc_info(int(entry))
+            if info and info.state != "Z" and info.cmdline and "qemu-system" in info.cmdline[0] \
+                    and any(str(state_dir) in a for a in info.cmdline):
+                pids.append(int(entry))
+    return pids
+
+
+# --------------------------------------------------------------------------- pure (no root)
+
+
+def test_vm_layout_of_the_vm_lab(vm_plan):
+    vms = {v.name: v for v in V.vm_layout(vm_plan)}
+    assert list(vms) == ["gpu-02", "storage-01", V.LEAF_NAME]
+    gpu, storage, leaf = vms["gpu-02"], vms["storage-01"], vms[V.LEAF_NAME]
+    assert gpu.role == "tagged" and [n.ifname for n in gpu.nics] == [V.TAGGED_UPLINK]
+    assert gpu.nics[0].bridge == leaf.nics[1].bridge == V.trunk_bridge_name("gpu-02")
+    assert [s for s, _ in gpu.data_disks] == ["nvme0", "nvme1", "nvme2", "nvme3"]  # the gpu pool's 4 NVMe
+    assert storage.role == "access" and [n.ifname for n in storage.nics] == ["mgmt", "stor-pub", "stor-clu"]
+    assert [n.bridge for n in storage.nics] == ["llb-10", "llb-30", "llb-31"]
+    assert [n.mtu for n in storage.nics] == [1500, 9000, 9000]
+    assert len(storage.data_disks) == 3
+    assert leaf.role == "leaf" and leaf.memory_mb < storage.memory_mb == 1536
+    assert [n.ifname for n in leaf.nics] == ["eth0", "swp1", "acc10", "acc20", "acc30", "acc40"]
+    assert leaf.mgmt_ip == vm_plan.ip.vlans["mgmt"].reserved_last
+    assert [(p.ifname, p.vlans, p.access) for p in leaf.leaf_ports] == [
+        ("swp1", (10, 20, 30, 40), False), ("acc10", (10,), True), ("acc20", (20,), True),
+        ("acc30", (30,), True), ("acc40", (40,), True)]
+    nics = [n for v in vms.values() for n in v.nics]
+    assert len({n.tap for n in nics}) == len(nics) and len({n.mac for n in nics}) == len(nics)
+    for n in nics:
+        assert len(n.tap) <= N.IFNAMSIZ and n.tap.startswith(N.TAP_PREFIX), n.tap
+        assert len(n.ifname) <= N.IFNAMSIZ
+        first = int(n.mac.split(":")[0], 16)
+        assert first & 2 and not first & 1, f"{n.mac}: not a locally administered unicast MAC"
+
+
+def test_seed_files_provision_the_network(vm_plan, tmp_path):
+    vms = {v.name: v for v in V.vm_layout(vm_plan)}
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0lab llmcluster-lab"
+    gpu = V.seed_files(vms["gpu-02"], vm_plan, key)
+    netplan = gpu["etc/netplan/50-provisioning.yaml"][0]
+    assert gpu["etc/netplan/50-provisioning.yaml"][1] == 0o600  # netplan refuses world-readable files
+    assert "vlan10:" in netplan and "link: eth0" in netplan and "10.42.0.12/24" in netplan
+    for other in (20, 30, 40):  # the network role adds them
+        assert f"vlan{other}:" not in netplan
+    assert gpu["etc/hostname"][0] == "gpu-02\n" and gpu["etc/resolv.conf"][0] == ""
+    assert gpu["root/.ssh/authorized_keys"] == (key + "\n", 0o600)
+    storage = V.seed_files(vms["storage-01"], vm_plan, key)
+    net = storage["etc/systemd/network/20-llmcluster-stor-pub.network"][0]
+    assert "Address=10.42.2.13/24" in net and "MTUBytes=9000" in net and "Gateway" not in net
+    link = storage["etc/systemd/network/10-llmcluster-stor-pub.link"][0]
+    assert f"MACAddress={vms['storage-01'].nics[1].mac}" in link and "Name=stor-pub" in link
+    leaf = V.seed_files(vms[V.LEAF_NAME], vm_plan, key)
+    assert "VLANFiltering=yes" in leaf["etc/systemd/network/10-br0.netdev"][0]
+    acc = leaf["etc/systemd/network/30-acc20.network"][0]
+    assert "PVID=20" in acc and "EgressUntagged=20" in acc
+    trunk = leaf["etc/systemd/network/30-swp1.network"][0]
+    assert [int(v) for v in re.findall(r"^VLAN=(\d+)$", trunk, re.M)] == [10, 20, 30, 40]
+    seed = tmp_path / "seed.tar"
+    V.write_seed(seed, storage)
+    assert seed.stat().st_size % 512 == 0
+    with tarfile.open(seed) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["root/.ssh"].isdir() and members["root/.ssh"].mode == 0o700
+    assert all(m.uid == 0 and m.gid == 0 for m in members.values())
+    assert set(storage) <= set(members)
+
+
+def test_qemu_command_line_has_no_way_out(vm_plan, tmp_path):
+    from llmcluster.lab.vm_image import VmImage
+
+    image = VmImage("k", tmp_path, False, 0.0, {})
+    for vm in V.vm_layout(vm_plan):
+        argv = V.qemu_argv(vm, tmp_path / vm.name, image, "tcg")
+        joined = " ".join(argv)
+        assert "-netdev user" not in joined and "hostfwd" not in joined and "slirp" not in joined
+        netdevs = [argv[i + 1] for i, a in enumerate(argv) if a == "-netdev"]
+        assert len(netdevs) == len(vm.nics) and all(n.startswith("tap,") for n in netdevs)
+        assert ["-accel", "tcg"] == argv[3:5] and "-nodefaults" in argv
+        assert f"serial={SEED_SERIAL}" in joined and KERNEL_CMDLINE in argv
+        assert sum(a.startswith("virtio-blk-pci") for a in argv) == 2 + len(vm.data_disks)
+
+
+def test_vm_hosts_in_the_inventory(vm_plan, tmp_path):
+    from llmcluster.lab import LabRuntime
+
+    hv = LabRuntime(vm_plan, tmp_path / "state").inventory()["_meta"]["hostvars"]
+    assert hv["gpu-02"]["llmcluster_network_mode"] == "tagged"
+    assert hv["gpu-02"]["llmcluster_interface_names"] == {
+        "mgmt": "vlan10", "inference": "vlan20", "storage_public": "vlan30", "rdma": "vlan40"}
+    assert hv["gpu-02"]["llmcluster_uplink"] == V.TAGGED_UPLINK
+    assert hv["gpu-02"]["llmcluster_default_route_vlan"] == ""
+    assert "llmcluster_qos vlan20" in hv["gpu-02"]["llmcluster_tc_script"]
+    assert hv["storage-01"]["llmcluster_network_mode"] == "access"
+    for name in ("gpu-02", "storage-01"):
+        assert hv[name]["llmcluster_manage_services"] is True
+        assert hv[name]["common_sysctl_apply"] is True
+        assert hv[name]["llmcluster_lab_kind"] == "vm"
+    assert hv["gw-01"]["llmcluster_network_mode"] == "access"
+    assert V.LEAF_NAME not in hv  # lab infrastructure, not a plan host
+
+
+# --------------------------------------------------------------------------- the running VMs
+
+
+def _ssh(lab, host: str, script: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return lab.exec(host, ["sh", "-c", script], timeout=timeout)
+
+
+def test_vms_answer_and_run_their_own_kernel(vm_lab):
+    status = {s.name: s for s in vm_lab.status()}
+    assert all(s.ok for s in status.values()), status
+    assert {n: s.kind for n, s in status.items() if s.kind in ("vm", "leaf")} == {
+        "gpu-02": "vm", "storage-01": "vm", V.LEAF_NAME: "leaf"}
+    mine = os.uname().release
+    for name in ("gpu-02", "storage-01", V.LEAF_NAME):
+        proc = vm_lab.exec(name, ["sh", "-c", "hostname; uname -r; systemctl is-system-running || true"])
+        assert proc.returncode == 0, proc.stderr
+        hostname, release, running = proc.stdout.split()[:3]
+        assert hostname == name and release != mine and release.endswith("-cloud-amd64")
+        assert running in ("running", "degraded", "starting"), proc.stdout
+    boots = {k: v for k, v in vm_lab.state().timings.items() if k.startswith("vm_boot_s.")}
+    TIMINGS.update({f"VM boot to SSH ({k.split('.', 1)[1]})": f"{v:.1f}s" for k, v in boots.items()})
+
+
+def test_md_raid10_over_the_nvme_disks(vm_lab):
+    disks = " ".join(f"/dev/disk/by-id/virtio-nvme{i}" for i in range(4))
+    t = time.monotonic()
+    proc = _ssh(vm_lab, "gpu-02", f"""set -e
+        mdadm --create /dev/md/lltest --run --level=10 --raid-devices=4 --assume-clean {disks} 2>&1
+        mdadm --detail /dev/md/lltest
+        mkfs.xfs -q -f /dev/md/lltest && mkdir -p /mnt/lltest && mount /dev/md/lltest /mnt/lltest
+        echo hello > /mnt/lltest/f && cat /mnt/lltest/f
+        umount /mnt/lltest && mdadm --stop /dev/md/lltest && mdadm --zero-superblock {disks}""")
+    TIMINGS["md RAID10 create+xfs+mount+stop (gpu-02)"] = f"{time.monotonic() - t:.1f}s"
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"Raid Level : raid10", proc.stdout) and re.search(r"Raid Devices : 4", proc.stdout)
+    assert "hello" in proc.stdout
+
+
+def test_device_mapper_works(vm_lab):
+    proc = _ssh(vm_lab, "storage-01", """set -e
+        dmsetup targets
+        echo "0 2048 linear /dev/disk/by-id/virtio-nvme0 0" | dmsetup create lltest
+        blockdev --getsz /dev/mapper/lltest
+        dmsetup remove lltest""")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^linear\s", proc.stdout, re.M) and re.search(r"^striped\s", proc.stdout, re.M)
+    assert "\n2048\n" in proc.stdout
+
+
+def test_tagged_host_has_its_mgmt_vlan_on_the_trunk(vm_lab):
+    proc = vm_lab.exec("gpu-02", ["ip", "-d", "-j", "link", "show", "vlan10"])
+    assert proc.returncode == 0, proc.stderr
+    link = json.loads(proc.stdout)[0]
+    info = link["linkinfo"]
+    assert info["info_kind"] == "vlan" and info["info_data"]["protocol"] == "802.1Q" and info["info_data"]["id"] == 10
+    assert link["link"] == V.TAGGED_UPLINK and link["mtu"] == 1500
+    addr = vm_lab.exec("gpu-02", ["ip", "-4", "-br", "addr", "show", "dev", "vlan10"]).stdout
+    assert "10.42.0.12/24" in addr
+
+
+def test_the_leaf_bridge_filters_vlans(vm_lab):
+    proc = vm_lab.exec(V.LEAF_NAME, ["sh", "-c", "cat /sys/class/net/br0/bridge/vlan_filtering; bridge -j vlan show"])
+    assert proc.returncode == 0, proc.stderr
+    flag, _, rest = proc.stdout.partition("\n")
+    assert flag.strip() == "1"
+    vlans = {e["ifname"]: e["vlans"] for e in json.loads(rest)}
+    assert sorted(v["vlan"] for v in vlans["swp1"]) == [10, 20, 30, 40]
+    assert all("Egress Untagged" not in v.get("flags", []) for v in vlans["swp1"])  # the trunk: tagged
+    for vid in (10, 20, 30, 40):
+        (entry,) = vlans[f"acc{vid}"]
+        assert entry["vlan"] == vid and {"PVID", "Egress Untagged"} <= set(entry["flags"])
+
+
+def test_no_vm_has_a_way_out(vm_lab):
+    for name in ("gpu-02", "storage-01", V.LEAF_NAME):
+        route = vm_lab.exec(name, ["ip", "route", "get", OUTSIDE])
+        assert route.returncode != 0, f"{name} has a route to {OUTSIDE}: {route.stdout}"
+        default = vm_lab.exec(name, ["ip", "-4", "route", "show", "default"]).stdout
+        assert default.strip() == "", f"{name}: {default}"
+    pids = _qemu_pids(vm_lab.state_dir)
+    assert len(pids) == 3
+    for pid in pids:
+        argv = proc_info(pid).cmdline
+        netdevs = [argv[i + 1] for i, a in enumerate(argv) if a == "-netdev"]
+        assert netdevs and all(n.startswith("tap,") for n in netdevs), netdevs
+    for rec in vm_lab.state().of_kind("tap"):  # every tap is a port of a lab bridge
+        master = N.links()[rec.name].get("master", "")
+        assert master.startswith(N.BRIDGE_PREFIX), f"{rec.name} on {master!r}"
+
+
+@pytest.fixture(scope="module")
+def tagged_network_converged(vm_lab, tmp_path_factory):
+    """The network role (tagged mode: netplan) converged on gpu-02, twice: the second changes nothing."""
+    from llmcluster.converge import run_playbook
+
+    inventory = vm_lab.write_inventory(tmp_path_factory.mktemp("vm-inventory") / "inventory.yml")
+    tags = ("network_install", "network_configure", "network_run")
+    env = {"ANSIBLE_CACHE_PLUGIN": "memory", "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    t = time.monotonic()
+    first = run_playbook(ROOT / "ansible" / "site.yml", inventory, tags=tags, limit="gpu-02", envvars=env)
+    TIMINGS["network role on the tagged VM (gpu-02)"] = f"{time.monotonic() - t:.1f}s"
+    assert first.ok, f"network role on gpu-02 failed: {first.stats} {first.hosts}"
+    again = run_playbook(ROOT / "ansible" / "site.yml", inventory, tags=tags, limit="gpu-02", envvars=env)
+    assert again.ok and again.changed("gpu-02") == 0, f"second run changed {again.changed_tasks}"
+    return inventory
+
+
+def test_tagged_vm_reaches_a_namespace_host_on_every_vlan_through_the_leaf(vm_lab, tagged_network_converged):
+    """After the network role (tagged mode): every VLAN of gpu-02 crosses the leaf, at full MTU."""
+    plan = vm_lab.plan
+    gpu2, gpu1 = plan.ip.host("gpu-02"), plan.ip.host("gpu-01")
+    links = json.loads(vm_lab.exec("gpu-02", ["ip", "-d", "-j", "link"]).stdout)
+    vlans = {link["ifname"]: link for link in links if link.get("linkinfo", {}).get("info_kind") == "vlan"}
+    for role in gpu2.addresses:
+        vlan = plan.ip.vlans[role]
+        link = vlans[f"vlan{vlan.id}"]
+        assert link["linkinfo"]["info_data"]["id"] == vlan.id and link["mtu"] == vlan.mtu
+        payload = vlan.mtu - 28
+        target = gpu1.addresses[role]
+        ok = vm_lab.exec("gpu-02", ["ping", "-M", "do", "-s", str(payload), "-c", "2", "-W", "3", target])
+        assert ok.returncode == 0, f"{role}: {ok.stdout}{ok.stderr}"
+        too_big = vm_lab.exec("gpu-02", ["ping", "-M", "do", "-s", str(payload + 1), "-c", "1", "-W", "2",
+                                         target])
+        assert too_big.returncode != 0, f"{role}: {too_big.stdout}"
+        assert ipaddress.ip_address(target) in ipaddress.ip_network(vlan.cidr)
+    # the namespace host reaches the tagged VM the other way, too (jumbo, DF)
+    back = vm_lab.exec("gpu-01", ["ping", "-M", "do", "-s", "8972", "-c", "1", "-W", "3",
+                                  gpu2.addresses["storage_public"]])
+    assert back.returncode == 0, back.stdout + back.stderr
+    # the leaf forwarded it: both MACs were learnt on the trunk's VLAN 30
+    fdb = vm_lab.exec(V.LEAF_NAME, ["bridge", "fdb", "show", "br", "br0", "vlan", "30"]).stdout
+    assert "swp1" in fdb and "acc30" in fdb, fdb
+
+
+def test_down_removes_every_vm_object_and_up_brings_them_back(vm_lab):
+    """Last in this module: ``down`` leaves no qemu, tap or disk; ``up`` boots the VMs again."""
+    state = vm_lab.state()
+    taps = [r.name for r in state.of_kind("tap")]
+    disks = [r.name for r in state.of_kind("vmdisk")]
+    assert taps and disks and all(Path(d).exists() for d in disks)
+    t = time.monotonic()
+    vm_lab.down()
+    TIMINGS["down with VMs"] = f"{time.monotonic() - t:.1f}s"
+    assert _qemu_pids(vm_lab.state_dir) == []
+    assert [t for t in N.lab_links() if t.startswith(N.TAP_PREFIX)] == []
+    assert [d for d in disks if Path(d).exists()] == []
+    assert not vm_lab.state().records
+    assert vm_lab.down() == []
+    t = time.monotonic()
+    report = vm_lab.up()
+    TIMINGS["up again with VMs"] = f"{time.monotonic() - t:.1f}s"
+    assert {"gpu-02", "storage-01", V.LEAF_NAME} <= set(report.started)
+    assert all(s.ok for s in vm_lab.status())

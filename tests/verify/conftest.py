@@ -1,0 +1,211 @@
+"""The verification suite: checks the provisioned result of a stack against its plan.
+
+Two ways to run it:
+
+* ``pytest tests/verify`` (part of ``make test``): brings the lab up (the shared ``lab``
+  fixture), converges it once and verifies it;
+* ``llmcluster verify --stack S [--inventory I]`` (or ``pytest tests/verify
+  --llmcluster-stack S --llmcluster-inventory I``): verifies the hosts of any inventory (a
+  real one, or a running lab's) against the plan of stack ``S``; nothing is brought up.
+
+Tests are parametrised per host and check at collection time (from the plan and the
+inventory); observations are gathered once per host (one SSH round trip) and the firewall
+matrix runs all its connection attempts in one batch per source.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmcluster.verify import checks as C
+from llmcluster.verify import matrix as M
+from llmcluster.verify import scripts as S
+from llmcluster.verify.remote import Inventory, LocalHost, local_ipv4_addresses
+from tests.conftest import STACKS, TIMINGS
+
+#: Seconds a probe waits for a connection (denied flows are dropped: they all take this long).
+PROBE_TIMEOUT = 2.0
+LISTENER_LIFETIME = 180
+LISTENER_PIDFILE = "/tmp/llmcluster-verify-listener.pid"
+
+
+@dataclass
+class Collected:
+    stack: str
+    plan: Any
+    inventory_path: Path | None
+    hostvars: dict[str, dict[str, Any]]
+    probes: dict[str, Any]
+    local_addresses: list[str]
+    host_checks: list[C.HostCheck] = field(default_factory=list)
+    matrix: list[M.MatrixCase] = field(default_factory=list)
+
+
+def _collect(config: pytest.Config) -> Collected:
+    cached = getattr(config, "_llmcluster_verify", None)
+    if cached is not None:
+        return cached
+    from llmcluster.errors import LLMClusterError
+    from llmcluster.plan.build import build_plan
+    from llmcluster.spec import load_stack_file
+
+    stack = config.getoption("--llmcluster-stack") or "lab"
+    stacks = Path(config.getoption("--llmcluster-stacks-dir") or STACKS)
+    try:
+        plan = build_plan(load_stack_file(stacks / f"Pulumi.{stack}.yaml"))
+    except LLMClusterError as exc:
+        raise pytest.UsageError(f"stack {stack}: {exc}") from None
+    inventory = config.getoption("--llmcluster-inventory")
+    if inventory:
+        inv = Inventory(inventory)
+        try:
+            hostvars = inv.all_hostvars
+        except Exception as exc:  # ansible-inventory failed: a usage error, not a test failure
+            raise pytest.UsageError(f"inventory {inventory}: {exc}") from None
+        unknown = sorted(set(hostvars) - {h.name for h in plan.ip.hosts})
+        if unknown:
+            raise pytest.UsageError(f"inventory {inventory} has hosts that stack {stack} does not plan: "
+                                    f"{', '.join(unknown)}")
+        probes = inv.group_var("llmcluster_verify_probes", {}) or {}
+        local = local_ipv4_addresses()
+    else:  # the lab this session brings up: its inventory is known before it exists
+        from llmcluster.lab.probes import controller_address
+        from llmcluster.lab.runtime import LabRuntime
+
+        lab_inv = LabRuntime(plan, Path("lab-state-not-used")).inventory()
+        hostvars = lab_inv["_meta"]["hostvars"]
+        probes = lab_inv["all"]["vars"].get("llmcluster_verify_probes", {})
+        local = [controller_address(plan)]
+    c = Collected(stack, plan, Path(inventory) if inventory else None, hostvars, probes, local)
+    c.host_checks = C.host_checks(plan, hostvars)
+    c.matrix = M.matrix_cases(plan, hostvars, local, probes)
+    config._llmcluster_verify = c
+    return c
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "host_check" in metafunc.fixturenames:
+        c = _collect(metafunc.config)
+        metafunc.parametrize("host_check", c.host_checks, ids=[h.id for h in c.host_checks])
+    if "matrix_case" in metafunc.fixturenames:
+        c = _collect(metafunc.config)
+        metafunc.parametrize("matrix_case", c.matrix, ids=[m.id for m in c.matrix])
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+class Target:
+    """The hosts under verification, with per-host facts gathered once."""
+
+    def __init__(self, collected: Collected, inventory: Inventory):
+        self.c = collected
+        self.plan = collected.plan
+        self.inventory = inventory
+        self._hosts: dict[str, Any] = {}
+        self._facts: dict[str, dict[str, Any]] = {}
+
+    def host(self, name: str):
+        if name not in self._hosts:
+            self._hosts[name] = self.inventory.host(name)
+        return self._hosts[name]
+
+    def facts(self, name: str) -> dict[str, Any]:
+        if name not in self._facts:
+            ifnames = sorted(set(C.interface_names(self.plan, name, self.c.hostvars.get(name)).values()))
+            res = self.host(name).python(S.GATHER, *ifnames)
+            self._facts[name] = res.json(f"{name}: gathering facts")
+        return self._facts[name]
+
+    def source(self, src: M.Source):
+        if src.kind == M.HOST:
+            return self.host(src.name)
+        return LocalHost(src.name, src.netns)
+
+
+@pytest.fixture(scope="session")
+def verify_target(request) -> Target:
+    c = _collect(request.config)
+    if c.inventory_path is not None:
+        return Target(c, Inventory(c.inventory_path))
+    inventory = request.getfixturevalue("lab_converged")
+    return Target(c, Inventory(inventory))
+
+
+@pytest.fixture(scope="session")
+def matrix_results(verify_target: Target) -> dict[M.Attempt, str]:
+    """Run every connection attempt of the matrix: listeners up, all sources in parallel, listeners down."""
+    c, t0 = verify_target.c, time.monotonic()
+    cases = [m for m in c.matrix if m.attempts]
+    wanted = M.listeners(cases)
+    srcs = {s.name: s for s in M.sources(c.plan, c.hostvars, c.local_addresses, c.probes).values()
+            if isinstance(s, M.Source)}
+    started: list[str] = []
+    try:
+        def listen(host: str) -> None:
+            res = verify_target.host(host).python(S.LISTEN, LISTENER_PIDFILE, str(LISTENER_LIFETIME), *wanted[host])
+            report = res.json(f"{host}: starting the matrix listener")
+            bad = {k: v for k, v in report.items() if v not in ("listening", "in use")}
+            if res.rc != 0 or bad:
+                raise RuntimeError(f"{host}: matrix listener failed (exit {res.rc}): {bad or res.stderr}")
+            started.append(host)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(listen, wanted))
+        by_source = M.attempts_by_source(cases)
+
+        def probe(name: str) -> list[tuple[M.Attempt, str]]:
+            attempts = by_source[name]
+            res = verify_target.source(srcs[name]).python(
+                S.PROBE, str(PROBE_TIMEOUT), json.dumps([a.to_probe() for a in attempts]),
+                timeout=PROBE_TIMEOUT * 4 + 30)
+            return list(zip(attempts, res.json(f"{name}: probing"), strict=True))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = dict(pair for pairs in pool.map(probe, sorted(by_source)) for pair in pairs)
+    finally:
+        for host in started:
+            verify_target.host(host).python(S.STOP, LISTENER_PIDFILE)
+    TIMINGS["verify firewall matrix"] = f"{time.monotonic() - t0:.1f}s ({len(results)} attempts)"
+    return results
+
+
+# --------------------------------------------------------------------------- results
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    props = dict(report.user_properties)
+    if "check" not in props and "tests/verify/" not in report.nodeid:
+        return
+    message = ""
+    if report.failed:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = crash.message if crash is not None else str(report.longrepr)
+    elif report.skipped and isinstance(report.longrepr, tuple):
+        message = str(report.longrepr[2])
+    _RESULTS.append({
+        "nodeid": report.nodeid,
+        "host": props.get("host", ""),
+        "check": props.get("check", report.nodeid.split("[", 1)[-1].rstrip("]")),
+        "outcome": report.outcome,
+        "message": message,
+    })
+
+
+_RESULTS: list[dict[str, Any]] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session.config.getoption("--llmcluster-results")
+    if path:
+        c = getattr(session.config, "_llmcluster_verify", None)
+        Path(path).write_text(json.dumps({"stack": c.stack if c else None, "results": _RESULTS}, indent=1))

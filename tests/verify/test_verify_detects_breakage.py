@@ -1,0 +1,95 @@
+"""A deliberately broken lab makes ``llmcluster verify`` fail, naming host, check and observed value.
+
+Runs only in the lab mode of the suite (``make test``): it breaks three hosts of the converged
+lab in three different ways, runs the real CLI against the lab's inventory, checks the exit
+code and that exactly the affected checks fail with precise messages, then repairs the hosts
+and shows the same checks pass again.
+
+* storage-01: its storage VLAN interface is set down;
+* gpu-01: its inference interface MTU drops from 9000 to 1500;
+* gw-01: the accept rule of flow ``api`` (clients -> gateway tcp/443) is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.xdist_group("lab")
+
+RULESET = "/etc/nftables.d/llmcluster.nft"  # roles/firewall/defaults: firewall_ruleset_path
+
+
+def _verify(inventory, *extra: str) -> tuple[int, dict, str]:
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmcluster.cli", "verify", "--stack", "lab", "--inventory", str(inventory), *extra],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=900, check=False)
+    doc = json.loads(proc.stdout) if "--json" in extra and proc.stdout.strip().startswith("{") else {}
+    return proc.returncode, doc, proc.stdout + proc.stderr
+
+
+def _rule_handle(lab, host: str, comment: str) -> str:
+    out = lab.exec(host, ["nft", "-a", "list", "chain", "inet", "llmcluster", "input"], check=True).stdout
+    for line in out.splitlines():
+        if f'comment "{comment}"' in line and (m := re.search(r"# handle (\d+)", line)):
+            return m.group(1)
+    raise AssertionError(f"{host}: no input rule with comment {comment!r}:\n{out}")
+
+
+def test_broken_hosts_fail_verify_precisely(request) -> None:
+    if request.config.getoption("--llmcluster-inventory"):
+        pytest.skip("breaks lab hosts on purpose: runs only against the lab this session brought up")
+    inventory = request.getfixturevalue("lab_converged")
+    lab = request.getfixturevalue("lab")
+    try:
+        lab.exec("storage-01", ["ip", "link", "set", "stor-pub", "down"], check=True)
+        lab.exec("gpu-01", ["ip", "link", "set", "inference", "mtu", "1500"], check=True)
+        handle = _rule_handle(lab, "gw-01", "flow api")
+        lab.exec("gw-01", ["nft", "delete", "rule", "inet", "llmcluster", "input", "handle", handle], check=True)
+
+        rc, doc, out = _verify(inventory, "--json")
+        assert rc == 5, f"verify of a broken lab must exit 5, got {rc}:\n{out[-3000:]}"
+        failed = {f"{r['host']} {r['check']}": r["message"] for r in doc["results"] if r["outcome"] == "failed"}
+        expected = {
+            "storage-01 link[storage_public]": "stor-pub is DOWN",
+            "storage-01 pmtu[storage_public]": "8972-byte don't-fragment ping",
+            "gpu-02 pmtu[storage_public]": "-> storage-01",
+            "gpu-01 link[inference]": "inference MTU 1500, expected 9000",
+            "gpu-01 pmtu[inference]": "8972-byte don't-fragment ping",
+            "gw-01 nftables": "input rule for flow api missing: tcp dport 443 from 10.42.1.0/29",
+            "clients -> gateway firewall[tcp/443]": "timeout, expected open (flow api)",
+            "gpu -> storage firewall[tcp/3300]": "-> storage-01 10.42.2.",
+            "gpu -> storage firewall[tcp/6789]": "timeout, expected open (flow ceph-clients)",
+            "gpu -> storage firewall[tcp/6800-7300]": "timeout, expected open (flow ceph-clients)",
+        }
+        missing = {k: v for k, v in expected.items() if k not in failed}
+        assert not missing, (f"checks that should fail but did not: {sorted(missing)}\n"
+                             f"failed: {json.dumps(failed, indent=1)}")
+        for key, text in expected.items():
+            assert text in failed[key], f"{key}: message {failed[key]!r} does not say {text!r}"
+        # Consequences, not noise: jumbo frames towards gpu-01 over inference may fail (its 1500-byte
+        # port drops them), and storage-01 cannot probe anything from its downed storage address (an
+        # error is no proof that a firewall drops). Nothing else may fail.
+        extra = {k for k in set(failed) - set(expected) - {"gw-01 pmtu[inference]"}
+                 if not (k.startswith("storage -> ") and "storage-01 10.42.2.13 -> " in failed[k]
+                         and "Network is unreachable" in failed[k])}
+        assert not extra, f"unrelated checks failed: {json.dumps({k: failed[k] for k in extra}, indent=1)}"
+
+        rc, _, out = _verify(inventory, "--failures-only")
+        assert rc == 5
+        assert "storage-01" in out and "FAIL" in out and "stor-pub is DOWN" in out, out[-3000:]
+    finally:
+        lab.exec("storage-01", ["ip", "link", "set", "stor-pub", "up"])
+        lab.exec("gpu-01", ["ip", "link", "set", "inference", "mtu", "9000"])
+        lab.exec("gw-01", ["nft", "-f", RULESET])
+    rc, doc, out = _verify(inventory, "--json")
+    assert rc == 0, f"after repair verify must pass again, got {rc}:\n{out[-3000:]}"
+    assert doc["counts"].get("passed", 0) > 50 and not doc["counts"].get("failed")
