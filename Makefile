@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 OUT ?= out
 PYTEST_ARGS ?=
 
-.PHONY: setup lab test lint bench clean
+.PHONY: setup lab test test-vm lint bench bench-converge clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -27,11 +27,20 @@ lab: $(STAMP)
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
+## test-vm: the VM tier (qemu guests under TCG: md RAID, device-mapper, 802.1Q, vlan_filtering;
+## docs/lab.md "VM hosts"): slower, so a separate target; CI runs it after `make test`.
+test-vm: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -p no:xdist --lab-vms tests/lab/test_vm.py $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check llmcluster tests bench scripts __main__.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/plan_scaling.py
+
+## bench-converge: converge / re-converge wall time for 2, 4, 8, 16 lab hosts and forks/pipelining (root)
+bench-converge: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/converge_scaling.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache .hypothesis

@@ -220,7 +220,7 @@ def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 SIZE_COLUMNS = ("hosts", "batches", "tasks/host", "up s", "converge s", "s/host", "ratio", "per-host ratio",
-                "re-converge s", "s/host", "ratio", "per-host ratio", "CPU s ctl/hosts/others", "busy")
+                "re-converge s", "s/host", "ratio", "per-host ratio", "CPU s/host", "others' CPU s")
 
 
 def _f(value: Any, digits: int = 2) -> str:
@@ -238,14 +238,26 @@ def _cpu(d: Mapping[str, Any] | None) -> str:
     return "/".join(f"{d.get(k, 0):.0f}" for k in ("controller_cpu_s", "hosts_cpu_s", "others_cpu_s"))
 
 
+def _cpu_per_host(d: Mapping[str, Any] | None, hosts: int) -> str:
+    """The run's own CPU seconds (controller + lab hosts) per host: the work, whatever the contention."""
+    if not d or d.get("controller_cpu_s") is None:
+        return "-"
+    return f"{(d['controller_cpu_s'] + d['hosts_cpu_s']) / hosts:.1f}"
+
+
+def _others(d: Mapping[str, Any] | None) -> str:
+    return "-" if not d or d.get("others_cpu_s") is None else f"{d['others_cpu_s']:.0f}"
+
+
 def size_table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-    """The size table as strings (columns: :data:`SIZE_COLUMNS`; CPU and busy of the re-converge)."""
+    """The size table as strings (columns: :data:`SIZE_COLUMNS`; the CPU columns: converge / re-converge)."""
     return [[str(r["hosts"]), str(r["batches"]), _f(r.get("tasks_per_host"), 0), _f(r["up_s"], 1),
              _f(r["converge_s"], 1), _f(r["converge_s_per_host"]), _f(r["converge_ratio"]),
              _f(r["converge_per_host_ratio"]),
              _f(r["reconverge_s"], 1), _f(r["reconverge_s_per_host"]), _f(r["reconverge_ratio"]),
-             _f(r["reconverge_per_host_ratio"]), _cpu(r.get("reconverge_cpu")),
-             _pct((r.get("reconverge_cpu") or {}).get("busy"))]
+             _f(r["reconverge_per_host_ratio"]),
+             " / ".join(_cpu_per_host(r.get(k), r["hosts"]) for k in ("converge_cpu", "reconverge_cpu")),
+             f"{_others(r.get('converge_cpu'))} / {_others(r.get('reconverge_cpu'))}"]
             for r in rows]
 
 
@@ -680,6 +692,10 @@ def run_sweep(n: int, inventory: Path, plays: list[dict[str, Any]], batches: Seq
 # --------------------------------------------------------------------------- report
 
 
+#: A run whose "others" used more than this share of all cores competed for them.
+CONTENDED = 0.15
+
+
 def conclusions(rows: Sequence[Mapping[str, Any]], sweep: Sequence[Mapping[str, Any]],
                 variants: Sequence[Mapping[str, Any]], current: Mapping[str, Any]) -> list[str]:
     out = []
@@ -689,6 +705,25 @@ def conclusions(rows: Sequence[Mapping[str, Any]], sweep: Sequence[Mapping[str, 
             out.append(f"{what}: {big[key] / small[key]:.1f}x the time for {big['hosts'] / small['hosts']:.0f}x the "
                        f"hosts ({small['hosts']} -> {big['hosts']}) and {big['batches'] / small['batches']:.1f}x "
                        "the serial batches")
+    with_cpu = [r for r in rows if r.get("converge_cpu") and r.get("reconverge_cpu")]
+    if len(with_cpu) > 1:
+        small, big = with_cpu[0], with_cpu[-1]
+
+        def work(r: Mapping[str, Any], key: str) -> float:
+            return (r[key]["controller_cpu_s"] + r[key]["hosts_cpu_s"]) / r["hosts"]
+
+        out.append(f"work per host (CPU s of the controller and the lab hosts, whatever else runs): converge "
+                   f"{work(small, 'converge_cpu'):.1f} -> {work(big, 'converge_cpu'):.1f}, re-converge "
+                   f"{work(small, 'reconverge_cpu'):.1f} -> {work(big, 'reconverge_cpu'):.1f} "
+                   f"({small['hosts']} -> {big['hosts']} hosts)")
+    cores = os.cpu_count() or 1
+    contended = [f"{r['hosts']} hosts {what} ({r[key]['others_cpu_s']:.0f} CPU s)"
+                 for r in rows for key, what, wall in (("converge_cpu", "converge", "converge_s"),
+                                                      ("reconverge_cpu", "re-converge", "reconverge_s"))
+                 if r.get(key) and r[key]["others_cpu_s"] > CONTENDED * r[wall] * cores]
+    if contended:
+        out.append(f"competed with other work on this machine (others' CPU > {CONTENDED:.0%} of the cores): "
+                   f"{', '.join(contended)}: those wall times (and ratios built on them) overstate")
     site, free = best_setting(sweep, SITE), best_setting(sweep, NOSERIAL)
     if site is not None:
         cur = next((r for r in sweep if r["playbook"] == SITE and current["forks"] in r["forks"]
@@ -795,6 +830,18 @@ def markdown_report(doc: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report(doc: Mapping[str, Any], markdown: str | None = None) -> None:
+    """Print the tables and conclusions; write the markdown report too where asked."""
+    print_report(doc["rows"], doc["current"])
+    for line in doc["conclusions"]:
+        print(line)
+    print(f"total benchmark time {doc['total_s']:.0f}s "
+          f"({doc.get('lock_wait_s', 0):.0f}s of it waiting for the lab lock)")
+    if markdown:
+        Path(markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown).write_text(markdown_report(doc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=parse_sizes, default=None, help="lab sizes (hosts), default 2,4,8,16")
@@ -814,7 +861,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: sizes 2,4, forks 1,20, no variants")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--markdown", help="also write a markdown report to this file")
+    ap.add_argument("--render", metavar="JSON", help="measure nothing: report the results of an earlier --json")
     args = ap.parse_args(argv)
+
+    if args.render:
+        doc = json.loads(Path(args.render).read_text())
+        rows = add_ratios(doc["rows"])
+        doc["conclusions"] = conclusions(rows, next((r["sweep"] for r in rows if "sweep" in r), []),
+                                         next((r["variants"] for r in rows if "variants" in r), []), doc["current"])
+        report(doc, args.markdown)
+        return 0
 
     if os.geteuid() != 0:
         print("converge_scaling: the lab needs root", file=sys.stderr)
@@ -871,15 +927,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"converge_scaling: {exc}", file=sys.stderr)
         return 1
     doc = document(rows)
-    print_report(doc["rows"], current)
-    for line in doc["conclusions"]:
-        print(line)
-    print(f"total benchmark time {doc['total_s']:.0f}s ({doc['lock_wait_s']:.0f}s of it waiting for the lab lock)")
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(markdown_report(doc))
+    report(doc, args.markdown)
     return 0
 
 

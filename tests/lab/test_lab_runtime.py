@@ -128,7 +128,9 @@ def test_mirror_comes_from_apt_sources(tmp_path):
 
 def test_image_key_follows_packages_and_suite():
     assert image_key() == image_key(tuple(reversed(LAB_PACKAGES)))
-    assert image_key() != image_key((*LAB_PACKAGES, "curl"))
+    extra = "llmcluster-no-such-package"
+    assert extra not in LAB_PACKAGES
+    assert image_key() != image_key((*LAB_PACKAGES, extra))
     assert image_key(suite="trixie") != image_key()
 
 
