@@ -24,6 +24,9 @@ import pytest
 
 from tests.conftest import ROOT
 
+#: The lab's tests share one xdist worker (the lab fixture is requested dynamically below).
+pytestmark = pytest.mark.xdist_group("lab")
+
 PLAYBOOK = ROOT / "ansible" / "site.yml"
 ANSIBLE_CFG = ROOT / "ansible" / "ansible.cfg"
 #: Extra variables of every run. None: the lab inventory says where kernel parameters may be
