@@ -38,9 +38,10 @@ ansible.cfg are never changed): site.yml at its best setting with SSH ControlMas
 ControlPersist off, and the copy without ``serial`` with ``strategy: free``. Slowest tasks
 come from the runner's task-start events (wall time per task name, summed over batches).
 
-Runtime here (2 cores): about 11 s per host per playbook run, so the sizes alone take
-~11 minutes and the default sweep at 16 hosts ~15 more; ``--quick`` (sizes 2 and 4, a small
-sweep at 4) takes ~5 minutes.
+Runtime on a quiet 2-core machine: ~9 s per host per playbook run; the default run took
+16 minutes (sizes ~6, the sweep and observations at 16 hosts ~10), ``--quick`` (sizes 2 and
+4, a small sweep at 4) ~3. Time spent waiting for the lab lock is reported, not counted.
+``--render FILE`` prints (and with ``--markdown``, writes) the report of an earlier ``--json``.
 
 Every lab is brought up while holding the lab lock (``<lab cache>/lab-tests.lock``, the one
 the test suite's ``lab`` fixture takes: one lab per machine) and always torn down with
@@ -299,7 +300,8 @@ def variant_table_rows(variants: Sequence[Mapping[str, Any]]) -> list[list[str]]
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---:" for _ in columns) + "|"]
+    align = [":---" if i == 0 else "---:" for i in range(len(columns))]  # names left, numbers right
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -729,7 +731,7 @@ def conclusions(rows: Sequence[Mapping[str, Any]], sweep: Sequence[Mapping[str, 
         cur = next((r for r in sweep if r["playbook"] == SITE and current["forks"] in r["forks"]
                     and r["pipelining"] == current["pipelining"]), None)
         line = (f"site.yml as shipped: fastest with {setting_label(site['run_forks'], site['pipelining'])} "
-                f"({site['reconverge_s']:.1f}s); serial lets at most {site['effective_forks']} hosts run at once, "
+                f"({site['reconverge_s']:.1f}s); serial lets at most {site['effective_forks']} host(s) run at once, "
                 f"so any forks >= {site['effective_forks']} is the same setting")
         if cur is not None and cur is not site:
             line += (f"; ansible.cfg's {setting_label(current['forks'], current['pipelining'])} took "
@@ -746,7 +748,10 @@ def conclusions(rows: Sequence[Mapping[str, Any]], sweep: Sequence[Mapping[str, 
         label = setting_label(free["run_forks"], free["pipelining"])
         line = f"without serial (a copy of site.yml): fastest with {label} ({free['reconverge_s']:.1f}s)"
         if site is not None:
-            line += f", {site['reconverge_s'] / free['reconverge_s']:.2f}x faster than site.yml's serial batches"
+            speedup = site["reconverge_s"] / free["reconverge_s"]
+            line += (f", {speedup:.2f}x faster than site.yml's serial batches" if speedup >= 1.05 else
+                     f", no faster than site.yml's serial batches ({speedup:.2f}x): more hosts at once do not "
+                     "shorten a run whose cores are already busy")
         out.append(line)
     for v in variants:
         out.append(f"{v['variant']}: {v['reconverge_s']:.1f}s, {v['vs_best']:.2f}x the best {v['vs']} run")
