@@ -108,9 +108,10 @@ def overrides_for(n: int, kind: str = "stack") -> list[str]:
     if kind not in KINDS:
         raise ValueError(f"kind is one of {', '.join(KINDS)}, not {kind!r}")
     if n == 2:  # no room for storage: one GPU node (a distill model fits on it) and the gateway
-        out = ["pools.gpu.count=1", "pools.storage.count=0", "storage.ceph=null", f"serving.model={SMALL_MODEL}"]
+        out = ["pools.gpu.count=1", "pools.storage.count=0", "storage.ceph=null", f"serving.model={SMALL_MODEL}",
+               "serving.replicas=1"]
     elif n == 3:
-        out = ["pools.gpu.count=1", f"serving.model={SMALL_MODEL}"]
+        out = ["pools.gpu.count=1", f"serving.model={SMALL_MODEL}", "serving.replicas=1"]
     else:
         out = [f"pools.gpu.count={n - 2}"]  # the lab's shape: 1 storage, 1 gateway, the rest GPU nodes
     if kind == "namespace":

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from llmcluster.plan.build import Plan
+from llmcluster.plan.nvidia import nvidia_vars, serving_plan_vars
 
 PKI_DIR = "/etc/llmcluster/pki"
 
@@ -22,7 +23,7 @@ def _ident(name: str) -> str:
 
 
 def host_vars(plan: Plan, host_name: str, network_mode: str | None = None) -> dict[str, Any]:
-    from llmcluster.plan.catalog import GPUS
+    from llmcluster.plan.nvidia import gpu_vars
     from llmcluster.render.hostfiles import artifact_hostvars
 
     spec, ip = plan.spec, plan.ip
@@ -61,12 +62,7 @@ def host_vars(plan: Plan, host_name: str, network_mode: str | None = None) -> di
     if h.bmc:
         hv["llmcluster_bmc"] = h.bmc
     if pool.gpu is not None:
-        g = GPUS[pool.gpu.model]
-        hv["llmcluster_gpu"] = {
-            "model": pool.gpu.model, "count": pool.gpu.count, "nvswitch": pool.gpu.nvswitch,
-            "driver_version": pool.gpu.driver_version, "sm": g.sm, "arch": g.arch,
-            "memory_bytes": g.memory_bytes,
-        }
+        hv["llmcluster_gpu"] = gpu_vars(spec, h.pool)
     if pool.nvme is not None:
         hv["llmcluster_nvme"] = {
             "count": pool.nvme.count, "size_gb": pool.nvme.size_gb,
@@ -75,14 +71,33 @@ def host_vars(plan: Plan, host_name: str, network_mode: str | None = None) -> di
     if pool.aws is not None:
         hv["llmcluster_aws_instance_type"] = pool.aws.instance_type
     if h.pool == spec.serving.pool:
-        nodes = plan.capacity.nodes
-        rank = (h.index - 1) % nodes
-        replica = (h.index - 1) // nodes
-        if replica < spec.serving.replicas:
-            hv["llmcluster_serving"] = {"replica": replica, "node_rank": rank, "nodes": nodes}
+        serving = serving_layout(plan).get(h.name)
+        if serving is not None:
+            hv["llmcluster_serving"] = serving
     # What the firewall and network roles deploy, rendered here: they never re-derive it.
     hv.update(artifact_hostvars(plan, host_name, network_mode))
     return hv
+
+
+def serving_layout(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Per serving host: its replica, rank, and the replica's head and hosts (for ``mpirun -H``).
+
+    Hosts of the serving pool are taken in order, ``capacity.nodes`` per replica; hosts beyond
+    ``serving.replicas`` replicas serve nothing (spares)."""
+    spec, nodes = plan.spec, plan.capacity.nodes
+    pool_hosts = plan.ip.hosts_in_pool(spec.serving.pool)
+    gpus = plan.capacity.gpus_per_node
+    out: dict[str, dict[str, Any]] = {}
+    for r in range(spec.serving.replicas):
+        members = pool_hosts[r * nodes:(r + 1) * nodes]
+        if len(members) < nodes:
+            break
+        head = members[0]
+        hosts = [{"name": m.name, "address": m.addresses.get("inference", m.mgmt_ip), "slots": gpus} for m in members]
+        for rank, m in enumerate(members):
+            out[m.name] = {"replica": r, "node_rank": rank, "nodes": nodes, "head": head.name,
+                           "head_address": head.addresses.get("inference", head.mgmt_ip), "hosts": hosts}
+    return out
 
 
 def pki_certificates(plan: Plan, host_name: str) -> list[dict[str, Any]]:
@@ -108,8 +123,10 @@ def gateway_vars(plan: Plan) -> dict[str, Any]:
     gw = spec.serving.gateway
     if gw is None:
         return {}
+    # One upstream per replica: its head (rank 0) serves the API; other ranks are MPI workers.
     upstreams = [{"name": h.name, "address": h.addresses["inference"], "port": spec.serving.port}
-                 for h in ip.hosts_in_pool(spec.serving.pool) if "inference" in h.addresses]
+                 for h in ip.hosts_in_pool(spec.serving.pool)
+                 if "inference" in h.addresses and serving_layout(plan).get(h.name, {}).get("node_rank") == 0]
     return {"llmcluster_gateway": {
         "pool": gw.pool, "port": gw.port, "hostname": f"{gw.hostname}.{spec.site.domain}",
         "vip": ip.vips.get("api"), "rate_limit_rps": gw.rate_limit_rps, "request_timeout_s": gw.request_timeout_s,
@@ -150,6 +167,8 @@ def build_inventory(plan: Plan, network_mode: str | None = None) -> dict[str, An
         "llmcluster_serving_revision": spec.serving.revision,
         "llmcluster_serving_port": spec.serving.port,
         "llmcluster_trtllm_args": dict(cap.trtllm_args),
+        "llmcluster_serving_plan": serving_plan_vars(spec, cap),
+        "llmcluster_nvidia": nvidia_vars(spec),
         "llmcluster_min_tls_version": spec.pki.min_tls_version,
         "llmcluster_ntp_servers": list(spec.site.ntp_servers),
         **gateway_vars(plan),

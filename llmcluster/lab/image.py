@@ -54,6 +54,11 @@ LAB_PACKAGES: tuple[str, ...] = (
     "openssl",
     "haproxy",
     "curl",
+    # The GPU node stack (docs/gpu-stack.md): TensorRT-LLM goes into a venv (python3-venv), the
+    # container toolkit configures containerd. The NVIDIA packages themselves come from the lab's
+    # simulated repositories (llmcluster/lab/nvidia_sim), never from this image.
+    "python3-venv",
+    "containerd",
 )
 #: Bump when the customisation in :func:`_customise` changes, so cached images are rebuilt.
 IMAGE_REVISION = 1

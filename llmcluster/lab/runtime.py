@@ -195,6 +195,18 @@ class LabRuntime:
     def netns(self, host: str) -> str:
         return N.netns_name(host)
 
+    def gpu_hosts(self) -> list[str]:
+        """Hosts whose pool has GPUs and that get the simulated NVIDIA hardware (not VMs)."""
+        return [h.name for h in self.hosts
+                if self.plan.spec.pools[h.pool].gpu is not None and self.kind(h.name) != "vm"]
+
+    def sim_repos(self):
+        """The simulated NVIDIA repositories (llmcluster.lab.nvidia_sim), built once per cache."""
+        from llmcluster.lab import nvidia_sim
+        from llmcluster.lab.image import cache_dir
+
+        return nvidia_sim.ensure_sim_repos(self.cache or cache_dir())
+
     def host_root(self, host: str) -> Path:
         """The host's root filesystem as seen from this machine (mounted while the lab is up)."""
         return H.host_paths(self.state_dir, host).root
@@ -321,6 +333,8 @@ class LabRuntime:
     def _hosts(self, state: LabState, lower: Path, key: SshKey, progress: Progress | None) -> None:
         ip = self.plan.ip
         authorized = key.public_line()
+        gpu_hosts = set(self.gpu_hosts())
+        repos = self.sim_repos() if gpu_hosts else None
         for host in self.hosts:
             if self.kind(host.name) == "vm":  # llmcluster.lab.vm: a qemu guest, no namespace
                 continue
@@ -338,6 +352,12 @@ class LabRuntime:
             state.record("mount", str(paths.root), host=host.name, lower=str(lower))
             H.mount_overlay(lower, paths)
             H.write_host_files(paths.root, host, self.hosts, authorized)
+            if host.name in gpu_hosts:
+                # SIMULATION: the GPUs, NVSwitches and the NVIDIA repositories of a real node.
+                from llmcluster.lab import nvidia_sim
+
+                _say(progress, f"host {host.name}: simulated HGX hardware, NVIDIA repositories, model files")
+                nvidia_sim.prepare_gpu_host(paths.root, self.plan, host.name, repos)
             if self.kind(host.name) == "nspawn":
                 NS.prepare_root(paths.root)
 
@@ -459,6 +479,15 @@ class LabRuntime:
             hv["ansible_ssh_private_key_file"] = str(self.private_key)
             hv["ansible_ssh_common_args"] = LAB_SSH_COMMON_ARGS
             hv["ansible_python_interpreter"] = "/usr/bin/python3"
+        if self.gpu_hosts():
+            from llmcluster.lab import nvidia_sim
+
+            # SIMULATION: the roles install from the lab's stand-in NVIDIA repositories; nothing
+            # else about the GPU roles changes in the lab. Containers cannot reboot; the stand-in
+            # server loads in about a second.
+            inv["all"]["vars"].update(nvidia_sim.inventory_overrides(self.sim_repos()))
+            inv["all"]["vars"]["nvidia_driver_skip_reboot"] = True
+            inv["all"]["vars"]["tensorrt_llm_ready_timeout_s"] = 120
         # Where the verification suite's firewall matrix starts for external zones (lab only).
         inv["all"]["vars"]["llmcluster_verify_probes"] = {p.zone: p.to_dict() for p in probe_sources(self.plan)}
         return inv

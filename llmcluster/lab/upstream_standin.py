@@ -4,7 +4,7 @@ The lab's GPU nodes have no TensorRT-LLM server yet. To verify the gateway end t
 verification suite starts this script on each serving node, listening on the node's inference
 address at ``serving.port``. It answers deterministically:
 
-* ``GET /healthz`` -> 200 ``ok`` (the gateway's active health check);
+* ``GET /health`` -> 200 (the gateway's active health check, the path trtllm-serve answers);
 * ``POST /v1/chat/completions`` / ``/v1/completions`` -> 200, an OpenAI-shaped JSON body whose
   ``model`` names the stand-in and whose ``llmcluster_upstream`` names the node that answered;
 * anything else -> 404.
@@ -40,7 +40,7 @@ def make_handler(name: str):
             self.wfile.write(body)
 
         def do_GET(self):
-            if self.path == "/healthz":
+            if self.path == "/health":
                 self._send(200, b"ok\n", "text/plain")
             else:
                 self._send(404, b'{"error": "not found"}\n')

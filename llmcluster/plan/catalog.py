@@ -461,6 +461,10 @@ class GPUSpec:
     nvlink_domain: int  # GPUs one NVLink/NVSwitch domain joins; 1 = PCIe only
     default_gpus_per_node: int
     form_factor: str
+    #: How the GPUs of several nodes share memory over NVLink: "imex" (GB200/GB300 NVL72 racks run
+    #: the IMEX daemon instead of a fabric manager); "node" = NVLink stays inside the node (HGX
+    #: boards with NVSwitch run the fabric manager, see the pool's ``gpu.nvswitch``).
+    nvlink_fabric: str = "node"
 
     @property
     def has_nvlink(self) -> bool:
@@ -491,6 +495,12 @@ GPUS: dict[str, GPUSpec] = {
         # nvidia-smi is commonly reported to show on HGX B200 boards (not checked on hardware here;
         # it is ~2% above the 180 GB datasheet figure).
         GPUSpec("b200", "NVIDIA B200 180GB", "blackwell", 100, 183359 * MIB, 8.0e12, 8, 8, "sxm"),
+        # NVIDIA GB200 NVL72 datasheet: 72 Blackwell GPUs, 13.4 TB HBM3e (186 GB per GPU), 8 TB/s per
+        # GPU; a compute tray holds 4 GPUs (2 Grace CPUs). NVLink spans the 72-GPU rack through
+        # NVLink switch trays; memory is shared across trays with IMEX. The planner keeps tensor
+        # parallelism inside a tray (nvlink_domain 4): a conservative choice, not the rack's limit.
+        # 186 GB = 177388 MiB is the datasheet figure, not an nvidia-smi reading (none here).
+        GPUSpec("gb200", "NVIDIA GB200 186GB", "blackwell", 100, 177388 * MIB, 8.0e12, 4, 4, "nvl72", "imex"),
     )
 }
 

@@ -277,6 +277,11 @@ class GpuConfig(_Model):
     count: Annotated[StrictInt, Field(ge=1, le=72)]
     nvswitch: StrictBool = False
     driver_version: Version | None = None
+    driver_flavor: Literal["auto", "open", "proprietary"] = Field(
+        default="auto",
+        description="kernel modules: open (Turing and newer; required from Blackwell) or proprietary; "
+        "auto = open from Hopper on, proprietary before",
+    )
 
 
 class NvmeConfig(_Model):
@@ -539,6 +544,57 @@ class Lab(_Model):
         return self.hosts.get(name) or self.pools.get(pool) or LabHost()
 
 
+# --------------------------------------------------------------------------- NVIDIA software stack
+
+#: An upstream package version as NVIDIA publishes it (``1.17.8``, ``4.2.3``).
+PackageVersion = Annotated[StrictStr, Field(pattern=r"^[0-9]+(\.[0-9]+){1,3}$")]
+HttpsOrFileUrl = Annotated[StrictStr, Field(pattern=r"^(https://|http://|file:)[^\s]+$")]
+Fingerprint = Annotated[StrictStr, Field(pattern=r"^[0-9A-F]{40}$")]
+
+
+class AptRepo(_Model):
+    """An apt repository of NVIDIA packages (the CUDA repository, libnvidia-container) or a mirror."""
+
+    url: HttpsOrFileUrl | None = Field(default=None, description="default: NVIDIA's repository for the OS")
+    key_url: HttpsOrFileUrl | None = None
+    key_fingerprint: Fingerprint | None = Field(
+        default=None, description="OpenPGP fingerprint (40 upper-case hex digits) the key must have"
+    )
+
+
+class Trtllm(_Model):
+    version: PackageVersion = "1.0.0"
+    cuda_version: Annotated[StrictStr, Field(pattern=r"^[0-9]+\.[0-9]+$")] = "12.9"
+    install: Literal["venv", "container"] = "venv"
+    pip_index_url: HttpsOrFileUrl = Field(
+        default="https://pypi.nvidia.com", description="an index or a local mirror (air-gapped sites)"
+    )
+    image: Annotated[StrictStr, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+:[A-Za-z0-9._-]+$")] = (
+        "nvcr.io/nvidia/tensorrt-llm/release:1.0.0"
+    )
+    registry_mirror: Annotated[StrictStr, Field(pattern=r"^([a-z0-9.-]+(:[0-9]+)?)?$")] = Field(
+        default="", description="host[:port] of a local registry that replaces the image's registry"
+    )
+    engine_cache_dir: AbsPath = "/var/lib/llmcluster/engines"
+
+
+class Nvidia(_Model):
+    """Versions and sources of the GPU node stack (roles nvidia_driver ... tensorrt_llm)."""
+
+    cuda_repo: AptRepo = AptRepo()
+    toolkit_repo: AptRepo = AptRepo()
+    container_toolkit_version: PackageVersion = "1.17.8"
+    container_runtime: Literal["containerd", "docker", "none"] = "containerd"
+    dcgm_version: PackageVersion = "4.2.3"
+    dcgm_exporter_version: PackageVersion = "4.1.3"
+    dcgm_diag_level: Annotated[StrictInt, Field(ge=1, le=4)] = 1
+    skip_reboot: StrictBool = Field(default=False, description="never reboot after a driver install")
+    kubernetes_drain: StrictBool = Field(
+        default=False, description="drain/uncordon the node in Kubernetes around a driver change"
+    )
+    trtllm: Trtllm = Trtllm()
+
+
 # --------------------------------------------------------------------------- the spec
 
 
@@ -555,6 +611,7 @@ class Spec(_Model):
     storage: Storage = Storage()
     pki: Pki = Pki()
     serving: Serving
+    nvidia: Nvidia = Nvidia()
     aws: Aws | None = None
     baremetal: Baremetal | None = None
     lab: Lab | None = None

@@ -24,7 +24,7 @@ RAID_MIN_DRIVES = {0: 2, 1: 2, 5: 3, 6: 4, 10: 4}
 def validate_spec(spec: Spec) -> list[Problem]:
     problems: list[Problem] = []
     for check in (_fabric, _qos, _pools, _platform, _zones_and_flows, _storage, _pki, _serving, _lab, _switches,
-                  _switch_access):
+                  _switch_access, _nvidia):
         problems.extend(check(spec))
     if not any(p.path.startswith(("fabric.vlans", "site.supernet", "pools")) for p in problems):
         problems.extend(_addresses(spec))
@@ -558,6 +558,45 @@ def _serving(spec: Spec) -> list[Problem]:
                 "serving", f"tensor parallel size {cap.tp} does not divide pools.{s.pool}.gpu.count {pool.gpu.count}"
             )
         )
+    return out
+
+
+# --------------------------------------------------------------------------- NVIDIA stack
+
+
+def _nvidia(spec: Spec) -> list[Problem]:
+    from llmcluster.plan.catalog import GPUS
+    from llmcluster.plan.nvidia import MIN_BRANCH_FOR_ARCH, MIN_DRIVER_BRANCH, driver_branch
+
+    out: list[Problem] = []
+    for name, pool in spec.pools.items():
+        if pool.gpu is None or pool.gpu.model not in GPUS:  # see _pools
+            continue
+        base = f"pools.{name}.gpu"
+        g = GPUS[pool.gpu.model]
+        v = pool.gpu.driver_version
+        if v is None:
+            if spec.platform == "baremetal":
+                out.append(Problem(f"{base}.driver_version",
+                                   "missing: bare-metal GPU nodes get exactly this driver (e.g. '570.172.08')"))
+            continue
+        branch = driver_branch(v)
+        floor = max(MIN_DRIVER_BRANCH, MIN_BRANCH_FOR_ARCH.get(g.arch, 0))
+        if branch < floor:
+            out.append(Problem(f"{base}.driver_version",
+                               f"branch {branch} is too old for {pool.gpu.model} ({g.arch}): use {floor} or newer"))
+        if g.arch == "blackwell" and pool.gpu.driver_flavor == "proprietary":
+            out.append(Problem(f"{base}.driver_flavor",
+                               f"{pool.gpu.model} ({g.arch}) runs only the open kernel modules: use 'open' or 'auto'"))
+    n = spec.nvidia
+    if n.trtllm.install == "container" and n.container_runtime == "none":
+        out.append(Problem("nvidia.trtllm.install", "'container' needs a container runtime: "
+                           "set nvidia.container_runtime to containerd or docker"))
+    for key in ("cuda_repo", "toolkit_repo"):
+        r = getattr(n, key)
+        if r.url is not None and (r.key_url is None or r.key_fingerprint is None):
+            out.append(Problem(f"nvidia.{key}",
+                               "a repository url needs its key_url and key_fingerprint (the roles check the key)"))
     return out
 
 

@@ -53,7 +53,7 @@ def test_gpu_node_without_gpus(lab):
     problems = F.check_host_facts(load_spec("lab"), hosts=["gpu-01"], key_filename=str(lab.private_key),
                                   insecure_accept_host_key=True)
     assert _messages(problems) == sorted([
-        "pools.gpu: gpu-01 has 0 GPUs (no nvidia-smi and no NVIDIA GPU on the PCI bus), spec says 8 h100",
+        "pools.gpu: gpu-01 has 0 GPUs (no nvidia-smi and no NVIDIA GPU on the PCI bus), spec says 8 h200",
         *_nvme(lab, "gpu-01", 4),
     ])
 
@@ -68,11 +68,11 @@ def _gpus(*names: str):
 
 
 @pytest.mark.parametrize(("names", "expected"), [
-    (("NVIDIA H100 80GB HBM3",) * 8, None),
-    (("NVIDIA H100 80GB HBM3",) * 7, "pools.gpu: gpu-02 has 7 GPUs (NVIDIA H100 80GB HBM3), spec says 8 h100"),
-    (("NVIDIA A100-SXM4-80GB",) * 8, "pools.gpu: gpu-02 has 8 GPUs (NVIDIA A100-SXM4-80GB), spec says 8 h100"),
-    (("NVIDIA H100 80GB HBM3",) * 7 + ("NVIDIA H200",),
-     "pools.gpu: gpu-02 has 8 GPUs (7x NVIDIA H100 80GB HBM3, 1x NVIDIA H200), spec says 8 h100"),
+    (("NVIDIA H200",) * 8, None),
+    (("NVIDIA H200",) * 7, "pools.gpu: gpu-02 has 7 GPUs (NVIDIA H200), spec says 8 h200"),
+    (("NVIDIA A100-SXM4-80GB",) * 8, "pools.gpu: gpu-02 has 8 GPUs (NVIDIA A100-SXM4-80GB), spec says 8 h200"),
+    (("NVIDIA H200",) * 7 + ("NVIDIA H100 80GB HBM3",),
+     "pools.gpu: gpu-02 has 8 GPUs (7x NVIDIA H200, 1x NVIDIA H100 80GB HBM3), spec says 8 h200"),
 ])
 def test_gpu_count_and_model_against_the_spec(lab, names, expected):
     problems = F.check_host_facts(load_spec("lab"), hosts=["gpu-02"], key_filename=str(lab.private_key),

@@ -149,7 +149,7 @@ def _wait_ok(gw, timeout: float = 15) -> G.CurlResult:
 def test_rendered_config_has_the_policy(gateway):
     cfg = gateway["rendered"]
     for needle in ("ssl-min-ver TLSv1.3", "verify required", "balance leastconn", "http-reuse safe",
-                   "uri /healthz", "timeout check 3s", "timeout server 900s", "track-sc0 ssl_c_s_dn",
+                   "uri /health", "timeout check 3s", "timeout server 900s", "track-sc0 ssl_c_s_dn",
                    "curves P-256", "client=\\\"%[ssl_c_s_dn]\\\""):
         assert needle in cfg, needle
 

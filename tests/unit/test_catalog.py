@@ -30,7 +30,7 @@ def test_catalog_names_are_the_public_ones() -> None:
         "deepseek-r1-distill-llama-8b",
         "deepseek-r1-distill-llama-70b",
     }
-    assert set(GPUS) == {"h100", "h200", "h20", "a100-80gb", "a100-40gb", "l40s", "b200"}
+    assert set(GPUS) == {"h100", "h200", "h20", "a100-80gb", "a100-40gb", "l40s", "b200", "gb200"}
     assert set(PRECISIONS) == {"bf16", "fp8", "int4-awq", "w4a8", "fp4"}
     for model in MODELS.values():
         assert set(model.supported_precisions) <= set(PRECISIONS)

@@ -131,7 +131,10 @@ def test_inventory_list_and_host():
     hv = inv["_meta"]["hostvars"]["gpu-03"]
     assert hv["llmcluster_gpu"]["model"] == "h200" and hv["llmcluster_gpu"]["count"] == 8
     assert hv["llmcluster_interfaces"]["rdma"]["vlan_id"] == 140
-    assert hv["llmcluster_serving"] == {"replica": 2, "node_rank": 0, "nodes": 1}
+    assert hv["llmcluster_serving"] == {"replica": 2, "node_rank": 0, "nodes": 1, "head": "gpu-03",
+                                        "head_address": hv["llmcluster_addresses"]["inference"],
+                                        "hosts": [{"name": "gpu-03", "address": hv["llmcluster_addresses"]["inference"],
+                                                   "slots": 8}]}
     r = run("inventory", "--stack", "prod-baremetal", "--host", "gpu-03")
     assert r.returncode == 0 and json.loads(r.stdout) == hv
     r = run("inventory", "--stack", "prod-baremetal", "--host", "gpu-3")

@@ -51,7 +51,7 @@ def test_lab_values() -> None:
     gpu = spec.pools["gpu"]
     assert gpu.role == "gpu"
     assert gpu.count == 2
-    assert gpu.gpu is not None and gpu.gpu.model == "h100" and gpu.gpu.count == 8
+    assert gpu.gpu is not None and gpu.gpu.model == "h200" and gpu.gpu.count == 8
     assert gpu.gpu.nvswitch is True
     assert gpu.gpu.driver_version == "570.172.08"  # quoted in YAML: stays a string
     assert gpu.vlans == ("mgmt", "inference", "storage_public", "rdma")
@@ -114,8 +114,8 @@ def test_provider_keys_of_other_namespaces_are_ignored() -> None:
 
 def test_sections_match_the_model() -> None:
     assert "stack" not in SECTIONS
-    assert {"platform", "site", "fabric", "zones", "flows", "pools", "storage", "pki", "serving", "aws",
-            "baremetal", "lab"} == set(SECTIONS)
+    assert {"platform", "site", "fabric", "zones", "flows", "pools", "storage", "pki", "serving", "nvidia",
+            "aws", "baremetal", "lab"} == set(SECTIONS)
 
 
 # --------------------------------------------------------------------------- frozen
@@ -201,13 +201,13 @@ def test_override_unknown_section_did_you_mean() -> None:
 
 
 def test_override_runs_whole_spec_rules() -> None:
-    # 2 GPU nodes cannot hold 2 replicas of a 2-node DeepSeek-R1 deployment.
+    # 2 GPU nodes cannot hold 3 replicas of a 1-node DeepSeek-R1 deployment.
     with pytest.raises(SpecError) as ei:
-        load_stack_file(LAB, ["serving.replicas=2"])
+        load_stack_file(LAB, ["serving.replicas=3"])
     assert "pools.gpu.count" in _paths(ei.value)
     # ... and an override can also fix what it broke.
-    spec = load_stack_file(LAB, ["serving.replicas=2", "pools.gpu.count=4"])
-    assert spec.serving.replicas == 2
+    spec = load_stack_file(LAB, ["serving.replicas=3", "pools.gpu.count=3"])
+    assert spec.serving.replicas == 3
 
 
 def test_override_field_rules_apply() -> None:

@@ -1,0 +1,455 @@
+"""GPU node checks of the verification suite: what the plan expects, and how observations are judged.
+
+One program (:data:`GATHER`) runs on every GPU node in one SSH round trip and prints one JSON
+document: ``nvidia-smi`` (per-GPU query, ``-q`` for the fabric state, ``nvlink -s``), the
+installed and held NVIDIA packages, the fabric manager / IMEX unit, ``nvidia-container-cli
+info``, ``nvidia-ctk cdi list``, ``dcgmi diag -r <level> -j``, the TensorRT-LLM venv's versions,
+the engine cache entry in use and the serving head's ``/health`` and ``/v1/models``. The judges
+below are pure functions of that document; each returns a list of problems naming what was
+observed and what the plan expects.
+
+Checks (``gpu[<name>]`` in the results table):
+
+* ``driver`` — every GPU reports the spec's driver version; the driver packages are installed at
+  that version and held;
+* ``inventory`` — GPU count and model (``nvidia-smi`` name) per node;
+* ``persistence``, ``ecc`` — persistence mode and ECC on, on every GPU;
+* ``fabric`` — NVSwitch nodes: fabric manager active, its package exactly the driver's version,
+  every GPU's fabric ``Completed``/``Success``; GB200/GB300: the IMEX unit active at the
+  driver's version;
+* ``nvlink`` — every GPU has its NVLinks (18 on Hopper/Blackwell SXM, 12 on A100) and all are up;
+* ``container`` — the container toolkit sees every GPU (``nvidia-container-cli info``) and the
+  CDI spec names ``nvidia.com/gpu=0..N-1``;
+* ``dcgm`` — ``dcgmi diag -r <level>`` passes;
+* ``engine-cache`` — engine backend: the entry in use was built for exactly the installed
+  driver, CUDA, TensorRT-LLM and GPU SM, and the plan's model/precision/parallelism;
+* ``serving`` — the replica head answers ``/health`` 200 and lists the model on ``/v1/models``;
+* ``hbm-bandwidth`` — real GPUs only (skipped on the lab's simulated ones): a device-to-device
+  copy reaches >= 90 % of the catalog HBM bandwidth.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmcluster.plan.build import Plan
+from llmcluster.plan.nvidia import engine_key
+
+#: NVLinks per GPU by architecture (SXM boards; PCIe GPUs have none).
+NVLINKS_PER_GPU = {"hopper": 18, "blackwell": 18, "ampere": 12}
+#: Share of the catalog HBM bandwidth a device-to-device copy must reach.
+HBM_MIN_FRACTION = 0.90
+#: The tensorrt_llm role's defaults (roles/tensorrt_llm/defaults/main.yml).
+TRTLLM_VENV_PYTHON = "/opt/llmcluster/tensorrt-llm/venv/bin/python"
+#: The lab's hardware description: its presence means the GPUs are simulated.
+SIM_HARDWARE = "/etc/llmcluster-sim/hardware.json"
+
+QUERY_FIELDS = ("index", "name", "uuid", "driver_version", "persistence_mode", "ecc.mode.current",
+                "compute_cap", "memory.total")
+
+
+@dataclass(frozen=True)
+class GpuCheck:
+    host: str
+    name: str
+    params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.host}:gpu[{self.name}]"
+
+
+def gpu_checks(plan: Plan, hostvars: Mapping[str, Mapping[str, Any]]) -> list[GpuCheck]:
+    """Every GPU check of every GPU host the inventory has (deterministic order)."""
+    from llmcluster.inventory import serving_layout
+    from llmcluster.plan.nvidia import gpu_vars, serving_plan_vars
+
+    out: list[GpuCheck] = []
+    spec = plan.spec
+    layout = serving_layout(plan)
+    sp = serving_plan_vars(spec, plan.capacity)
+    for h in plan.ip.hosts:
+        pool = spec.pools[h.pool]
+        if pool.gpu is None or h.name not in hostvars:
+            continue
+        g = gpu_vars(spec, h.pool)
+        base = {"gpu": g}
+        names = ["driver", "inventory", "persistence", "ecc"]
+        if g["fabric"] != "none":
+            names.append("fabric")
+        if NVLINKS_PER_GPU.get(g["arch"]) and g["fabric"] != "none":
+            names.append("nvlink")
+        names += ["container", "dcgm"]
+        serving = layout.get(h.name)
+        if serving is not None and sp["backend"] == "engine":
+            names.append("engine-cache")
+        if serving is not None and serving["node_rank"] == 0:
+            names.append("serving")
+        names.append("hbm-bandwidth")
+        for n in names:
+            out.append(GpuCheck(h.name, n, {**base, "serving_plan": sp, "serving": serving,
+                                            "diag_level": spec.nvidia.dcgm_diag_level,
+                                            "engine_cache_dir": spec.nvidia.trtllm.engine_cache_dir}))
+    return out
+
+
+def gather_args(check: GpuCheck) -> list[str]:
+    """The arguments of :data:`GATHER` for the host of ``check`` (same for all checks of a host)."""
+    p = check.params
+    serving = p.get("serving") or {}
+    sp = p["serving_plan"]
+    return [json.dumps({
+        "query": ",".join(QUERY_FIELDS), "diag_level": p["diag_level"],
+        "cache": f"{p['engine_cache_dir'].rstrip('/')}/{sp['model']}/current/cache-key.json",
+        "venv_python": TRTLLM_VENV_PYTHON,
+        "fabric_service": (p["gpu"].get("packages") or {}).get("fabric_service", ""),
+        "health": (f"http://{serving['head_address']}:{sp['port']}"
+                   if serving and serving.get("node_rank") == 0 else ""),
+    })]
+
+
+GATHER = r'''
+import json, os, subprocess, sys, urllib.request
+a = json.loads(sys.argv[1])
+def run(cmd, timeout=60):
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"rc": 127, "out": "", "err": str(e)}
+    return {"rc": p.returncode, "out": p.stdout, "err": p.stderr}
+def http(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return {"status": r.status, "body": r.read(65536).decode("utf-8", "replace")}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "body": ""}
+    except Exception as e:
+        return {"status": 0, "body": str(e)}
+out = {
+    "simulated": os.path.exists("/etc/llmcluster-sim/hardware.json"),
+    "query": run(["nvidia-smi", "--query-gpu=" + a["query"], "--format=csv,noheader,nounits"]),
+    "q": run(["nvidia-smi", "-q"]),
+    "nvlink": run(["nvidia-smi", "nvlink", "-s"]),
+    "dpkg": run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${Status}\n"]),
+    "holds": run(["apt-mark", "showhold"]),
+    "container": run(["nvidia-container-cli", "info"]),
+    "cdi": run(["nvidia-ctk", "cdi", "list"]),
+    "diag": run(["dcgmi", "diag", "-r", str(a["diag_level"]), "-j"], timeout=900),
+    "venv": run([a["venv_python"], "-c",
+                 "import json, tensorrt_llm, torch; print(json.dumps({'trtllm': tensorrt_llm.__version__, "
+                 "'cuda': torch.version.cuda}))"]),
+}
+if a["fabric_service"]:
+    out["fabric_unit"] = run(["systemctl", "is-active", a["fabric_service"]])
+try:
+    with open(a["cache"]) as f:
+        out["cache_key"] = {"data": json.load(f), "path": os.path.realpath(a["cache"])}
+except (OSError, ValueError) as e:
+    out["cache_key"] = {"error": str(e)}
+if a["health"]:
+    out["health"] = http(a["health"] + "/health")
+    out["models"] = http(a["health"] + "/v1/models")
+print(json.dumps(out))
+'''
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def _ok(facts: Mapping[str, Any], key: str, what: str) -> str:
+    r = facts.get(key) or {}
+    if r.get("rc") != 0:
+        detail = (r.get("err") or r.get("out") or "").strip().splitlines()
+        raise GpuFactsError(f"{what} failed (exit {r.get('rc')}): {(detail[-1] if detail else 'no output')[-200:]}")
+    return r.get("out", "")
+
+
+class GpuFactsError(Exception):
+    pass
+
+
+def parse_query(text: str) -> list[dict[str, str]]:
+    rows = []
+    for line in text.strip().splitlines():
+        values = [v.strip() for v in line.split(",")]
+        if len(values) == len(QUERY_FIELDS):
+            rows.append(dict(zip(QUERY_FIELDS, values, strict=True)))
+    return rows
+
+
+def parse_fabric(text: str) -> list[dict[str, str]]:
+    """Per GPU (in order) the ``Fabric`` section of ``nvidia-smi -q``: ``{"State", "Status"}``."""
+    out: list[dict[str, str]] = []
+    cur: dict[str, str] | None = None
+    indent = -1
+    for line in text.splitlines():
+        if re.match(r"^GPU [0-9A-Fa-f:.]+\s*$", line):
+            out.append({})
+            cur = None
+            continue
+        stripped = line.strip()
+        lead = len(line) - len(line.lstrip())
+        if stripped == "Fabric" and out:
+            cur, indent = out[-1], lead
+            continue
+        if cur is not None:
+            if lead <= indent or not stripped:
+                cur = None if lead <= indent else cur
+                continue
+            if ":" in stripped:
+                k, v = (s.strip() for s in stripped.split(":", 1))
+                cur.setdefault(k, v)
+    return out
+
+
+def parse_nvlink(text: str) -> dict[int, dict[int, str]]:
+    """``nvidia-smi nvlink -s``: GPU index -> link -> speed text (``26.562 GB/s`` or ``<inactive>``)."""
+    out: dict[int, dict[int, str]] = {}
+    gpu = None
+    for line in text.splitlines():
+        m = re.match(r"^GPU (\d+):", line)
+        if m:
+            gpu = int(m.group(1))
+            out[gpu] = {}
+            continue
+        m = re.match(r"^\s+Link (\d+):\s*(.+?)\s*$", line)
+        if m and gpu is not None:
+            out[gpu][int(m.group(1))] = m.group(2)
+    return out
+
+
+def parse_dpkg(text: str) -> dict[str, str]:
+    """Installed packages -> version (only ``install ok installed``)."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[2].endswith(" installed") and "not-installed" not in parts[2]:
+            out[parts[0]] = parts[1]
+    return out
+
+
+def upstream_version(debian_version: str) -> str:
+    """``1:4.2.3-1`` -> ``4.2.3``; ``570.172.08-0ubuntu1`` -> ``570.172.08``."""
+    v = debian_version.split(":", 1)[-1]
+    return v.rsplit("-", 1)[0] if "-" in v else v
+
+
+def diag_failures(doc: Any) -> list[str]:
+    """Names (and info) of the failed tests of a ``dcgmi diag -j`` document."""
+    failed: list[str] = []
+
+    def walk(node: Any, name: str = "") -> None:
+        if isinstance(node, dict):
+            here = str(node.get("name") or node.get("test_name") or name)
+            status = str(node.get("status", "")).lower()
+            if status == "fail":
+                info = node.get("info") or node.get("warnings") or node.get("warning") or ""
+                if isinstance(info, list):
+                    info = "; ".join(str(i.get("warning", i) if isinstance(i, dict) else i) for i in info)
+                failed.append(f"{here}: {info}".rstrip(": "))
+            for v in node.values():
+                walk(v, here)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, name)
+
+    walk(doc)
+    return sorted(set(failed))
+
+
+# --------------------------------------------------------------------------- judges
+
+
+def judge(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+    try:
+        return _JUDGES[check.name](check, facts)
+    except GpuFactsError as exc:
+        return [str(exc)]
+
+
+def _gpus(facts: Mapping[str, Any]) -> list[dict[str, str]]:
+    rows = parse_query(_ok(facts, "query", "nvidia-smi --query-gpu"))
+    if not rows:
+        raise GpuFactsError("nvidia-smi lists no GPU")
+    return rows
+
+
+def _driver(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+    g = check.params["gpu"]
+    want = g["driver_version"]
+    problems = [f"GPU {r['index']} runs driver {r['driver_version']}, spec says {want}"
+                for r in _gpus(facts) if r["driver_version"] != want]
+    installed = parse_dpkg(_ok(facts, "dpkg", "dpkg-query"))
+    holds = set(_ok(facts, "holds", "apt-mark showhold").split())
+    for pkg in (g.get("packages") or {}).get("driver", []):
+        if pkg not in installed:
+            problems.append(f"package {pkg} is not installed")
+            continue
+        if upstream_version(installed[pkg]) != want:
+            problems.append(f"package {pkg} is {installed[pkg]}, spec says {want}")
+        if pkg not in holds:
+            problems.append(f"package {pkg} is not held (apt-mark hold): an upgrade could move it")
+    return problems
+
+
+def _inventory(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+    g = check.params["gpu"]
+    rows = _gpus(facts)
+    problems = []
+    if len(rows) != g["count"]:
+        problems.append(f"{len(rows)} GPUs visible, spec says {g['count']}")
+    names = sorted({r["name"] for r in rows})
+    if names != [g["smi_name"]]:
+        problems.append(f"GPU models {names}, spec says {g['smi_name']} ({g['model']})")
+    sm = f"{g['sm'] // 10}.{g['sm'] % 10}"
+    bad = sorted({r["compute_cap"] for r in rows} - {sm})
+    if bad:
+        problems.append(f"compute capability {bad}, {g['model']} is {sm}")
+    return problems
+
+
+def _flag(field_name: str, label: str):
+    def judge_flag(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+        off = [f"GPU {r['index']}: {r[field_name]}" for r in _gpus(facts) if r[field_name] != "Enabled"]
+        return [f"{label} is not enabled on {len(off)} GPU(s): {', '.join(off)}"] if off else []
+    return judge_flag
+
+
+def _fabric(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+    g = check.params["gpu"]
+    pk = g.get("packages") or {}
+    problems = []
+    unit = facts.get("fabric_unit") or {}
+    state = (unit.get("out") or unit.get("err") or "").strip()
+    if state != "active":
+        problems.append(f"{pk.get('fabric_service')} is {state or 'unknown'}, expected active")
+    installed = parse_dpkg(_ok(facts, "dpkg", "dpkg-query"))
+    for pkg in pk.get("fabric", []):
+        if pkg not in installed:
+            problems.append(f"package {pkg} is not installed")
+        elif upstream_version(installed[pkg]) != g["driver_version"]:
+            problems.append(f"{pkg} {installed[pkg]} differs from the driver {g['driver_version']}: "
+                            "CUDA fails (error 802) while the node looks healthy")
+    if g["fabric"] == "nvswitch":
+        states = parse_fabric(_ok(facts, "q", "nvidia-smi -q"))
+        bad = [f"GPU {i}: {s.get('State', '?')}/{s.get('Status', '?')}" for i, s in enumerate(states)
+               if (s.get("State"), s.get("Status")) != ("Completed", "Success")]
+        if not states:
+            problems.append("nvidia-smi -q shows no GPU")
+        if bad:
+            problems.append(f"fabric not initialised on {len(bad)} GPU(s): {', '.join(bad)}")
+    return problems
+
+
+def _nvlink(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+    g = check.params["gpu"]
+    want = NVLINKS_PER_GPU[g["arch"]]
+    links = parse_nvlink(_ok(facts, "nvlink", "nvidia-smi nvlink -s"))
+    problems = []
+    if len(links) != g["count"]:
+        problems.append(f"nvlink status for {len(links)} GPUs, expected {g['count']}")
+    for gpu, ls in sorted(links.items()):
+        down = [n for n, s in sorted(ls.items()) if "inactive" in s.lower() or not re.search(r"\d", s)]
+        if len(ls) != want:
+            problems.append(f"GPU {gpu}: {len(ls)} NVLinks, {g['arch']} has {want}")
+        if down:
+            problems.append(f"GPU {gpu}: NVLink(s) {down} down")
+    return problems
+
+
+def _container(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+    n = check.params["gpu"]["count"]
+    problems = []
+    info = _ok(facts, "container", "nvidia-container-cli info")
+    seen = len(re.findall(r"^Device Index:", info, flags=re.M))
+    if seen != n:
+        problems.append(f"nvidia-container-cli sees {seen} GPUs, expected {n}")
+    cdi = set(_ok(facts, "cdi", "nvidia-ctk cdi list").split())
+    missing = [f"nvidia.com/gpu={i}" for i in range(n) if f"nvidia.com/gpu={i}" not in cdi]
+    if missing:
+        problems.append(f"CDI spec lacks {', '.join(missing)}")
+    return problems
+
+
+def _dcgm(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+    r = facts.get("diag") or {}
+    try:
+        doc = json.loads(r.get("out") or "")
+    except ValueError:
+        detail = (r.get("err") or r.get("out") or "no output").strip()[-200:]
+        return [f"dcgmi diag -r {check.params['diag_level']} gave no JSON (exit {r.get('rc')}): {detail}"]
+    failed = diag_failures(doc)
+    if failed:
+        return [f"dcgmi diag -r {check.params['diag_level']} failed: {'; '.join(failed)}"]
+    if r.get("rc") != 0:
+        return [f"dcgmi diag -r {check.params['diag_level']} exit {r.get('rc')}: {(r.get('err') or '').strip()[-200:]}"]
+    return []
+
+
+def _engine_cache(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+    ck = facts.get("cache_key") or {}
+    if "error" in ck:
+        return [f"no engine cache entry in use: {ck['error']}"]
+    venv = json.loads(_ok(facts, "venv", "TensorRT-LLM venv probe") or "{}")
+    rows = _gpus(facts)
+    want = engine_key(check.params["serving_plan"], gpu_sm=rows[0]["compute_cap"], trtllm_version=venv.get("trtllm"),
+                      cuda_version=venv.get("cuda"), driver_version=rows[0]["driver_version"]).fields
+    have = ck["data"]
+    diff = [f"{k}: entry {have.get(k)!r}, installed/planned {v!r}" for k, v in want.items() if have.get(k) != v]
+    return [f"engine {ck.get('path')} was built for another stack: " + "; ".join(diff)] if diff else []
+
+
+def _serving(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+    problems = []
+    h = facts.get("health") or {}
+    if h.get("status") != 200:
+        problems.append(f"/health answered {h.get('status')} {h.get('body', '')[:120]}, expected 200")
+    m = facts.get("models") or {}
+    try:
+        ids = [d.get("id") for d in json.loads(m.get("body") or "{}").get("data", [])]
+    except ValueError:
+        ids = []
+    if m.get("status") != 200 or not ids:
+        problems.append(f"/v1/models answered {m.get('status')} with models {ids}")
+    return problems
+
+
+def _hbm(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+    raise NotImplementedError("hbm-bandwidth runs through hbm_probe (real GPUs only)")
+
+
+_JUDGES = {
+    "driver": _driver, "inventory": _inventory, "persistence": _flag("persistence_mode", "persistence mode"),
+    "ecc": _flag("ecc.mode.current", "ECC"), "fabric": _fabric, "nvlink": _nvlink, "container": _container,
+    "dcgm": _dcgm, "engine-cache": _engine_cache, "serving": _serving, "hbm-bandwidth": _hbm,
+}
+
+#: Device-to-device copy bandwidth with PyTorch (the TensorRT-LLM venv has it on real nodes):
+#: prints {"gbps": ...}; a copy reads and writes every byte, so bytes moved = 2 x size.
+HBM_PROBE = r'''
+import json, sys
+import torch
+n = int(sys.argv[1]) if len(sys.argv) > 1 else 1 << 30
+a = torch.empty(n, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
+for _ in range(3): b.copy_(a)
+torch.cuda.synchronize()
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+reps = 20
+s.record()
+for _ in range(reps): b.copy_(a)
+e.record(); torch.cuda.synchronize()
+sec = s.elapsed_time(e) / 1000.0
+print(json.dumps({"gbps": 2 * n * reps / sec / 1e9, "device": torch.cuda.get_device_name(0)}))
+'''
+
+
+def judge_hbm(gbps: float, catalog_bytes_per_s: float) -> list[str]:
+    need = HBM_MIN_FRACTION * catalog_bytes_per_s / 1e9
+    if gbps < need:
+        return [f"device-to-device copy {gbps:.0f} GB/s, below {HBM_MIN_FRACTION:.0%} of the catalog "
+                f"{catalog_bytes_per_s / 1e9:.0f} GB/s ({need:.0f} GB/s)"]
+    return []
