@@ -77,10 +77,16 @@ def expect_rejected(res: CurlResult, what: str) -> list[str]:
 
 
 def upstream_of(res: CurlResult) -> str | None:
+    """The node that answered: the lab stand-in says ``llmcluster_upstream``; the lab's simulated
+    trtllm-serve sets ``system_fingerprint`` to ``llmcluster-sim:<host>``."""
     try:
-        return json.loads(res.body).get("llmcluster_upstream")
+        body = json.loads(res.body)
     except ValueError:
         return None
+    if not isinstance(body, dict):
+        return None
+    fp = str(body.get("system_fingerprint") or "")
+    return body.get("llmcluster_upstream") or (fp.split(":", 1)[1] if fp.startswith("llmcluster-sim:") else None)
 
 
 def s_client_argv(hostname: str, address: str, port: int, cacert: str, version: str,

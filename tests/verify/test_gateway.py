@@ -5,10 +5,13 @@ Requests start from a source in the zone the ``api`` flow admits (the lab's ``cl
 namespace from ``llmcluster_verify_probes``). Client material comes from the exported PKI the
 inventory names (``llmcluster_pki_dir``): ``admin`` is the valid client; the expired
 certificate is the lab export's ``lab-tests/expired-client`` (issued by the real intermediate:
-only the offline lab export can make one); the other-CA certificate is made here. In the lab,
-the serving nodes run the labelled stand-in upstream (``llmcluster/lab/upstream_standin.py``)
-during these checks; the failover check stops it on one node, so it runs on lab inventories
-only. Checks skip with the reason when the inventory has no gateway or no client material.
+only the offline lab export can make one); the other-CA certificate is made here. Upstreams are the
+replica heads' ``trtllm-serve`` units the tensorrt_llm role runs (in the lab: the SIMULATED
+TensorRT-LLM server of llmcluster/lab/nvidia_sim, a real systemd unit answering the OpenAI API).
+Where a lab serving node runs no such unit (hosts without systemd), the labelled stand-in
+upstream (``llmcluster/lab/upstream_standin.py``) is started for these checks instead. The
+failover check stops one upstream, so it runs on lab inventories only. Checks skip with the
+reason when the inventory has no gateway or no client material.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ pytestmark = pytest.mark.xdist_group("lab")
 GATEWAY_CHECKS = ("valid-client", "no-client-cert", "other-ca", "expired-cert", "tls12", "upstream-down")
 STANDIN = Path(__file__).resolve().parents[2] / "llmcluster" / "lab" / "upstream_standin.py"
 STANDIN_PIDFILE = "/run/llmcluster-lab-standin.pid"
+TRTLLM_UNIT = "trtllm-serve.service"
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,9 @@ def gateway_env(verify_target, tmp_path_factory):
     source = LocalHost(f"probe-{zone}", probe["netns"])
     lab = all("llmcluster_lab_kind" in verify_target.c.hostvars.get(u["name"], {}) for u in gvars["upstreams"])
     started = []
-    if lab:  # LAB STAND-IN upstreams (a simulation of trtllm-serve's HTTP API)
+    units = lab and all(verify_target.host(u["name"]).run(["systemctl", "is-active", "--quiet", TRTLLM_UNIT]).rc == 0
+                        for u in gvars["upstreams"])
+    if lab and not units:  # LAB STAND-IN upstreams (a simulation of trtllm-serve's HTTP API)
         script = STANDIN.read_text()
         for u in gvars["upstreams"]:
             h = verify_target.host(u["name"])
@@ -85,7 +91,7 @@ def gateway_env(verify_target, tmp_path_factory):
             assert res.rc == 0, f"{u['name']}: starting the lab stand-in upstream failed: {res.stderr}"
             started.append(u)
     env = {"gw": gvars, "pki": pki, "source": source, "lab": lab, "tmp": tmp_path_factory.mktemp("gw-clients"),
-           "script": STANDIN.read_text()}
+           "script": STANDIN.read_text(), "units": units}
     yield env
     for u in started:
         verify_target.host(u["name"]).run(["sh", "-c", f"test -f {STANDIN_PIDFILE} && kill $(cat {STANDIN_PIDFILE}); "
@@ -153,7 +159,10 @@ def _failover(env, verify_target, address: str, what: str) -> list[str]:
         return [f"{what}: the gateway does not answer 200 before the test"]
     down = ups[0]
     h = verify_target.host(down["name"])
-    h.run(["sh", "-c", f"kill $(cat {STANDIN_PIDFILE}); rm -f {STANDIN_PIDFILE}"])
+    if env["units"]:
+        h.run(["systemctl", "stop", TRTLLM_UNIT])
+    else:
+        h.run(["sh", "-c", f"kill $(cat {STANDIN_PIDFILE}); rm -f {STANDIN_PIDFILE}"])
     try:
         time.sleep(2 * 2 + 3 + 1)  # fall x interval + check timeout (role defaults) + margin
         problems, seen = [], []
@@ -166,7 +175,14 @@ def _failover(env, verify_target, address: str, what: str) -> list[str]:
             problems.append(f"{what}: {down['name']} is down but still got requests: {seen}")
         return problems
     finally:
-        h.run(["python3", "-c", env["script"], down["address"], str(down["port"]), down["name"], STANDIN_PIDFILE])
+        if env["units"]:
+            h.run(["systemctl", "start", TRTLLM_UNIT])
+            # Back in the pool only when /health answers again (the gateway's readiness rule).
+            h.run(["sh", "-c", f"for i in $(seq 120); do curl -fsS -o /dev/null http://{down['address']}:{down['port']}"
+                               "/health && exit 0; sleep 0.5; done; exit 1"], timeout=90)
+        else:
+            h.run(["python3", "-c", env["script"], down["address"], str(down["port"]), down["name"],
+                   STANDIN_PIDFILE])
 
 
 _ENV: dict = {}
