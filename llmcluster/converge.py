@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +133,9 @@ def run_playbook(
         raise LLMClusterError("ansible-playbook is not installed: run 'make setup' (pip install -e .)")
     env.setdefault("PATH", f"{Path(binary).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     private = Path(tempfile.mkdtemp(prefix="llmcluster-runner-"))
+    # ansible-runner installs its own SIGINT/SIGTERM handlers and leaves them behind: restore ours.
+    main = threading.current_thread() is threading.main_thread()
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         r = ansible_runner.run(
             private_data_dir=str(private),
@@ -150,6 +155,9 @@ def run_playbook(
         return ConvergeResult(rc=int(r.rc), status=str(r.status), stats=stats, hosts=hosts,
                               changed_tasks=changed_tasks)
     finally:
+        for sig, handler_before in saved.items():
+            if handler_before is not None:
+                signal.signal(sig, handler_before)
         if not os.environ.get("LLMCLUSTER_KEEP_RUNNER_DIR"):
             shutil.rmtree(private, ignore_errors=True)
 

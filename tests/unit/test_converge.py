@@ -93,3 +93,29 @@ def test_cli_converge_with_an_inventory_file(project):
     r = subprocess.run([sys.executable, "-m", "llmcluster.cli", "converge"], capture_output=True, text=True,
                        env=env, cwd=ROOT, timeout=60, check=False)
     assert r.returncode == 2 and "--stack" in r.stderr
+
+
+def test_run_playbook_restores_the_callers_signal_handlers(tmp_path):
+    """ansible-runner installs SIGINT/SIGTERM handlers and leaves them: run_playbook puts ours back."""
+    import signal
+
+    from llmcluster.converge import run_playbook
+
+    play = tmp_path / "noop.yml"
+    play.write_text("- hosts: localhost\n  gather_facts: false\n  tasks: []\n")
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
+
+    def mine(signum, frame):  # pragma: no cover - never delivered
+        pass
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGTERM, mine)
+        signal.signal(signal.SIGINT, mine)
+        result = run_playbook(play, inv)
+        assert result.ok, result
+        assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is mine
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
