@@ -210,6 +210,25 @@ def inheritable_fds() -> list[int]:
     return fds
 
 
+def spawn_detached(argv: list[str], log: str | os.PathLike, env: dict[str, str], *, truncate: bool = False,
+                   search_path: bool = True) -> int:
+    """Start a long-lived lab process in a new session and return its pid.
+
+    stdin is /dev/null, stdout and stderr go to ``log`` (appended, or truncated), and every
+    inheritable descriptor above stderr is closed in the child (:func:`inheritable_fds`: a lock
+    held with ``flock(1)`` around ``lab up`` must not live on in a host). Raises OSError.
+    """
+    mode = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log), mode, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+        *((os.POSIX_SPAWN_CLOSE, fd) for fd in inheritable_fds()),
+    ]
+    spawn = os.posix_spawnp if search_path else os.posix_spawn
+    return spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+
+
 def reap(pid: int) -> None:
     """Collect the exit status of ``pid`` if it is our child (avoids a zombie); else no-op."""
     try:

@@ -33,7 +33,7 @@ from pathlib import Path
 from llmcluster.lab._sys import (
     LabError,
     children_of,
-    inheritable_fds,
+    spawn_detached,
     is_mountpoint,
     proc_info,
     reap,
@@ -187,14 +187,8 @@ def start_host(netns: str, paths: HostPaths, hostname: str) -> ProcRef:
     ]
     paths.base.mkdir(parents=True, exist_ok=True)
     paths.start_script.write_text(START_SCRIPT)
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(paths.log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-        *((os.POSIX_SPAWN_CLOSE, fd) for fd in inheritable_fds()),
-    ]
     try:
-        pid = os.posix_spawnp(argv[0], argv, _ENV, file_actions=actions, setsid=True)
+        pid = spawn_detached(argv, paths.log, _ENV)
     except OSError as exc:
         raise LabError(f"could not start host {hostname}: {exc}") from exc
     deadline = time.monotonic() + 5

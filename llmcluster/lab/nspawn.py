@@ -50,6 +50,7 @@ from llmcluster.lab._sys import (
     reap,
     runs,
     signal_process,
+    spawn_detached,
     wait_gone,
     which,
 )
@@ -178,16 +179,11 @@ def start(netns: str, paths: HostPaths, host: str, cgroups: list[str]) -> ProcRe
     launcher = paths.base / "start-nspawn.sh"
     launcher.write_text(LAUNCH_SCRIPT)
     argv = ["/bin/sh", str(launcher), *cgroups, "--", *argv_nspawn]
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(paths.log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
     with open(paths.log, "a") as fh:
         fh.write(f"--- llmcluster lab: starting {host} under {NSPAWN_PROGRAM} at "
                  f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
     try:
-        pid = os.posix_spawn(argv[0], argv, _ENV, file_actions=actions, setsid=True)
+        pid = spawn_detached(argv, paths.log, _ENV, search_path=False)
     except OSError as exc:
         raise LabError(f"could not start host {host}: {exc}") from exc
     deadline = time.monotonic() + 5

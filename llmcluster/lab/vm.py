@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Literal
 
 from llmcluster.lab import hosts as H
 from llmcluster.lab import network as N
-from llmcluster.lab._sys import LabError, inheritable_fds, proc_info, reap, run
+from llmcluster.lab._sys import LabError, proc_info, reap, run, spawn_detached
 from llmcluster.lab.vm_image import KERNEL_CMDLINE, SEED_SERIAL, VmImage, ensure_vm_disk
 from llmcluster.render.hostfiles import ACCESS_IFNAMES
 from llmcluster.spec.models import LabVm
@@ -437,16 +437,9 @@ def start(state: LabState, vm: VmHost, state_dir: Path, image: VmImage, accel: s
     argv = qemu_argv(vm, vdir, image, accel)
     _say(progress, f"VM {vm.name}: booting ({accel}, {vm.memory_mb} MB)")
     state.record("process", process_name(vm.name), host=vm.name, role="qemu", pid=None)
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(vdir / "qemu.log"), os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
-    # qemu must not inherit descriptors (e.g. a lock held with flock(1) around `lab up`).
-    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inheritable_fds()]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
     try:
-        pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsid=True)
+        pid = spawn_detached(argv, vdir / "qemu.log", env, truncate=True)
     except OSError as exc:
         raise LabError(f"could not start VM {vm.name}: {exc}") from exc
     info = proc_info(pid)
