@@ -16,10 +16,11 @@ import jinja2
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
-def template_environment(filters: Mapping[str, Callable[..., Any]] | None = None) -> jinja2.Environment:
-    """A jinja2 environment over :data:`TEMPLATE_DIR` with ``filters`` registered."""
+def template_environment(filters: Mapping[str, Callable[..., Any]] | None = None,
+                         directory: Path = TEMPLATE_DIR) -> jinja2.Environment:
+    """A jinja2 environment over ``directory`` (default :data:`TEMPLATE_DIR`) with ``filters`` registered."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        loader=jinja2.FileSystemLoader(str(directory)),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

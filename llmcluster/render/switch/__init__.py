@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import jinja2
 
+from llmcluster.render import template_environment
+
 from llmcluster.plan.firewall import format_range
 from llmcluster.plan.switches import (
     ANY,
@@ -141,19 +143,10 @@ def _chunks(items, size: int):
 
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters.update({
+    return template_environment({
         "vlan_list": _vlan_list, "eos_acl_line": eos_acl_line, "nvue_port": nvue_port, "nvue_ip": nvue_ip,
         "json": _json, "range_text": lambda r: format_range(*r), "chunks": _chunks, "sonic_lanes": sonic_lanes,
-    })
-    return env
+    }, TEMPLATE_DIR)
 
 
 # --------------------------------------------------------------------------- rendering
