@@ -119,11 +119,7 @@ def persistence_enabled() -> bool:
         mode = PERSISTENCE_MODE_FILE.read_text().strip()
     except OSError:
         mode = ""
-    if mode == "1":
-        return True
-    if mode == "0":
-        return False
-    return pid_alive(PERSISTENCED_PIDFILE) is not None
+    return mode == "1" or pid_alive(PERSISTENCED_PIDFILE) is not None
 
 
 def _service_state(path: Path, driver):
@@ -269,6 +265,11 @@ def tcp_listener(address: str, port: int) -> socket.socket:
     sock.listen(16)
     sock.settimeout(0.5)
     return sock
+
+
+def quiet_sigpipe() -> None:
+    """CLI tools: die quietly when the reader of stdout goes away (``nvidia-smi | head``)."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
 def hostname() -> str:

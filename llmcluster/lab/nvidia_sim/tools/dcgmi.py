@@ -1,14 +1,17 @@
 #!/usr/bin/python3
-"""SIMULATION (llmcluster lab): stand-in ``dcgmi`` (``discovery -l``, ``diag -r N [-j]``, ``--version``).
+"""SIMULATION (llmcluster lab): stand-in ``dcgmi`` (``discovery -l``, ``diag -r N [-j]``, ``health -s/-f/-c``).
 
 Like the real client it needs the host engine: it connects to 127.0.0.1:5555 (``--host ADDR[:PORT]``)
 and fails when nothing listens. ``diag`` runs the deployment checks against the simulated board:
 driver installed, every GPU visible, persistence mode, fabric state Completed on NVSwitch/IMEX
-boards, ECC enabled, NVLinks up, and ``faults.json``'s ``dcgm_diag_fail``. No real GPU is used.
+boards, ECC enabled, NVLinks up, and ``faults.json``'s ``dcgm_diag_fail``. ``health -s LETTERS`` sets
+watches in the host engine, ``-f`` lists them, ``-c`` reports faults of the watched systems (Overall
+Health Healthy / Warning / Failure). No real GPU is used.
 """
 import json
 import socket
 import sys
+import textwrap
 
 # --- sim:common begin
 from llmcluster.lab.nvidia_sim.tools._common import (
@@ -17,6 +20,7 @@ from llmcluster.lab.nvidia_sim.tools._common import (
     load_faults,
     load_hardware,
     persistence_enabled,
+    quiet_sigpipe,
     visible_gpus,
 )
 
@@ -31,13 +35,84 @@ CONNECT_ERROR = (
 )
 
 
-def connect(host: str) -> bool:
-    address, _, port = host.partition(":")
+def engine(host: str, request: dict):
+    """Send one request to the host engine; its answer, or ``None`` when it does not answer."""
+    address, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "5555")
     try:
-        with socket.create_connection((address or "127.0.0.1", int(port or 5555)), timeout=2):
-            return True
-    except OSError:
-        return False
+        with socket.create_connection((address or "127.0.0.1", int(port or 5555)), timeout=3) as conn:
+            conn.sendall((json.dumps(request) + "\n").encode())
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data or b"{}")
+    except (OSError, ValueError):
+        return None
+
+
+#: Health watch letters of ``dcgmi health -s`` and the systems they switch on.
+WATCH_LETTERS = {
+    "p": ["PCIe"], "m": ["GPU Memory"], "s": ["SM"], "i": ["InfoROM"], "t": ["Thermal", "Power"],
+    "n": ["NVLINK"], "d": ["Driver"], "v": ["NvSwitch Non-Fatal", "NvSwitch Fatal"],
+}
+SYSTEMS = ["PCIe", "NVLINK", "GPU Memory", "SM", "InfoROM", "Thermal", "Power", "Driver",
+           "NvSwitch Non-Fatal", "NvSwitch Fatal"]
+
+
+def watched(letters: str) -> set:
+    if "a" in letters:
+        return set(SYSTEMS)
+    return {s for c in letters for s in WATCH_LETTERS.get(c, [])}
+
+
+def health(host: str, args, hw, gpus, faults) -> int:
+    bar = "+---------------------------+----------------------------------------------------------+"
+    if "-s" in args:
+        letters = args[args.index("-s") + 1] if args.index("-s") + 1 < len(args) else ""
+        bad = [c for c in letters if c != "a" and c not in WATCH_LETTERS]
+        if not letters or bad:
+            print(f"Error: invalid health system(s) '{letters}'. Use a combination of a,p,m,s,i,t,n,d,v.",
+                  file=sys.stderr)
+            return 2
+        engine(host, {"op": "set_watches", "systems": letters})
+        print("Health monitor systems set successfully.")
+        return 0
+    letters = (engine(host, {"op": "ping"}) or {}).get("watches", "")
+    on = watched(letters)
+    if "-f" in args:
+        print("Health monitor systems report")
+        print(bar)
+        print(f"| {'Health Monitor Systems':<25} | {'':<56} |")
+        print(f"| {'Group ID: 0':<25} | {'':<56} |")
+        print(bar.replace("-", "="))
+        for system in SYSTEMS:
+            print(f"| {system:<25} | {'On' if system in on else 'Off':<56} |")
+        print(bar)
+        return 0
+    if "-c" in args:
+        problems = []  # (gpu, severity, message)
+        expected = len(hw.get("gpus", []))
+        if "PCIe" in on and len(gpus) < expected:
+            problems.append(("-", "Failure", f"PCIe: {expected - len(gpus)} GPU(s) fell off the bus"))
+        for gpu in gpus:
+            if "NVLINK" in on and gpu["links_down"]:
+                problems.append((gpu["index"], "Failure",
+                                 f"NVLINK: link(s) {', '.join(map(str, gpu['links_down']))} down"))
+            if "GPU Memory" in on and gpu.get("ecc_mode") != "Enabled":
+                problems.append((gpu["index"], "Warning", "GPU Memory: ECC is disabled"))
+        overall = "Failure" if any(p[1] == "Failure" for p in problems) else ("Warning" if problems else "Healthy")
+        print(bar)
+        print(f"| {'Health Monitor Report':<84} |")
+        print(bar.replace("-", "="))
+        print(f"| {'Overall Health':<25} | {overall:<56} |")
+        for gpu, severity, message in problems:
+            print(f"| {'GPU ID: ' + str(gpu):<25} | {severity + ': ' + message:<56} |")
+        print(bar)
+        return 0
+    print("Usage: dcgmi health -s SYSTEMS | -f | -c (simulation)", file=sys.stderr)
+    return 2
 
 
 def discovery(hw, gpus) -> int:
@@ -115,19 +190,17 @@ def diag(hw, gpus, faults, level: str, as_json: bool) -> int:
     doc = {
         "DCGM GPU Diagnostic": {
             "test_categories": [{"category": "Deployment", "tests": tests}],
-            "runtime_error": None,
         },
         "metadata": {"DCGM Version": VERSION, "Driver Version Detected": installed_driver_version() or "",
                      "GPU Device IDs": [g["index"] for g in gpus], "diag_level": level,
                      "simulation": "llmcluster lab (no real GPUs)"},
         "version": VERSION,
     }
-    del doc["DCGM GPU Diagnostic"]["runtime_error"]
     if as_json:
         print(json.dumps(doc, indent=4))
     else:
         bar = "+---------------------------+------------------------------------------------+"
-        print("Successfully ran diagnostic for group." if not failed else "Successfully ran diagnostic for group.")
+        print("Successfully ran diagnostic for group.")
         print(bar)
         print("| Diagnostic                | Result                                         |")
         print("+===========================+================================================+")
@@ -138,7 +211,8 @@ def diag(hw, gpus, faults, level: str, as_json: bool) -> int:
         for name, ok, _info, warning in checks:
             print(f"| {name[:25]:<25} | {'Pass' if ok else 'Fail':<46} |")
             if not ok:
-                print(f"| Warning                   | {warning[:46]:<46} |")
+                for n, chunk in enumerate(textwrap.wrap(warning, 46)):
+                    print(f"| {'Warning' if n == 0 else '':<25} | {chunk:<46} |")
         print(bar)
     return 226 if failed else 0
 
@@ -156,10 +230,11 @@ def main(argv) -> int:
             continue
         rest.append(argv[i])
         i += 1
-    if not rest or rest[0] not in ("discovery", "diag"):
-        print("Usage: dcgmi discovery -l | dcgmi diag -r LEVEL [-j]  (simulation supports these)", file=sys.stderr)
+    if not rest or rest[0] not in ("discovery", "diag", "health"):
+        print("Usage: dcgmi discovery -l | diag -r LEVEL [-j] | health -s|-f|-c  (simulation supports these)",
+              file=sys.stderr)
         return 2
-    if not connect(host):
+    if engine(host, {"op": "ping"}) is None:
         print(CONNECT_ERROR.format(host=host.split(":")[0]), file=sys.stderr)
         return 255
     hw = load_hardware()
@@ -170,6 +245,8 @@ def main(argv) -> int:
     gpus = visible_gpus(hw, faults)
     if rest[0] == "discovery":
         return discovery(hw, gpus)
+    if rest[0] == "health":
+        return health(host, rest[1:], hw, gpus, faults)
     level = "1"
     for j, arg in enumerate(rest):
         if arg in ("-r", "--run") and j + 1 < len(rest):
@@ -178,4 +255,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+    quiet_sigpipe()
     sys.exit(main(sys.argv[1:]))

@@ -1,13 +1,16 @@
 #!/usr/bin/python3
 """SIMULATION (llmcluster lab): stand-in ``nv-hostengine`` (DCGM host engine).
 
-Listens on 127.0.0.1:5555 (``-p PORT``, ``--bind-interface ADDR``) so that the stand-in ``dcgmi``
-can tell whether it runs, as the real one connects there. ``-n`` stays in the foreground (the
+Listens on 127.0.0.1:5555 (``-p PORT``, ``--bind-interface ADDR``): the stand-in ``dcgmi`` connects
+there, as the real one does, and sends one JSON line (``{"op": "ping"}`` or ``{"op": "set_watches",
+"systems": "a"}``); the engine answers with its version and the health watches it holds (in
+memory only, so a restart clears them, as with the real engine). ``-n`` stays in the foreground (the
 nvidia-dcgm.service way); without it the daemon forks. Pid file: /run/nvidia-dcgm/nv-hostengine.pid
 (``--pid FILE``). No real GPU is used.
 """
 import json
 import sys
+from pathlib import Path
 
 # --- sim:common begin
 from llmcluster.lab.nvidia_sim.tools._common import (
@@ -39,7 +42,7 @@ def main(argv) -> int:
         elif arg in ("-b", "--bind-interface"):
             address, i = ("0.0.0.0" if nxt == "ALL" else nxt), i + 1
         elif arg == "--pid":
-            pidfile, i = sim_path(nxt) if nxt.startswith("/") else __import__("pathlib").Path(nxt), i + 1
+            pidfile, i = sim_path(nxt) if nxt.startswith("/") else Path(nxt), i + 1
         elif arg in ("--service-account", "--log-level", "-f", "--log-filename"):
             i += 1
         i += 1
@@ -53,6 +56,13 @@ def main(argv) -> int:
         log(PROG, f"Started host engine version {VERSION} using port number: {port}")
         return sock
 
+    state = {"watches": ""}  # health watch letters; they live in the host engine (lost on restart)
+
+    def answer(request: dict) -> dict:
+        if request.get("op") == "set_watches":
+            state["watches"] = str(request.get("systems", ""))
+        return {"dcgm": VERSION, "simulation": True, "watches": state["watches"]}
+
     def loop(sock) -> None:
         while not Stop.event.is_set():
             try:
@@ -61,7 +71,18 @@ def main(argv) -> int:
                 continue
             with conn:
                 try:
-                    conn.sendall((json.dumps({"dcgm": VERSION, "simulation": True}) + "\n").encode())
+                    conn.settimeout(2)
+                    data = b""
+                    while not data.endswith(b"\n") and len(data) < 65536:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    try:
+                        request = json.loads(data or b"{}")
+                    except ValueError:
+                        request = {}
+                    conn.sendall((json.dumps(answer(request if isinstance(request, dict) else {})) + "\n").encode())
                 except OSError:
                     pass
 

@@ -15,6 +15,7 @@ from llmcluster.lab.nvidia_sim.tools._common import (
     load_faults,
     load_hardware,
     persistence_enabled,
+    quiet_sigpipe,
     visible_gpus,
     write_file,
 )
@@ -118,14 +119,14 @@ def summary(hw, gpus) -> None:
     print("|                                         |                        |               MIG M. |")
     print("|=========================================+========================+======================|")
     for gpu in gpus:
-        name = gpu["name"][:29]
+        name = gpu["name"][:28]
         pm = "On" if persistence else "Off"
         ecc = "0" if gpu.get("ecc_mode") == "Enabled" else "N/A"
         mig = "Disabled" if gpu["nvlinks"] else "N/A"
         power = f"{int(_power_draw(gpu))}W /  {gpu['power_limit_w']}W"
         mem = f"1MiB /  {gpu['memory_total_mib']}MiB"
-        print(f"| {gpu['index']:>3}  {name:<29} {pm:>4}  |   {gpu['pci_bus_id']} Off | {ecc:>20} |")
-        print(f"| N/A   {_temp(gpu)}C    P0 {power:>24} | {mem:>22} |      0%      Default |")
+        print(f"| {gpu['index']:>3}  {name:<28} {pm:>4}  |   {gpu['pci_bus_id']} Off | {ecc:>20} |")
+        print(f"| N/A   {_temp(gpu)}C    P0 {power:>23} | {mem:>22} |      0%      Default |")
         print(f"|                                         |                        | {mig:>20} |")
         print(sep)
     print()
@@ -196,7 +197,7 @@ def query(hw, gpus) -> None:
             f"        {'Current Power Limit':<34}: {float(gpu['power_limit_w']):.2f} W",
             "",
         ]
-    print("\n".join(out))
+    print("\n".join(line.rstrip() for line in out))
 
 
 def nvlink_status(gpus) -> None:
@@ -223,8 +224,9 @@ def topo(hw, gpus) -> None:
         half = "0-47,96-143" if a["index"] < max(1, n // 2) else "48-95,144-191"
         numa = "0" if a["index"] < max(1, n // 2) else "1"
         print(f"GPU{a['index']}\t" + "\t".join(cells) + f"\t{half}\t{numa}\t\tN/A")
-    print("\nLegend:\n\n  X    = Self\n  SYS  = Connection traversing PCIe as well as the SMP interconnect between NUMA nodes"
-          "\n  NV#  = Connection traversing a bonded set of # NVLinks")
+    print("\nLegend:\n\n  X    = Self\n"
+          "  SYS  = Connection traversing PCIe as well as the SMP interconnect between NUMA nodes\n"
+          "  NV#  = Connection traversing a bonded set of # NVLinks")
 
 
 def set_persistence(gpus, value: str) -> int:
@@ -312,4 +314,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+    quiet_sigpipe()
     sys.exit(main(sys.argv[1:]))
