@@ -59,6 +59,7 @@ LAB_PACKAGES: tuple[str, ...] = (
     # simulated repositories (llmcluster/lab/nvidia_sim), never from this image.
     "python3-venv",
     "containerd",
+    "libopenmpi3",  # TensorRT-LLM's MPI runtime (the tensorrt_llm role installs it next to the venv)
 )
 #: Bump when the customisation in :func:`_customise` changes, so cached images are rebuilt.
 IMAGE_REVISION = 1

@@ -394,7 +394,12 @@ def _engine_cache(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
     ck = facts.get("cache_key") or {}
     if "error" in ck:
         return [f"no engine cache entry in use: {ck['error']}"]
-    venv = json.loads(_ok(facts, "venv", "TensorRT-LLM venv probe") or "{}")
+    # TensorRT-LLM prints a banner on import: the probe's JSON is its last line.
+    lines = _ok(facts, "venv", "TensorRT-LLM venv probe").strip().splitlines()
+    try:
+        venv = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        return [f"TensorRT-LLM venv probe printed no JSON: {lines[-1][:200]}"]
     rows = _gpus(facts)
     want = engine_key(check.params["serving_plan"], gpu_sm=rows[0]["compute_cap"], trtllm_version=venv.get("trtllm"),
                       cuda_version=venv.get("cuda"), driver_version=rows[0]["driver_version"]).fields

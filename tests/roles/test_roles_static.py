@@ -144,7 +144,9 @@ def test_site_playbook_plays():
         assert play.get("any_errors_fatal") is True, f"{name}: a rolling play must stop at the first failure"
         assert "serial" in play, f"{name}: production plays roll (serial)"
         roles = [r["role"] if isinstance(r, dict) else r for r in play["roles"]]
-        expected = ["common", "network", "firewall", "mtls"] + (["gateway"] if play["hosts"] == "gateway" else [])
+        extra = {"gateway": ["gateway"],
+                 "gpu": ["nvidia_driver", "nvidia_fabricmanager", "nvidia_container_toolkit", "dcgm", "tensorrt_llm"]}
+        expected = ["common", "network", "firewall", "mtls"] + extra.get(play["hosts"], [])
         assert roles == expected, name
         covered.add(play["hosts"])
     assert {"gpu", "storage", "gateway"} <= covered

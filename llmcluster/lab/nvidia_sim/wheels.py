@@ -862,7 +862,9 @@ def make_handler(state):
             if not body.get("stream"):
                 choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
                           if chat else {"index": 0, "text": text, "finish_reason": finish, "logprobs": None})
+                # SIMULATION: names the node that answered (the lab's gateway failover check reads it).
                 self._json(200, {"id": rid, "object": obj, "created": created, "model": state.model,
+                                 "system_fingerprint": "llmcluster-sim:" + os.uname().nodename,
                                  "choices": [choice], "usage": usage})
                 return
             self.send_response(200)
