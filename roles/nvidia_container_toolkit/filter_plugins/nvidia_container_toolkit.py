@@ -1,14 +1,15 @@
 """Filters of the nvidia_container_toolkit role (pure functions, unit-tested offline).
 
-* ``openpgp_key_info``: the primary-key fingerprints of an OpenPGP key file (armored or binary,
+* ``nct_openpgp_key_info``: the primary-key fingerprints of an OpenPGP key file (armored or binary,
   as ``slurp`` returns it: base64), computed here so the role needs no ``gpg`` on either side.
-* ``apt_madison``: ``apt-cache madison`` output as ``{package: [version, ...]}``.
-* ``apt_pick_version``: the first candidate of an upstream version (``1.17.8`` -> ``1.17.8-1``).
-* ``dpkg_installed``: ``dpkg-query --show`` output as ``{package: version}`` (installed only).
-* ``container_cli_info``: ``nvidia-container-cli info`` as ``{driver_version, cuda_version, devices}``.
-* ``cdi_devices``: the device names ``nvidia-ctk cdi list`` prints.
-* ``runtime_nvidia_state``: whether a containerd/docker configuration has the nvidia runtime,
-  and whether it is the default.
+* ``nct_apt_madison``: ``apt-cache madison`` output as ``{package: [version, ...]}``.
+* ``nct_apt_pick_version``: the first candidate of an upstream version (``1.17.8`` -> ``1.17.8-1``).
+* ``nct_dpkg_installed``: ``dpkg-query --show`` output as ``{package: version}`` (installed only).
+* ``nct_container_cli_info``: ``nvidia-container-cli info`` as ``{driver_version, cuda_version, devices}``.
+* ``nct_cdi_devices``: the device names ``nvidia-ctk cdi list`` prints.
+* ``nct_runtime_nvidia_state``: whether a containerd/docker configuration has the nvidia runtime,
+  whether it is the default, and whether the default runtime is defined at all.
+* ``nct_ctr_plugin_errors``: the CRI plugins ``ctr plugins ls`` reports in error.
 """
 
 from __future__ import annotations
@@ -206,53 +207,76 @@ def cdi_devices(stdout: str) -> list[str]:
             if (m := re.fullmatch(r"[A-Za-z0-9.-]+/[A-Za-z0-9._-]+=\S+", line.strip()))]
 
 
-def _walk_containerd(cfg: dict) -> tuple[bool, bool]:
-    configured = default = False
+def _walk_containerd(cfg: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {"configured": False, "default": False, "default_runtime": "", "runtimes": []}
     plugins = cfg.get("plugins") or {}
     for name, plugin in plugins.items():
         if "cri" not in str(name) or not isinstance(plugin, dict):
             continue
         ctr = plugin.get("containerd") or {}
-        if isinstance(ctr, dict):
-            configured = configured or "nvidia" in (ctr.get("runtimes") or {})
-            default = default or ctr.get("default_runtime_name") == "nvidia"
-    return configured, default
+        if not isinstance(ctr, dict):
+            continue
+        runtimes = list(ctr.get("runtimes") or {})
+        out["runtimes"] += [r for r in runtimes if r not in out["runtimes"]]
+        out["configured"] = out["configured"] or "nvidia" in runtimes
+        if ctr.get("default_runtime_name"):
+            out["default_runtime"] = ctr["default_runtime_name"]
+    out["default"] = out["default_runtime"] == "nvidia"
+    return out
 
 
-def runtime_nvidia_state(content: str, runtime: str, encoding: str = "base64") -> dict[str, bool]:
-    """``{configured, default}``: the nvidia runtime in a containerd ``config.toml`` or a docker
-    ``daemon.json`` (content as ``slurp`` returns it). A file that does not parse counts as not
-    configured (``nvidia-ctk`` rewrites it)."""
+def runtime_nvidia_state(content: str, runtime: str, encoding: str = "base64") -> dict[str, Any]:
+    """``{configured, default, default_runtime, runtimes, default_defined}``: the nvidia runtime in
+    a containerd ``config.toml`` (or ``containerd config dump``) or a docker ``daemon.json``
+    (content as ``slurp`` returns it). ``default_defined`` is false when the default runtime has
+    no entry among the runtimes (containerd's CRI plugin then fails to load). A file that does
+    not parse counts as not configured (``nvidia-ctk`` rewrites it)."""
     text = base64.b64decode(content).decode("utf-8", "replace") if encoding == "base64" else str(content)
+    empty = {"configured": False, "default": False, "default_runtime": "", "runtimes": [], "default_defined": True}
     if runtime == "docker":
         try:
             cfg = json.loads(text or "{}")
         except ValueError:
-            return {"configured": False, "default": False}
+            return empty
         if not isinstance(cfg, dict):
-            return {"configured": False, "default": False}
-        return {"configured": "nvidia" in (cfg.get("runtimes") or {}),
-                "default": cfg.get("default-runtime") == "nvidia"}
+            return empty
+        runtimes = list(cfg.get("runtimes") or {})
+        default = cfg.get("default-runtime") or ""
+        return {"configured": "nvidia" in runtimes, "default": default == "nvidia", "default_runtime": default,
+                "runtimes": runtimes, "default_defined": default in ("", "runc") or default in runtimes}
     if runtime == "containerd":
         import tomllib
 
         try:
-            configured, default = _walk_containerd(tomllib.loads(text))
+            state = _walk_containerd(tomllib.loads(text))
         except tomllib.TOMLDecodeError:
-            return {"configured": False, "default": False}
-        return {"configured": configured, "default": default}
-    return {"configured": False, "default": False}
+            return empty
+        state["default_defined"] = not state["default_runtime"] or state["default_runtime"] in state["runtimes"]
+        return state
+    return empty
+
+
+def ctr_plugin_errors(stdout: str) -> list[str]:
+    """``ctr plugins ls``: the CRI plugins (``cri``, ``io.containerd.cri.v1.*``) whose status is
+    ``error`` (a disabled or skipped plugin is not an error)."""
+    out = []
+    for line in str(stdout).splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[-1] == "error" and (parts[1] == "cri" or parts[0].startswith("io.containerd.cri.")):
+            out.append(f"{parts[0]} {parts[1]}")
+    return out
 
 
 class FilterModule:
     def filters(self):
         return {
-            "openpgp_key_info": openpgp_key_info,
-            "normalize_fingerprint": normalize_fingerprint,
-            "apt_madison": apt_madison,
-            "apt_pick_version": apt_pick_version,
-            "dpkg_installed": dpkg_installed,
-            "container_cli_info": container_cli_info,
-            "cdi_devices": cdi_devices,
-            "runtime_nvidia_state": runtime_nvidia_state,
+            "nct_openpgp_key_info": openpgp_key_info,
+            "nct_normalize_fingerprint": normalize_fingerprint,
+            "nct_apt_madison": apt_madison,
+            "nct_apt_pick_version": apt_pick_version,
+            "nct_dpkg_installed": dpkg_installed,
+            "nct_container_cli_info": container_cli_info,
+            "nct_cdi_devices": cdi_devices,
+            "nct_runtime_nvidia_state": runtime_nvidia_state,
+            "nct_ctr_plugin_errors": ctr_plugin_errors,
         }

@@ -13,6 +13,7 @@ Paths resolve under ``$LLMCLUSTER_SIM_ROOT`` (default /). No real GPU is used.
 """
 import json
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -83,9 +84,22 @@ def _set_key_in_table(text: str, header: str, key: str, value: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def configure_containerd(path: str, set_default: bool) -> int:
+def configure_containerd(path: str, set_default: bool, source: str = "file") -> int:
+    """``--config-source=command`` starts from ``containerd config dump`` (containerd's effective
+    configuration, defaults included), as the real tool does; ``file`` from the file alone."""
     target = _resolve(path)
-    text = target.read_text(encoding="utf-8") if target.exists() else ""
+    if source == "command":
+        try:
+            dump = subprocess.run(["containerd", "config", "dump"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return error(f"failed to load config from command 'containerd config dump': {exc}")
+        if dump.returncode != 0:
+            return error(f"failed to load config from command 'containerd config dump': {dump.stderr.strip()}")
+        text = dump.stdout
+    elif source == "file":
+        text = target.read_text(encoding="utf-8") if target.exists() else ""
+    else:
+        return error(f"unrecognized config source '{source}'")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -242,7 +256,8 @@ def main(argv) -> int:
         runtime = opts.get("--runtime", "docker")
         set_default = "--set-as-default" in opts
         if runtime == "containerd":
-            return configure_containerd(str(opts.get("--config") or "/etc/containerd/config.toml"), set_default)
+            return configure_containerd(str(opts.get("--config") or "/etc/containerd/config.toml"), set_default,
+                                        str(opts.get("--config-source") or "file"))
         if runtime == "docker":
             return configure_docker(str(opts.get("--config") or "/etc/docker/daemon.json"), set_default)
         return error(f"unrecognized runtime '{runtime}'")
