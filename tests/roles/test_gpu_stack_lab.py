@@ -9,7 +9,8 @@
   built for the old driver stays untouched, and a converge with an unchanged key builds nothing.
 
 Both run on gpu-02 after the session's converge (``lab_converged``) and put it back as the
-lab stack describes it (driver 570.172.08, DeepSeek-R1 on the PyTorch backend) at the end.
+lab stack describes it (driver 570.172.08, DeepSeek-R1 on the PyTorch backend) at the end —
+a driver rollback, which the nvidia_driver role performs only with nvidia_driver_allow_downgrade.
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ def restore(lab, lab_converged, tmp_path):
     """After the test: converge HOST's GPU roles with the lab inventory (the stack as written)."""
     yield lab_converged
     _sh(lab, "systemctl reset-failed nvidia-fabricmanager || true", check=False)
-    result = run_playbook(_play(tmp_path, GPU_ROLES, "restore"), lab_converged, limit=HOST)
+    # A rollback (570.195.03 -> 570.172.08) must be asked for explicitly.
+    result = run_playbook(_play(tmp_path, GPU_ROLES, "restore"), lab_converged, limit=HOST,
+                          extravars={"nvidia_driver_allow_downgrade": True})
     assert result.ok, f"restoring {HOST} failed: {_errors(result)}"
     assert _driver_on_host(lab) == (OLD, f"{OLD}-1")
 
