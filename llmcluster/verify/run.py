@@ -115,6 +115,7 @@ def _tail(text: str, lines: int = 25) -> str:
 
 
 def results_table(report: VerifyReport, *, failures_only: bool = False):
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"verify {report.stack}")
@@ -123,8 +124,9 @@ def results_table(report: VerifyReport, *, failures_only: bool = False):
     style = {"passed": "[green]pass[/]", "failed": "[red]FAIL[/]", "skipped": "[yellow]skip[/]"}
     rows = report.failures if failures_only else report.results
     for r in rows:
-        t.add_row(r["host"], r["check"], style.get(r["outcome"], r["outcome"]),
-                  r["message"] if r["outcome"] != "passed" else "")
+        # Check names carry brackets (link[mgmt], gpu[driver]): escape them, or rich reads markup.
+        t.add_row(escape(r["host"]), escape(r["check"]), style.get(r["outcome"], r["outcome"]),
+                  escape(r["message"]) if r["outcome"] != "passed" else "")
     return t
 
 

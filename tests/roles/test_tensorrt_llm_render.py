@@ -52,7 +52,7 @@ PLAYBOOK = """\
           'entry': _tensorrt_llm_engine_entry, 'convert': _tensorrt_llm_convert_argv, 'build': _tensorrt_llm_build_argv,
           'health': _tensorrt_llm_health_url, 'head': _tensorrt_llm_head | bool,
           'enabled': _tensorrt_llm_enabled | bool,
-          'packages': tensorrt_llm_system_packages, 'options': tensorrt_llm_plan.extra_llm_api_options
+          'packages': _tensorrt_llm_system_packages, 'options': tensorrt_llm_plan.extra_llm_api_options
           | ansible.builtin.to_nice_yaml(indent=2, sort_keys=true)}} | to_json }}}}"
         dest: "{{{{ out }}}}/{{{{ item }}}}.json"
         mode: "0644"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-from pathlib import Path
 
 import jinja2
 import pytest
@@ -82,8 +81,10 @@ def test_garbage_is_an_error_never_a_fingerprint(content):
 
 
 def test_fingerprint_normalisation():
-    assert NCT.normalize_fingerprint("c95b 321b 61e8 8c18 09c4  f759 ddca e044 f796 ecb0") == \
-        "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
+    assert (
+        NCT.normalize_fingerprint("c95b 321b 61e8 8c18 09c4  f759 ddca e044 f796 ecb0")
+        == "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
+    )
 
 
 # --------------------------------------------------------------------------- apt / dpkg
@@ -105,23 +106,28 @@ def test_madison_and_version_pick():
     assert "libnvidia-container-tools" not in m
 
 
-@pytest.mark.parametrize("versions, upstream, epoch, want", [
-    (["1.17.80-1", "1.17.8.1-1", "1.17.8-1"], "1.17.8", None, "1.17.8-1"),  # no prefix matches
-    (["1:4.2.3-1"], "4.2.3", "1", "1:4.2.3-1"),
-    (["4.2.3-1"], "4.2.3", "1", ""),  # DCGM 4 carries the epoch: without it it is another package
-    (["1:4.2.3-1"], "4.2.3", "", ""),
-    (["1:4.2.3-1", "1:4.2.2-1"], "4.2.2", None, "1:4.2.2-1"),
-    (["4.1.3-1"], "4.1.3", None, "4.1.3-1"),
-    ([], "4.1.3", None, ""),
-])
+@pytest.mark.parametrize(
+    "versions, upstream, epoch, want",
+    [
+        (["1.17.80-1", "1.17.8.1-1", "1.17.8-1"], "1.17.8", None, "1.17.8-1"),  # no prefix matches
+        (["1:4.2.3-1"], "4.2.3", "1", "1:4.2.3-1"),
+        (["4.2.3-1"], "4.2.3", "1", ""),  # DCGM 4 carries the epoch: without it it is another package
+        (["1:4.2.3-1"], "4.2.3", "", ""),
+        (["1:4.2.3-1", "1:4.2.2-1"], "4.2.2", None, "1:4.2.2-1"),
+        (["4.1.3-1"], "4.1.3", None, "4.1.3-1"),
+        ([], "4.1.3", None, ""),
+    ],
+)
 def test_version_pick(versions, upstream, epoch, want):
     assert NCT.apt_pick_version(versions, upstream, epoch) == want
     assert DCGM.apt_pick_version(versions, upstream, epoch) == want
 
 
 def test_dpkg_installed_counts_installed_and_held_only():
-    out = ("ii  containerd 1.6.20~ds1-1+b1\nhi  nvidia-container-toolkit 1.17.8-1\n"
-           "rc  old-thing 1.0-1\nun  never 0\nii  libc6:amd64 2.36-9\n")
+    out = (
+        "ii  containerd 1.6.20~ds1-1+b1\nhi  nvidia-container-toolkit 1.17.8-1\n"
+        "rc  old-thing 1.0-1\nun  never 0\nii  libc6:amd64 2.36-9\n"
+    )
     got = NCT.dpkg_installed(out)
     assert got == {"containerd": "1.6.20~ds1-1+b1", "nvidia-container-toolkit": "1.17.8-1", "libc6": "2.36-9"}
     assert DCGM.dpkg_installed(out) == got
@@ -132,7 +138,9 @@ def test_dpkg_installed_counts_installed_and_held_only():
 CLI_INFO = "NVRM version:   570.172.08\nCUDA version:   12.8\n" + "".join(
     f"\nDevice Index:   {i}\nDevice Minor:   {i}\nModel:          NVIDIA H200\nBrand:          Nvidia\n"
     f"GPU UUID:       GPU-0000000{i}-aaaa-bbbb-cccc-dddddddddddd\nBus Location:   00000000:{0x18 + i:02x}:00.0\n"
-    "Architecture:   9.0\n" for i in range(8))
+    "Architecture:   9.0\n"
+    for i in range(8)
+)
 
 
 def test_container_cli_info():
@@ -168,19 +176,25 @@ version = 3
 """
 
 
-@pytest.mark.parametrize("text, runtime, want", [
-    (CONTAINERD_V2.format(default="runc"), "containerd", {"configured": True, "default": False}),
-    (CONTAINERD_V2.format(default="nvidia"), "containerd", {"configured": True, "default": True}),
-    (CONTAINERD_V3, "containerd", {"configured": True, "default": False}),
-    ("version = 2\n", "containerd", {"configured": False, "default": False}),
-    ("", "containerd", {"configured": False, "default": False}),
-    ("this is [not toml", "containerd", {"configured": False, "default": False}),
-    ('{"runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}}', "docker",
-     {"configured": True, "default": False}),
-    ('{"default-runtime": "nvidia", "runtimes": {"nvidia": {}}}', "docker", {"configured": True, "default": True}),
-    ("{}", "docker", {"configured": False, "default": False}),
-    ("{broken", "docker", {"configured": False, "default": False}),
-])
+@pytest.mark.parametrize(
+    "text, runtime, want",
+    [
+        (CONTAINERD_V2.format(default="runc"), "containerd", {"configured": True, "default": False}),
+        (CONTAINERD_V2.format(default="nvidia"), "containerd", {"configured": True, "default": True}),
+        (CONTAINERD_V3, "containerd", {"configured": True, "default": False}),
+        ("version = 2\n", "containerd", {"configured": False, "default": False}),
+        ("", "containerd", {"configured": False, "default": False}),
+        ("this is [not toml", "containerd", {"configured": False, "default": False}),
+        (
+            '{"runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}}',
+            "docker",
+            {"configured": True, "default": False},
+        ),
+        ('{"default-runtime": "nvidia", "runtimes": {"nvidia": {}}}', "docker", {"configured": True, "default": True}),
+        ("{}", "docker", {"configured": False, "default": False}),
+        ("{broken", "docker", {"configured": False, "default": False}),
+    ],
+)
 def test_runtime_nvidia_state(text, runtime, want):
     keys = ("configured", "default")
     assert {k: NCT.runtime_nvidia_state(b64(text), runtime)[k] for k in keys} == want
@@ -215,8 +229,14 @@ def diag_doc(failing: dict[str, str] | None = None, top: str = "DCGM GPU Diagnos
                 r["warnings"] = [{"warning": failing[name], "error_id": 1, "error_category": 1, "error_severity": 2}]
             results.append(r)
         tests.append({"name": name, "results": results, "test_summary": {"status": "Fail" if bad else "Pass"}})
-    return json.dumps({top: {"test_categories": [{"category": "Deployment", "tests": tests}]},
-                       "metadata": {"DCGM Version": "4.2.3"}, "version": "4.2.3"}, indent=4)
+    return json.dumps(
+        {
+            top: {"test_categories": [{"category": "Deployment", "tests": tests}]},
+            "metadata": {"DCGM Version": "4.2.3"},
+            "version": "4.2.3",
+        },
+        indent=4,
+    )
 
 
 @pytest.mark.parametrize("top", ["DCGM GPU Diagnostic", "DCGM Diagnostic"])
@@ -226,10 +246,14 @@ def test_diag_judge_passes_a_clean_run(top):
 
 
 def test_diag_judge_names_the_failing_tests_and_their_messages():
-    r = DCGM.dcgm_diag_report(diag_doc({
-        "Fabric Manager": "GPU fabric state is Not Started (status N/A); is nvidia-fabricmanager running?",
-        "Persistence Mode": "Persistence mode for GPU is disabled.",
-    }))
+    r = DCGM.dcgm_diag_report(
+        diag_doc(
+            {
+                "Fabric Manager": "GPU fabric state is Not Started (status N/A); is nvidia-fabricmanager running?",
+                "Persistence Mode": "Persistence mode for GPU is disabled.",
+            }
+        )
+    )
     assert r["ok"] is False and r["tests"] == 5
     assert [f["test"] for f in r["failures"]] == ["Persistence Mode", "Fabric Manager"]
     fm = r["failures"][1]
@@ -240,26 +264,56 @@ def test_diag_judge_names_the_failing_tests_and_their_messages():
 
 
 def test_diag_judge_fails_on_a_failed_summary_without_results():
-    doc = {"DCGM Diagnostic": {"test_categories": [{"category": "Integration", "tests": [
-        {"name": "pcie", "results": [], "test_summary": {"status": "Fail", "errors": ["PCIe replay storm"]}}]}]}}
+    doc = {
+        "DCGM Diagnostic": {
+            "test_categories": [
+                {
+                    "category": "Integration",
+                    "tests": [
+                        {
+                            "name": "pcie",
+                            "results": [],
+                            "test_summary": {"status": "Fail", "errors": ["PCIe replay storm"]},
+                        }
+                    ],
+                }
+            ]
+        }
+    }
     r = DCGM.dcgm_diag_report(doc)
     assert r["ok"] is False and r["failures"][0]["messages"] == ["PCIe replay storm"]
 
 
 def test_diag_judge_accepts_skips_and_warnings():
-    doc = {"DCGM Diagnostic": {"test_categories": [{"category": "Deployment", "tests": [
-        {"name": "a", "results": [{"entity_id": 0, "status": "Skip"}]},
-        {"name": "b", "results": [{"entity_id": 0, "status": "Warn", "warnings": [{"message": "slow"}]}]},
-        {"name": "c", "results": [{"entity_id": 0, "status": "Pass"}]}]}]}}
+    doc = {
+        "DCGM Diagnostic": {
+            "test_categories": [
+                {
+                    "category": "Deployment",
+                    "tests": [
+                        {"name": "a", "results": [{"entity_id": 0, "status": "Skip"}]},
+                        {
+                            "name": "b",
+                            "results": [{"entity_id": 0, "status": "Warn", "warnings": [{"message": "slow"}]}],
+                        },
+                        {"name": "c", "results": [{"entity_id": 0, "status": "Pass"}]},
+                    ],
+                }
+            ]
+        }
+    }
     assert DCGM.dcgm_diag_report(doc)["ok"] is True
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("Error: unable to establish a connection to the specified host: 127.0.0.1", "did not print JSON"),
-    ("", "did not print JSON"),
-    ('{"runtime_error": "Unable to load NVML"}', "Unable to load NVML"),
-    ('{"DCGM Diagnostic": {"test_categories": [{"category": "Deployment", "tests": []}]}}', "ran no test"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("Error: unable to establish a connection to the specified host: 127.0.0.1", "did not print JSON"),
+        ("", "did not print JSON"),
+        ('{"runtime_error": "Unable to load NVML"}', "Unable to load NVML"),
+        ('{"DCGM Diagnostic": {"test_categories": [{"category": "Deployment", "tests": []}]}}', "ran no test"),
+    ],
+)
 def test_diag_judge_fails_closed(text, needle):
     r = DCGM.dcgm_diag_report(text)
     assert r["ok"] is False and needle in r["error"]
@@ -272,8 +326,18 @@ def test_diag_judge_reads_json_after_a_banner():
 def test_diag_judge_on_the_lab_stand_in(tmp_path, monkeypatch):
     """The stand-in dcgmi's document (a passing and a failing board) is judged as it should be."""
     dcgmi = pytest.importorskip("llmcluster.lab.nvidia_sim.tools.dcgmi")
-    gpus = [{"index": i, "ecc_mode": "Enabled", "links_down": [], "nvlinks": 18, "name": "NVIDIA H200",
-             "uuid": f"GPU-{i}", "pci_bus_id": f"00000000:{i:02x}:00.0"} for i in range(8)]
+    gpus = [
+        {
+            "index": i,
+            "ecc_mode": "Enabled",
+            "links_down": [],
+            "nvlinks": 18,
+            "name": "NVIDIA H200",
+            "uuid": f"GPU-{i}",
+            "pci_bus_id": f"00000000:{i:02x}:00.0",
+        }
+        for i in range(8)
+    ]
     monkeypatch.setattr(dcgmi, "installed_driver_version", lambda: "570.172.08")
     monkeypatch.setattr(dcgmi, "persistence_enabled", lambda: True)
     hw = {"gpus": gpus, "fabric": "none"}
@@ -315,12 +379,15 @@ def test_health_watches_parse():
     assert DCGM.dcgm_health_systems("Error: unable to connect") == {}
 
 
-@pytest.mark.parametrize("text, want", [
-    ("| Overall Health            | Healthy                                      |", "Healthy"),
-    ("| Overall Health            | Failure                                      |", "Failure"),
-    ("Overall Health: Warning", "Warning"),
-    ("nothing", ""),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("| Overall Health            | Healthy                                      |", "Healthy"),
+        ("| Overall Health            | Failure                                      |", "Failure"),
+        ("Overall Health: Warning", "Warning"),
+        ("nothing", ""),
+    ],
+)
 def test_health_overall(text, want):
     assert DCGM.dcgm_health_overall(text) == want
 
@@ -335,8 +402,11 @@ def test_discovery_count():
 
 
 def render(role: str, template: str, **variables) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLES / role / "templates")),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(ROLES / role / "templates")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     return env.get_template(template).render(ansible_managed="Ansible managed", **variables)
 
 
@@ -358,22 +428,35 @@ def deb822(text: str) -> list[dict[str, str]]:
 
 
 def test_toolkit_sources_file_is_a_flat_deb822_source():
-    text = render("nvidia_container_toolkit", "nvidia-container-toolkit.sources.j2",
-                  nvidia_container_toolkit_repo_url="file:/srv/llmcluster-sim/libnvidia-container",
-                  _nvidia_container_toolkit_keyring="/etc/apt/keyrings/llmcluster-nvidia-container-toolkit.asc",
-                  _nvidia_container_toolkit_fingerprint=FPR_ED25519)
+    text = render(
+        "nvidia_container_toolkit",
+        "nvidia-container-toolkit.sources.j2",
+        nvidia_container_toolkit_repo_url="file:/srv/llmcluster-sim/libnvidia-container",
+        _nvidia_container_toolkit_keyring="/etc/apt/keyrings/llmcluster-nvidia-container-toolkit.asc",
+        _nvidia_container_toolkit_fingerprint=FPR_ED25519,
+    )
     [stanza] = deb822(text)
-    assert stanza == {"Types": "deb", "URIs": "file:/srv/llmcluster-sim/libnvidia-container", "Suites": "./",
-                      "Signed-By": "/etc/apt/keyrings/llmcluster-nvidia-container-toolkit.asc"}
+    assert stanza == {
+        "Types": "deb",
+        "URIs": "file:/srv/llmcluster-sim/libnvidia-container",
+        "Suites": "./",
+        "Signed-By": "/etc/apt/keyrings/llmcluster-nvidia-container-toolkit.asc",
+    }
 
 
 @pytest.mark.parametrize("origin", ["nvidia.github.io", ""])
 def test_toolkit_pin_holds_the_exact_version_and_origin(origin):
     pkgs = yaml.safe_load((ROLES / "nvidia_container_toolkit" / "defaults" / "main.yml").read_text())[
-        "nvidia_container_toolkit_packages"]
-    text = render("nvidia_container_toolkit", "nvidia-container-toolkit.pref.j2",
-                  nvidia_container_toolkit_packages=pkgs, nvidia_container_toolkit_version="1.17.8",
-                  _nvidia_container_toolkit_deb_version="1.17.8-1", nvidia_container_toolkit_repo_origin=origin)
+        "nvidia_container_toolkit_packages"
+    ]
+    text = render(
+        "nvidia_container_toolkit",
+        "nvidia-container-toolkit.pref.j2",
+        nvidia_container_toolkit_packages=pkgs,
+        nvidia_container_toolkit_version="1.17.8",
+        _nvidia_container_toolkit_deb_version="1.17.8-1",
+        nvidia_container_toolkit_repo_origin=origin,
+    )
     version, other = deb822(text)
     assert version == {"Package": " ".join(pkgs), "Pin": "version 1.17.8-1", "Pin-Priority": "1000"}
     assert other == {"Package": " ".join(pkgs), "Pin": f'origin "{origin}"', "Pin-Priority": "100"}
@@ -422,8 +505,10 @@ def test_exporter_collectors_csv():
 def test_containerd_default_runtime_must_be_defined():
     """The lab's finding: a config whose runtimes table holds only nvidia while the default
     runtime is still runc breaks containerd's CRI plugin; the role fails on it."""
-    broken = ('version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  default_runtime_name = "runc"\n'
-              '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]\n  runtime_type = "io.containerd.runc.v2"\n')
+    broken = (
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  default_runtime_name = "runc"\n'
+        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]\n  runtime_type = "io.containerd.runc.v2"\n'
+    )
     state = NCT.runtime_nvidia_state(broken, "containerd", encoding="text")
     assert state["configured"] is True and state["default_defined"] is False
     assert state["default_runtime"] == "runc" and state["runtimes"] == ["nvidia"]

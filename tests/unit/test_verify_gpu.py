@@ -134,3 +134,18 @@ def test_parsers_tolerate_other_sections():
     assert G.upstream_version("1:4.2.3-1") == "4.2.3" and G.upstream_version("570.172.08-0ubuntu1") == "570.172.08"
     assert G.parse_fabric(_q([("Completed", "Success")]))[0] == {"State": "Completed", "Status": "Success",
                                                                  "CliqueId": "1"}
+
+
+def test_results_table_keeps_bracketed_check_names():
+    """rich reads ``[driver]`` as markup: the table must show check names as they are."""
+    from rich.console import Console
+
+    from llmcluster.verify.run import VerifyReport, results_table
+
+    report = VerifyReport(stack="lab", rc=5, results=[
+        {"host": "gpu-01", "check": "gpu[driver]", "outcome": "failed", "message": "GPU 0 runs [x] 1"},
+        {"host": "gpu-01", "check": "link[mgmt]", "outcome": "passed", "message": ""}])
+    console = Console(width=200, record=True)
+    console.print(results_table(report))
+    text = console.export_text()
+    assert "gpu[driver]" in text and "link[mgmt]" in text and "GPU 0 runs [x] 1" in text
