@@ -101,6 +101,12 @@ def restore(lab, lab_converged, tmp_path):
 
 
 def test_driver_change_rebuilds_only_its_engine_cache_entry(lab, restore, tmp_path):
+    from llmcluster.lab.nvidia_sim.checkpoint import write_checkpoint
+    from llmcluster.plan.catalog import lookup_model
+
+    # The model store gets the dense model too (a SIMULATED, weightless checkpoint, as the lab's).
+    model = lookup_model(DENSE)
+    write_checkpoint(Path(lab.host_root(HOST)) / "srv" / "models" / model.hf_repo, model)
     play = _play(tmp_path, GPU_ROLES)
     dense_old = _inventory(lab, tmp_path, (f"serving.model={DENSE}",), "dense-old")
     dense_new = _inventory(lab, tmp_path, (f"serving.model={DENSE}", f"pools.gpu.gpu.driver_version='{NEW}'"),
