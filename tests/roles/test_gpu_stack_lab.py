@@ -1,9 +1,10 @@
 """The GPU node stack on the lab's (SIMULATED) GPU nodes: the two behaviours issue 5 must show.
 
 * A fabric manager whose version differs from the installed driver fails the converge, with a
-  message naming both versions — whether the inventory asks for another version or the package
-  was replaced behind the role's back (the simulated fabric manager, like the real one, then
-  refuses to start).
+  message naming both versions and error 802; a fabric manager package replaced behind the
+  role's back (which the simulated fabric manager, like the real one, refuses to run with the
+  driver) is put back at the driver's version, and the converge succeeds only once the fabric
+  is initialised again.
 * Changing the driver version in the spec upgrades driver and fabric manager together and
   builds a new engine cache entry for the dense model served with TensorRT engines; the entry
   built for the old driver stays untouched, and a converge with an unchanged key builds nothing.
@@ -144,12 +145,16 @@ def test_fabric_manager_version_mismatch_fails_closed(lab, restore, tmp_path):
     assert NEW in message and OLD in message and "802" in message, message
     assert _driver_on_host(lab) == (OLD, f"{OLD}-1"), "a refused converge changes nothing"
 
-    # 2. The package is replaced behind the role's back: the (simulated) fabric manager refuses
-    #    the driver, and the role fails closed instead of reporting a healthy node.
+    # 2. The package is replaced behind the role's back: the (simulated) fabric manager, like the
+    #    real one, refuses the driver and the fabric stays down. The role puts the fabric manager
+    #    back at the driver's exact version and succeeds only once the fabric is initialised.
     _sh(lab, f"apt-get install -y -q --allow-change-held-packages nvidia-fabricmanager-570={NEW}-1 >/dev/null")
     restarted = lab.exec(HOST, ["systemctl", "restart", "nvidia-fabricmanager"])
     assert restarted.returncode != 0, "the fabric manager must refuse a driver of another version"
-    drifted = run_playbook(fm_play, restore, limit=HOST)
-    assert not drifted.ok, "an installed fabric manager of another version must fail the converge"
-    message = _errors(drifted)
-    assert NEW in message and OLD in message, message
+    assert "Completed" not in _sh(lab, "nvidia-smi -q | grep -A1 Fabric | grep State | sort -u")
+    repaired = run_playbook(fm_play, restore, limit=HOST)
+    assert repaired.ok, f"the role must repair a drifted fabric manager: {_errors(repaired)}"
+    assert repaired.changed(HOST) > 0
+    assert _driver_on_host(lab) == (OLD, f"{OLD}-1")
+    states = _sh(lab, "nvidia-smi -q | grep -A2 Fabric | grep -E 'State|Status' | sort | uniq -c")
+    assert "8 " in states and "Completed" in states and "Success" in states and "Not Started" not in states, states
