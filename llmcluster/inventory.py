@@ -22,7 +22,9 @@ def _ident(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def host_vars(plan: Plan, host_name: str, network_mode: str | None = None) -> dict[str, Any]:
+def host_vars(plan: Plan, host_name: str, network_mode: str | None = None,
+              layout: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One host's variables; ``layout`` is :func:`serving_layout` when the caller has it already."""
     from llmcluster.plan.nvidia import gpu_vars
     from llmcluster.render.hostfiles import artifact_hostvars
 
@@ -71,7 +73,7 @@ def host_vars(plan: Plan, host_name: str, network_mode: str | None = None) -> di
     if pool.aws is not None:
         hv["llmcluster_aws_instance_type"] = pool.aws.instance_type
     if h.pool == spec.serving.pool:
-        serving = serving_layout(plan).get(h.name)
+        serving = (serving_layout(plan) if layout is None else layout).get(h.name)
         if serving is not None:
             hv["llmcluster_serving"] = serving
     # What the firewall and network roles deploy, rendered here: they never re-derive it.
@@ -124,9 +126,10 @@ def gateway_vars(plan: Plan) -> dict[str, Any]:
     if gw is None:
         return {}
     # One upstream per replica: its head (rank 0) serves the API; other ranks are MPI workers.
+    layout = serving_layout(plan)
     upstreams = [{"name": h.name, "address": h.addresses["inference"], "port": spec.serving.port}
                  for h in ip.hosts_in_pool(spec.serving.pool)
-                 if "inference" in h.addresses and serving_layout(plan).get(h.name, {}).get("node_rank") == 0]
+                 if "inference" in h.addresses and layout.get(h.name, {}).get("node_rank") == 0]
     return {"llmcluster_gateway": {
         "pool": gw.pool, "port": gw.port, "hostname": f"{gw.hostname}.{spec.site.domain}",
         "vip": ip.vips.get("api"), "rate_limit_rps": gw.rate_limit_rps, "request_timeout_s": gw.request_timeout_s,
@@ -142,13 +145,14 @@ def build_inventory(plan: Plan, network_mode: str | None = None) -> dict[str, An
         groups.setdefault(group, {"hosts": []})["hosts"].append(host)
 
     hostvars: dict[str, Any] = {}
+    layout = serving_layout(plan)
     for h in ip.hosts:
         add(h.role, h.name)
         add(f"pool_{_ident(h.pool)}", h.name)
         pool = spec.pools[h.pool]
         if pool.gpu is not None and pool.gpu.nvswitch:
             add("nvswitch", h.name)
-        hv = host_vars(plan, h.name, network_mode)
+        hv = host_vars(plan, h.name, network_mode, layout)
         if "llmcluster_serving" in hv:
             add("serving", h.name)
         hostvars[h.name] = hv
