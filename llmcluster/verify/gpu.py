@@ -423,15 +423,11 @@ def _serving(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _hbm(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
-    raise NotImplementedError("hbm-bandwidth runs through hbm_probe (real GPUs only)")
-
-
 _JUDGES = {
     "driver": _driver, "inventory": _inventory, "persistence": _flag("persistence_mode", "persistence mode"),
     "ecc": _flag("ecc.mode.current", "ECC"), "fabric": _fabric, "nvlink": _nvlink, "container": _container,
-    "dcgm": _dcgm, "engine-cache": _engine_cache, "serving": _serving, "hbm-bandwidth": _hbm,
-}
+    "dcgm": _dcgm, "engine-cache": _engine_cache, "serving": _serving,
+}  # hbm-bandwidth is measured, not judged from the gathered facts: HBM_PROBE and judge_hbm
 
 #: Device-to-device copy bandwidth with PyTorch (the TensorRT-LLM venv has it on real nodes):
 #: prints {"gbps": ...}; a copy reads and writes every byte, so bytes moved = 2 x size.
