@@ -36,6 +36,20 @@ def _verify(inventory, *extra: str) -> tuple[int, dict, str]:
     return proc.returncode, doc, proc.stdout + proc.stderr
 
 
+def failed_checks(doc: dict) -> dict[str, str]:
+    """``"<host> <check>" -> message`` of the failed checks of a ``verify --json`` document."""
+    return {f"{r['host']} {r['check']}": r["message"] for r in doc["results"] if r["outcome"] == "failed"}
+
+
+def assert_fail_as_expected(failed: dict[str, str], expected: dict[str, str]) -> None:
+    """Every expected check failed, and its message says the expected text."""
+    missing = {k: v for k, v in expected.items() if k not in failed}
+    assert not missing, (f"checks that should fail but did not: {sorted(missing)}\n"
+                         f"failed: {json.dumps(failed, indent=1)}")
+    for key, text in expected.items():
+        assert text in failed[key], f"{key}: message {failed[key]!r} does not say {text!r}"
+
+
 def _rule_handle(lab, host: str, comment: str) -> str:
     out = lab.exec(host, ["nft", "-a", "list", "chain", "inet", "llmcluster", "input"], check=True).stdout
     for line in out.splitlines():
@@ -57,7 +71,7 @@ def test_broken_hosts_fail_verify_precisely(request) -> None:
 
         rc, doc, out = _verify(inventory, "--json")
         assert rc == 5, f"verify of a broken lab must exit 5, got {rc}:\n{out[-3000:]}"
-        failed = {f"{r['host']} {r['check']}": r["message"] for r in doc["results"] if r["outcome"] == "failed"}
+        failed = failed_checks(doc)
         expected = {
             "storage-01 link[storage_public]": "stor-pub is DOWN",
             "storage-01 pmtu[storage_public]": "8972-byte don't-fragment ping",
@@ -70,11 +84,7 @@ def test_broken_hosts_fail_verify_precisely(request) -> None:
             "gpu -> storage firewall[tcp/6789]": "timeout, expected open (flow ceph-clients)",
             "gpu -> storage firewall[tcp/6800-7300]": "timeout, expected open (flow ceph-clients)",
         }
-        missing = {k: v for k, v in expected.items() if k not in failed}
-        assert not missing, (f"checks that should fail but did not: {sorted(missing)}\n"
-                             f"failed: {json.dumps(failed, indent=1)}")
-        for key, text in expected.items():
-            assert text in failed[key], f"{key}: message {failed[key]!r} does not say {text!r}"
+        assert_fail_as_expected(failed, expected)
         # Consequences, not noise: jumbo frames towards gpu-01 over inference may fail (its 1500-byte
         # port drops them), storage-01 cannot probe anything from its downed storage address (an
         # error is no proof that a firewall drops), and the gateway cannot be reached over the

@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from tests.verify.test_verify_detects_breakage import _verify
+from tests.verify.test_verify_detects_breakage import _verify, assert_fail_as_expected, failed_checks
 
 pytestmark = pytest.mark.xdist_group("lab")
 
@@ -35,18 +35,14 @@ def test_broken_gpu_nodes_fail_verify_precisely(request) -> None:
 
         rc, doc, out = _verify(inventory, "--json", "-k", "test_gpu")
         assert rc == 5, f"verify of broken GPU nodes must exit 5, got {rc}:\n{out[-3000:]}"
-        failed = {f"{r['host']} {r['check']}": r["message"] for r in doc["results"] if r["outcome"] == "failed"}
+        failed = failed_checks(doc)
         expected = {
             "gpu-01 gpu[nvlink]": "GPU 0: NVLink(s) [3] down",
             "gpu-01 gpu[ecc]": "GPU 2: Disabled",
             "gpu-02 gpu[fabric]": "nvidia-fabricmanager is inactive, expected active",
             "gpu-02 gpu[dcgm]": "dcgmi diag -r 1 failed",
         }
-        missing = {k: v for k, v in expected.items() if k not in failed}
-        assert not missing, (f"checks that should fail but did not: {sorted(missing)}\n"
-                             f"failed: {json.dumps(failed, indent=1)}")
-        for key, text in expected.items():
-            assert text in failed[key], f"{key}: message {failed[key]!r} does not say {text!r}"
+        assert_fail_as_expected(failed, expected)
         # gpu-01's DCGM diagnostic may also see its faults; nothing else may fail.
         extra = set(failed) - set(expected) - {"gpu-01 gpu[dcgm]"}
         assert not extra, f"unrelated checks failed: {json.dumps({k: failed[k] for k in extra}, indent=1)}"
