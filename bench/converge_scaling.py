@@ -602,7 +602,7 @@ def measure_size(n: int, sweep: SweepPlan | None, say: Callable[[str], None], ki
     if len(plan.ip.hosts) != n:
         raise BenchError(f"overrides for {n} hosts gave {len(plan.ip.hosts)}: {overrides}")
     plays = yaml.safe_load(PLAYBOOK.read_text())
-    groups, all_hosts = inventory_groups(build_inventory(plan, network_mode="access"))
+    groups, all_hosts = inventory_groups(build_inventory(plan.in_lab()))
     batches = play_batches(plays, groups, all_hosts)
     row: dict[str, Any] = {"hosts": n, "overrides": overrides,
                            "batches": sum(b for _, _, b in batches),

@@ -10,10 +10,12 @@ valid Ansible identifiers.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from llmcluster.plan.build import Plan
-from llmcluster.plan.nvidia import nvidia_vars, serving_plan_vars
+from llmcluster.plan.nvidia import gpu_vars, nvidia_vars
+from llmcluster.render.hostfiles import artifact_hostvars
 
 PKI_DIR = "/etc/llmcluster/pki"
 
@@ -22,18 +24,16 @@ def _ident(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def host_vars(plan: Plan, host_name: str, network_mode: str | None = None,
-              layout: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """One host's variables; ``layout`` is :func:`serving_layout` when the caller has it already."""
-    from llmcluster.plan.nvidia import gpu_vars
-    from llmcluster.render.hostfiles import artifact_hostvars
+def host_vars(plan: Plan, host_name: str, address: str | None = None) -> dict[str, Any]:
+    """One host's variables: facts from the plan, and what the roles deploy as rendered text.
 
+    ``address`` is where the compute backend reports the host (default: its planned mgmt address)."""
     spec, ip = plan.spec, plan.ip
     h = ip.host(host_name)
     pool = spec.pools[h.pool]
     hv: dict[str, Any] = {
-        "ansible_host": h.mgmt_ip,
-        "ansible_user": spec.baremetal.ssh_user if spec.baremetal else "ubuntu",
+        "ansible_host": address or h.mgmt_ip,
+        "ansible_user": plan.hostnet.ssh_user,
         "llmcluster_pool": h.pool,
         "llmcluster_role": h.role,
         "llmcluster_fqdn": h.fqdn,
@@ -72,34 +72,13 @@ def host_vars(plan: Plan, host_name: str, network_mode: str | None = None,
         }
     if pool.aws is not None:
         hv["llmcluster_aws_instance_type"] = pool.aws.instance_type
-    if h.pool == spec.serving.pool:
-        serving = (serving_layout(plan) if layout is None else layout).get(h.name)
-        if serving is not None:
-            hv["llmcluster_serving"] = serving
-    # What the firewall and network roles deploy, rendered here: they never re-derive it.
-    hv.update(artifact_hostvars(plan, host_name, network_mode))
+    serving = plan.serving.layout.get(h.name)
+    if serving is not None:
+        hv["llmcluster_serving"] = serving.to_dict()
+    # Network mode and interface names (plan.hostnet) and what the firewall and network roles
+    # deploy, rendered: the roles never re-derive it.
+    hv.update(artifact_hostvars(plan, host_name))
     return hv
-
-
-def serving_layout(plan: Plan) -> dict[str, dict[str, Any]]:
-    """Per serving host: its replica, rank, and the replica's head and hosts (for ``mpirun -H``).
-
-    Hosts of the serving pool are taken in order, ``capacity.nodes`` per replica; hosts beyond
-    ``serving.replicas`` replicas serve nothing (spares)."""
-    spec, nodes = plan.spec, plan.capacity.nodes
-    pool_hosts = plan.ip.hosts_in_pool(spec.serving.pool)
-    gpus = plan.capacity.gpus_per_node
-    out: dict[str, dict[str, Any]] = {}
-    for r in range(spec.serving.replicas):
-        members = pool_hosts[r * nodes:(r + 1) * nodes]
-        if len(members) < nodes:
-            break
-        head = members[0]
-        hosts = [{"name": m.name, "address": m.addresses.get("inference", m.mgmt_ip), "slots": gpus} for m in members]
-        for rank, m in enumerate(members):
-            out[m.name] = {"replica": r, "node_rank": rank, "nodes": nodes, "head": head.name,
-                           "head_address": head.addresses.get("inference", head.mgmt_ip), "hosts": hosts}
-    return out
 
 
 def pki_certificates(plan: Plan, host_name: str) -> list[dict[str, Any]]:
@@ -126,10 +105,10 @@ def gateway_vars(plan: Plan) -> dict[str, Any]:
     if gw is None:
         return {}
     # One upstream per replica: its head (rank 0) serves the API; other ranks are MPI workers.
-    layout = serving_layout(plan)
+    heads = set(plan.serving.heads)
     upstreams = [{"name": h.name, "address": h.addresses["inference"], "port": spec.serving.port}
                  for h in ip.hosts_in_pool(spec.serving.pool)
-                 if "inference" in h.addresses and layout.get(h.name, {}).get("node_rank") == 0]
+                 if "inference" in h.addresses and h.name in heads]
     return {"llmcluster_gateway": {
         "pool": gw.pool, "port": gw.port, "hostname": f"{gw.hostname}.{spec.site.domain}",
         "vip": ip.vips.get("api"), "rate_limit_rps": gw.rate_limit_rps, "request_timeout_s": gw.request_timeout_s,
@@ -137,22 +116,24 @@ def gateway_vars(plan: Plan) -> dict[str, Any]:
     }}
 
 
-def build_inventory(plan: Plan, network_mode: str | None = None) -> dict[str, Any]:
+def build_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The whole inventory; ``addresses``: host -> address as the compute backend reports them
+    (the program's; offline callers use the plan's mgmt addresses)."""
     spec, ip = plan.spec, plan.ip
+    addresses = addresses or {}
     groups: dict[str, dict[str, Any]] = {}
 
     def add(group: str, host: str) -> None:
         groups.setdefault(group, {"hosts": []})["hosts"].append(host)
 
     hostvars: dict[str, Any] = {}
-    layout = serving_layout(plan)
     for h in ip.hosts:
         add(h.role, h.name)
         add(f"pool_{_ident(h.pool)}", h.name)
         pool = spec.pools[h.pool]
         if pool.gpu is not None and pool.gpu.nvswitch:
             add("nvswitch", h.name)
-        hv = host_vars(plan, h.name, network_mode, layout)
+        hv = host_vars(plan, h.name, addresses.get(h.name))
         if "llmcluster_serving" in hv:
             add("serving", h.name)
         hostvars[h.name] = hv
@@ -162,7 +143,7 @@ def build_inventory(plan: Plan, network_mode: str | None = None) -> dict[str, An
         "llmcluster_platform": spec.platform,
         "llmcluster_site": spec.site.name,
         "llmcluster_domain": spec.site.domain,
-        "llmcluster_os": spec.baremetal.os if spec.baremetal else "ubuntu-24.04",
+        "llmcluster_os": plan.hostnet.os,
         "llmcluster_vlans": {r: v.to_dict() for r, v in ip.vlans.items()},
         "llmcluster_vips": dict(ip.vips),
         "llmcluster_qos": plan.qos.to_dict(),
@@ -171,7 +152,7 @@ def build_inventory(plan: Plan, network_mode: str | None = None) -> dict[str, An
         "llmcluster_serving_revision": spec.serving.revision,
         "llmcluster_serving_port": spec.serving.port,
         "llmcluster_trtllm_args": dict(cap.trtllm_args),
-        "llmcluster_serving_plan": serving_plan_vars(spec, cap),
+        "llmcluster_serving_plan": plan.serving.to_vars(),
         "llmcluster_nvidia": nvidia_vars(spec),
         "llmcluster_min_tls_version": spec.pki.min_tls_version,
         "llmcluster_ntp_servers": list(spec.site.ntp_servers),

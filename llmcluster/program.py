@@ -3,11 +3,11 @@
 ``__main__.py`` calls :func:`main` under the real CLI; :mod:`llmcluster.offline` calls
 :func:`build` under Pulumi's mock runtime. Both run exactly this code.
 
-Backends sit beside the PKI component, selected by ``spec.platform``: on bare metal the
-switch fabric (:class:`~llmcluster.components.fabric.Fabric`: render-only, or push over SSH)
-and the node pools (:class:`~llmcluster.components.baremetal.BaremetalCompute`, which also
-gives the inventory); AWS (VPC, instances, EFA) takes the same plan objects; the Kubernetes
-serving layer is shared.
+The compute backend comes from a registry by ``spec.platform`` (:mod:`llmcluster.backends`:
+bare metal registers the node pools and the switch fabric; AWS is the next backend) and reports
+the hosts; the inventory is built once, here, from the plan and those hosts. Shared layers sit
+beside the backend: the PKI, and the Kubernetes serving layer to come (its provider through
+``opts``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import pulumi
 
 from llmcluster import outputs
+from llmcluster.backends import BackendInputs, get_backend
 from llmcluster.components.pki import Pki, PkiArgs
 from llmcluster.inventory import build_inventory
 from llmcluster.plan.build import Plan, build_plan
@@ -33,23 +34,8 @@ def build(spec: Spec, switch_credentials: SwitchCredentials | None = None) -> tu
         raise missing_credentials_error()  # before anything is registered
     plan = build_plan(spec)
     pki = Pki("pki", PkiArgs(plan=plan.pki))
-    inventory: dict[str, Any] = {}
-    switch_configs: dict[str, str] = {}
-    switch_applied: Any = {}
-    if spec.platform == "baremetal":
-        from llmcluster.components.baremetal import BaremetalCompute, BaremetalComputeArgs
-        from llmcluster.components.fabric import Fabric, FabricArgs
-
-        compute = BaremetalCompute("compute", BaremetalComputeArgs(plan=plan))
-        inventory = compute.inventory
-        if plan.switches is not None and spec.baremetal is not None:
-            bm = spec.baremetal
-            fabric = Fabric("fabric", FabricArgs(plan=plan.switches, apply=bm.switch_apply,
-                                                 addresses=dict(bm.switch_mgmt), access=bm.switch_access,
-                                                 credentials=switch_credentials))
-            switch_configs, switch_applied = fabric.configs, fabric.applied
-    else:
-        inventory = build_inventory(plan)
+    compute = get_backend(spec.platform)("compute", plan, BackendInputs(switch_credentials=switch_credentials), None)
+    inventory = _inventory(plan, {n: h.address for n, h in compute.hosts.items()})
     exports: dict[str, Any] = {
         outputs.SPEC_SUMMARY: {
             "stack": spec.stack, "platform": spec.platform, "site": spec.site.name,
@@ -62,10 +48,16 @@ def build(spec: Spec, switch_credentials: SwitchCredentials | None = None) -> tu
         outputs.PKI_CHAIN: pki.chain_pem,
         outputs.PKI_CERTS: pki.cert_pems,
         outputs.PKI_KEYS: pki.private_key_pems,
-        outputs.SWITCH_CONFIGS: switch_configs,
-        outputs.SWITCH_APPLIED: switch_applied,
+        **compute.exports,
     }
     return plan, exports
+
+
+def _inventory(plan: Plan, addresses: dict[str, Any]) -> Any:
+    """The inventory from the plan and the hosts' addresses (an Output when the platform assigns them)."""
+    if any(isinstance(a, pulumi.Output) for a in addresses.values()):
+        return pulumi.Output.all(**addresses).apply(lambda a: build_inventory(plan, a))
+    return build_inventory(plan, addresses)
 
 
 def main() -> None:

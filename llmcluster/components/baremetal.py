@@ -12,39 +12,40 @@ every host answering. Checking that the racked hosts really are what the spec sa
 environment preflight's job (``llmcluster validate --preflight``: GPUs, NVMe drives and OS
 release over SSH, :mod:`llmcluster.spec.hostfacts`), run before ``pulumi up``.
 
-The component's :attr:`BaremetalCompute.inventory` is the structured inventory (groups ->
-hosts -> hostvars) from :func:`llmcluster.inventory.build_inventory`, which the program
-exports as ``inventory`` and which ``llmcluster inventory`` and
-``ansible/inventory/llmcluster.py`` serve from the same plan.
+The component takes only what it registers (site, OS, pools, the hosts' plan entries), not the
+whole plan; the program builds the inventory from the plan and the hosts this component reports
+(:mod:`llmcluster.backends`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
-from llmcluster.inventory import build_inventory
-from llmcluster.plan.build import Plan
+from llmcluster.plan.catalog import GPUS
+from llmcluster.plan.ipam import HostPlan
+from llmcluster.spec.models import Pool
 
 
 @dataclass(frozen=True)
 class BaremetalComputeArgs:
-    plan: Plan
+    site: str
+    #: the hosts' OS (``baremetal.os``)
+    os: str | None
+    pools: Mapping[str, Pool]
+    #: every host of the IP plan, in plan order
+    hosts: tuple[HostPlan, ...]
 
 
-def host_facts(plan: Plan, host_name: str) -> dict[str, Any]:
+def host_facts(h: HostPlan, pool: Pool, os: str | None) -> dict[str, Any]:
     """What the spec says one host is: the inputs of its ``Host`` resource."""
-    from llmcluster.plan.catalog import GPUS
-
-    spec = plan.spec
-    h = plan.ip.host(host_name)
-    pool = spec.pools[h.pool]
     facts: dict[str, Any] = {
         "name": h.name, "fqdn": h.fqdn, "pool": h.pool, "role": h.role, "mgmtAddress": h.mgmt_ip,
         "addresses": dict(h.addresses), "bmcAddress": h.bmc,
-        "os": spec.baremetal.os if spec.baremetal else None,
+        "os": os,
         "gpu": None, "nvme": None,
         "nics": [{"name": n.name, "vendor": n.vendor, "speedGbps": n.speed_gbps, "ports": n.count,
                   "vlans": list(n.vlans)} for n in pool.nics],
@@ -80,25 +81,20 @@ class BaremetalCompute(pulumi.ComponentResource):
     TYPE = "llmcluster:baremetal:Compute"
 
     def __init__(self, name: str, args: BaremetalComputeArgs, opts: pulumi.ResourceOptions | None = None):
-        plan = args.plan
-        spec = plan.spec
-        super().__init__(self.TYPE, name, {"site": spec.site.name, "os": spec.baremetal.os if spec.baremetal else None},
-                         opts)
+        super().__init__(self.TYPE, name, {"site": args.site, "os": args.os}, opts)
         self.pools: dict[str, NodePool] = {}
         self.hosts: dict[str, Host] = {}
-        for pool_name, pool in spec.pools.items():
-            members = plan.ip.hosts_in_pool(pool_name)
+        for pool_name, pool in args.pools.items():
+            members = [h for h in args.hosts if h.pool == pool_name]
             np_ = NodePool(f"{name}-{pool_name}", {
                 "pool": pool_name, "role": pool.role, "count": pool.count, "hosts": [h.name for h in members],
                 "bmc": pool.bmc, "gpu": pool.gpu.model_dump(mode="json") if pool.gpu else None,
                 "nvme": pool.nvme.model_dump(mode="json") if pool.nvme else None,
             }, pulumi.ResourceOptions(parent=self))
             for h in members:
-                host = Host(f"{name}-{h.name}", host_facts(plan, h.name), pulumi.ResourceOptions(parent=np_))
+                host = Host(f"{name}-{h.name}", host_facts(h, pool, args.os), pulumi.ResourceOptions(parent=np_))
                 np_.hosts[h.name] = host
                 self.hosts[h.name] = host
             np_.register_outputs({"hosts": [h.name for h in members]})
             self.pools[pool_name] = np_
-        #: groups -> hosts -> hostvars, exactly as ``llmcluster inventory --list`` prints it
-        self.inventory: dict[str, Any] = build_inventory(plan)
-        self.register_outputs({"pools": {n: p.count for n, p in spec.pools.items()}, "hosts": len(self.hosts)})
+        self.register_outputs({"pools": {n: p.count for n, p in args.pools.items()}, "hosts": len(self.hosts)})

@@ -31,7 +31,7 @@ import netaddr
 
 from llmcluster.lab._sys import LabError, run
 from llmcluster.plan.ipam import VlanPlan
-from llmcluster.render.hostfiles import ACCESS_IFNAMES
+from llmcluster.plan.hostnet import ACCESS_IFNAMES
 
 BRIDGE_PREFIX = "llb-"
 VETH_PREFIX = "llv-"

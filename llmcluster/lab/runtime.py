@@ -462,7 +462,9 @@ class LabRuntime:
         """The plan's dynamic inventory (``--list`` shape) plus the lab's connection settings."""
         from llmcluster.inventory import build_inventory
 
-        inv = build_inventory(self.plan, network_mode="access")
+        # The hosts as the lab realises them: access mode unless lab.pools/lab.hosts ask for tagged.
+        lab_plan = self.plan.in_lab()
+        inv = build_inventory(lab_plan)
         # Lab hosts share this machine's kernel: roles must not apply kernel parameters there.
         inv["all"]["vars"]["common_sysctl_apply"] = False
         for name, hv in inv["_meta"]["hostvars"].items():
@@ -474,7 +476,7 @@ class LabRuntime:
                 # A container cannot set this machine's clock: chronyd runs with -x (lab only).
                 hv["common_time_sync_set_clock"] = False
             if kind == "vm":
-                hv.update(V.inventory_vars(self.plan, name))
+                hv.update(V.inventory_vars(lab_plan, name))
             hv["ansible_user"] = "root"
             hv["ansible_ssh_private_key_file"] = str(self.private_key)
             hv["ansible_ssh_common_args"] = LAB_SSH_COMMON_ARGS

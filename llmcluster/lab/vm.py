@@ -60,7 +60,7 @@ from llmcluster.lab import hosts as H
 from llmcluster.lab import network as N
 from llmcluster.lab._sys import LabError, proc_info, reap, run, spawn_detached
 from llmcluster.lab.vm_image import KERNEL_CMDLINE, SEED_SERIAL, VmImage, ensure_vm_disk
-from llmcluster.render.hostfiles import ACCESS_IFNAMES
+from llmcluster.plan.hostnet import ACCESS_IFNAMES
 from llmcluster.spec.models import LabVm
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -525,15 +525,13 @@ def inventory_vars(plan: Plan, host_name: str) -> dict:
     """Host variables of a VM host in the lab inventory (on top of the plan's).
 
     A VM runs systemd and its own kernel: the roles manage services and apply kernel
-    parameters there. A tagged VM gets the tagged-mode artifacts (``vlan<id>`` names), its
-    trunk NIC as the uplink and no default route (lab hosts never get one: nothing outside
-    the lab is reachable, and the controller does not route).
+    parameters there. A tagged VM (its tagged-mode artifacts, ``vlan<id>`` names, come with the
+    plan's inventory: :meth:`~llmcluster.plan.build.Plan.in_lab`) gets its trunk NIC as the uplink
+    and no default route (lab hosts never get one: nothing outside the lab is reachable, and the
+    controller does not route).
     """
-    from llmcluster.render.hostfiles import artifact_hostvars, host_network_mode
-
     hv: dict = {"llmcluster_manage_services": True, "common_sysctl_apply": True}
-    if host_network_mode(plan, host_name) == "tagged":
-        hv.update(artifact_hostvars(plan, host_name, "tagged"))
+    if plan.hostnet.mode(host_name) == "tagged":
         hv["llmcluster_uplink"] = TAGGED_UPLINK
         hv["llmcluster_default_route_vlan"] = ""
     return hv

@@ -6,6 +6,7 @@ none re-derives it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,9 @@ from llmcluster.spec.models import Spec
 if TYPE_CHECKING:  # pragma: no cover
     from llmcluster.plan.capacity import CapacityPlan
     from llmcluster.plan.firewall import FirewallPlan
+    from llmcluster.plan.hostnet import HostNetPlan
     from llmcluster.plan.qos import QosPlan
+    from llmcluster.plan.serving import ServingPlan
     from llmcluster.plan.storage import StoragePlan
     from llmcluster.plan.switches import SwitchPlan
 
@@ -30,8 +33,18 @@ class Plan:
     firewall: FirewallPlan
     qos: QosPlan
     storage: StoragePlan
+    #: replica layout, model facts and engine cache key fields (plan.serving)
+    serving: ServingPlan
+    #: who owns the links, network mode and interface names per host, host OS (plan.hostnet)
+    hostnet: HostNetPlan
     #: leaf/spine switches, port map, fabric ACL and QoS (bare metal only; see plan.switches)
     switches: SwitchPlan | None = None
+
+    def in_lab(self) -> Plan:
+        """This plan with the hosts as ``llmcluster lab`` realises them (:mod:`llmcluster.plan.hostnet`)."""
+        from llmcluster.plan.hostnet import build_hostnet_plan
+
+        return dataclasses.replace(self, hostnet=build_hostnet_plan(self.spec, self.ip, in_lab=True))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +57,8 @@ class Plan:
             "firewall": self.firewall.to_dict(),
             "qos": self.qos.to_dict(),
             "storage": self.storage.to_dict(),
+            "serving": self.serving.to_dict(),
+            "hostnet": self.hostnet.to_dict(),
             "switches": self.switches.to_dict() if self.switches is not None else None,
         }
 
@@ -51,7 +66,9 @@ class Plan:
 def build_plan(spec: Spec) -> Plan:
     from llmcluster.plan.capacity import size_deployment
     from llmcluster.plan.firewall import build_firewall_plan
+    from llmcluster.plan.hostnet import build_hostnet_plan
     from llmcluster.plan.qos import build_qos_plan
+    from llmcluster.plan.serving import build_serving_plan
     from llmcluster.plan.storage import build_storage_plan
     from llmcluster.plan.switches import build_switch_plan
 
@@ -72,5 +89,7 @@ def build_plan(spec: Spec) -> Plan:
         firewall=firewall,
         qos=qos,
         storage=build_storage_plan(spec, ip, weights_bytes_per_node=per_node),
+        serving=build_serving_plan(spec, ip, capacity),
+        hostnet=build_hostnet_plan(spec, ip),
         switches=build_switch_plan(spec, ip, qos, firewall),
     )

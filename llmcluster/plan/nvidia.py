@@ -11,17 +11,16 @@ catalog (docs/gpu-stack.md is the contract):
 * **Fabric.** HGX boards with NVSwitch run the fabric manager, whose package is named
   ``nvidia-fabricmanager-<branch>`` up to 570 and ``nvidia-fabricmanager`` from 580; it must be
   exactly the driver's version. GB200/GB300 racks run IMEX instead (same naming change).
-* **Engine cache key**: the fields whose change makes a TensorRT engine unusable.
+
+The serving side (replica layout, engine cache key) is :mod:`llmcluster.plan.serving`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
 from typing import Any
 
-from llmcluster.plan.catalog import GPUS, lookup_model
+from llmcluster.plan.catalog import GPUS
+from llmcluster.plan.hostnet import host_os
 from llmcluster.spec.models import Pool, Spec
 
 #: What ``nvidia-smi --query-gpu=name`` prints per catalog GPU (lab simulation and verify checks).
@@ -48,11 +47,6 @@ TOOLKIT_KEY_FINGERPRINT = "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
 MIN_DRIVER_BRANCH = 535
 #: Blackwell needs the 570 branch or newer.
 MIN_BRANCH_FOR_ARCH = {"blackwell": 570}
-#: Engine cache key fields, in the order docs/gpu-stack.md lists them.
-ENGINE_KEY_FIELDS = (
-    "model", "revision", "precision", "kv_dtype", "tp", "pp", "max_batch_size", "max_num_tokens",
-    "max_seq_len", "gpu_sm", "trtllm_version", "cuda_version", "driver_version",
-)
 
 
 def driver_branch(version: str) -> int:
@@ -91,7 +85,7 @@ def fabric_packages(kind: str, branch: int) -> tuple[list[str], str]:
 
 
 def cuda_repo(spec: Spec) -> dict[str, str]:
-    os_name = spec.baremetal.os if spec.baremetal else "ubuntu-24.04"
+    os_name = host_os(spec)
     base = f"{CUDA_REPO_BASE}/{CUDA_REPO_DIRS[os_name]}/x86_64"
     r = spec.nvidia.cuda_repo
     url = r.url or base
@@ -140,7 +134,7 @@ def gpu_vars(spec: Spec, pool_name: str) -> dict[str, Any]:
     pool = spec.pools[pool_name]
     assert pool.gpu is not None
     g = GPUS[pool.gpu.model]
-    os_name = spec.baremetal.os if spec.baremetal else "ubuntu-24.04"
+    os_name = host_os(spec)
     kind = fabric_kind(pool)
     out: dict[str, Any] = {
         "model": pool.gpu.model, "smi_name": SMI_NAMES[pool.gpu.model], "count": pool.gpu.count,
@@ -158,45 +152,3 @@ def gpu_vars(spec: Spec, pool_name: str) -> dict[str, Any]:
                          "fabric": fabric, "fabric_service": service},
         })
     return out
-
-
-def serving_plan_vars(spec: Spec, cap: Any) -> dict[str, Any]:
-    """``all.vars.llmcluster_serving_plan``: what the tensorrt_llm role serves, from the capacity plan."""
-    from llmcluster.plan.capacity import extra_llm_api_options
-
-    m = lookup_model(spec.serving.model)
-    args = cap.trtllm_args
-    return {
-        "model": spec.serving.model, "hf_repo": m.hf_repo, "model_type": m.family,
-        "model_path": f"{spec.storage.model_dir.rstrip('/')}/{m.hf_repo}",
-        "revision": spec.serving.revision, "precision": cap.precision, "kv_dtype": cap.kv_dtype,
-        "backend": cap.backend, "tp": cap.tp, "pp": cap.pp, "ep": cap.ep, "nodes": cap.nodes,
-        "gpus_per_node": cap.gpus_per_node, "port": spec.serving.port,
-        "args": {k: args[k] for k in ("max_batch_size", "max_num_tokens", "max_seq_len",
-                                      "kv_cache_free_gpu_memory_fraction")},
-        "extra_llm_api_options": extra_llm_api_options(cap),
-    }
-
-
-@dataclass(frozen=True)
-class EngineKey:
-    """The engine cache key of one build (docs/gpu-stack.md, "Engine cache")."""
-
-    fields: dict[str, Any]
-
-    @property
-    def digest(self) -> str:
-        """First 16 hex digits of SHA-256 over the fields as JSON with sorted keys."""
-        blob = json.dumps(self.fields, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def engine_key(serving_plan: dict[str, Any], *, gpu_sm: str, trtllm_version: str, cuda_version: str,
-               driver_version: str) -> EngineKey:
-    sp, a = serving_plan, serving_plan["args"]
-    return EngineKey({
-        "model": sp["model"], "revision": sp["revision"], "precision": sp["precision"], "kv_dtype": sp["kv_dtype"],
-        "tp": sp["tp"], "pp": sp["pp"], "max_batch_size": a["max_batch_size"],
-        "max_num_tokens": a["max_num_tokens"], "max_seq_len": a["max_seq_len"], "gpu_sm": gpu_sm,
-        "trtllm_version": trtllm_version, "cuda_version": cuda_version, "driver_version": driver_version,
-    })

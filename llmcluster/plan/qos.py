@@ -19,6 +19,7 @@ bootstrap) stays in the default class, because only RoCE may use the lossless qu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from llmcluster.errors import PlanError
@@ -241,3 +242,46 @@ def build_qos_plan(spec: Spec) -> QosPlan:
                 for c in classes if c.ecn)
     return QosPlan(nic_vendor=qos.nic_vendor, trust="dscp", classes=classes, ecn=ecn,
                    markings=_markings(spec, classes), defaults_used=qos.classes is None)
+
+
+# --------------------------------------------------------------------------- host classes (tc htb)
+# The host side of the QoS plan: one htb class per QoS class under a root class at the link speed
+# (render.tc writes the script, verify checks the classes the hosts report).
+
+DEFAULT_LINK_SPEED = "100gbit"
+_SPEED = re.compile(r"^(\d+)(bit|kbit|mbit|gbit|tbit)$")
+_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "tbit": 10**12}
+
+
+def parse_speed(speed: str) -> int:
+    """``'100gbit'`` -> bits per second."""
+    m = _SPEED.match(speed)
+    if not m or int(m.group(1)) == 0:
+        raise ValueError(f"{speed!r} is not a tc rate such as '100gbit', '25gbit' or '800mbit'")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def format_speed(bits: int) -> str:
+    for unit in ("tbit", "gbit", "mbit", "kbit"):
+        if bits % _UNITS[unit] == 0:
+            return f"{bits // _UNITS[unit]}{unit}"
+    return f"{bits}bit"
+
+
+@dataclass(frozen=True)
+class TcClass:
+    cls: QosClassPlan
+    minor: str  # hex minor of the classid (1:<minor>)
+    rate: str
+    prio: int
+
+
+def tc_classes(qos: QosPlan, link_bits: int) -> list[TcClass]:
+    """The htb class of each QoS class: ``rate`` its bandwidth share of the link (0.1 % for classes
+    with no share, as htb needs a rate), ``prio`` 0 when strict, else ``7 - PCP`` (at least 1)."""
+    out = []
+    for i, c in enumerate(qos.classes):
+        rate = link_bits * c.bandwidth_percent // 100 or max(8_000, link_bits // 1000)
+        prio = 0 if c.strict else max(1, 7 - c.pcp)
+        out.append(TcClass(cls=c, minor=format(0x10 + i, "x"), rate=format_speed(rate), prio=prio))
+    return out

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def write_artifacts(ev: Evaluation, out: Path, switch_os: str | None = None) -> list[Path]:
     """Write the artifacts; ``switch_os`` renders the switch configs for another OS than the stack's."""
-    from llmcluster.render.hostfiles import host_interfaces
+    from llmcluster.plan.hostnet import interface_names
     from llmcluster.render.switch import render_all as render_switches
     from llmcluster.render.tc import render_host_tc
 
@@ -54,7 +54,7 @@ def write_artifacts(ev: Evaluation, out: Path, switch_os: str | None = None) -> 
         # The ruleset the firewall role deploys, as the program already rendered it.
         write(f"hosts/{h.name}/nftables.nft", inventory["_meta"]["hostvars"][h.name]["llmcluster_nftables_ruleset"])
         # Production (tagged) interface names, whatever mode the stack's own inventory uses.
-        tagged = host_interfaces(plan, h.name, "tagged")
+        tagged = interface_names(plan.ip, h.name, "tagged")
         write(f"hosts/{h.name}/qos.sh", render_host_tc(h.name, plan.ip, plan.qos, tagged), mode=0o755)
     for name, text in sorted(render_switches(plan, switch_os).items()):
         write(f"switches/{name}", text)

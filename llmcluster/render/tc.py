@@ -20,40 +20,14 @@ import jinja2
 
 from llmcluster.errors import PlanError
 from llmcluster.plan.ipam import IpPlan
-from llmcluster.plan.qos import QosClassPlan, QosPlan
+from llmcluster.plan.qos import DEFAULT_LINK_SPEED, QosPlan, format_speed, parse_speed, tc_classes
 from llmcluster.render import template_environment
 from llmcluster.spec.models import VLAN_ROLES
 
 TEMPLATE = "host-qos.sh.j2"
-DEFAULT_LINK_SPEED = "100gbit"
 QUANTUM = 200_000  # bytes; the kernel's own cap (larger computed quanta only warn)
 MIN_BURST = 32 * 1024
-_SPEED = re.compile(r"^(\d+)(bit|kbit|mbit|gbit|tbit)$")
-_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "tbit": 10**12}
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-
-
-def parse_speed(speed: str) -> int:
-    """``'100gbit'`` -> bits per second."""
-    m = _SPEED.match(speed)
-    if not m or int(m.group(1)) == 0:
-        raise ValueError(f"{speed!r} is not a tc rate such as '100gbit', '25gbit' or '800mbit'")
-    return int(m.group(1)) * _UNITS[m.group(2)]
-
-
-def format_speed(bits: int) -> str:
-    for unit in ("tbit", "gbit", "mbit", "kbit"):
-        if bits % _UNITS[unit] == 0:
-            return f"{bits // _UNITS[unit]}{unit}"
-    return f"{bits}bit"
-
-
-@dataclass(frozen=True)
-class TcClass:
-    cls: QosClassPlan
-    minor: str  # hex minor of the classid (1:<minor>)
-    rate: str
-    prio: int
 
 
 @dataclass(frozen=True)
@@ -62,15 +36,6 @@ class TcInterface:
     ifname: str
     vlan_id: int
     address: str
-
-
-def tc_classes(qos: QosPlan, link_bits: int) -> list[TcClass]:
-    out = []
-    for i, c in enumerate(qos.classes):
-        rate = link_bits * c.bandwidth_percent // 100 or max(8_000, link_bits // 1000)
-        prio = 0 if c.strict else max(1, 7 - c.pcp)
-        out.append(TcClass(cls=c, minor=format(0x10 + i, "x"), rate=format_speed(rate), prio=prio))
-    return out
 
 
 @lru_cache(maxsize=1)

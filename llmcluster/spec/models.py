@@ -492,6 +492,10 @@ class Baremetal(_Model):
     os: Literal["ubuntu-22.04", "ubuntu-24.04", "debian-12"] = "ubuntu-24.04"
     switch_os: Literal["cumulus", "sonic", "eos"] = "cumulus"
     ssh_user: DnsLabel = "ubuntu"
+    #: How hosts meet the fabric (llmcluster.plan.hostnet): ``tagged`` 802.1Q subinterfaces on one
+    #: uplink (production), ``access`` one untagged interface per VLAN. Unset: ``access`` when the
+    #: stack has a ``lab`` section, else ``tagged``.
+    network_mode: Literal["tagged", "access"] | None = None
     #: Accept any host key when the SSH preflight logs in to the hosts (labs only).
     ssh_insecure_accept_host_key: StrictBool = False
     leaf_switches: Annotated[StrictInt, Field(ge=1, le=256)] = 2

@@ -28,8 +28,7 @@ import netaddr
 
 from llmcluster.plan.build import Plan
 from llmcluster.plan.firewall import FirewallRule
-from llmcluster.render.hostfiles import host_interfaces, host_network_mode
-from llmcluster.render.tc import DEFAULT_LINK_SPEED, parse_speed, tc_classes
+from llmcluster.plan.qos import DEFAULT_LINK_SPEED, parse_speed, tc_classes
 
 NFT_FAMILY = "inet"
 NFT_TABLE = "llmcluster"
@@ -59,13 +58,13 @@ def interface_names(plan: Plan, host: str, hostvars: Mapping[str, Any] | None) -
     """VLAN role -> interface name: the inventory's ``llmcluster_interface_names`` when it has
     them (they are what the roles configured), else what the plan's network mode gives."""
     names = dict((hostvars or {}).get("llmcluster_interface_names") or {})
-    return names or host_interfaces(plan, host, host_network_mode(plan, host))
+    return names or dict(plan.hostnet.host(host).interfaces)
 
 
 def host_checks(plan: Plan, hostvars: Mapping[str, Mapping[str, Any]]) -> list[HostCheck]:
     """Every check of every host of the plan that the inventory has (sorted, deterministic)."""
     out: list[HostCheck] = []
-    baremetal = plan.spec.platform == "baremetal"
+    own_links = plan.hostnet.hosts_own_links
     link_bits = parse_speed(DEFAULT_LINK_SPEED)
     classes = tc_classes(plan.qos, link_bits)
     default_minor = next(c.minor for c in classes if c.cls.name == plan.qos.default_class.name)
@@ -76,7 +75,7 @@ def host_checks(plan: Plan, hostvars: Mapping[str, Mapping[str, Any]]) -> list[H
         for role, addr in host.addresses.items():
             vlan = plan.ip.vlans[role]
             ifname = names.get(role)
-            if baremetal and ifname:
+            if own_links and ifname:
                 out.append(HostCheck(host.name, "link", role, {
                     "ifname": ifname, "address": addr, "prefixlen": vlan.prefixlen, "mtu": vlan.mtu}))
                 out.append(HostCheck(host.name, "qos", role, {

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmcluster.plan.build import Plan
-from llmcluster.plan.nvidia import engine_key
+from llmcluster.plan.nvidia import gpu_vars
+from llmcluster.plan.serving import engine_key
 
 #: NVLinks per GPU by architecture (SXM boards; PCIe GPUs have none).
 NVLINKS_PER_GPU = {"hopper": 18, "blackwell": 18, "ampere": 12}
@@ -65,13 +66,10 @@ class GpuCheck:
 
 def gpu_checks(plan: Plan, hostvars: Mapping[str, Mapping[str, Any]]) -> list[GpuCheck]:
     """Every GPU check of every GPU host the inventory has (deterministic order)."""
-    from llmcluster.inventory import serving_layout
-    from llmcluster.plan.nvidia import gpu_vars, serving_plan_vars
-
     out: list[GpuCheck] = []
     spec = plan.spec
-    layout = serving_layout(plan)
-    sp = serving_plan_vars(spec, plan.capacity)
+    layout = {name: s.to_dict() for name, s in plan.serving.layout.items()}
+    sp = plan.serving.to_vars()
     for h in plan.ip.hosts:
         pool = spec.pools[h.pool]
         if pool.gpu is None or h.name not in hostvars:

@@ -275,8 +275,8 @@ def test_probes_never_report_changes_and_run_in_check_mode(role):
 # --------------------------------------------------------------------------- what the roles deploy
 
 
-def test_access_interface_names_match_the_renderer():
-    from llmcluster.render.hostfiles import ACCESS_IFNAMES
+def test_access_interface_names_match_the_plan():
+    from llmcluster.plan.hostnet import ACCESS_IFNAMES
 
     assert load(ROLES_DIR / "network" / "vars" / "main.yml")["_network_access_names"] == ACCESS_IFNAMES
 
@@ -309,7 +309,6 @@ def test_netplan_file_matches_the_ip_plan(tmp_path):
     """Tagged mode: one VLAN per planned interface on the uplink, with the plan's id, MTU, address."""
     import json
 
-    from llmcluster.render.hostfiles import artifact_hostvars
     from tests.conftest import load_plan
 
     plan = load_plan("prod-baremetal")
@@ -319,9 +318,9 @@ def test_netplan_file_matches_the_ip_plan(tmp_path):
         from llmcluster.inventory import host_vars
 
         hv = host_vars(plan, name)
+        assert hv["llmcluster_network_mode"] == "tagged"
         hosts_vars[name] = {"llmcluster_interfaces": hv["llmcluster_interfaces"],
-                            "llmcluster_interface_names": artifact_hostvars(plan, name, "tagged")[
-                                "llmcluster_interface_names"]}
+                            "llmcluster_interface_names": hv["llmcluster_interface_names"]}
     playbook = tmp_path / "render.yml"
     playbook.write_text(RENDER_PLAYBOOK.format(role=ROLES_DIR / "network"), encoding="utf-8")
     (tmp_path / "vars.json").write_text(json.dumps({"hosts_vars": hosts_vars, "out_dir": str(tmp_path)}))

@@ -5,7 +5,7 @@ One ``ansible-playbook`` run renders every case: (a) a single-node PyTorch-backe
 stack's), (b) a 2-node plan (``mpirun -H`` over both hosts, ``trtllm-llmapi-launch``), (c) the
 engine backend in container mode with containerd and (d) with docker. ExecStart's argv must be
 ``llmcluster.plan.capacity.trtllm_serve_command``'s (the planner's), behind the launcher of each
-mode; the engine cache key must be ``llmcluster.plan.nvidia.engine_key``'s (what the verification
+mode; the engine cache key must be ``llmcluster.plan.serving.engine_key``'s (what the verification
 suite recomputes).
 """
 
@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from llmcluster.plan.capacity import trtllm_serve_command
-from llmcluster.plan.nvidia import engine_key, serving_plan_vars
+from llmcluster.plan.serving import engine_key, engine_key_plan_fields
 from tests.conftest import ROOT, load_plan
 from tests.roles.test_roles_static import tool, tool_env
 
@@ -80,24 +80,30 @@ GPU = {"model": "h200", "count": 8, "fabric": "nvswitch", "sm": 90,
        "packages": {"fabric_service": "nvidia-fabricmanager"}}
 
 
+def _replan(sp: dict, **changes) -> dict:
+    """A serving plan with ``changes``, its engine-key half re-derived as the planner does."""
+    out = {**sp, **changes}
+    out["engine_key"] = engine_key_plan_fields(out)
+    return out
+
+
 def _cases() -> tuple[dict, dict]:
     plan = load_plan("lab")
     cap = plan.capacity
-    sp = serving_plan_vars(plan.spec, cap)
+    sp = plan.serving.to_vars()
     one = {"replica": 0, "node_rank": 0, "nodes": 1, "head": "gpu-01", "head_address": "10.42.1.11",
            "hosts": [{"name": "gpu-01", "address": "10.42.1.11", "slots": 8}]}
     # (b) a 16-GPU replica over two 8-GPU hosts: tp 16, ep 16.
     cap2 = dataclasses.replace(cap, tp=16, ep=16, nodes=2)
-    sp2 = {**sp, "tp": 16, "ep": 16, "nodes": 2}
+    sp2 = _replan(sp, tp=16, ep=16, nodes=2)
     two_hosts = [{"name": "gpu-01", "address": "10.42.1.11", "slots": 8},
                  {"name": "gpu-02", "address": "10.42.1.12", "slots": 8}]
     two = {"replica": 0, "node_rank": 0, "nodes": 2, "head": "gpu-01", "head_address": "10.42.1.11",
            "hosts": two_hosts}
     # (c, d) a dense distill on a TensorRT engine, container mode, a registry mirror.
     cap3 = dataclasses.replace(cap, backend="engine", tp=2, pp=1, ep=1)
-    sp3 = {**sp, "model": "deepseek-r1-distill-qwen-7b", "model_type": "qwen2", "backend": "engine",
-           "model_path": "/srv/models/deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "tp": 2, "pp": 1, "ep": 1,
-           "kv_dtype": "bf16"}
+    sp3 = _replan(sp, model="deepseek-r1-distill-qwen-7b", model_type="qwen2", backend="engine",
+                  model_path="/srv/models/deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", tp=2, pp=1, ep=1, kv_dtype="bf16")
     addr = {"inference": "10.42.1.11", "mgmt": "10.42.0.11"}
     cases = {
         "single": {"plan": sp, "serving": one, "nvidia": _nvidia(), "gpu": GPU, "addresses": addr},

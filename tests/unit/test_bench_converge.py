@@ -42,8 +42,7 @@ def test_overrides_reject_a_single_host_and_unknown_kinds():
 def test_serial_batches_of_site_yml(n, batches):
     from llmcluster.inventory import build_inventory
 
-    groups, hosts = bench.inventory_groups(build_inventory(load_plan("lab", tuple(bench.overrides_for(n))),
-                                                          network_mode="access"))
+    groups, hosts = bench.inventory_groups(build_inventory(load_plan("lab", tuple(bench.overrides_for(n))).in_lab()))
     plays = bench.play_batches(PLAYS, groups, hosts)
     assert sum(c for _, c, _ in plays) == n  # every host is in exactly one play
     assert sum(b for _, _, b in plays) == batches
@@ -161,8 +160,7 @@ def test_sweep_groups_forks_and_reuses_the_size_run(monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "current_settings", lambda: {"forks": 20, "pipelining": True, "ssh_args": ""})
     from llmcluster.inventory import build_inventory
 
-    groups, hosts = bench.inventory_groups(build_inventory(load_plan("lab", tuple(bench.overrides_for(16))),
-                                                          network_mode="access"))
+    groups, hosts = bench.inventory_groups(build_inventory(load_plan("lab", tuple(bench.overrides_for(16))).in_lab()))
     batches = bench.play_batches(PLAYS, groups, hosts)
     baseline = bench.Run(seconds=10.0, controller_cpu_s=1.0, hosts_cpu_s=2.0, others_cpu_s=0.0, busy=0.5,
                          tasks_per_host=50)

@@ -1,31 +1,16 @@
-"""What the roles deploy per host (``llmcluster.render.hostfiles``): the same renderings, named interfaces."""
+"""What the roles deploy per host (``llmcluster.render.hostfiles``): the renderings, in the host's mode."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from llmcluster.render.hostfiles import (
-    ACCESS_IFNAMES,
-    artifact_hostvars,
-    host_artifacts,
-    host_interfaces,
-    network_mode,
-)
+from llmcluster.plan.hostnet import ACCESS_IFNAMES
+from llmcluster.render.hostfiles import artifact_hostvars, host_artifacts
 from llmcluster.render.nftables import render_host_nftables
 from llmcluster.render.tc import render_host_tc
-from llmcluster.spec.models import VLAN_ROLES
-from tests.conftest import load_plan, load_spec
+from tests.conftest import load_plan
 
 BAREMETAL = ("lab", "prod-baremetal")
-
-
-def test_access_names_cover_every_vlan_role_and_fit_the_kernel():
-    assert set(ACCESS_IFNAMES) == set(VLAN_ROLES)
-    assert len(set(ACCESS_IFNAMES.values())) == len(ACCESS_IFNAMES)
-    for name in ACCESS_IFNAMES.values():
-        assert re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", name), name
 
 
 @pytest.mark.parametrize("stack", BAREMETAL)
@@ -45,7 +30,7 @@ def test_artifacts_are_the_renderers_output(stack, mode):
 
 def test_hostvars_carry_the_mode_and_the_renderings():
     plan = load_plan("lab")
-    hv = artifact_hostvars(plan, "gpu-01", "access")
+    hv = artifact_hostvars(plan, "gpu-01")
     assert hv["llmcluster_network_mode"] == "access"
     assert hv["llmcluster_interface_names"] == {"mgmt": "mgmt", "inference": "inference",
                                                 "storage_public": "stor-pub", "rdma": "rdma"}
@@ -53,11 +38,21 @@ def test_hostvars_carry_the_mode_and_the_renderings():
     assert hv["llmcluster_tc_script"].startswith("#!/bin/sh\n")
 
 
-def test_unknown_mode_is_refused():
-    with pytest.raises(ValueError, match="tagged, access"):
-        host_interfaces(load_plan("lab"), "gpu-01", "trunk")
+def test_hostvars_follow_the_plans_mode():
+    """The renderings use the interface names plan.hostnet gives the host, in either mode."""
+    plan = load_plan("prod-baremetal")
+    name = plan.ip.hosts[0].name
+    hv = artifact_hostvars(plan, name)
+    assert hv["llmcluster_network_mode"] == "tagged"
+    assert set(hv["llmcluster_interface_names"].values()) == {f"vlan{plan.ip.vlans[r].id}"
+                                                             for r in plan.ip.host(name).addresses}
+    lab = artifact_hostvars(plan.in_lab(), name)
+    assert lab["llmcluster_network_mode"] == "access"
+    assert lab["llmcluster_interface_names"]["mgmt"] == "mgmt"
+    assert "llmcluster_qos mgmt\n" in lab["llmcluster_tc_script"]
 
 
-def test_network_mode_of_the_stacks():
-    assert network_mode(load_spec("lab")) == "access"
-    assert network_mode(load_spec("prod-baremetal")) == "tagged"
+def test_cloud_hosts_get_only_the_ruleset():
+    plan = load_plan("prod-aws")
+    hv = artifact_hostvars(plan, plan.ip.hosts[0].name)
+    assert set(hv) == {"llmcluster_nftables_ruleset"}

@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 
 from llmcluster.errors import SpecError
-from llmcluster.inventory import build_inventory, serving_layout
+from llmcluster.inventory import build_inventory
 from llmcluster.plan.nvidia import (
     driver_flavor,
     driver_packages,
-    engine_key,
     fabric_packages,
     gpu_vars,
-    serving_plan_vars,
 )
+from llmcluster.plan.serving import ENGINE_KEY_HOST_FIELDS, engine_key, engine_key_plan_fields
 from tests.conftest import load_plan, load_spec
 
 
@@ -95,18 +94,31 @@ def test_inventory_upstreams_are_replica_heads_only():
     # Two-node replicas (8x H100 cannot hold DeepSeek-R1 FP8): rank 1 is an MPI worker, not an upstream.
     plan = load_plan("lab", ("pools.gpu.gpu={model: h100, count: 8, nvswitch: true, driver_version: '570.172.08'}",
                              "pools.gpu.count=4", "serving.replicas=2"))
-    layout = serving_layout(plan)
+    layout = {n: s.to_dict() for n, s in plan.serving.layout.items()}
     assert [(n, s["replica"], s["node_rank"], s["head"]) for n, s in sorted(layout.items())] == [
         ("gpu-01", 0, 0, "gpu-01"), ("gpu-02", 0, 1, "gpu-01"), ("gpu-03", 1, 0, "gpu-03"), ("gpu-04", 1, 1, "gpu-03")]
     assert [h["slots"] for h in layout["gpu-02"]["hosts"]] == [8, 8]
     inv = build_inventory(plan)
     assert [u["name"] for u in inv["all"]["vars"]["llmcluster_gateway"]["upstreams"]] == ["gpu-01", "gpu-03"]
     assert inv["all"]["vars"]["llmcluster_serving_plan"]["nodes"] == 2
+    assert plan.serving.heads == ("gpu-01", "gpu-03")
+    assert {n: hv["llmcluster_serving"] for n, hv in inv["_meta"]["hostvars"].items()
+            if "llmcluster_serving" in hv} == layout
+
+
+def test_spare_hosts_serve_nothing():
+    # 3 one-node replicas asked of 4 hosts: gpu-04 is a spare; 5 asked of 4: only 4 fit.
+    plan = load_plan("lab", ("pools.gpu.count=4", "serving.replicas=3"))
+    assert sorted(plan.serving.layout) == ["gpu-01", "gpu-02", "gpu-03"]
+    assert plan.serving.heads == ("gpu-01", "gpu-02", "gpu-03")
+    inv = build_inventory(plan)
+    assert "llmcluster_serving" not in inv["_meta"]["hostvars"]["gpu-04"]
+    assert "gpu-04" not in inv["serving"]["hosts"]
 
 
 def test_serving_plan_vars_of_the_lab():
     plan = load_plan("lab")
-    sp = serving_plan_vars(plan.spec, plan.capacity)
+    sp = plan.serving.to_vars()
     assert sp["model_path"] == "/srv/models/deepseek-ai/DeepSeek-R1" and sp["model_type"] == "deepseek_v3"
     assert sp["backend"] == "pytorch" and sp["tp"] == 8 and sp["nodes"] == 1
     assert sp["extra_llm_api_options"]["kv_cache_config"]["dtype"] == "fp8"
@@ -114,7 +126,7 @@ def test_serving_plan_vars_of_the_lab():
 
 def test_engine_key_changes_with_every_field_and_only_then():
     plan = load_plan("lab", ("serving.model=deepseek-r1-distill-qwen-7b",))
-    sp = serving_plan_vars(plan.spec, plan.capacity)
+    sp = plan.serving.to_vars()
     assert sp["backend"] == "engine"
     base = dict(gpu_sm="9.0", trtllm_version="1.0.0", cuda_version="12.9", driver_version="570.172.08")
     k = engine_key(sp, **base)
@@ -124,3 +136,6 @@ def test_engine_key_changes_with_every_field_and_only_then():
         assert engine_key(sp, **{**base, field: value}).digest != k.digest, field
     other = dict(sp, tp=2)
     assert engine_key(other, **base).digest != k.digest
+    # The plan's half of the key is what the inventory hands the role: one definition of the fields.
+    assert sp["engine_key"] == engine_key_plan_fields(sp)
+    assert set(k.fields) == set(sp["engine_key"]) | set(ENGINE_KEY_HOST_FIELDS)

@@ -15,7 +15,6 @@ import uuid
 import pytest
 
 from llmcluster.inventory import build_inventory
-from llmcluster.render.hostfiles import host_network_mode
 from llmcluster.render.nftables import render_host_nftables
 from llmcluster.verify import checks as C
 from llmcluster.verify import matrix as M
@@ -29,7 +28,7 @@ def plan():
 
 @pytest.fixture(scope="module")
 def hostvars(plan):
-    return build_inventory(plan, network_mode="access")["_meta"]["hostvars"]
+    return build_inventory(plan.in_lab())["_meta"]["hostvars"]
 
 
 @pytest.fixture(scope="module")
@@ -235,4 +234,4 @@ def test_listeners_cover_every_attempted_port(cases):
 
 def test_hostvars_match_the_lab_network_mode(plan, hostvars):
     for host in plan.ip.hosts:
-        assert hostvars[host.name]["llmcluster_network_mode"] == host_network_mode(plan, host.name) == "access"
+        assert hostvars[host.name]["llmcluster_network_mode"] == plan.in_lab().hostnet.mode(host.name) == "access"

@@ -1,0 +1,93 @@
+"""Compute backends: one protocol, chosen from a registry by ``spec.platform``.
+
+A backend turns the plan into the platform's resources for the hosts and what they need
+to reach each other (bare metal: node pools and the switch fabric; AWS: VPC, subnets,
+security groups, instances) and reports the hosts back. The program then builds the
+Ansible inventory **once**, from ``(plan, hosts)``, whatever the platform
+(:func:`llmcluster.program.build`). Shared layers sit beside the backend, not inside it:
+the PKI today, the Kubernetes serving layer next (it takes its provider through
+``pulumi.ResourceOptions(providers=...)``, so it runs on EKS from the AWS backend or on an
+existing cluster named by a kubeconfig on bare metal).
+
+The protocol (:class:`ComputeBackend`)::
+
+    backend(name, plan, inputs, opts) -> Compute
+        name    component name prefix ("compute" in the program)
+        plan    the whole plan; a backend hands each component only the part it needs
+        inputs  secrets and settings the program read from the stack config (BackendInputs)
+        opts    resource options for the backend's top-level components (providers, parent)
+    Compute.hosts    plan host name -> ComputeHost (address Ansible uses: str or pulumi.Output)
+    Compute.exports  stack outputs the backend adds (e.g. switchConfigs, switchApplied)
+
+Adding a backend: write ``llmcluster/backends/<platform>.py`` with a ``build`` function of
+that shape, add it to :data:`BACKENDS` (and the platform to the spec's ``platform`` enum);
+its offline stand-ins for provider-computed values go to :mod:`llmcluster.standins`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pulumi
+
+    from llmcluster.plan.build import Plan
+    from llmcluster.spec.secrets import SwitchCredentials
+
+
+@dataclass(frozen=True)
+class ComputeHost:
+    """One host as its backend reports it."""
+
+    name: str
+    #: where Ansible reaches the host (``ansible_host``): a str, or a ``pulumi.Output[str]``
+    #: when the platform assigns it at run time
+    address: Any
+
+
+@dataclass(frozen=True)
+class BackendInputs:
+    """What the program read from the stack config for the backend (secrets stay Outputs)."""
+
+    switch_credentials: SwitchCredentials | None = None
+
+
+class Compute(Protocol):
+    hosts: Mapping[str, ComputeHost]
+    exports: Mapping[str, Any]
+
+
+@dataclass
+class ComputeResult:
+    """A plain :class:`Compute` for backends that are not one component."""
+
+    hosts: dict[str, ComputeHost]
+    exports: dict[str, Any] = field(default_factory=dict)
+
+
+ComputeBackend = Callable[[str, "Plan", BackendInputs, "pulumi.ResourceOptions | None"], Compute]
+
+
+def _baremetal(name, plan, inputs, opts):
+    from llmcluster.backends.baremetal import build
+
+    return build(name, plan, inputs, opts)
+
+
+def _aws(name, plan, inputs, opts):
+    from llmcluster.backends.aws import build
+
+    return build(name, plan, inputs, opts)
+
+
+#: platform -> backend (modules import lazily: a stack loads only its own backend's providers).
+BACKENDS: dict[str, ComputeBackend] = {"baremetal": _baremetal, "aws": _aws}
+
+
+def get_backend(platform: str) -> ComputeBackend:
+    try:
+        return BACKENDS[platform]
+    except KeyError:
+        raise ValueError(f"no compute backend for platform {platform!r} (have: {', '.join(BACKENDS)})") from None

@@ -1,0 +1,192 @@
+"""The serving plan: what the model servers run and where (pure, no I/O).
+
+Derived once from the spec, the IP plan and the capacity plan; the inventory
+(``all.vars.llmcluster_serving_plan``, per-host ``llmcluster_serving``), the ``tensorrt_llm``
+role's inputs, the gateway's upstreams, the verification suite and the Kubernetes serving layer
+all read this object and never recompute it:
+
+* **model facts** — checkpoint path, precision, KV dtype, backend, TP/PP/EP, nodes per replica,
+  the ``trtllm-serve`` arguments and the extra LLM-API options file (from the capacity plan);
+* **replica layout** — the serving pool's hosts taken in order, ``capacity.nodes`` per replica;
+  hosts beyond ``serving.replicas`` replicas serve nothing (spares). Each member knows its
+  replica, its rank, the replica's head (rank 0, the host that serves HTTP and that the gateway
+  balances over) and the replica's hosts for ``mpirun -H``;
+* **engine cache key** — the fields whose change makes a TensorRT engine unusable. The plan
+  knows the model side (:func:`engine_key_plan_fields`); the GPU SM, TensorRT-LLM, CUDA and
+  driver versions are what the host reports. :func:`engine_key` combines both; the role
+  receives the plan side in ``llmcluster_serving_plan.engine_key`` and adds only what it probes,
+  so the set of fields is written here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from llmcluster.plan.capacity import CapacityPlan, extra_llm_api_options
+from llmcluster.plan.catalog import lookup_model
+from llmcluster.plan.ipam import HostPlan, IpPlan
+from llmcluster.spec.models import Spec
+
+#: The host-reported fields of the engine cache key (what the host's tools print).
+ENGINE_KEY_HOST_FIELDS = ("gpu_sm", "trtllm_version", "cuda_version", "driver_version")
+#: The ``trtllm-serve`` arguments the serving plan carries (the rest of ``capacity.trtllm_args``
+#: are derived flags).
+SERVE_ARGS = ("max_batch_size", "max_num_tokens", "max_seq_len", "kv_cache_free_gpu_memory_fraction")
+
+
+@dataclass(frozen=True)
+class ReplicaMember:
+    """One host of a replica, as ``mpirun -H`` needs it."""
+
+    name: str
+    address: str
+    slots: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "address": self.address, "slots": self.slots}
+
+
+@dataclass(frozen=True)
+class Replica:
+    index: int
+    members: tuple[ReplicaMember, ...]
+
+    @property
+    def head(self) -> ReplicaMember:
+        """Rank 0: serves the HTTP API; the other ranks are MPI workers."""
+        return self.members[0]
+
+
+@dataclass(frozen=True)
+class HostServing:
+    """One serving host's place in its replica (``llmcluster_serving`` of the inventory)."""
+
+    replica: int
+    node_rank: int
+    nodes: int
+    head: str
+    head_address: str
+    hosts: tuple[ReplicaMember, ...]
+
+    @property
+    def is_head(self) -> bool:
+        return self.node_rank == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"replica": self.replica, "node_rank": self.node_rank, "nodes": self.nodes, "head": self.head,
+                "head_address": self.head_address, "hosts": [m.to_dict() for m in self.hosts]}
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """The engine cache key of one build (docs/gpu-stack.md, "Engine cache")."""
+
+    fields: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        """First 16 hex digits of SHA-256 over the fields as JSON with sorted keys."""
+        blob = json.dumps(self.fields, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    model: str
+    hf_repo: str
+    model_type: str
+    model_path: str
+    revision: str
+    precision: str
+    kv_dtype: str
+    backend: str
+    tp: int
+    pp: int
+    ep: int
+    nodes: int
+    gpus_per_node: int
+    port: int
+    pool: str
+    args: dict[str, Any]
+    extra_llm_api_options: dict[str, Any]
+    replicas: tuple[Replica, ...] = field(default=())
+
+    @cached_property
+    def layout(self) -> dict[str, HostServing]:
+        """Serving host -> its place (spares and other pools absent)."""
+        out: dict[str, HostServing] = {}
+        for r in self.replicas:
+            for rank, m in enumerate(r.members):
+                out[m.name] = HostServing(replica=r.index, node_rank=rank, nodes=len(r.members), head=r.head.name,
+                                          head_address=r.head.address, hosts=r.members)
+        return out
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The replica heads, in replica order (the gateway's upstreams)."""
+        return tuple(r.head.name for r in self.replicas)
+
+    def to_vars(self) -> dict[str, Any]:
+        """``all.vars.llmcluster_serving_plan``: what the tensorrt_llm role serves."""
+        out = {
+            "model": self.model, "hf_repo": self.hf_repo, "model_type": self.model_type,
+            "model_path": self.model_path, "revision": self.revision, "precision": self.precision,
+            "kv_dtype": self.kv_dtype, "backend": self.backend, "tp": self.tp, "pp": self.pp, "ep": self.ep,
+            "nodes": self.nodes, "gpus_per_node": self.gpus_per_node, "port": self.port,
+            "args": dict(self.args), "extra_llm_api_options": self.extra_llm_api_options,
+        }
+        out["engine_key"] = engine_key_plan_fields(out)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan document's ``serving`` section: the role inputs plus the replica layout."""
+        return {**self.to_vars(), "pool": self.pool,
+                "replicas": [{"index": r.index, "head": r.head.name, "hosts": [m.name for m in r.members]}
+                             for r in self.replicas]}
+
+
+def _inference_address(h: HostPlan) -> str:
+    return h.addresses.get("inference", h.mgmt_ip)
+
+
+def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan) -> ServingPlan:
+    s = spec.serving
+    m = lookup_model(s.model)
+    pool_hosts = ip.hosts_in_pool(s.pool)
+    replicas: list[Replica] = []
+    for r in range(s.replicas):
+        members = pool_hosts[r * cap.nodes:(r + 1) * cap.nodes]
+        if len(members) < cap.nodes:
+            break
+        replicas.append(Replica(r, tuple(ReplicaMember(h.name, _inference_address(h), cap.gpus_per_node)
+                                         for h in members)))
+    return ServingPlan(
+        model=s.model, hf_repo=m.hf_repo, model_type=m.family,
+        model_path=f"{spec.storage.model_dir.rstrip('/')}/{m.hf_repo}", revision=s.revision,
+        precision=cap.precision, kv_dtype=cap.kv_dtype, backend=cap.backend, tp=cap.tp, pp=cap.pp, ep=cap.ep,
+        nodes=cap.nodes, gpus_per_node=cap.gpus_per_node, port=s.port, pool=s.pool,
+        args={k: cap.trtllm_args[k] for k in SERVE_ARGS},
+        extra_llm_api_options=extra_llm_api_options(cap), replicas=tuple(replicas),
+    )
+
+
+def engine_key_plan_fields(serving_plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The engine cache key fields the plan decides, from a serving plan as the inventory carries it."""
+    sp, a = serving_plan, serving_plan["args"]
+    return {
+        "model": sp["model"], "revision": sp["revision"], "precision": sp["precision"], "kv_dtype": sp["kv_dtype"],
+        "tp": sp["tp"], "pp": sp["pp"], "max_batch_size": a["max_batch_size"],
+        "max_num_tokens": a["max_num_tokens"], "max_seq_len": a["max_seq_len"],
+    }
+
+
+def engine_key(serving_plan: Mapping[str, Any], *, gpu_sm: str, trtllm_version: str, cuda_version: str,
+               driver_version: str) -> EngineKey:
+    """The key of the engine built for ``serving_plan`` on a host reporting these versions."""
+    return EngineKey({**engine_key_plan_fields(serving_plan), "gpu_sm": gpu_sm, "trtllm_version": trtllm_version,
+                      "cuda_version": cuda_version, "driver_version": driver_version})
