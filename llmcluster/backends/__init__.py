@@ -26,46 +26,17 @@ its offline stand-ins for provider-computed values go to :mod:`llmcluster.standi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from llmcluster.backends.base import BackendInputs, Compute, ComputeHost, ComputeResult
 
 if TYPE_CHECKING:  # pragma: no cover
     import pulumi
 
     from llmcluster.plan.build import Plan
-    from llmcluster.spec.secrets import SwitchCredentials
 
-
-@dataclass(frozen=True)
-class ComputeHost:
-    """One host as its backend reports it."""
-
-    name: str
-    #: where Ansible reaches the host (``ansible_host``): a str, or a ``pulumi.Output[str]``
-    #: when the platform assigns it at run time
-    address: Any
-
-
-@dataclass(frozen=True)
-class BackendInputs:
-    """What the program read from the stack config for the backend (secrets stay Outputs)."""
-
-    switch_credentials: SwitchCredentials | None = None
-
-
-class Compute(Protocol):
-    hosts: Mapping[str, ComputeHost]
-    exports: Mapping[str, Any]
-
-
-@dataclass
-class ComputeResult:
-    """A plain :class:`Compute` for backends that are not one component."""
-
-    hosts: dict[str, ComputeHost]
-    exports: dict[str, Any] = field(default_factory=dict)
-
+__all__ = ["BACKENDS", "BackendInputs", "Compute", "ComputeBackend", "ComputeHost", "ComputeResult", "get_backend"]
 
 ComputeBackend = Callable[[str, "Plan", BackendInputs, "pulumi.ResourceOptions | None"], Compute]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llmcluster import outputs
-from llmcluster.backends import BackendInputs, ComputeHost, ComputeResult
+from llmcluster.backends.base import BackendInputs, ComputeHost, ComputeResult
 
 if TYPE_CHECKING:  # pragma: no cover
     import pulumi

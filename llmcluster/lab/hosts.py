@@ -47,6 +47,9 @@ from llmcluster.lab._sys import (
 from llmcluster.plan.ipam import HostPlan
 
 SSH_PORT = 22
+#: Connection settings every lab host gets in the inventory. Lab only: the hosts' keys are
+#: made fresh per host, so there is nothing to pin them to.
+LAB_SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 #: Programs of the host processes (checked, with the start time, before a PID is signalled).
 UNSHARE_PROGRAM = "unshare"
 SSHD_PROGRAM = "sshd"
@@ -210,6 +213,12 @@ def find_sshd(unshare: ProcRef) -> ProcRef | None:
         if info is not None and runs(info, SSHD_PROGRAM):
             return ProcRef(kid, info.starttime, SSHD_PROGRAM)
     return None
+
+
+def ssh_argv(private_key: Path, address: str, *command: str) -> list[str]:
+    """An ``ssh`` command line that logs in to a lab host (or the lab's VM leaf) as root with the lab key."""
+    return ["ssh", "-i", str(private_key), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+            *LAB_SSH_COMMON_ARGS.split(), "-o", "LogLevel=ERROR", f"root@{address}", *command]
 
 
 def ssh_answers(address: str, port: int = SSH_PORT, timeout: float = 1.0) -> bool:

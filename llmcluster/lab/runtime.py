@@ -39,9 +39,8 @@ from llmcluster.plan.ipam import HostPlan
 
 Progress = Callable[[str], None]
 
-#: Connection settings every lab host gets in the inventory. Lab only: the hosts' keys are
-#: made fresh per host, so there is nothing to pin them to.
-LAB_SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+#: Connection settings every lab host gets in the inventory (defined with the hosts).
+LAB_SSH_COMMON_ARGS = H.LAB_SSH_COMMON_ARGS
 
 
 def default_state_dir() -> Path:
@@ -455,8 +454,7 @@ class LabRuntime:
         """An ``ssh`` command line that logs in to a host as root with the lab key."""
         leaf = self._leaf() if host == V.LEAF_NAME else None
         address = leaf.mgmt_ip if leaf is not None else self.plan.ip.host(host).mgmt_ip
-        return ["ssh", "-i", str(self.private_key), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-                *LAB_SSH_COMMON_ARGS.split(), "-o", "LogLevel=ERROR", f"root@{address}", *command]
+        return H.ssh_argv(self.private_key, address, *command)
 
     def inventory(self) -> dict[str, Any]:
         """The plan's dynamic inventory (``--list`` shape) plus the lab's connection settings."""

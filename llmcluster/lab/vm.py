@@ -538,10 +538,7 @@ def inventory_vars(plan: Plan, host_name: str) -> dict:
 
 
 def ssh_argv(private_key: Path, address: str, command: str) -> list[str]:
-    from llmcluster.lab.runtime import LAB_SSH_COMMON_ARGS
-
-    return ["ssh", "-i", str(private_key), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-            *LAB_SSH_COMMON_ARGS.split(), "-o", "LogLevel=ERROR", f"root@{address}", command]
+    return H.ssh_argv(private_key, address, command)
 
 
 # --------------------------------------------------------------------------- teardown

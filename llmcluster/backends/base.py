@@ -1,0 +1,40 @@
+"""The types of the backend protocol (:mod:`llmcluster.backends`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmcluster.spec.secrets import SwitchCredentials
+
+
+@dataclass(frozen=True)
+class ComputeHost:
+    """One host as its backend reports it."""
+
+    name: str
+    #: where Ansible reaches the host (``ansible_host``): a str, or a ``pulumi.Output[str]``
+    #: when the platform assigns it at run time
+    address: Any
+
+
+@dataclass(frozen=True)
+class BackendInputs:
+    """What the program read from the stack config for the backend (secrets stay Outputs)."""
+
+    switch_credentials: SwitchCredentials | None = None
+
+
+class Compute(Protocol):
+    hosts: Mapping[str, ComputeHost]
+    exports: Mapping[str, Any]
+
+
+@dataclass
+class ComputeResult:
+    """A plain :class:`Compute` for backends that are not one component."""
+
+    hosts: dict[str, ComputeHost]
+    exports: dict[str, Any] = field(default_factory=dict)
