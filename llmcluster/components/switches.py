@@ -14,23 +14,11 @@ the text last applied and a change of even one line is a diff:
   (EOS), and a string that decodes as JSON or YAML (SONiC ``config_db.json``, the NVUE
   document) as a diff of the decoded document, key by key.
 * :meth:`~SwitchConfigProvider.create` / :meth:`~SwitchConfigProvider.update` upload the
-  text with SFTP to a staging path and run the switch OS's apply sequence
-  (:data:`PROCEDURES`):
-
-  - **Cumulus Linux (NVUE)**: ``nv config replace <file>`` then ``nv config apply -y``. A
-    replace, not a patch: the NVUE document is the whole switch configuration, so anything
-    configured by hand is removed (apply also saves it as the startup configuration).
-  - **SONiC**: ``sudo config load -y <file>`` then ``sudo config save -y``. ``config load``
-    merges the rendered ``config_db.json`` tables into the running CONFIG_DB without
-    restarting services; ``config reload`` would replace the whole CONFIG_DB and restart
-    the switch's services (traffic loss), and llmcluster's document holds only the tables it
-    manages (no management interface, users, AAA), so a reload would wipe those. The
-    consequence of the merge, stated: an entry that disappears from the rendered document
-    (a removed VLAN or ACL rule) stays on the switch until it is removed by hand or by a
-    reload with a complete ``config_db.json``.
-  - **Arista EOS**: the file goes to ``/mnt/flash`` (EOS's ``flash:``; SFTP needs a
-    privilege-15 user), then ``configure replace flash:<file>`` (an atomic replace of the
-    running configuration) and ``copy running-config startup-config``.
+  text with SFTP to the switch OS's staging directory and run its apply sequence, both from
+  the switch OS registry (``Nos.procedure`` in :mod:`llmcluster.nos`, whose OS modules say
+  why each sequence is what it is: Cumulus ``nv config replace`` + ``apply`` replaces the
+  whole configuration, SONiC ``config load`` + ``save`` merges tables, EOS ``configure
+  replace flash:<file>`` + ``copy running-config startup-config`` replaces atomically).
 
   Each command's exit status is checked; a failure raises :class:`SwitchApplyError` with
   the command and its stderr. The outputs record the sha256 of the applied text
@@ -52,8 +40,10 @@ accepts any key and is only ever an explicit setting (the lab uses it). Credenti
 Pulumi secrets (:mod:`llmcluster.spec.secrets`): the password or private key inputs are
 secret Outputs, so the state holds them encrypted and no plain output carries them.
 
-The provider runs in Pulumi's dynamic-provider host process, which imports this module:
-it depends on nothing but the standard library, Pulumi and (lazily) paramiko.
+The provider runs in Pulumi's dynamic-provider host process: the provider object is pickled
+(dill) by reference to this importable module, which the host imports. It depends on nothing
+but the standard library, Pulumi, :mod:`llmcluster.nos` (the switch OS registry, standard
+library only at import time; a test checks it) and (lazily) paramiko.
 """
 
 from __future__ import annotations
@@ -62,9 +52,7 @@ import base64
 import difflib
 import hashlib
 import io
-import json
 import posixpath
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +68,9 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-NOSES = ("cumulus", "sonic", "eos")
+from llmcluster.nos import NOSES
+from llmcluster.nos import get as get_nos
+
 RESOURCE_TYPE = "pulumi-python:dynamic/llmcluster:SwitchConfig"
 STAGE_PREFIX = "llmcluster-"
 #: Inputs that decide where and what is applied: a change re-applies the configuration.
@@ -88,35 +78,10 @@ APPLY_KEYS = ("config", "switch", "nos", "host", "port", "fileName")
 #: Inputs that only change how the provider logs in: a change is recorded, nothing is pushed.
 ACCESS_KEYS = ("username", "password", "privateKey", "hostKeyFingerprint", "insecureAcceptHostKey",
                "timeoutSeconds")
-SECRET_KEYS = ("password", "privateKey")
 #: Outputs the provider computes.
 COMPUTED_KEYS = ("sha256", "runningSha256", "stagedPath")
 DRIFT_MARKER = ("# llmcluster: the running configuration of {switch} changed outside Pulumi\n"
                 "# (running sha256 {running}, applied {applied}): `pulumi up` re-applies it\n")
-
-
-@dataclass(frozen=True)
-class NosProcedure:
-    """How one switch OS takes a configuration file."""
-
-    stage_dir: str
-    #: Command templates: ``{path}`` the staged file, ``{name}`` its base name.
-    apply: tuple[str, ...]
-    #: Prints the running configuration (hashed for drift detection).
-    running: str
-
-    def commands(self, path: str) -> list[str]:
-        name = posixpath.basename(path)
-        return [c.format(path=shlex.quote(path), name=name) for c in self.apply]
-
-
-PROCEDURES: dict[str, NosProcedure] = {
-    "cumulus": NosProcedure("/tmp", ("nv config replace {path}", "nv config apply -y"), "nv config show -o yaml"),
-    "sonic": NosProcedure("/tmp", ("sudo config load -y {path}", "sudo config save -y"),
-                          "show runningconfiguration all"),
-    "eos": NosProcedure("/mnt/flash", ("configure replace flash:{name}", "copy running-config startup-config"),
-                        "show running-config"),
-}
 
 
 def sha256_text(text: str) -> str:
@@ -124,19 +89,13 @@ def sha256_text(text: str) -> str:
 
 
 def staged_path(nos: str, file_name: str) -> str:
-    return posixpath.join(PROCEDURES[nos].stage_dir, f"{STAGE_PREFIX}{file_name}")
+    """Where the provider uploads ``file_name`` on a switch running ``nos``."""
+    return posixpath.join(get_nos(nos).procedure.stage_dir, f"{STAGE_PREFIX}{file_name}")
 
 
-def normalise_running(nos: str, text: str) -> str:
-    """The running configuration without what changes on its own (EOS '!' comment lines, JSON key order)."""
-    if nos == "eos":
-        return "\n".join(line for line in text.splitlines() if not line.startswith("!")) + "\n"
-    if nos == "sonic":
-        try:
-            return json.dumps(json.loads(text), sort_keys=True, indent=1) + "\n"
-        except json.JSONDecodeError:
-            return text
-    return text
+def running_sha256(nos: str, running: str) -> str:
+    """The hash of a running configuration, normalised by its switch OS (drift detection)."""
+    return sha256_text(get_nos(nos).procedure.normalise(running))
 
 
 def config_diff(old: str, new: str, switch: str = "switch") -> str:
@@ -337,11 +296,11 @@ class SwitchConfigProvider(ResourceProvider):
         outs = _public(props)
         client = connect(props)
         try:
-            command = PROCEDURES[props["nos"]].running
+            command = get_nos(props["nos"]).procedure.running
             running = _check(props["switch"], command, run(client, command, float(props.get("timeoutSeconds") or 30)))
         finally:
             client.close()
-        now = sha256_text(normalise_running(props["nos"], running))
+        now = running_sha256(props["nos"], running)
         applied = props.get("runningSha256")
         if applied and now != applied:
             outs["config"] = DRIFT_MARKER.format(switch=props["switch"], running=now[:12], applied=applied[:12])
@@ -351,7 +310,7 @@ class SwitchConfigProvider(ResourceProvider):
     # ------------------------------------------------------------------ push
     def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
         switch, nos, text = props["switch"], props["nos"], props["config"]
-        procedure = PROCEDURES[nos]
+        procedure = get_nos(nos).procedure
         path = staged_path(nos, props["fileName"])
         timeout = float(props.get("timeoutSeconds") or 30)
         client = connect(props)
@@ -372,7 +331,7 @@ class SwitchConfigProvider(ResourceProvider):
             client.close()
         outs = _public(props)
         outs.update(sha256=sha256_text(text), stagedPath=path,
-                    runningSha256=sha256_text(normalise_running(nos, running)))
+                    runningSha256=running_sha256(nos, running))
         return outs
 
 

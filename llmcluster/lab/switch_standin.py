@@ -20,11 +20,13 @@ provider command (real switch)                      what the stand-in does
 ``show running-config``                             print the running configuration
 ==================================================  =========================================
 
-"Parse" is the project's real parser (:func:`llmcluster.render.switch.check.parse_config`:
-NVUE YAML structure, the SONiC config_db JSON schema, EOS through hier_config), so a broken
-configuration is refused with the parser's message on stderr and exit status 1, as a switch
-would refuse it. The parser and its Python dependencies are copied to the host (the lab
-hosts run the same Debian Python as this project). The "running configuration" is a file
+"Parse" is the project's real parser, from the switch OS registry (``Nos.parse`` in
+:mod:`llmcluster.nos`: NVUE YAML structure, the SONiC config_db JSON schema, EOS through
+hier_config), so a broken configuration is refused with the parser's message on stderr and
+exit status 1, as a switch would refuse it. The parser and its Python dependencies are copied
+to the host (the lab hosts run the same Debian Python as this project). File names (the
+extension) and format names come from the registry too; the shims below are the only place
+that says which OS's command line a command belongs to. The "running configuration" is a file
 under ``/etc/llmcluster-switch/``; every shim call is appended to
 ``/etc/llmcluster-switch/commands.log``. Nothing here is a switch: no forwarding, no ASIC,
 no real NVUE/SONiC/EOS semantics beyond what is listed above.
@@ -48,14 +50,11 @@ FLASH_DIR = "/mnt/flash"
 BIN_DIR = "/usr/local/bin"
 SHIMS = ("nv", "config", "show", "configure", "copy")
 LOG = f"{STATE_DIR}/commands.log"
-EXT = {"cumulus": "nvue.yaml", "sonic": "config_db.json", "eos": "eos.cfg"}
-TITLES = {"cumulus": "NVUE", "sonic": "SONiC config_db", "eos": "EOS"}
 LABEL = "llmcluster switch stand-in (a lab simulation, not a switch)"
-#: What :func:`llmcluster.render.switch.check.parse_config` imports, copied to the host.
+#: What the parsers of :mod:`llmcluster.nos` import, copied to the host.
 BUNDLE_MODULES = (
-    "llmcluster", "yaml", "netaddr", "pydantic", "pydantic_core", "typing_extensions", "typing_inspection",
-    "annotated_types", "jinja2", "markupsafe", "jsonschema", "jsonschema_specifications", "referencing", "rpds",
-    "attr", "attrs", "hier_config",
+    "llmcluster", "yaml", "netaddr", "jsonschema", "jsonschema_specifications", "referencing", "rpds", "attr",
+    "attrs", "typing_extensions", "hier_config",
 )
 SHIM = """#!/bin/sh
 # {label}: stands in for the switch OS command '{name}' (llmcluster/lab/switch_standin.py)
@@ -142,12 +141,19 @@ def uninstall(client) -> None:
                  f"rmdir {FLASH_DIR} 2>/dev/null; true")
 
 
+def _nos(name: str):
+    """The registry entry of switch OS ``name`` (on a lab host, from the bundle: see :func:`main`)."""
+    from llmcluster.nos import get
+
+    return get(name)
+
+
 def running_path(nos: str) -> str:
-    return f"{STATE_DIR}/running.{EXT[nos]}"
+    return f"{STATE_DIR}/running.{_nos(nos).extension}"
 
 
 def startup_path(nos: str) -> str:
-    return f"{STATE_DIR}/startup.{EXT[nos]}"
+    return f"{STATE_DIR}/startup.{_nos(nos).extension}"
 
 
 # --------------------------------------------------------------------------- host side
@@ -177,15 +183,14 @@ def _write(path: str, text: str) -> None:
 
 def _validate(path: str, nos: str) -> str:
     """The file's text when the project's real parser accepts it as ``nos``; else StandinError."""
-    text = _read(path)
-    if SITE_DIR not in sys.path:
-        sys.path.insert(0, SITE_DIR)
-    from llmcluster.render.switch.check import ConfigParseError, parse_config
+    from llmcluster.nos import ConfigParseError
 
+    text = _read(path)
+    switch_os = _nos(nos)
     try:
-        parse_config(text, nos)
+        switch_os.parse(text)
     except ConfigParseError as exc:
-        raise StandinError(f"{path}: not a valid {TITLES[nos]} configuration: {exc}") from None
+        raise StandinError(f"{path}: not a valid {switch_os.format_name} configuration: {exc}") from None
     return text
 
 
@@ -194,7 +199,7 @@ def _usage(tool: str, args: list[str]) -> StandinError:
 
 
 def _nv(args: list[str]) -> str:
-    pending = f"{STATE_DIR}/pending.{EXT['cumulus']}"
+    pending = f"{STATE_DIR}/pending.{_nos('cumulus').extension}"
     if args[:2] == ["config", "replace"] and len(args) == 3:
         _write(pending, _validate(args[2], "cumulus"))
         return ""
@@ -265,21 +270,27 @@ def _copy(args: list[str]) -> str:
 TOOLS = {"nv": _nv, "config": _config, "show": _show, "configure": _configure, "copy": _copy}
 
 
-def _self_test() -> str:
-    if SITE_DIR not in sys.path:
-        sys.path.insert(0, SITE_DIR)
-    from llmcluster.render.switch.check import ConfigParseError, parse_config
+#: Texts no switch OS accepts (valid YAML, JSON or CLI lines: each reaches some parser's library).
+NOT_A_CONFIG = ("- header: {}\n", "{}", "hostname x\n")
 
-    for nos, bad in (("cumulus", "- header: {}\n"), ("sonic", "{}"), ("eos", "hostname x\n")):
-        try:
-            parse_config(bad, nos)
-        except ConfigParseError:
-            continue
-        raise StandinError(f"self-test: the {nos} parser accepted an invalid configuration")
+
+def _self_test() -> str:
+    """Every registered parser imports its libraries from the bundle and refuses what is not a configuration."""
+    from llmcluster.nos import NOSES, ConfigParseError
+
+    for nos in NOSES:
+        for bad in NOT_A_CONFIG:
+            try:
+                _nos(nos).parse(bad)
+            except ConfigParseError:
+                continue
+            raise StandinError(f"self-test: the {nos} parser accepted an invalid configuration {bad!r}")
     return "ok\n"
 
 
 def main(argv: list[str]) -> int:
+    if SITE_DIR not in sys.path:  # the bundle: llmcluster.nos and what its parsers import
+        sys.path.insert(0, SITE_DIR)
     if argv == ["--self-test"]:
         try:
             sys.stdout.write(_self_test())

@@ -50,24 +50,24 @@ Topology (``baremetal.leaf_switches`` / ``spine_switches``), an L2 leaf-spine fa
   PFC on the lossless priorities only (RoCE, 3), ECN (WRED marking) on the plan's ECN
   queues, CNP strict priority, DWRR weights from the classes' bandwidth shares.
 
-Port names per switch OS come from :func:`port_name` (``swp5``, SONiC ``Ethernet32`` on an
-8-lane-per-port 64-port platform, EOS ``Ethernet5/1``) and :func:`bond_name`.
+Port and bond names per switch OS come from the switch OS registry (:mod:`llmcluster.nos`:
+``swp5``, SONiC ``Ethernet32`` on an 8-lane-per-port 64-port platform, EOS ``Ethernet5/1``).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import netaddr
 
 from llmcluster.errors import PlanError, Problem
+from llmcluster.nos import get as get_nos
+from llmcluster.nos.base import ANY
 from llmcluster.plan.firewall import FirewallPlan, format_range, minimal_cidrs
 from llmcluster.plan.ipam import IpPlan, hostname
 from llmcluster.plan.qos import QosClassPlan, QosPlan
 from llmcluster.spec.models import VLAN_ROLES, Pool, Spec
 
-NOSES: tuple[str, ...] = ("cumulus", "sonic", "eos")
 #: Nominal front-panel ports of a leaf or spine (64 x 400G class: SN5600, 7060X5, TH4/TH5 boxes).
 SWITCH_PORTS = 64
 UPLINKS_PER_SPINE = 2
@@ -87,7 +87,6 @@ PEER_PREFIXLEN = 31
 SPINE_STP_PRIORITY = 4096
 LEAF_STP_PRIORITY = 32768
 ACL_NAME = "LLMC_FABRIC_IN"
-ANY = "0.0.0.0/0"
 #: ICMP every host firewall accepts from anywhere (type, code or None, name), see plan.firewall.
 ICMP_ESSENTIALS: tuple[tuple[int, int | None, str], ...] = (
     (0, None, "echo-reply"),
@@ -99,56 +98,6 @@ ICMP_ESSENTIALS: tuple[tuple[int, int | None, str], ...] = (
 #: PFC cable length used for lossless headroom (metres; DAC/AOC inside a pod).
 CABLE_LENGTH_M = 5
 ACL_SEQ_STEP = 10
-PROTO_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17}
-
-
-# --------------------------------------------------------------------------- port names per NOS
-
-
-def port_name(nos: str, number: int) -> str:
-    """Front-panel port ``number`` (1-based) as the switch OS names it."""
-    if nos == "cumulus":
-        return f"swp{number}"
-    if nos == "sonic":
-        return f"Ethernet{(number - 1) * 8}"
-    if nos == "eos":
-        return f"Ethernet{number}/1"
-    raise ValueError(f"unknown switch OS {nos!r}: use one of {', '.join(NOSES)}")
-
-
-_PORT_PATTERNS = {
-    "cumulus": re.compile(r"^swp(\d{1,4})$"),
-    "sonic": re.compile(r"^Ethernet(\d{1,5})$"),
-    "eos": re.compile(r"^Ethernet(\d{1,4})(?:/1)?$"),
-}
-
-
-def parse_port(nos: str, key: str) -> int | None:
-    """A port map key (``5``, ``swp5``, ``Ethernet32``, ``Ethernet5/1``) -> port number, or None."""
-    if key.isdigit():
-        n = int(key)
-        return n if n >= 1 else None
-    m = _PORT_PATTERNS[nos].match(key)
-    if not m:
-        return None
-    v = int(m.group(1))
-    if nos == "sonic":
-        return v // 8 + 1 if v % 8 == 0 else None
-    return v if v >= 1 else None
-
-
-def port_name_hint(nos: str) -> str:
-    return {"cumulus": "swpN", "sonic": "EthernetN (N = 8 x (port - 1))", "eos": "EthernetN/1"}[nos]
-
-
-def bond_name(nos: str, bond: Bond) -> str:
-    if nos == "cumulus":
-        return bond.name
-    if nos == "sonic":
-        return f"PortChannel{bond.id}"
-    if nos == "eos":
-        return f"Port-Channel{bond.id}"
-    raise ValueError(f"unknown switch OS {nos!r}")
 
 
 # --------------------------------------------------------------------------- plan objects
@@ -601,7 +550,7 @@ def _port_map_problems(spec: Spec) -> list[Problem]:
     out: list[Problem] = []
     if not bm.port_map:
         return out
-    nos = bm.switch_os
+    switch_os = get_nos(bm.switch_os)
     leaves = leaf_names(bm.leaf_switches)
     spines = spine_names(bm.spine_switches)
     uplinks = {p: k for k, ports in leaf_uplink_ports(bm.spine_switches).items() for p in ports}
@@ -620,12 +569,12 @@ def _port_map_problems(spec: Spec) -> list[Problem]:
         seen: dict[int, str] = {}
         for key, a in ports.items():
             path = f"{base}.{key}"
-            number = parse_port(nos, key)
+            number = switch_os.parse_port(key)
             if number is None:
-                out.append(Problem(path, f"'{key}' is not a {nos} port: use a front-panel number or "
-                                         f"{port_name_hint(nos)}"))
+                out.append(Problem(path, f"'{key}' is not a {switch_os.name} port: use a front-panel number or "
+                                         f"{switch_os.port_name_hint}"))
                 continue
-            label = port_name(nos, number)
+            label = switch_os.port_name(number)
             if number in seen:
                 out.append(Problem(path, f"{label} is mapped twice on {leaf} (also as '{seen[number]}')"))
                 continue
@@ -785,7 +734,7 @@ def build_switch_plan(spec: Spec, ip: IpPlan, qos: QosPlan, fw: FirewallPlan) ->
     pinned: dict[tuple[str, str, int], tuple[str, int, tuple[str, ...] | None]] = {}
     for leaf, ports in bm.port_map.items():
         for key, a in ports.items():
-            number = parse_port(nos, key)
+            number = get_nos(nos).parse_port(key)
             assert number is not None  # validated
             nic = a.nic or DATA_NIC
             pinned[(a.host, nic, a.port)] = (leaf, number, a.vlans)

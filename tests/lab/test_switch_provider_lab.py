@@ -165,7 +165,7 @@ def test_sonic_and_eos_apply_sequences(switch, nos, expected):
         assert read(switch, standin.startup_path(nos)) == running
     else:
         assert running == p["config"] and read(switch, standin.startup_path(nos)) == running
-    assert outs["runningSha256"] == S.sha256_text(S.normalise_running(nos, running))
+    assert outs["runningSha256"] == S.running_sha256(nos, running)
     assert provider.read("leaf-01", outs).outs["config"] == p["config"]
 
 

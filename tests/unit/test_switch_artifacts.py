@@ -13,10 +13,9 @@ import sys
 
 import pytest
 
+from llmcluster.nos import NOSES, get
 from llmcluster.offline import evaluate
-from llmcluster.plan.switches import NOSES
 from llmcluster.render.artifacts import write_artifacts
-from llmcluster.render.switch import EXTENSIONS
 from llmcluster.render.switch.check import check_switch
 from tests.conftest import ROOT, load_spec
 
@@ -41,9 +40,9 @@ def test_plan_out_writes_every_switch_config_and_each_passes_its_checker(prod_ev
     plan = prod_eval.plan
     used = nos or plan.spec.baremetal.switch_os
     files = sorted(p.name for p in (tmp_path / "switches").iterdir())
-    assert files == sorted(f"{s.name}.{EXTENSIONS[used]}" for s in plan.switches.switches)
+    assert files == sorted(get(used).file_name(s.name) for s in plan.switches.switches)
     for sw in plan.switches.switches:
-        text = (tmp_path / "switches" / f"{sw.name}.{EXTENSIONS[used]}").read_text(encoding="utf-8")
+        text = (tmp_path / "switches" / get(used).file_name(sw.name)).read_text(encoding="utf-8")
         assert check_switch(sw, text, used, plan.firewall) == [], sw.name
     doc = json.loads((tmp_path / "plan.json").read_text())
     assert set(doc["plan"]["switches"]["switches"]) == {s.name for s in plan.switches.switches}

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 from llmcluster.errors import SpecError
+from llmcluster.nos import get
+from llmcluster.nos.base import AclRule
 from llmcluster.plan.build import build_plan
 from llmcluster.plan.switches import (
     ACL_NAME,
     ANY,
     PEER_VLAN,
     nic_ports,
-    parse_port,
-    port_name,
 )
-from llmcluster.render.switch.check import AclRule, acl_problems
+from llmcluster.render.switch.check import acl_problems
 from llmcluster.spec import load_stack_file
 from tests.conftest import STACKS, load_plan, load_spec
 
@@ -250,12 +250,14 @@ def test_topology_rules(tmp_path):
 def test_port_names_round_trip():
     for nos, names in {"cumulus": ("swp1", "swp64"), "sonic": ("Ethernet0", "Ethernet504"),
                        "eos": ("Ethernet1/1", "Ethernet64/1")}.items():
-        assert (port_name(nos, 1), port_name(nos, 64)) == names
+        switch_os = get(nos)
+        assert (switch_os.port_name(1), switch_os.port_name(64)) == names
         for n in (1, 7, 64, 200):
-            assert parse_port(nos, port_name(nos, n)) == n
-            assert parse_port(nos, str(n)) == n
-    assert parse_port("sonic", "Ethernet4") is None and parse_port("cumulus", "Ethernet1/1") is None
-    assert parse_port("cumulus", "0") is None
+            assert switch_os.parse_port(switch_os.port_name(n)) == n
+            assert switch_os.parse_port(str(n)) == n
+    assert get("sonic").parse_port("Ethernet4") is None and get("cumulus").parse_port("Ethernet1/1") is None
+    assert get("cumulus").parse_port("0") is None
+    assert get("eos").parse_port("Ethernet5") == 5
 
 
 def test_aws_has_no_switches_and_the_plan_document_carries_them():

@@ -1,8 +1,8 @@
 """The switch-config dynamic provider without a switch: input checks, diff, apply procedures,
 serialisation, and connection errors (real sockets on loopback only).
 
-The provider's create/update/delete/read against a real SSH server are in
-tests/lab/test_switch_provider.py.
+The apply procedures come from the switch OS registry (llmcluster.nos). The provider's
+create/update/delete/read against a real SSH server are in tests/lab/test_switch_provider_lab.py.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import socket
 import pytest
 
 from llmcluster.components import switches as S
+from llmcluster.nos import get
 from llmcluster.render.switch import file_name, render_switch
 from tests.conftest import load_plan
 
@@ -84,13 +85,15 @@ def test_update_of_credentials_only_pushes_nothing(monkeypatch):
 ])
 def test_apply_procedure_per_switch_os(nos, want):
     path = S.staged_path(nos, file_name("leaf-01", nos))
-    assert S.PROCEDURES[nos].commands(path) == want
+    assert get(nos).procedure.commands(path) == want
 
 
 def test_running_config_normalisation():
-    assert S.normalise_running("eos", "! Command: show running-config\n! Time: x\nhostname a\n") == "hostname a\n"
-    assert S.normalise_running("sonic", '{"b": 1, "a": {"y": 1, "x": 2}}') == S.normalise_running(
-        "sonic", '{"a": {"x": 2, "y": 1}, "b": 1}')
+    eos, sonic = get("eos").procedure, get("sonic").procedure
+    assert eos.normalise("! Command: show running-config\n! Time: x\nhostname a\n") == "hostname a\n"
+    assert sonic.normalise('{"b": 1, "a": {"y": 1, "x": 2}}') == sonic.normalise('{"a": {"x": 2, "y": 1}, "b": 1}')
+    assert get("cumulus").procedure.normalise("a: 1\n") == "a: 1\n"
+    assert S.running_sha256("sonic", '{"b": 1, "a": 2}') == S.running_sha256("sonic", '{"a": 2, "b": 1}')
 
 
 def test_provider_serialises_by_reference_for_the_dynamic_provider_host():
@@ -100,6 +103,35 @@ def test_provider_serialises_by_reference_for_the_dynamic_provider_host():
     blob = serialize_provider(S.SwitchConfigProvider())
     assert len(blob) < 2000, "the provider class is pickled by reference (importable module), not by value"
     assert isinstance(dill.loads(base64.b64decode(blob)), S.SwitchConfigProvider)
+
+
+def test_provider_host_loads_the_provider_with_the_standard_library_and_the_nos_registry():
+    """What the dynamic-provider host does: unpickle the provider in a fresh process. It imports this
+    module and llmcluster.nos (the apply procedures), and nothing heavy: no jinja2, netaddr, pydantic,
+    jsonschema, hier_config, and nothing from the plan, renderers or the spec."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    from tests.conftest import ROOT
+
+    code = ("import base64, json, sys, dill\n"
+            "p = dill.loads(base64.b64decode(sys.argv[1]))\n"
+            "print(json.dumps([type(p).__name__, p.check({}, {'nos': 'junos'}).failures[0].reason,"
+            " sorted(sys.modules)]))\n")
+    out = subprocess.run([sys.executable, "-c", code, serialize_provider(S.SwitchConfigProvider())],
+                         capture_output=True, text=True, check=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    name, reason, modules = json.loads(out.stdout)
+    assert name == "SwitchConfigProvider" and "(cumulus, sonic, eos)" in reason
+    assert not [m for m in modules if m.split(".")[0] in ("jinja2", "netaddr", "pydantic", "jsonschema",
+                                                           "hier_config", "paramiko")]
+    ours = {m for m in modules if m.startswith("llmcluster")}
+    assert ours == {"llmcluster", "llmcluster.components", "llmcluster.components.switches", "llmcluster.nos",
+                    "llmcluster.nos.base", "llmcluster.nos.cumulus", "llmcluster.nos.eos", "llmcluster.nos.sonic"}
 
 
 def _closed_port() -> int:

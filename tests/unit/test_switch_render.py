@@ -15,17 +15,12 @@ import re
 import pytest
 import yaml
 
-from llmcluster.plan.switches import NOSES
-from llmcluster.render.switch import EXTENSIONS, file_name, render_all, render_switch
-from llmcluster.render.switch.check import (
-    ConfigParseError,
-    check_switch,
-    parse_config,
-    parse_eos,
-    parse_eos_acl_line,
-    parse_nvue,
-    parse_sonic,
-)
+from llmcluster.nos import NOSES, REGISTRY, ConfigParseError, get
+from llmcluster.nos.cumulus import parse_nvue
+from llmcluster.nos.eos import parse_eos, parse_eos_acl_line
+from llmcluster.nos.sonic import parse_sonic
+from llmcluster.render.switch import file_name, render_all, render_switch
+from llmcluster.render.switch.check import check_switch
 from tests.conftest import check_golden, load_plan
 
 BAREMETAL = ("lab", "prod-baremetal")
@@ -68,9 +63,9 @@ def test_every_switch_config_parses_and_matches_the_plan(stack, switch, nos):
 def test_render_all_names_files_per_nos():
     plan = load_plan("prod-baremetal")
     assert sorted(render_all(plan)) == sorted(f"{s.name}.nvue.yaml" for s in plan.switches.switches)
-    for nos, ext in EXTENSIONS.items():
+    for nos, switch_os in REGISTRY.items():
         out = render_all(plan, nos)
-        assert set(out) == {f"{s.name}.{ext}" for s in plan.switches.switches}
+        assert set(out) == {f"{s.name}.{switch_os.extension}" for s in plan.switches.switches}
         assert out == render_all(plan.switches, nos)  # same text from the plan or the switch plan alone
     assert render_all(load_plan("dev-aws")) == {}
     with pytest.raises(ValueError, match="unknown switch OS"):
@@ -188,7 +183,7 @@ def test_nvue_structure_is_checked():
 def test_parsers_reject_garbage(nos):
     for garbage in ("", "{", "- just: a list\n", "hostname x\n"):
         with pytest.raises(ConfigParseError):
-            parse_config(garbage, nos)
+            get(nos).parse(garbage)
 
 
 # --------------------------------------------------------------------------- the checkers catch violations

@@ -1,590 +1,28 @@
-"""Checkers of rendered switch configurations: a real parse per OS, then shared semantic checks.
+"""Checkers of rendered switch configurations: the OS's real parse, then shared semantic checks.
 
-Parsing (each returns a :class:`ConfigView`, or raises :class:`ConfigParseError`):
+Parsing belongs to each switch OS (``Nos.parse`` in :mod:`llmcluster.nos`: NVUE YAML structure,
+the SONiC config_db JSON schema, EOS through hier_config); every parser returns the same
+:class:`~llmcluster.nos.base.ConfigView`, so the checks here know no OS.
 
-* NVUE (Cumulus): ``yaml.safe_load`` + structure (a ``header`` and one ``set`` document with
-  ``system.hostname``, ``interface``, ``qos``);
-* SONiC: ``json.loads`` + the JSON schema ``sonic_config_db.schema.json`` (jsonschema) of the
-  tables llmcluster emits, then cross-references (every VLAN member, QoS map and ACL port
-  exists);
-* EOS: ``hier_config`` (its EOS parsing rules: the section hierarchy) and a tokenizer for
-  ACL entries.
-
-:func:`semantic_problems` then compares the view with the switch plan, identically for all
-three: every planned port exists and carries exactly its planned VLANs (access with one
-untagged VLAN, trunk with every VLAN tagged), no other port carries a VLAN, fabric ports run
-the fabric MTU, bond members sit in their bond, trust DSCP and the DSCP map match the QoS
-plan, PFC is on the plan's lossless priorities only (RoCE, 3), ECN on the plan's ECN queues,
-CNP strict, SVIs carry the gateways, and the ACL is bound inbound where the plan says and
-permits nothing the firewall plan does not (each entry parsed back into source, destination,
-protocol and ports and tested against the hosts' rules), with every planned flow present and
-a final deny. Messages name the switch, the interface and the VLAN or entry.
+:func:`semantic_problems` compares the view with the switch plan, identically for every OS:
+every planned port exists and carries exactly its planned VLANs (access with one untagged VLAN,
+trunk with every VLAN tagged), no other port carries a VLAN, fabric ports run the fabric MTU,
+bond members sit in their bond, trust DSCP and the DSCP map match the QoS plan, PFC is on the
+plan's lossless priorities only (RoCE, 3), ECN on the plan's ECN queues, CNP strict, SVIs
+carry the gateways, and the ACL is bound inbound where the plan says and permits nothing the
+firewall plan does not (each entry parsed back into source, destination, protocol and ports
+and tested against the hosts' rules), with every planned flow present and a final deny.
+Messages name the switch, the interface and the VLAN or entry.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-
 import netaddr
-import yaml
 
+from llmcluster.nos import get as get_nos
+from llmcluster.nos.base import ANY, AclRule, ConfigParseError, ConfigView
 from llmcluster.plan.firewall import FirewallPlan, format_range
-from llmcluster.plan.switches import (
-    ANY,
-    ICMP_ESSENTIALS,
-    PEER_VLAN,
-    Switch,
-    bond_name,
-    port_name,
-)
-
-SCHEMA_PATH = Path(__file__).parent / "sonic_config_db.schema.json"
-_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
-
-
-class ConfigParseError(ValueError):
-    """The text is not a valid configuration of its OS (or not the structure llmcluster emits)."""
-
-
-@dataclass
-class PortView:
-    name: str
-    vlans: set[int] = field(default_factory=set)
-    untagged: set[int] = field(default_factory=set)
-    mtu: int | None = None
-    bond: str | None = None  # the bond this port is a member of
-    acl_in: set[str] = field(default_factory=set)
-    is_bond: bool = False
-    pfc: set[int] | None = None  # per-port PFC priorities (None: global setting applies)
-    trust_dscp: bool | None = None  # per port (None: global setting applies)
-
-
-@dataclass(frozen=True)
-class AclRule:
-    seq: int
-    action: str
-    proto: str
-    src: str
-    dst: str
-    sport: tuple[int, int] | None = None
-    dport: tuple[int, int] | None = None
-    established: bool = False
-    icmp_type: int | None = None
-    icmp_code: int | None = None
-
-    def text(self) -> str:
-        s = f"{self.seq} {self.action} {self.proto} {self.src}"
-        if self.sport:
-            s += f" sport {format_range(*self.sport)}"
-        s += f" -> {self.dst}"
-        if self.dport:
-            s += f" dport {format_range(*self.dport)}"
-        if self.icmp_type is not None:
-            s += f" icmp {self.icmp_type}" + (f"/{self.icmp_code}" if self.icmp_code is not None else "")
-        if self.established:
-            s += " established"
-        return s
-
-
-@dataclass
-class ConfigView:
-    nos: str
-    hostname: str | None = None
-    vlans: set[int] = field(default_factory=set)
-    ports: dict[str, PortView] = field(default_factory=dict)
-    svis: dict[int, set[str]] = field(default_factory=dict)  # VLAN -> addresses (own and virtual)
-    trust_dscp: bool = False  # global (NVUE)
-    pfc: set[int] | None = None  # global (NVUE)
-    dscp_map: dict[int, int] = field(default_factory=dict)
-    priority_to_queue: dict[int, int] = field(default_factory=dict)
-    ecn: dict[int, tuple[int, int]] = field(default_factory=dict)  # queue -> (min bytes, max bytes)
-    strict: set[int] = field(default_factory=set)
-    weights: dict[int, int] = field(default_factory=dict)
-    acls: dict[str, list[AclRule]] = field(default_factory=dict)
-
-    def port(self, name: str) -> PortView:
-        return self.ports.setdefault(name, PortView(name))
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _cidr(value: str) -> str:
-    if value in ("ANY", "any", ANY):
-        return ANY
-    try:
-        return str(netaddr.IPNetwork(value).cidr)
-    except (netaddr.AddrFormatError, ValueError) as exc:
-        raise ConfigParseError(f"{value!r} is not an address or CIDR") from exc
-
-
-def _range(text: str, sep: str) -> tuple[int, int]:
-    lo, _, hi = str(text).partition(sep)
-    try:
-        a, b = int(lo), int(hi or lo)
-    except ValueError as exc:
-        raise ConfigParseError(f"{text!r} is not a port or port range") from exc
-    if not (0 <= a <= b <= 65535):
-        raise ConfigParseError(f"{text!r} is not a valid port range")
-    return a, b
-
-
-# --------------------------------------------------------------------------- NVUE (Cumulus)
-
-
-def parse_nvue(text: str) -> ConfigView:
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigParseError(f"not YAML: {exc}") from exc
-    if not isinstance(doc, list) or not doc:
-        raise ConfigParseError("an NVUE startup document is a list: [{header: ...}, {set: ...}]")
-    if not isinstance(doc[0], dict) or "header" not in doc[0]:
-        raise ConfigParseError("the first item must be the 'header'")
-    header = doc[0]["header"]
-    if not isinstance(header, dict) or header.get("nvue-api-version") != "nvue_v1":
-        raise ConfigParseError("header.nvue-api-version must be nvue_v1")
-    sets = [d["set"] for d in doc[1:] if isinstance(d, dict) and "set" in d]
-    if len(sets) != 1 or len(doc) != 2 or not isinstance(sets[0], dict):
-        raise ConfigParseError("expected exactly one 'set' document after the header")
-    cfg = sets[0]
-    for key in ("system", "interface", "qos", "bridge"):
-        if not isinstance(cfg.get(key), dict):
-            raise ConfigParseError(f"set.{key} is missing or not a mapping")
-    v = ConfigView("cumulus", hostname=cfg["system"].get("hostname"))
-    br = cfg["bridge"].get("domain", {}).get("br_default", {})
-    v.vlans = {int(x) for x in (br.get("vlan") or {})}
-    for name, iface in cfg["interface"].items():
-        if not isinstance(iface, dict) or "type" not in iface:
-            raise ConfigParseError(f"interface {name}: needs a 'type'")
-        kind = iface["type"]
-        if kind not in ("swp", "bond", "peerlink", "svi", "sub", "loopback"):
-            raise ConfigParseError(f"interface {name}: unknown type {kind!r}")
-        if kind == "svi":
-            vid = int(iface["vlan"])
-            addrs = {str(netaddr.IPNetwork(a).ip) for a in (iface.get("ip", {}).get("address") or {})}
-            vrr = iface.get("ip", {}).get("vrr") or {}
-            addrs |= {str(netaddr.IPNetwork(a).ip) for a in (vrr.get("address") or {})}
-            v.svis[vid] = addrs
-            continue
-        if kind == "sub":
-            continue
-        p = v.port(str(name))
-        p.is_bond = kind in ("bond", "peerlink")
-        mtu = (iface.get("link") or {}).get("mtu")
-        p.mtu = int(mtu) if mtu is not None else None
-        for member in ((iface.get("bond") or {}).get("member") or {}):
-            v.port(str(member)).bond = str(name)
-        dom = ((iface.get("bridge") or {}).get("domain") or {}).get("br_default")
-        if isinstance(dom, dict):
-            if "access" in dom:
-                p.vlans = {int(dom["access"])}
-                p.untagged = set(p.vlans)
-            else:
-                p.vlans = {int(x) for x in (dom.get("vlan") or {})}
-                untagged = dom.get("untagged", 1)
-                p.untagged = set() if untagged in ("none", None) else {int(untagged)} & p.vlans
-        for acl_name, binding in (iface.get("acl") or {}).items():
-            if isinstance(binding, dict) and "inbound" in binding:
-                p.acl_in.add(str(acl_name))
-    qos = cfg["qos"]
-    mapping = (qos.get("mapping") or {}).get("default-global") or {}
-    v.trust_dscp = mapping.get("trust") == "l3"
-    v.dscp_map = {int(d): int(e["switch-priority"]) for d, e in (mapping.get("dscp") or {}).items()}
-    eq = ((qos.get("egress-queue-mapping") or {}).get("default-global") or {}).get("switch-priority") or {}
-    v.priority_to_queue = {int(p): int(e["traffic-class"]) for p, e in eq.items()}
-    pfc = (qos.get("pfc") or {}).get("default-global") or {}
-    v.pfc = {int(p) for p in (pfc.get("switch-priority") or {})}
-    cc = ((qos.get("congestion-control") or {}).get("default-global") or {}).get("traffic-class") or {}
-    for tc, e in cc.items():
-        if e.get("ecn") == "enable":
-            v.ecn[int(tc)] = (int(e["min-threshold"]), int(e["max-threshold"]))
-    sched = ((qos.get("egress-scheduler") or {}).get("default-global") or {}).get("traffic-class") or {}
-    for tc, e in sched.items():
-        if e.get("mode") == "strict":
-            v.strict.add(int(tc))
-        else:
-            v.weights[int(tc)] = int(e.get("bw-percent", 0))
-    for acl_name, acl in (cfg.get("acl") or {}).items():
-        rules = []
-        for rid, rule in sorted((acl.get("rule") or {}).items(), key=lambda kv: int(kv[0])):
-            rules.extend(_nvue_rule(int(rid), rule))
-        v.acls[str(acl_name)] = rules
-    return v
-
-
-def _nvue_rule(seq: int, rule: dict) -> list[AclRule]:
-    action = rule.get("action") or {}
-    if set(action) not in ({"permit"}, {"deny"}):
-        raise ConfigParseError(f"acl rule {seq}: action must be permit or deny")
-    ip = (rule.get("match") or {}).get("ip") or {}
-    proto = str(ip.get("protocol", "ip"))
-    src, dst = _cidr(str(ip.get("source-ip", "ANY"))), _cidr(str(ip.get("dest-ip", "ANY")))
-    l4 = ip.get(proto) or {}
-    sports = [_range(k, ":") for k in (l4.get("source-port") or {})] or [None]
-    dports = [_range(k, ":") for k in (l4.get("dest-port") or {})] or [None]
-    established = "ack" in (l4.get("flags") or []) and "ack" in (l4.get("mask") or [])
-    it, ic = ip.get("icmp-type"), ip.get("icmp-code")
-    return [AclRule(seq, next(iter(action)), proto, src, dst, sp, dp, established,
-                    int(it) if it is not None else None, int(ic) if ic is not None else None)
-            for sp in sports for dp in dports]
-
-
-# --------------------------------------------------------------------------- SONiC
-
-
-@lru_cache(maxsize=1)
-def _sonic_validator():
-    import jsonschema
-
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
-
-
-def parse_sonic(text: str) -> ConfigView:
-    try:
-        db = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigParseError(f"not JSON: {exc}") from exc
-    errors = sorted(_sonic_validator().iter_errors(db), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise ConfigParseError("; ".join(
-            f"{'/'.join(str(x) for x in e.absolute_path) or '<root>'}: {e.message}" for e in errors[:5]))
-    v = ConfigView("sonic", hostname=db["DEVICE_METADATA"]["localhost"]["hostname"])
-    v.vlans = {int(d["vlanid"]) for d in db["VLAN"].values()}
-    for name, port in db["PORT"].items():
-        v.port(name).mtu = int(port["mtu"])
-    for name, lag in db.get("PORTCHANNEL", {}).items():
-        p = v.port(name)
-        p.is_bond, p.mtu = True, int(lag["mtu"])
-    for key in db.get("PORTCHANNEL_MEMBER", {}):
-        lag, member = key.split("|")
-        if lag not in db.get("PORTCHANNEL", {}) or member not in db["PORT"]:
-            raise ConfigParseError(f"PORTCHANNEL_MEMBER {key}: unknown port channel or port")
-        v.port(member).bond = lag
-    for key, m in db["VLAN_MEMBER"].items():
-        vlan, member = key.split("|")
-        if vlan not in db["VLAN"]:
-            raise ConfigParseError(f"VLAN_MEMBER {key}: {vlan} is not in VLAN")
-        if member not in db["PORT"] and member not in db.get("PORTCHANNEL", {}):
-            raise ConfigParseError(f"VLAN_MEMBER {key}: {member} is neither a PORT nor a PORTCHANNEL")
-        vid = int(db["VLAN"][vlan]["vlanid"])
-        p = v.port(member)
-        p.vlans.add(vid)
-        if m["tagging_mode"] == "untagged":
-            p.untagged.add(vid)
-    for key in db.get("VLAN_INTERFACE", {}):
-        if "|" in key:
-            vlan, cidr = key.split("|")
-            v.svis.setdefault(int(vlan[4:]), set()).add(str(netaddr.IPNetwork(cidr).ip))
-    maps = {t: db[t] for t in ("DSCP_TO_TC_MAP", "TC_TO_QUEUE_MAP", "TC_TO_PRIORITY_GROUP_MAP",
-                               "MAP_PFC_PRIORITY_TO_QUEUE", "PFC_PRIORITY_TO_PRIORITY_GROUP_MAP")}
-    field_table = {"dscp_to_tc_map": "DSCP_TO_TC_MAP", "tc_to_queue_map": "TC_TO_QUEUE_MAP",
-                   "tc_to_pg_map": "TC_TO_PRIORITY_GROUP_MAP", "pfc_to_queue_map": "MAP_PFC_PRIORITY_TO_QUEUE",
-                   "pfc_to_pg_map": "PFC_PRIORITY_TO_PRIORITY_GROUP_MAP"}
-    dscp_maps: set[str] = set()
-    queue_maps: set[str] = set()
-    for name, q in db["PORT_QOS_MAP"].items():
-        if name not in db["PORT"]:
-            raise ConfigParseError(f"PORT_QOS_MAP {name}: not a PORT")
-        for fld, table in field_table.items():
-            if fld in q and q[fld] not in maps[table]:
-                raise ConfigParseError(f"PORT_QOS_MAP {name}.{fld}: no {table} named {q[fld]!r}")
-        p = v.port(name)
-        p.trust_dscp = "dscp_to_tc_map" in q
-        p.pfc = {int(x) for x in q["pfc_enable"].split(",")} if q.get("pfc_enable") else set()
-        dscp_maps.add(q["dscp_to_tc_map"])
-        queue_maps.add(q["tc_to_queue_map"])
-    if len(dscp_maps) == 1:
-        v.dscp_map = {int(d): int(t) for d, t in maps["DSCP_TO_TC_MAP"][dscp_maps.pop()].items()}
-    if len(queue_maps) == 1:
-        v.priority_to_queue = {int(p): int(q) for p, q in maps["TC_TO_QUEUE_MAP"][queue_maps.pop()].items()}
-    queue_sched: dict[int, set[str]] = {}
-    queue_wred: dict[int, set[str | None]] = {}
-    for key, q in db["QUEUE"].items():
-        port, qn = key.split("|")
-        if port not in db["PORT"]:
-            raise ConfigParseError(f"QUEUE {key}: {port} is not a PORT")
-        if q["scheduler"] not in db["SCHEDULER"]:
-            raise ConfigParseError(f"QUEUE {key}: no SCHEDULER {q['scheduler']!r}")
-        if "wred_profile" in q and q["wred_profile"] not in db.get("WRED_PROFILE", {}):
-            raise ConfigParseError(f"QUEUE {key}: no WRED_PROFILE {q['wred_profile']!r}")
-        queue_sched.setdefault(int(qn), set()).add(q["scheduler"])
-        queue_wred.setdefault(int(qn), set()).add(q.get("wred_profile"))
-    for qn, scheds in queue_sched.items():
-        if len(scheds) != 1:
-            raise ConfigParseError(f"queue {qn} has different schedulers on different ports: {sorted(scheds)}")
-        s = db["SCHEDULER"][next(iter(scheds))]
-        if s["type"] == "STRICT":
-            v.strict.add(qn)
-        else:
-            v.weights[qn] = int(s["weight"])
-        wred = queue_wred[qn]
-        if len(wred) != 1:
-            raise ConfigParseError(f"queue {qn} has ECN on some ports only")
-        profile = next(iter(wred))
-        if profile is not None:
-            w = db["WRED_PROFILE"][profile]
-            if w["ecn"] != "ecn_none" and w["wred_green_enable"] == "true":
-                v.ecn[qn] = (int(w["green_min_threshold"]), int(w["green_max_threshold"]))
-    for tname, table in db.get("ACL_TABLE", {}).items():
-        if table["stage"] != "ingress":
-            continue
-        for port in table["ports"]:
-            if port not in db["PORT"] and port not in db.get("PORTCHANNEL", {}):
-                raise ConfigParseError(f"ACL_TABLE {tname}: bound to unknown port {port}")
-            v.port(port).acl_in.add(tname)
-        v.acls[tname] = []
-    by_table: dict[str, list[tuple[int, AclRule]]] = {}
-    for key, r in db.get("ACL_RULE", {}).items():
-        tname, rname = key.split("|")
-        if tname not in db.get("ACL_TABLE", {}):
-            raise ConfigParseError(f"ACL_RULE {key}: no ACL_TABLE {tname}")
-        by_table.setdefault(tname, []).append((int(r["PRIORITY"]), _sonic_rule(rname, r)))
-    for tname, rules in by_table.items():
-        prios = [p for p, _ in rules]
-        if len(set(prios)) != len(prios):
-            raise ConfigParseError(f"ACL_TABLE {tname}: two rules share a PRIORITY")
-        if tname in v.acls:  # evaluation order: highest priority first
-            v.acls[tname] = [r for _, r in sorted(rules, key=lambda pr: -pr[0])]
-    return v
-
-
-def _sonic_rule(name: str, r: dict) -> AclRule:
-    m = re.search(r"(\d+)$", name)
-    seq = int(m.group(1)) if m else 0
-    if "IP_PROTOCOL" in r:
-        num = int(r["IP_PROTOCOL"])
-        proto = _PROTO_NAMES.get(num, str(num))
-    else:
-        proto = "ip"
-        if r.get("ETHER_TYPE", "0x0800").lower() != "0x0800":
-            raise ConfigParseError(f"ACL_RULE {name}: only IPv4 rules are expected")
-
-    def ports(key: str) -> tuple[int, int] | None:
-        if key in r:
-            return _range(r[key], "-")
-        if f"{key}_RANGE" in r:
-            return _range(r[f"{key}_RANGE"], "-")
-        return None
-
-    flags = r.get("TCP_FLAGS")
-    established = False
-    if flags:
-        val, _, mask = flags.partition("/")
-        established = int(val, 16) & 0x10 == 0x10 and int(mask, 16) & 0x10 == 0x10
-    return AclRule(seq, "permit" if r["PACKET_ACTION"] == "FORWARD" else "deny", proto,
-                   _cidr(r.get("SRC_IP", ANY)), _cidr(r.get("DST_IP", ANY)), ports("L4_SRC_PORT"),
-                   ports("L4_DST_PORT"), established,
-                   int(r["ICMP_TYPE"]) if "ICMP_TYPE" in r else None,
-                   int(r["ICMP_CODE"]) if "ICMP_CODE" in r else None)
-
-
-# --------------------------------------------------------------------------- EOS
-
-
-def _eos_tree(text: str) -> list:
-    """The top-level sections of an EOS configuration, parsed by hier_config's EOS rules."""
-    from hier_config import HConfig, Host
-
-    root = HConfig(host=Host(hostname="switch", os="eos"))
-    try:
-        root.load_from_string(text)
-    except Exception as exc:  # hier_config raises plain exceptions on malformed indentation
-        raise ConfigParseError(f"not an EOS configuration: {exc}") from exc
-    return list(root.children)
-
-
-def _find(tree: list, pattern: str) -> list:
-    rx = re.compile(pattern)
-    return [c for c in tree if rx.search(c.text)]
-
-
-_EOS_IF = re.compile(r"^interface\s+(\S+)$")
-
-
-def parse_eos(text: str) -> ConfigView:
-    if not text.rstrip().endswith("end"):
-        raise ConfigParseError("an EOS configuration ends with 'end'")
-    tree = _eos_tree(text)
-    v = ConfigView("eos")
-    hosts = _find(tree, r"^hostname\s+\S+$")
-    if len(hosts) != 1:
-        raise ConfigParseError("exactly one 'hostname' line expected")
-    v.hostname = hosts[0].text.split()[1]
-    for obj in _find(tree, r"^vlan\s+\d+$"):
-        v.vlans.add(int(obj.text.split()[1]))
-    for obj in _find(tree, r"^qos map dscp "):
-        m = re.match(r"^qos map dscp ((?:\d+ )+)to traffic-class (\d)$", obj.text)
-        if not m:
-            raise ConfigParseError(f"cannot read {obj.text!r}")
-        for d in m.group(1).split():
-            if int(d) in v.dscp_map:
-                raise ConfigParseError(f"DSCP {d} is mapped twice")
-            v.dscp_map[int(d)] = int(m.group(2))
-    for obj in _find(tree, r"^qos map traffic-class "):
-        m = re.match(r"^qos map traffic-class (\d) to tx-queue (\d)$", obj.text)
-        if not m:
-            raise ConfigParseError(f"cannot read {obj.text!r}")
-        v.priority_to_queue[int(m.group(1))] = int(m.group(2))
-    queue_cfg: dict[int, set[tuple]] = {}
-    for obj in _find(tree, r"^interface\s+"):
-        m = _EOS_IF.match(obj.text)
-        if not m:
-            raise ConfigParseError(f"cannot read {obj.text!r}")
-        name = m.group(1)
-        if name.startswith("Vlan"):
-            addrs = set()
-            for c in obj.children:
-                t = c.text.strip()
-                if t.startswith("ip address ") or t.startswith("ip virtual-router address "):
-                    addrs.add(str(netaddr.IPNetwork(t.split()[-1]).ip))
-            v.svis[int(name[4:])] = addrs
-            continue
-        p = v.port(name)
-        p.is_bond = name.startswith("Port-Channel")
-        mode = None
-        access = None
-        allowed: set[int] = set()
-        native_tag = False
-        pfc_on = False
-        pfc: set[int] = set()
-        for c in obj.children:
-            t = c.text.strip()
-            if t.startswith("l2 mtu "):
-                p.mtu = int(t.split()[2])
-            elif t.startswith("channel-group "):
-                p.bond = f"Port-Channel{t.split()[1]}"
-            elif t.startswith("switchport mode "):
-                mode = t.split()[2]
-            elif t.startswith("switchport access vlan "):
-                access = int(t.split()[3])
-            elif t.startswith("switchport trunk allowed vlan "):
-                spec = t.split()[4]
-                if spec != "none":
-                    for part in spec.split(","):
-                        lo, _, hi = part.partition("-")
-                        allowed.update(range(int(lo), int(hi or lo) + 1))
-            elif t == "switchport trunk native vlan tag":
-                native_tag = True
-            elif t.startswith("ip access-group "):
-                parts = t.split()
-                if parts[-1] == "in":
-                    p.acl_in.add(parts[2])
-            elif t == "qos trust dscp":
-                p.trust_dscp = True
-            elif t == "priority-flow-control on":
-                pfc_on = True
-            elif t.startswith("priority-flow-control priority "):
-                parts = t.split()
-                if parts[-1] == "no-drop":
-                    pfc.add(int(parts[2]))
-            elif t.startswith("tx-queue "):
-                q = int(t.split()[1])
-                sub = tuple(sorted(x.text.strip() for x in c.children))
-                queue_cfg.setdefault(q, set()).add(sub)
-        if mode is not None:
-            if mode == "access":
-                p.vlans = {access} if access else {1}
-                p.untagged = set(p.vlans)
-            else:
-                p.vlans = allowed
-                p.untagged = set() if native_tag else ({1} & allowed)
-        if not p.is_bond:
-            p.pfc = pfc if pfc_on else set()
-            p.trust_dscp = bool(p.trust_dscp)
-    for q, variants in queue_cfg.items():
-        if len(variants) != 1:
-            raise ConfigParseError(f"tx-queue {q} is configured differently on different interfaces")
-        lines = next(iter(variants))
-        if "priority strict" in lines or "no priority" not in lines:
-            v.strict.add(q)
-        for ln in lines:
-            if ln.startswith("bandwidth percent "):
-                v.weights[q] = int(ln.split()[2])
-            m = re.match(r"^random-detect ecn minimum-threshold (\d+) kbytes maximum-threshold (\d+) kbytes", ln)
-            if m:
-                v.ecn[q] = (int(m.group(1)) * 1024, int(m.group(2)) * 1024)
-    for obj in _find(tree, r"^ip access-list\s+"):
-        name = obj.text.split()[2]
-        rules = []
-        for c in obj.children:
-            t = c.text.strip()
-            if t == "counters per-entry" or re.match(r"^\d+ remark ", t):
-                continue
-            rules.append(parse_eos_acl_line(t))
-        v.acls[name] = rules
-    return v
-
-
-def parse_eos_acl_line(line: str) -> AclRule:
-    """``'20 permit tcp host 10.0.0.1 eq 22 10.0.10.0/24 established'`` -> :class:`AclRule`."""
-    tok = line.split()
-    if len(tok) < 5 or not tok[0].isdigit():
-        raise ConfigParseError(f"cannot read ACL entry {line!r}")
-    seq, action, proto = int(tok[0]), tok[1], tok[2]
-    if action not in ("permit", "deny"):
-        raise ConfigParseError(f"ACL entry {line!r}: action must be permit or deny")
-    i = 3
-
-    def addr() -> str:
-        nonlocal i
-        t = tok[i]
-        if t == "any":
-            i += 1
-            return ANY
-        if t == "host":
-            i += 2
-            return _cidr(tok[i - 1] + "/32")
-        i += 1
-        if "/" not in t:
-            raise ConfigParseError(f"ACL entry {line!r}: use prefix notation, not {t!r}")
-        return _cidr(t)
-
-    def ports() -> tuple[int, int] | None:
-        nonlocal i
-        if i >= len(tok):
-            return None
-        t = tok[i]
-        if t == "eq" and i + 2 <= len(tok) and tok[i + 1].isdigit():
-            i += 2
-            return _range(tok[i - 1], "-")
-        if t == "range":
-            i += 3
-            return _range(f"{tok[i - 2]}-{tok[i - 1]}", "-")
-        if t in ("gt", "lt", "neq") or (t == "eq" and i + 2 < len(tok) and tok[i + 2].isdigit()):
-            raise ConfigParseError(f"ACL entry {line!r}: operator {t!r} is not one llmcluster emits")
-        return None
-
-    src = addr()
-    sport = ports() if proto in ("tcp", "udp") else None
-    dst = addr()
-    dport = ports() if proto in ("tcp", "udp") else None
-    itype = icode = None
-    established = False
-    rest = tok[i:]
-    if proto == "icmp" and rest and rest[0].isdigit():
-        itype = int(rest.pop(0))
-        if rest and rest[0].isdigit():
-            icode = int(rest.pop(0))
-    if rest == ["established"] and proto == "tcp":
-        established, rest = True, []
-    if rest and rest != ["log"]:
-        raise ConfigParseError(f"ACL entry {line!r}: cannot read {' '.join(rest)!r}")
-    return AclRule(seq, action, proto, src, dst, sport, dport, established, itype, icode)
-
-
-PARSERS = {"cumulus": parse_nvue, "sonic": parse_sonic, "eos": parse_eos}
-
-
-def parse_config(text: str, nos: str) -> ConfigView:
-    return PARSERS[nos](text)
+from llmcluster.plan.switches import ICMP_ESSENTIALS, PEER_VLAN, Switch
 
 
 # --------------------------------------------------------------------------- ACL against the policy
@@ -699,7 +137,8 @@ def acl_problems(rules: list[AclRule], fw: FirewallPlan, fabric_cidrs: tuple[str
 
 def semantic_problems(sw: Switch, view: ConfigView, fw: FirewallPlan) -> list[str]:
     """Differences between a parsed configuration and the plan of switch ``sw`` (empty: it conforms)."""
-    nos = view.nos
+    switch_os = get_nos(view.nos)
+    port_name, bond_name = switch_os.port_name, switch_os.bond_name
     out: list[str] = []
     name = sw.name
 
@@ -723,9 +162,9 @@ def semantic_problems(sw: Switch, view: ConfigView, fw: FirewallPlan) -> list[st
     planned: dict[str, tuple[tuple[int, ...], str]] = {}
     for p in sw.ports:
         if p.bond is None:
-            planned[port_name(nos, p.number)] = (p.vlans, p.kind)
+            planned[port_name(p.number)] = (p.vlans, p.kind)
     for b in sw.bonds:
-        planned[bond_name(nos, b)] = (b.vlans, b.kind)
+        planned[bond_name(b)] = (b.vlans, b.kind)
     for ifname, (vids, kind) in planned.items():
         pv = view.ports.get(ifname)
         if pv is None:
@@ -749,24 +188,24 @@ def semantic_problems(sw: Switch, view: ConfigView, fw: FirewallPlan) -> list[st
             err(f"{ifname}: carries VLAN {_ids(pv.vlans)} but is not a planned port")
     # Bond membership.
     for p in sw.ports:
-        ifname = port_name(nos, p.number)
+        ifname = port_name(p.number)
         pv = view.ports.get(ifname)
         if pv is None:
             if p.bond is not None:
-                err(f"{ifname}: missing (member of {bond_name(nos, sw.bond(p.bond))})")
+                err(f"{ifname}: missing (member of {bond_name(sw.bond(p.bond))})")
             continue
-        want_bond = bond_name(nos, sw.bond(p.bond)) if p.bond is not None else None
+        want_bond = bond_name(sw.bond(p.bond)) if p.bond is not None else None
         if pv.bond != want_bond:
             err(f"{ifname}: member of {pv.bond or 'no bond'}, planned {want_bond or 'no bond'}")
     # MTU on every fabric port and bond.
-    for ifname in sorted(set(planned) | {port_name(nos, p.number) for p in sw.ports}):
+    for ifname in sorted(set(planned) | {port_name(p.number) for p in sw.ports}):
         pv = view.ports.get(ifname)
         if pv is not None and pv.mtu != sw.fabric_mtu:
             err(f"{ifname}: MTU {pv.mtu}, the fabric runs {sw.fabric_mtu}")
     # QoS.
     q = sw.qos
-    phys = [view.ports[port_name(nos, p.number)] for p in sw.ports if port_name(nos, p.number) in view.ports]
-    if nos == "cumulus":
+    phys = [view.ports[port_name(p.number)] for p in sw.ports if port_name(p.number) in view.ports]
+    if switch_os.qos_global:  # DSCP trust and PFC are switch-wide settings
         if not view.trust_dscp:
             err("qos: DSCP is not trusted (mapping trust l3)")
         if view.pfc != set(q.pfc_priorities):
@@ -807,7 +246,7 @@ def semantic_problems(sw: Switch, view: ConfigView, fw: FirewallPlan) -> list[st
         err(f"Vlan{vid}: SVI not in the plan")
     # ACL binding and content.
     acl = sw.acl
-    bound_where = {port_name(nos, n) for n in sw.acl_ports} | {bond_name(nos, sw.bond(b)) for b in sw.acl_bonds}
+    bound_where = {port_name(n) for n in sw.acl_ports} | {bond_name(sw.bond(b)) for b in sw.acl_bonds}
     for ifname, pv in sorted(view.ports.items()):
         want = {acl.name} if acl and ifname in bound_where else set()
         if pv.acl_in != want:
@@ -833,7 +272,7 @@ def _ids(vids) -> str:
 def check_switch(sw: Switch, text: str, nos: str, fw: FirewallPlan) -> list[str]:
     """Parse ``text`` as ``nos`` and compare it with the plan; a parse failure is one problem."""
     try:
-        view = parse_config(text, nos)
+        view = get_nos(nos).parse(text)
     except ConfigParseError as exc:
         return [f"{sw.name}: not a valid {nos} configuration: {exc}"]
     return semantic_problems(sw, view, fw)
