@@ -335,17 +335,6 @@ class SwitchConfigProvider(ResourceProvider):
         return outs
 
 
-def offline_outputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """What the provider computes, for :mod:`llmcluster.offline`'s mocks (nothing is contacted)."""
-    config = inputs.get("config")
-    out: dict[str, Any] = {"runningSha256": None}
-    if isinstance(config, str):
-        out["sha256"] = sha256_text(config)
-    if inputs.get("nos") in NOSES and isinstance(inputs.get("fileName"), str):
-        out["stagedPath"] = staged_path(inputs["nos"], inputs["fileName"])
-    return out
-
-
 # --------------------------------------------------------------------------- the resource
 
 

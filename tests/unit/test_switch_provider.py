@@ -155,6 +155,8 @@ def test_bad_private_key_is_a_clear_error():
 
 
 def test_offline_outputs():
-    out = S.offline_outputs(props())
+    from llmcluster.standins.switch import offline_outputs
+
+    out = offline_outputs(props())
     assert out["sha256"] == S.sha256_text(props()["config"])
     assert out["stagedPath"] == "/tmp/llmcluster-leaf-01.nvue.yaml"

@@ -1,0 +1,37 @@
+"""Offline stand-ins for the providers the program uses, in one place.
+
+The offline evaluation (:mod:`llmcluster.offline`: ``llmcluster plan``, the program tests, CI
+diffs) runs the real program under ``pulumi.runtime.set_mocks``; a mock returns only the inputs
+unless a stand-in computes what the provider would. Each module here stands in for one provider
+and is labelled as such:
+
+* :mod:`~llmcluster.standins.tls` — pulumi-tls: real keys and certificates (``cryptography``);
+* :mod:`~llmcluster.standins.switch` — the switch-config dynamic provider: hashes and staged
+  paths from the inputs, no switch contacted;
+* ``aws.py`` (the AWS backend) and ``k8s.py`` (the Kubernetes serving layer) go here, as do the
+  handlers of invokes (data sources) those layers call.
+
+:func:`providers` maps resource type tokens to the stand-in that computes their outputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Compute = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def providers(now: dt.datetime) -> dict[str, Compute]:
+    """Resource type -> stand-in; ``now`` is the clock of certificate validity."""
+    from llmcluster.standins import switch, tls
+
+    t = tls.TlsStandin(now)
+    return {
+        "tls:index/privateKey:PrivateKey": t.private_key,
+        "tls:index/selfSignedCert:SelfSignedCert": t.self_signed_cert,
+        "tls:index/certRequest:CertRequest": t.cert_request,
+        "tls:index/locallySignedCert:LocallySignedCert": t.locally_signed_cert,
+        switch.RESOURCE_TYPE: switch.offline_outputs,
+    }
