@@ -15,6 +15,7 @@ from typing import Any
 
 from llmcluster.plan.build import Plan
 from llmcluster.plan.nvidia import gpu_vars, nvidia_vars
+from llmcluster.plan.storage import nvme_devices
 from llmcluster.render.hostfiles import artifact_hostvars
 
 PKI_DIR = "/etc/llmcluster/pki"
@@ -68,7 +69,7 @@ def host_vars(plan: Plan, host_name: str, address: str | None = None) -> dict[st
     if pool.nvme is not None:
         hv["llmcluster_nvme"] = {
             "count": pool.nvme.count, "size_gb": pool.nvme.size_gb,
-            "devices": [f"/dev/nvme{i}n1" for i in range(pool.nvme.count)],
+            "devices": nvme_devices(pool.nvme.count),
         }
     if pool.aws is not None:
         hv["llmcluster_aws_instance_type"] = pool.aws.instance_type
@@ -148,6 +149,8 @@ def build_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> d
         "llmcluster_vips": dict(ip.vips),
         "llmcluster_qos": plan.qos.to_dict(),
         "llmcluster_model_dir": spec.storage.model_dir,
+        # RAID layout per host and the Ceph cluster (plan.storage), for the storage roles
+        "llmcluster_storage": plan.storage.to_dict(),
         "llmcluster_serving_model": spec.serving.model,
         "llmcluster_serving_revision": spec.serving.revision,
         "llmcluster_serving_port": spec.serving.port,

@@ -27,6 +27,7 @@ import pulumi
 
 from llmcluster.plan.catalog import GPUS
 from llmcluster.plan.ipam import HostPlan
+from llmcluster.plan.storage import nvme_devices
 from llmcluster.spec.models import Pool
 
 
@@ -56,7 +57,7 @@ def host_facts(h: HostPlan, pool: Pool, os: str | None) -> dict[str, Any]:
                         "driverVersion": pool.gpu.driver_version}
     if pool.nvme is not None:
         facts["nvme"] = {"count": pool.nvme.count, "sizeGb": pool.nvme.size_gb, "model": pool.nvme.model or None,
-                         "devices": [f"/dev/nvme{i}n1" for i in range(pool.nvme.count)]}
+                         "devices": nvme_devices(pool.nvme.count)}
     return facts
 
 

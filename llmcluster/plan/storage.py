@@ -54,6 +54,11 @@ def nvme_device(index: int) -> str:
     return f"/dev/nvme{index}n1"
 
 
+def nvme_devices(count: int) -> list[str]:
+    """The NVMe namespaces of a host with ``count`` drives, as the spec's ``nvme.count`` names them."""
+    return [nvme_device(i) for i in range(count)]
+
+
 def data_drives(level: int, drives: int) -> int:
     """Drives that carry distinct data in a stripe (the xfs ``sw``)."""
     return {0: drives, 1: 1, 5: drives - 1, 6: drives - 2, 10: drives // 2}[level]

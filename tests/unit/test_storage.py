@@ -10,7 +10,7 @@ import pytest
 from llmcluster.plan.ipam import build_ip_plan
 from llmcluster.plan.storage import build_storage_plan, monitor_count, pg_count
 from llmcluster.spec import load_stack_file
-from tests.conftest import STACKS
+from tests.conftest import STACKS, load_plan
 
 TB = 10**12
 
@@ -161,3 +161,19 @@ def test_to_dict_json():
     assert d["ceph"]["osd_count"] == 36
     assert [p["pg_num"] for p in d["ceph"]["pools"]] == [512, 256, 128]
     assert d["raid"]["usable_bytes"] == 15.36 * TB
+
+
+def test_the_inventory_carries_the_storage_plan():
+    """The storage roles' input is the plan's storage section, and host drives are the plan's device names."""
+    from llmcluster.inventory import build_inventory
+    from llmcluster.plan.storage import nvme_devices
+
+    plan = load_plan("prod-baremetal")
+    inv = build_inventory(plan)
+    assert inv["all"]["vars"]["llmcluster_storage"] == plan.storage.to_dict()
+    raid = plan.storage.to_dict()["raid"]
+    assert raid is not None and raid["hosts"]
+    for h in plan.ip.hosts:
+        pool = plan.spec.pools[h.pool]
+        if pool.nvme is not None:
+            assert inv["_meta"]["hostvars"][h.name]["llmcluster_nvme"]["devices"] == nvme_devices(pool.nvme.count)
