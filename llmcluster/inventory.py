@@ -101,20 +101,8 @@ def pki_certificates(plan: Plan, host_name: str) -> list[dict[str, Any]]:
 
 def gateway_vars(plan: Plan) -> dict[str, Any]:
     """What the gateway role needs from the plan (``{}`` without a gateway)."""
-    spec, ip = plan.spec, plan.ip
-    gw = spec.serving.gateway
-    if gw is None:
-        return {}
-    # One upstream per replica: its head (rank 0) serves the API; other ranks are MPI workers.
-    heads = set(plan.serving.heads)
-    upstreams = [{"name": h.name, "address": h.addresses["inference"], "port": spec.serving.port}
-                 for h in ip.hosts_in_pool(spec.serving.pool)
-                 if "inference" in h.addresses and h.name in heads]
-    return {"llmcluster_gateway": {
-        "pool": gw.pool, "port": gw.port, "hostname": f"{gw.hostname}.{spec.site.domain}",
-        "vip": ip.vips.get("api"), "rate_limit_rps": gw.rate_limit_rps, "request_timeout_s": gw.request_timeout_s,
-        "upstreams": upstreams,
-    }}
+    gw = plan.serving.gateway
+    return {} if gw is None else {"llmcluster_gateway": gw.to_dict()}
 
 
 def build_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, Any]:

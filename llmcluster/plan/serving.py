@@ -96,6 +96,24 @@ class EngineKey:
 
 
 @dataclass(frozen=True)
+class GatewayPlan:
+    """The API gateway in front of the replicas: one upstream per replica head."""
+
+    pool: str
+    port: int
+    hostname: str
+    vip: str | None
+    rate_limit_rps: int
+    request_timeout_s: int
+    upstreams: tuple[dict[str, Any], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pool": self.pool, "port": self.port, "hostname": self.hostname, "vip": self.vip,
+                "rate_limit_rps": self.rate_limit_rps, "request_timeout_s": self.request_timeout_s,
+                "upstreams": [dict(u) for u in self.upstreams]}
+
+
+@dataclass(frozen=True)
 class ServingPlan:
     model: str
     hf_repo: str
@@ -115,6 +133,8 @@ class ServingPlan:
     args: dict[str, Any]
     extra_llm_api_options: dict[str, Any]
     replicas: tuple[Replica, ...] = field(default=())
+    #: the API gateway (``serving.gateway``), None without one
+    gateway: GatewayPlan | None = None
 
     @cached_property
     def layout(self) -> dict[str, HostServing]:
@@ -147,7 +167,8 @@ class ServingPlan:
         """The plan document's ``serving`` section: the role inputs plus the replica layout."""
         return {**self.to_vars(), "pool": self.pool,
                 "replicas": [{"index": r.index, "head": r.head.name, "hosts": [m.name for m in r.members]}
-                             for r in self.replicas]}
+                             for r in self.replicas],
+                "gateway": self.gateway.to_dict() if self.gateway is not None else None}
 
 
 def _inference_address(h: HostPlan) -> str:
@@ -165,13 +186,23 @@ def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan) -> ServingPlan
             break
         replicas.append(Replica(r, tuple(ReplicaMember(h.name, _inference_address(h), cap.gpus_per_node)
                                          for h in members)))
+    gateway = None
+    gw = s.gateway
+    if gw is not None:
+        # One upstream per replica: its head (rank 0) serves the API; other ranks are MPI workers.
+        heads = {r.head.name for r in replicas}
+        gateway = GatewayPlan(
+            pool=gw.pool, port=gw.port, hostname=f"{gw.hostname}.{spec.site.domain}", vip=ip.vips.get("api"),
+            rate_limit_rps=gw.rate_limit_rps, request_timeout_s=gw.request_timeout_s,
+            upstreams=tuple({"name": h.name, "address": h.addresses["inference"], "port": s.port}
+                            for h in pool_hosts if "inference" in h.addresses and h.name in heads))
     return ServingPlan(
         model=s.model, hf_repo=m.hf_repo, model_type=m.family,
         model_path=f"{spec.storage.model_dir.rstrip('/')}/{m.hf_repo}", revision=s.revision,
         precision=cap.precision, kv_dtype=cap.kv_dtype, backend=cap.backend, tp=cap.tp, pp=cap.pp, ep=cap.ep,
         nodes=cap.nodes, gpus_per_node=cap.gpus_per_node, port=s.port, pool=s.pool,
         args={k: cap.trtllm_args[k] for k in SERVE_ARGS},
-        extra_llm_api_options=extra_llm_api_options(cap), replicas=tuple(replicas),
+        extra_llm_api_options=extra_llm_api_options(cap), replicas=tuple(replicas), gateway=gateway,
     )
 
 

@@ -62,10 +62,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def gateway_env(verify_target, tmp_path_factory):
     """Client source, material and (in the lab) the stand-in upstreams, started once."""
-    from llmcluster.inventory import gateway_vars
-
     plan = verify_target.plan
-    gvars = gateway_vars(plan).get("llmcluster_gateway")
+    gvars = plan.serving.gateway.to_dict() if plan.serving.gateway is not None else None
     if not gvars:
         pytest.skip("the stack has no serving.gateway")
     pki = verify_target.inventory.group_var("llmcluster_pki_dir")
