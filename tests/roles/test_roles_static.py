@@ -66,9 +66,11 @@ def task_keywords() -> frozenset[str]:
 
 @functools.cache
 def plugin_loaders():
-    from ansible.plugins.loader import action_loader, init_plugin_loader, module_loader
+    from ansible.plugins.loader import action_loader, module_loader
 
-    init_plugin_loader()
+    from tests.conftest import init_ansible_plugins
+
+    init_ansible_plugins()
     return module_loader, action_loader
 
 
@@ -103,8 +105,8 @@ def test_yamllint_is_clean():
     exe = tool("yamllint")
     if exe is None:
         pytest.skip("yamllint is not installed (pip install yamllint; see the project's test extras)")
-    r = subprocess.run([exe, "-s", "roles", "ansible", ".ansible-lint", ".yamllint"], cwd=ROOT,
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run([exe, "-s", "roles", "ansible", ".ansible-lint", ".yamllint", "llmcluster/collections"],
+                       cwd=ROOT, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -119,11 +121,42 @@ def test_ansible_lint_production_profile_is_clean():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_ansible_lint_production_profile_is_clean_on_the_hosts_collection():
+    """The llmcluster.hosts collection (galaxy.yml, meta/runtime.yml, plugins) is a valid collection.
+    Linted from its own folder: the project's exclude_paths leave out the Python package it lives in."""
+    from tests.conftest import COLLECTION
+
+    exe = tool("ansible-lint")
+    if exe is None:
+        pytest.skip("ansible-lint is not installed (pip install ansible-lint; see the project's test extras)")
+    env = tool_env()
+    env.pop("ANSIBLE_CONFIG")
+    r = subprocess.run([exe, "--profile", "production", "--offline", "--nocolor"], cwd=COLLECTION,
+                       env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"in ([1-9]\d*) files processed", r.stdout + r.stderr), r.stdout + r.stderr
+
+
 def test_lint_configuration():
     cfg = load(ROOT / ".ansible-lint")
     assert cfg["profile"] == "production"
     assert not cfg.get("skip_list") and not cfg.get("warn_list"), "skips need a comment saying why (DESIGN 3)"
     assert load(ROOT / ".yamllint")["extends"] == "default"
+
+
+def test_ansible_cfg_finds_the_hosts_collection():
+    """Whatever runs Ansible with ansible/ansible.cfg (converge, verify, the tests' playbooks) finds
+    llmcluster.hosts: collections_path, relative to that file, is the package's collections folder."""
+    from tests.conftest import COLLECTIONS
+
+    r = subprocess.run([tool("ansible-config") or "ansible-config", "dump", "--only-changed", "--format", "json"],
+                       cwd=ROOT, env=tool_env(), capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    paths = next(e["value"] for e in json.loads(r.stdout) if e["name"] == "COLLECTIONS_PATHS")
+    assert [Path(p).resolve() for p in paths] == [COLLECTIONS.resolve()]
+    assert "collections_path = ../llmcluster/collections" in (ANSIBLE_DIR / "ansible.cfg").read_text()
 
 
 @pytest.mark.parametrize("stack", STACK_NAMES)
