@@ -235,6 +235,47 @@ def test_every_task_is_named_and_uses_an_existing_fqcn_module(role):
                     f"{where}: a command must say when it changes something"
 
 
+#: Jinja idioms that parsed tool output inside the roles before the llmcluster.hosts collection
+#: (dpkg status lines, "a|b|c" madison/dpkg fields, Debian epochs and revisions, nvidia-smi CSV
+#: columns and -q sections, gpg's colon records).
+REPARSING = (
+    "select('match', '^ii')", "split('|')", "regex_replace('^[0-9]+:'", "regex_replace('-[^-]*$'",
+    "map('split', ',')", "regex_findall('(?m)^GPU", "Fabric\\s*\\n", "line.split(':')",
+)
+#: Filters of the former per-role filter plugins, by their short names.
+FORMER_FILTERS = ("dcgm_diag_report", "dcgm_health_systems", "dcgm_health_overall", "dcgmi_gpu_count",
+                  "dcgm_apt_madison", "dcgm_apt_pick_version", "dcgm_dpkg_installed", "openpgp_fingerprints",
+                  "nct_openpgp_key_info", "nct_normalize_fingerprint", "nct_apt_madison", "nct_apt_pick_version",
+                  "nct_dpkg_installed", "nct_container_cli_info", "nct_cdi_devices", "nct_runtime_nvidia_state",
+                  "nct_ctr_plugin_errors")
+
+
+def role_texts(role: str) -> dict[str, str]:
+    return {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8")
+            for p in sorted((ROLES_DIR / role).rglob("*")) if p.suffix in (".yml", ".yaml", ".j2") and p.is_file()}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_roles_parse_tool_output_with_the_hosts_collection_only(role):
+    """No role carries its own plugins to parse tool output, nor re-parses it in Jinja: the
+    llmcluster.hosts collection's filters do (the same code as the verification suite's)."""
+    own = [p.name for p in (ROLES_DIR / role).iterdir() if p.is_dir() and p.name.endswith("_plugins")]
+    assert not own, f"{role} carries its own plugins {own}: parsers belong in the llmcluster.hosts collection"
+    assert not (ROLES_DIR / role / "module_utils").exists() and not (ROLES_DIR / role / "library").exists()
+    from ansible.plugins.loader import filter_loader
+
+    from tests.conftest import init_ansible_plugins
+
+    init_ansible_plugins()
+    for path, text in role_texts(role).items():
+        for idiom in REPARSING:
+            assert idiom not in text, f"{path}: re-parses tool output with {idiom!r}: use a llmcluster.hosts filter"
+        for name in FORMER_FILTERS:
+            assert not re.search(rf"\|\s*{name}\b", text), f"{path}: {name} without its FQCN llmcluster.hosts.{name}"
+        for name in sorted(set(re.findall(r"\bllmcluster\.hosts\.(\w+)", text))):
+            assert filter_loader.get(f"llmcluster.hosts.{name}"), f"{path}: llmcluster.hosts.{name} does not exist"
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_handlers_are_named_and_listened_to(role):
     handlers = load(ROLES_DIR / role / "handlers" / "main.yml") or []
