@@ -782,6 +782,16 @@ def test_every_filter_resolves_by_fqcn_to_the_module_utils_code():
         assert func.__name__ == name
 
 
+def test_the_role_filter_and_the_verify_judge_are_one_function():
+    """Same source, same code: the verification suite's dcgm judge is the role's filter."""
+    from llmcluster.verify import gpu
+
+    role = ansible_filters()["dcgm_diag_report"].j2_function
+    assert inspect.unwrap(role).__code__.co_filename == gpu.dcgm_diag_report.__code__.co_filename
+    assert inspect.unwrap(role).__code__.co_code == gpu.dcgm_diag_report.__code__.co_code
+    assert role("{}")["ok"] is False and role(diag_doc(), gpus=8)["ok"] is True
+
+
 def test_module_utils_use_the_standard_library_only():
     """module_utils may be shipped to hosts and are imported by llmcluster: stdlib (and each other) only."""
     import sys
@@ -801,3 +811,26 @@ def test_galaxy_metadata_is_pinned():
     assert (COLLECTION / "README.md").is_file() and (COLLECTION / "meta" / "runtime.yml").is_file()
     assert COLLECTION.is_relative_to(ROOT / "llmcluster")  # shipped in the Python package
 
+
+def test_verify_gpu_defines_no_parser_of_its_own():
+    """llmcluster/verify/gpu.py judges facts; parsing the tools' output is the collection's: it
+    imports the parsers (the same objects), and defines no parse_* nor a function of the same
+    name as a collection parser."""
+    import ast
+
+    from llmcluster.verify import gpu
+
+    tree = ast.parse(Path(gpu.__file__).read_text(encoding="utf-8"))
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+    collection = {name for mod in (A, D, NC, S, P) for name, obj in vars(mod).items()
+                  if inspect.isfunction(obj) and obj.__module__ == mod.__name__ and not name.startswith("_")}
+    assert not defined & collection, defined & collection
+    assert not {n for n in defined if n.startswith(("parse", "upstream")) or n in ("diag_failures",)}
+    imported = {alias.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                and (n.module or "").startswith("llmcluster.collections.ansible_collections.llmcluster.hosts.")
+                for alias in n.names}
+    assert {"dcgm_diag_report", "dpkg_installed", "deb_upstream_version", "nvidia_smi_query", "nvidia_smi_fabric",
+            "nvidia_smi_nvlink", "nvidia_container_cli_info", "nvidia_ctk_cdi_devices"} <= imported
+    for name in imported:
+        mod = next(m for m in (A, D, NC, S, P) if hasattr(m, name))
+        assert getattr(gpu, name) is getattr(mod, name), name
