@@ -6,7 +6,8 @@ installed and held NVIDIA packages, the fabric manager / IMEX unit, ``nvidia-con
 info``, ``nvidia-ctk cdi list``, ``dcgmi diag -r <level> -j``, the TensorRT-LLM venv's versions,
 the engine cache entry in use and the serving head's ``/health`` and ``/v1/models``. The judges
 below are pure functions of that document; each returns a list of problems naming what was
-observed and what the plan expects.
+observed and what the plan expects. The tools' output is read by the parsers of the
+``llmcluster.hosts`` collection (``llmcluster/collections/``), the code the roles use as filters.
 
 Checks (``gpu[<name>]`` in the results table):
 
@@ -20,7 +21,8 @@ Checks (``gpu[<name>]`` in the results table):
 * ``nvlink`` — every GPU has its NVLinks (18 on Hopper/Blackwell SXM, 12 on A100) and all are up;
 * ``container`` — the container toolkit sees every GPU (``nvidia-container-cli info``) and the
   CDI spec names ``nvidia.com/gpu=0..N-1``;
-* ``dcgm`` — ``dcgmi diag -r <level>`` passes;
+* ``dcgm`` — ``dcgmi diag -r <level>`` passes: a result of every test for every GPU, none failed
+  (the role's judge, ``llmcluster.hosts.dcgm_diag_report``; an empty or partial document fails);
 * ``engine-cache`` — engine backend: the entry in use was built for exactly the installed
   driver, CUDA, TensorRT-LLM and GPU SM, and the plan's model/precision/parallelism;
 * ``serving`` — the replica head answers ``/health`` 200 and lists the model on ``/v1/models``;
