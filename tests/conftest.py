@@ -15,6 +15,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ROOT / "stacks"
 STACK_NAMES = sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))
+#: The collections folder of the llmcluster.hosts collection (ansible/ansible.cfg's collections_path).
+COLLECTIONS = ROOT / "llmcluster" / "collections"
+COLLECTION = COLLECTIONS / "ansible_collections" / "llmcluster" / "hosts"
+
+
+@functools.cache
+def init_ansible_plugins() -> None:
+    """Ansible's plugin loaders in this process, with the llmcluster.hosts collection (as
+    ansible/ansible.cfg configures the ansible commands): the first initialisation wins, so every
+    test that loads Ansible plugins calls this one."""
+    from ansible.plugins.loader import init_plugin_loader
+
+    init_plugin_loader([str(COLLECTIONS)])
 
 
 @functools.cache

@@ -6,7 +6,8 @@ installed and held NVIDIA packages, the fabric manager / IMEX unit, ``nvidia-con
 info``, ``nvidia-ctk cdi list``, ``dcgmi diag -r <level> -j``, the TensorRT-LLM venv's versions,
 the engine cache entry in use and the serving head's ``/health`` and ``/v1/models``. The judges
 below are pure functions of that document; each returns a list of problems naming what was
-observed and what the plan expects.
+observed and what the plan expects. The tools' output is read by the parsers of the
+``llmcluster.hosts`` collection (``llmcluster/collections/``), the code the roles use as filters.
 
 Checks (``gpu[<name>]`` in the results table):
 
@@ -20,7 +21,8 @@ Checks (``gpu[<name>]`` in the results table):
 * ``nvlink`` — every GPU has its NVLinks (18 on Hopper/Blackwell SXM, 12 on A100) and all are up;
 * ``container`` — the container toolkit sees every GPU (``nvidia-container-cli info``) and the
   CDI spec names ``nvidia.com/gpu=0..N-1``;
-* ``dcgm`` — ``dcgmi diag -r <level>`` passes;
+* ``dcgm`` — ``dcgmi diag -r <level>`` passes: a result of every test for every GPU, none failed
+  (the role's judge, ``llmcluster.hosts.dcgm_diag_report``; an empty or partial document fails);
 * ``engine-cache`` — engine backend: the entry in use was built for exactly the installed
   driver, CUDA, TensorRT-LLM and GPU SM, and the plan's model/precision/parallelism;
 * ``serving`` — the replica head answers ``/health`` 200 and lists the model on ``/v1/models``;
@@ -36,6 +38,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmcluster.collections.ansible_collections.llmcluster.hosts.plugins.module_utils.dcgm import dcgm_diag_report
+from llmcluster.collections.ansible_collections.llmcluster.hosts.plugins.module_utils.debian import (
+    apt_mark_holds,
+    deb_upstream_version,
+    dpkg_installed,
+)
+from llmcluster.collections.ansible_collections.llmcluster.hosts.plugins.module_utils.nvidia_container import (
+    nvidia_container_cli_info,
+    nvidia_ctk_cdi_devices,
+)
+from llmcluster.collections.ansible_collections.llmcluster.hosts.plugins.module_utils.nvidia_smi import (
+    nvidia_smi_fabric,
+    nvidia_smi_nvlink,
+    nvidia_smi_query,
+)
 from llmcluster.plan.build import Plan
 from llmcluster.plan.nvidia import gpu_vars
 from llmcluster.plan.serving import engine_key
@@ -155,7 +172,9 @@ print(json.dumps(out))
 '''
 
 
-# --------------------------------------------------------------------------- parsers
+# --------------------------------------------------------------------------- facts
+# The tools' output is parsed by the llmcluster.hosts collection's parsers (module_utils), the
+# same code the roles use as filters: this module parses nothing itself.
 
 
 def _ok(facts: Mapping[str, Any], key: str, what: str) -> str:
@@ -170,95 +189,6 @@ class GpuFactsError(Exception):
     pass
 
 
-def parse_query(text: str) -> list[dict[str, str]]:
-    rows = []
-    for line in text.strip().splitlines():
-        values = [v.strip() for v in line.split(",")]
-        if len(values) == len(QUERY_FIELDS):
-            rows.append(dict(zip(QUERY_FIELDS, values, strict=True)))
-    return rows
-
-
-def parse_fabric(text: str) -> list[dict[str, str]]:
-    """Per GPU (in order) the ``Fabric`` section of ``nvidia-smi -q``: ``{"State", "Status"}``."""
-    out: list[dict[str, str]] = []
-    cur: dict[str, str] | None = None
-    indent = -1
-    for line in text.splitlines():
-        if re.match(r"^GPU [0-9A-Fa-f:.]+\s*$", line):
-            out.append({})
-            cur = None
-            continue
-        stripped = line.strip()
-        lead = len(line) - len(line.lstrip())
-        if stripped == "Fabric" and out:
-            cur, indent = out[-1], lead
-            continue
-        if cur is not None:
-            if lead <= indent or not stripped:
-                cur = None if lead <= indent else cur
-                continue
-            if ":" in stripped:
-                k, v = (s.strip() for s in stripped.split(":", 1))
-                cur.setdefault(k, v)
-    return out
-
-
-def parse_nvlink(text: str) -> dict[int, dict[int, str]]:
-    """``nvidia-smi nvlink -s``: GPU index -> link -> speed text (``26.562 GB/s`` or ``<inactive>``)."""
-    out: dict[int, dict[int, str]] = {}
-    gpu = None
-    for line in text.splitlines():
-        m = re.match(r"^GPU (\d+):", line)
-        if m:
-            gpu = int(m.group(1))
-            out[gpu] = {}
-            continue
-        m = re.match(r"^\s+Link (\d+):\s*(.+?)\s*$", line)
-        if m and gpu is not None:
-            out[gpu][int(m.group(1))] = m.group(2)
-    return out
-
-
-def parse_dpkg(text: str) -> dict[str, str]:
-    """Installed packages -> version (only ``install ok installed``)."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split("\t")
-        if len(parts) == 3 and parts[2].endswith(" installed") and "not-installed" not in parts[2]:
-            out[parts[0]] = parts[1]
-    return out
-
-
-def upstream_version(debian_version: str) -> str:
-    """``1:4.2.3-1`` -> ``4.2.3``; ``570.172.08-0ubuntu1`` -> ``570.172.08``."""
-    v = debian_version.split(":", 1)[-1]
-    return v.rsplit("-", 1)[0] if "-" in v else v
-
-
-def diag_failures(doc: Any) -> list[str]:
-    """Names (and info) of the failed tests of a ``dcgmi diag -j`` document."""
-    failed: list[str] = []
-
-    def walk(node: Any, name: str = "") -> None:
-        if isinstance(node, dict):
-            here = str(node.get("name") or node.get("test_name") or name)
-            status = str(node.get("status", "")).lower()
-            if status == "fail":
-                info = node.get("info") or node.get("warnings") or node.get("warning") or ""
-                if isinstance(info, list):
-                    info = "; ".join(str(i.get("warning", i) if isinstance(i, dict) else i) for i in info)
-                failed.append(f"{here}: {info}".rstrip(": "))
-            for v in node.values():
-                walk(v, here)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, name)
-
-    walk(doc)
-    return sorted(set(failed))
-
-
 # --------------------------------------------------------------------------- judges
 
 
@@ -270,7 +200,7 @@ def judge(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
 
 
 def _gpus(facts: Mapping[str, Any]) -> list[dict[str, str]]:
-    rows = parse_query(_ok(facts, "query", "nvidia-smi --query-gpu"))
+    rows = nvidia_smi_query(_ok(facts, "query", "nvidia-smi --query-gpu"), QUERY_FIELDS)
     if not rows:
         raise GpuFactsError("nvidia-smi lists no GPU")
     return rows
@@ -281,13 +211,13 @@ def _driver(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
     want = g["driver_version"]
     problems = [f"GPU {r['index']} runs driver {r['driver_version']}, spec says {want}"
                 for r in _gpus(facts) if r["driver_version"] != want]
-    installed = parse_dpkg(_ok(facts, "dpkg", "dpkg-query"))
-    holds = set(_ok(facts, "holds", "apt-mark showhold").split())
+    installed = dpkg_installed(_ok(facts, "dpkg", "dpkg-query"))
+    holds = set(apt_mark_holds(_ok(facts, "holds", "apt-mark showhold")))
     for pkg in (g.get("packages") or {}).get("driver", []):
         if pkg not in installed:
             problems.append(f"package {pkg} is not installed")
             continue
-        if upstream_version(installed[pkg]) != want:
+        if deb_upstream_version(installed[pkg]) != want:
             problems.append(f"package {pkg} is {installed[pkg]}, spec says {want}")
         if pkg not in holds:
             problems.append(f"package {pkg} is not held (apt-mark hold): an upgrade could move it")
@@ -325,15 +255,15 @@ def _fabric(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
     state = (unit.get("out") or unit.get("err") or "").strip()
     if state != "active":
         problems.append(f"{pk.get('fabric_service')} is {state or 'unknown'}, expected active")
-    installed = parse_dpkg(_ok(facts, "dpkg", "dpkg-query"))
+    installed = dpkg_installed(_ok(facts, "dpkg", "dpkg-query"))
     for pkg in pk.get("fabric", []):
         if pkg not in installed:
             problems.append(f"package {pkg} is not installed")
-        elif upstream_version(installed[pkg]) != g["driver_version"]:
+        elif deb_upstream_version(installed[pkg]) != g["driver_version"]:
             problems.append(f"{pkg} {installed[pkg]} differs from the driver {g['driver_version']}: "
                             "CUDA fails (error 802) while the node looks healthy")
     if g["fabric"] == "nvswitch":
-        states = parse_fabric(_ok(facts, "q", "nvidia-smi -q"))
+        states = nvidia_smi_fabric(_ok(facts, "q", "nvidia-smi -q"))
         bad = [f"GPU {i}: {s.get('State', '?')}/{s.get('Status', '?')}" for i, s in enumerate(states)
                if (s.get("State"), s.get("Status")) != ("Completed", "Success")]
         if not states:
@@ -346,7 +276,7 @@ def _fabric(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
 def _nvlink(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
     g = check.params["gpu"]
     want = NVLINKS_PER_GPU[g["arch"]]
-    links = parse_nvlink(_ok(facts, "nvlink", "nvidia-smi nvlink -s"))
+    links = nvidia_smi_nvlink(_ok(facts, "nvlink", "nvidia-smi nvlink -s"))
     problems = []
     if len(links) != g["count"]:
         problems.append(f"nvlink status for {len(links)} GPUs, expected {g['count']}")
@@ -362,11 +292,11 @@ def _nvlink(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
 def _container(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
     n = check.params["gpu"]["count"]
     problems = []
-    info = _ok(facts, "container", "nvidia-container-cli info")
-    seen = len(re.findall(r"^Device Index:", info, flags=re.M))
+    info = nvidia_container_cli_info(_ok(facts, "container", "nvidia-container-cli info"))
+    seen = len(info["devices"])
     if seen != n:
         problems.append(f"nvidia-container-cli sees {seen} GPUs, expected {n}")
-    cdi = set(_ok(facts, "cdi", "nvidia-ctk cdi list").split())
+    cdi = set(nvidia_ctk_cdi_devices(_ok(facts, "cdi", "nvidia-ctk cdi list")))
     missing = [f"nvidia.com/gpu={i}" for i in range(n) if f"nvidia.com/gpu={i}" not in cdi]
     if missing:
         problems.append(f"CDI spec lacks {', '.join(missing)}")
@@ -374,17 +304,22 @@ def _container(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
 
 
 def _dcgm(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
+    """The role's judge (``llmcluster.hosts.dcgm_diag_report``): it passes only a document with a
+    result of every test for every planned GPU, none failed."""
     r = facts.get("diag") or {}
-    try:
-        doc = json.loads(r.get("out") or "")
-    except ValueError:
-        detail = (r.get("err") or r.get("out") or "no output").strip()[-200:]
-        return [f"dcgmi diag -r {check.params['diag_level']} gave no JSON (exit {r.get('rc')}): {detail}"]
-    failed = diag_failures(doc)
-    if failed:
-        return [f"dcgmi diag -r {check.params['diag_level']} failed: {'; '.join(failed)}"]
+    level = check.params["diag_level"]
+    report = dcgm_diag_report(r.get("out") or "", gpus=check.params["gpu"]["count"])
+    if report["failures"]:
+        failed = [f"{f['test'] or 'category ' + (f['category'] or '?')}: "
+                  f"{'; '.join(f['messages']) or 'no detail given'}" for f in report["failures"]]
+        return [f"dcgmi diag -r {level} failed: {'; '.join(failed)}"]
+    if not report["ok"]:
+        reason = report["error"] or "; ".join(report["messages"])
+        err = (r.get("err") or "").strip()[-200:]
+        return [f"dcgmi diag -r {level} gave no passing result (exit {r.get('rc')}): {reason}"
+                + (f"; {err}" if err else "")]
     if r.get("rc") != 0:
-        return [f"dcgmi diag -r {check.params['diag_level']} exit {r.get('rc')}: {(r.get('err') or '').strip()[-200:]}"]
+        return [f"dcgmi diag -r {level} exit {r.get('rc')}: {(r.get('err') or '').strip()[-200:]}"]
     return []
 
 

@@ -29,7 +29,11 @@ from llmcluster.lab.nvidia_sim.checkpoint import MARKER, config_json
 from llmcluster.lab.nvidia_sim.hardware import SMI_NAMES, hardware_doc
 from llmcluster.plan.catalog import MODELS
 from llmcluster.spec.models import Pool
-from llmcluster.verify.gpu import diag_failures, parse_fabric, parse_nvlink
+from llmcluster.collections.ansible_collections.llmcluster.hosts.plugins.module_utils.dcgm import dcgm_diag_report
+from llmcluster.collections.ansible_collections.llmcluster.hosts.plugins.module_utils.nvidia_smi import (
+    nvidia_smi_fabric as parse_fabric,
+    nvidia_smi_nvlink as parse_nvlink,
+)
 from tests.conftest import load_plan
 
 _TOOLS = ("dpkg-deb", "dpkg-scanpackages", "gpg", "gpgv")
@@ -319,7 +323,7 @@ def test_daemons_fabric_and_dcgm(host: Host) -> None:
     assert r.returncode == 0 and r.stdout.startswith("8 GPUs found.") and "4 NvSwitches found." in r.stdout
     r = host.run("dcgmi", "diag", "-r", "1", "-j", "--host", f"127.0.0.1:{port}")
     doc = json.loads(r.stdout)
-    assert r.returncode == 0 and diag_failures(doc) == []
+    assert r.returncode == 0 and dcgm_diag_report(doc, gpus=8)["ok"] is True
     assert doc["DCGM GPU Diagnostic"]["test_categories"][0]["category"] == "Deployment"
     # health watches live in the host engine: off, set with -s a, listed by -f, judged by -c
     hostarg = ["--host", f"127.0.0.1:{port}"]
@@ -333,7 +337,9 @@ def test_daemons_fabric_and_dcgm(host: Host) -> None:
     assert "Overall Health            | Failure" in report and "NVLINK: link(s) 5 down" in report
     host.write_faults({"dcgm_diag_fail": "simulated PCIe replay storm"})
     r = host.run("dcgmi", "diag", "-r", "1", "-j", "--host", f"127.0.0.1:{port}")
-    assert r.returncode != 0 and any("simulated PCIe replay storm" in f for f in diag_failures(json.loads(r.stdout)))
+    report = dcgm_diag_report(json.loads(r.stdout), gpus=8)
+    assert r.returncode != 0 and not report["ok"]
+    assert any("simulated PCIe replay storm" in m for m in report["messages"])
     # stopping the fabric manager removes the fabric state
     host.stop_all()
     assert not (host.root / "run/llmcluster-sim/fabric-state").exists()

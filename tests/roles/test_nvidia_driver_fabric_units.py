@@ -10,7 +10,6 @@ OpenPGP fingerprint parser (used where ``gpg`` is not installed) is checked agai
 from __future__ import annotations
 
 import base64
-import functools
 import os
 import shutil
 import subprocess
@@ -60,18 +59,12 @@ def role_vars(role: Path, os_name: str = "Debian", **hostvars: Any) -> dict[str,
     return v
 
 
-@functools.cache
-def _plugins() -> None:
-    from ansible.plugins.loader import filter_loader, init_plugin_loader
-
-    init_plugin_loader()
-    filter_loader.add_directory(str(DRIVER / "filter_plugins"))
-
-
 def template(variables: dict[str, Any], text: str) -> Any:
     from ansible.template import Templar, trust_as_template
 
-    _plugins()
+    from tests.conftest import init_ansible_plugins
+
+    init_ansible_plugins()  # the roles' filters: the llmcluster.hosts collection
     return Templar(variables=variables).template(trust_as_template(text))
 
 
@@ -401,96 +394,21 @@ def test_unattended_upgrades_blacklist(tmp_path):
 
 
 # --------------------------------------------------------------------------- the OpenPGP parser
+# (The parser itself is tested against gpg in tests/unit/test_hosttools.py.)
 
 
-def _openpgp():
-    import importlib.util
+def test_key_fingerprints_without_gpg_come_from_the_collection_parser():
+    from tests.unit.test_hosttools import FPR_ED25519, KEY_ED25519
 
-    spec = importlib.util.spec_from_file_location("openpgp", DRIVER / "filter_plugins" / "openpgp.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_openpgp_parser_rejects_what_is_not_a_key():
-    f = _openpgp().openpgp_fingerprints
-    assert f(b"not a key", "raw") == []
-    assert f(base64.b64encode(b"<html>404</html>").decode()) == []
-    assert f(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n!!!!\n-----END PGP PUBLIC KEY BLOCK-----\n", "raw") == []
-
-
-@pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed here (apt-get install gnupg)")
-@pytest.mark.parametrize("algos", [["ed25519"], ["rsa2048"], ["ed25519", "rsa2048"]])
-def test_openpgp_parser_agrees_with_gpg(tmp_path, algos):
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(home)}
-    try:
-        _check_against_gpg(env, algos)
-    finally:  # key generation starts a gpg-agent for this home
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, check=False)
-
-
-def _check_against_gpg(env: dict[str, str], algos: list[str]) -> None:
-    for i, algo in enumerate(algos):
-        subprocess.run(
-            [
-                "gpg",
-                "--batch",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-                "--quick-gen-key",
-                f"k{i} <k{i}@example.com>",
-                algo,
-                "sign,cert",
-                "never",
-            ],
-            env=env,
-            capture_output=True,
-            check=True,
-        )
-        fpr = subprocess.run(
-            ["gpg", "--batch", "--list-keys", "--with-colons", f"k{i}@example.com"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        fpr = [line.split(":")[9] for line in fpr.splitlines() if line.startswith("fpr:")][0]
-        subprocess.run(
-            [
-                "gpg",
-                "--batch",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-                "--quick-add-key",
-                fpr,
-                "cv25519",
-                "encr",
-                "never",
-            ],
-            env=env,
-            capture_output=True,
-            check=True,
-        )
-    armored = subprocess.run(["gpg", "--armor", "--export"], env=env, capture_output=True, check=True).stdout
-    binary = subprocess.run(["gpg", "--export"], env=env, capture_output=True, check=True).stdout
-    shown = subprocess.run(
-        ["gpg", "--batch", "--show-keys", "--with-colons"], env=env, input=armored, capture_output=True, check=True
-    ).stdout.decode()
-    lines = shown.splitlines()
-    want = [lines[i + 1].split(":")[9] for i, line in enumerate(lines) if line.startswith("pub:")]
-    f = _openpgp().openpgp_fingerprints
-    assert f(base64.b64encode(armored).decode()) == want
-    assert f(base64.b64encode(binary).decode()) == want
-    assert f(armored, "raw") == want and len(want) == len(algos)
     # Through Ansible, as the role uses it (slurp's base64 content).
-    v = driver_vars(__nvidia_driver_key_content={"content": base64.b64encode(armored).decode()})
-    assert evaluate(v, "_nvidia_driver_key_fingerprints") == want
+    v = driver_vars(__nvidia_driver_key_content={"content": base64.b64encode(KEY_ED25519.encode()).decode()})
+    assert evaluate(v, "_nvidia_driver_key_fingerprints") == [FPR_ED25519]
+    v = driver_vars(__nvidia_driver_key_content={"content": base64.b64encode(b"<html>404</html>").decode()})
+    assert evaluate(v, "_nvidia_driver_key_fingerprints") == []
+    # gpg ran (and printed nothing usable): its output is used, not the file's parse
+    v = driver_vars(__nvidia_driver_gpg_keys=reg(""),
+                    __nvidia_driver_key_content={"content": base64.b64encode(KEY_ED25519.encode()).decode()})
+    assert evaluate(v, "_nvidia_driver_key_fingerprints") == []
 
 
 # --------------------------------------------------------------------------- nvidia_fabricmanager

@@ -66,9 +66,11 @@ def task_keywords() -> frozenset[str]:
 
 @functools.cache
 def plugin_loaders():
-    from ansible.plugins.loader import action_loader, init_plugin_loader, module_loader
+    from ansible.plugins.loader import action_loader, module_loader
 
-    init_plugin_loader()
+    from tests.conftest import init_ansible_plugins
+
+    init_ansible_plugins()
     return module_loader, action_loader
 
 
@@ -103,8 +105,8 @@ def test_yamllint_is_clean():
     exe = tool("yamllint")
     if exe is None:
         pytest.skip("yamllint is not installed (pip install yamllint; see the project's test extras)")
-    r = subprocess.run([exe, "-s", "roles", "ansible", ".ansible-lint", ".yamllint"], cwd=ROOT,
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run([exe, "-s", "roles", "ansible", ".ansible-lint", ".yamllint", "llmcluster/collections"],
+                       cwd=ROOT, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -119,11 +121,42 @@ def test_ansible_lint_production_profile_is_clean():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_ansible_lint_production_profile_is_clean_on_the_hosts_collection():
+    """The llmcluster.hosts collection (galaxy.yml, meta/runtime.yml, plugins) is a valid collection.
+    Linted from its own folder: the project's exclude_paths leave out the Python package it lives in."""
+    from tests.conftest import COLLECTION
+
+    exe = tool("ansible-lint")
+    if exe is None:
+        pytest.skip("ansible-lint is not installed (pip install ansible-lint; see the project's test extras)")
+    env = tool_env()
+    env.pop("ANSIBLE_CONFIG")
+    r = subprocess.run([exe, "--profile", "production", "--offline", "--nocolor"], cwd=COLLECTION,
+                       env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"in ([1-9]\d*) files processed", r.stdout + r.stderr), r.stdout + r.stderr
+
+
 def test_lint_configuration():
     cfg = load(ROOT / ".ansible-lint")
     assert cfg["profile"] == "production"
     assert not cfg.get("skip_list") and not cfg.get("warn_list"), "skips need a comment saying why (DESIGN 3)"
     assert load(ROOT / ".yamllint")["extends"] == "default"
+
+
+def test_ansible_cfg_finds_the_hosts_collection():
+    """Whatever runs Ansible with ansible/ansible.cfg (converge, verify, the tests' playbooks) finds
+    llmcluster.hosts: collections_path, relative to that file, is the package's collections folder."""
+    from tests.conftest import COLLECTIONS
+
+    r = subprocess.run([tool("ansible-config") or "ansible-config", "dump", "--only-changed", "--format", "json"],
+                       cwd=ROOT, env=tool_env(), capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    paths = next(e["value"] for e in json.loads(r.stdout) if e["name"] == "COLLECTIONS_PATHS")
+    assert [Path(p).resolve() for p in paths] == [COLLECTIONS.resolve()]
+    assert "collections_path = ../llmcluster/collections" in (ANSIBLE_DIR / "ansible.cfg").read_text()
 
 
 @pytest.mark.parametrize("stack", STACK_NAMES)
@@ -200,6 +233,47 @@ def test_every_task_is_named_and_uses_an_existing_fqcn_module(role):
                 args = task.get("args") or {}
                 assert "changed_when" in task or "creates" in args or "removes" in args, \
                     f"{where}: a command must say when it changes something"
+
+
+#: Jinja idioms that parsed tool output inside the roles before the llmcluster.hosts collection
+#: (dpkg status lines, "a|b|c" madison/dpkg fields, Debian epochs and revisions, nvidia-smi CSV
+#: columns and -q sections, gpg's colon records).
+REPARSING = (
+    "select('match', '^ii')", "split('|')", "regex_replace('^[0-9]+:'", "regex_replace('-[^-]*$'",
+    "map('split', ',')", "regex_findall('(?m)^GPU", "Fabric\\s*\\n", "line.split(':')",
+)
+#: Filters of the former per-role filter plugins, by their short names.
+FORMER_FILTERS = ("dcgm_diag_report", "dcgm_health_systems", "dcgm_health_overall", "dcgmi_gpu_count",
+                  "dcgm_apt_madison", "dcgm_apt_pick_version", "dcgm_dpkg_installed", "openpgp_fingerprints",
+                  "nct_openpgp_key_info", "nct_normalize_fingerprint", "nct_apt_madison", "nct_apt_pick_version",
+                  "nct_dpkg_installed", "nct_container_cli_info", "nct_cdi_devices", "nct_runtime_nvidia_state",
+                  "nct_ctr_plugin_errors")
+
+
+def role_texts(role: str) -> dict[str, str]:
+    return {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8")
+            for p in sorted((ROLES_DIR / role).rglob("*")) if p.suffix in (".yml", ".yaml", ".j2") and p.is_file()}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_roles_parse_tool_output_with_the_hosts_collection_only(role):
+    """No role carries its own plugins to parse tool output, nor re-parses it in Jinja: the
+    llmcluster.hosts collection's filters do (the same code as the verification suite's)."""
+    own = [p.name for p in (ROLES_DIR / role).iterdir() if p.is_dir() and p.name.endswith("_plugins")]
+    assert not own, f"{role} carries its own plugins {own}: parsers belong in the llmcluster.hosts collection"
+    assert not (ROLES_DIR / role / "module_utils").exists() and not (ROLES_DIR / role / "library").exists()
+    from ansible.plugins.loader import filter_loader
+
+    from tests.conftest import init_ansible_plugins
+
+    init_ansible_plugins()
+    for path, text in role_texts(role).items():
+        for idiom in REPARSING:
+            assert idiom not in text, f"{path}: re-parses tool output with {idiom!r}: use a llmcluster.hosts filter"
+        for name in FORMER_FILTERS:
+            assert not re.search(rf"\|\s*{name}\b", text), f"{path}: {name} without its FQCN llmcluster.hosts.{name}"
+        for name in sorted(set(re.findall(r"\bllmcluster\.hosts\.(\w+)", text))):
+            assert filter_loader.get(f"llmcluster.hosts.{name}"), f"{path}: llmcluster.hosts.{name} does not exist"
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -104,7 +104,7 @@ def test_a_healthy_node_passes_every_check(checks):
     ("dcgm", {"diag": {"rc": 226, "out": json.dumps({"DCGM GPU Diagnostic": {"test_categories": [{"tests": [
         {"name": "Persistence Mode", "results": [{"status": "Fail", "info": "persistence mode disabled"}]}]}]}}),
         "err": ""}}, "Persistence Mode: persistence mode disabled"),
-    ("dcgm", {"diag": {"rc": 255, "out": "", "err": "Error: unable to establish a connection"}}, "gave no JSON"),
+    ("dcgm", {"diag": {"rc": 255, "out": "", "err": "Error: unable to establish a connection"}}, "did not print JSON"),
     ("serving", {"health": {"status": 503, "body": ""}}, "/health answered 503"),
     ("engine-cache", {"cache_key": {"error": "No such file or directory"}}, "no engine cache entry in use"),
     ("nvlink", {"nvlink": {"rc": 9, "out": "", "err": "NVIDIA-SMI has failed because it couldn't communicate"}},
@@ -131,9 +131,58 @@ def test_hbm_judge():
 
 
 def test_parsers_tolerate_other_sections():
-    assert G.upstream_version("1:4.2.3-1") == "4.2.3" and G.upstream_version("570.172.08-0ubuntu1") == "570.172.08"
-    assert G.parse_fabric(_q([("Completed", "Success")]))[0] == {"State": "Completed", "Status": "Success",
-                                                                 "CliqueId": "1"}
+    assert G.deb_upstream_version("1:4.2.3-1") == "4.2.3"
+    assert G.deb_upstream_version("570.172.08-0ubuntu1") == "570.172.08"
+    assert G.nvidia_smi_fabric(_q([("Completed", "Success")]))[0] == {"State": "Completed", "Status": "Success",
+                                                                      "CliqueId": "1"}
+
+
+def _diag(tests, gpus=None):
+    """A dcgmi diag -j document of ``tests`` ({name: [status per GPU]} or {name: None} for a test
+    printed without results)."""
+    out = []
+    for name, statuses in tests.items():
+        test = {"name": name, "test_summary": {"status": "Pass"}}
+        if statuses is not None:
+            test["results"] = [{"entity_group": "GPU", "entity_group_id": 1, "entity_id": i, "status": st}
+                               for i, st in enumerate(statuses)]
+        out.append(test)
+    return json.dumps({"DCGM GPU Diagnostic": {"test_categories": [{"category": "Deployment", "tests": out}]}})
+
+
+#: Documents that show nothing failed because they show nothing (dcgmi exits 0 on each): the
+#: verification must not pass them (the old judge, which only looked for failed tests, did).
+EMPTY_DIAGS = {
+    "empty object": "{}",
+    "empty list": "[]",
+    "no test categories": json.dumps({"DCGM GPU Diagnostic": {"test_categories": []}, "version": "4.2.3"}),
+    "a category without tests": json.dumps({"DCGM GPU Diagnostic": {"test_categories": [
+        {"category": "Deployment", "tests": []}]}}),
+    "tests without results": _diag({"Denylist": None, "NVML Library": None}),
+    "one test without results": _diag({"Denylist": ["Pass"] * 8, "NVML Library": None}),
+    "empty results": _diag({"Denylist": []}),
+    "a GPU without result": _diag({"Denylist": ["Pass"] * 8, "NVML Library": ["Pass"] * 7}),
+    "fewer GPUs than planned": _diag({"Denylist": ["Pass"] * 4, "NVML Library": ["Pass"] * 4}),
+}
+
+
+@pytest.mark.parametrize("doc", list(EMPTY_DIAGS.values()), ids=list(EMPTY_DIAGS))
+def test_dcgm_fails_a_document_without_results(checks, doc):
+    facts = {**healthy(), "diag": _ok(doc)}
+    problems = G.judge(checks["dcgm"], facts)
+    assert problems and problems[0].startswith("dcgmi diag -r 1 "), problems
+
+
+def test_dcgm_passes_a_full_per_gpu_document(checks):
+    facts = {**healthy(), "diag": _ok(_diag({"Denylist": ["Pass"] * 8, "NVML Library": ["Pass"] * 7 + ["Skip"]}))}
+    assert G.judge(checks["dcgm"], facts) == []
+
+
+def test_verify_and_the_role_use_one_dcgm_judge():
+    """verify/gpu.py imports the collection's judge: the role's filter is the same function."""
+    from llmcluster.collections.ansible_collections.llmcluster.hosts.plugins.module_utils import dcgm
+
+    assert G.dcgm_diag_report is dcgm.dcgm_diag_report
 
 
 def test_results_table_keeps_bracketed_check_names():
