@@ -14,11 +14,9 @@ import netaddr
 
 from llmcluster.errors import InfeasibleError, PlanError, Problem
 from llmcluster.plan.aws_instances import INSTANCE_TYPES
+from llmcluster.plan.storage import RAID_MIN_DRIVES
 from llmcluster.spec.loader import did_you_mean
 from llmcluster.spec.models import Spec
-
-#: Minimum member drives per md RAID level.
-RAID_MIN_DRIVES = {0: 2, 1: 2, 5: 3, 6: 4, 10: 4}
 
 
 def validate_spec(spec: Spec) -> list[Problem]:
