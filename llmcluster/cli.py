@@ -76,7 +76,7 @@ def stack_file(stack: str, directory: Path) -> Path:
 
 
 def _load(args) -> Any:
-    from llmcluster.spec import load_stack_file
+    from llmcluster.validate import load_stack_file
 
     path = stack_file(args.stack, stacks_dir(args.stacks_dir))
     return load_stack_file(path, getattr(args, "set", None) or [])
@@ -86,7 +86,7 @@ def _load(args) -> Any:
 
 
 def cmd_validate(args) -> int:
-    from llmcluster.spec import load_stack_file
+    from llmcluster.validate import load_stack_file
 
     paths = [Path(p) for p in args.paths] or sorted(stacks_dir(args.stacks_dir).glob("Pulumi.*.y*ml"))
     if not paths:
@@ -102,7 +102,7 @@ def cmd_validate(args) -> int:
             continue
         problems: list[Problem] = []
         if args.preflight:
-            from llmcluster.spec.preflight import preflight
+            from llmcluster.validate.preflight import preflight
 
             problems = preflight(spec, timeout=args.timeout)
             errors.extend(f"{p}: {x}" for x in problems)

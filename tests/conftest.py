@@ -19,7 +19,7 @@ STACK_NAMES = sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))
 
 @functools.cache
 def load_spec(stack: str, overrides: tuple[str, ...] = ()):
-    from llmcluster.spec import load_stack_file
+    from llmcluster.validate import load_stack_file
 
     return load_stack_file(STACKS / f"Pulumi.{stack}.yaml", list(overrides))
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from llmcluster.errors import Problem, SpecError
-from llmcluster.spec import load_stack_file
+from llmcluster.spec import parse_stack_file
+from llmcluster.validate import load_stack_file
 
 CORPUS = Path(__file__).resolve().parent / "malformed"
 FILES = sorted(CORPUS.glob("*.yaml"))
@@ -106,6 +107,6 @@ def test_malformed_stack_cli_formatting(path: Path) -> None:
 def test_field_layer_alone_never_crashes(path: Path) -> None:
     """Without whole-spec rules a file may load, but any failure is still a SpecError."""
     try:
-        load_stack_file(path, whole_spec=False)
+        parse_stack_file(path)
     except SpecError as exc:
         assert exc.problems

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from llmcluster.spec.preflight import preflight, preflight_aws, preflight_baremetal, tcp_reachable
+from llmcluster.validate.preflight import preflight, preflight_aws, preflight_baremetal, tcp_reachable
 from tests.conftest import load_spec
 
 
@@ -69,7 +69,7 @@ def test_aws_preflight_against_the_ec2_api_emulator():
         client = boto3.client("ec2", region_name=spec.aws.region)
         assert preflight(spec, ec2_client=client) == []
         # In the emulator's offering data eu-west-1 has no P5en (its gateways' C7i is offered).
-        from llmcluster.spec import load_stack_file
+        from llmcluster.validate import load_stack_file
         from tests.conftest import STACKS
 
         moved = load_stack_file(STACKS / "Pulumi.prod-aws.yaml",
