@@ -595,7 +595,7 @@ def measure_size(n: int, sweep: SweepPlan | None, say: Callable[[str], None], ki
     from llmcluster.inventory import build_inventory
     from llmcluster.lab import LabRuntime
     from llmcluster.plan.build import build_plan
-    from llmcluster.spec import load_stack_file
+    from llmcluster.validate import load_stack_file
 
     overrides = overrides_for(n, kind)
     plan = build_plan(load_stack_file(STACK, overrides))

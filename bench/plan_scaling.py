@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmcluster.offline import evaluate
-from llmcluster.spec import load_stack_file
+from llmcluster.validate import load_stack_file
 
 STACK = ROOT / "stacks" / "Pulumi.prod-baremetal.yaml"
 

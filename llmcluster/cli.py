@@ -76,7 +76,7 @@ def stack_file(stack: str, directory: Path) -> Path:
 
 
 def _load(args) -> Any:
-    from llmcluster.spec import load_stack_file
+    from llmcluster.validate import load_stack_file
 
     path = stack_file(args.stack, stacks_dir(args.stacks_dir))
     return load_stack_file(path, getattr(args, "set", None) or [])
@@ -85,9 +85,15 @@ def _load(args) -> Any:
 # --------------------------------------------------------------------------- validate
 
 
-def cmd_validate(args) -> int:
-    from llmcluster.spec import load_stack_file
+def _finding(problem: Problem, rule: str | None) -> dict[str, Any]:
+    return {"rule": rule, "path": problem.path, "message": problem.message}
 
+
+def cmd_validate(args) -> int:
+    from llmcluster.validate import load_stack_file
+
+    if args.list_rules:
+        return _list_rules(args)
     paths = [Path(p) for p in args.paths] or sorted(stacks_dir(args.stacks_dir).glob("Pulumi.*.y*ml"))
     if not paths:
         return _fail([f"{stacks_dir(args.stacks_dir)}: no stack files (Pulumi.<stack>.yaml) found"])
@@ -98,17 +104,19 @@ def cmd_validate(args) -> int:
             spec = load_stack_file(p, args.set or [])
         except SpecError as exc:
             errors.extend(exc.lines())
-            rows.append({"file": str(p), "valid": False, "problems": [str(x) for x in exc.problems]})
+            rows.append({"file": str(p), "valid": False, "problems": [str(x) for x in exc.problems],
+                         "findings": [_finding(x, exc.rules.get(x)) for x in exc.problems]})
             continue
-        problems: list[Problem] = []
+        findings = []
         if args.preflight:
-            from llmcluster.spec.preflight import preflight
+            from llmcluster.validate.preflight import preflight_findings
 
-            problems = preflight(spec, timeout=args.timeout)
-            errors.extend(f"{p}: {x}" for x in problems)
-        rows.append({"file": str(p), "stack": spec.stack, "valid": not problems, "platform": spec.platform,
+            findings = preflight_findings(spec, timeout=args.timeout)
+            errors.extend(f"{p}: {x.problem}" for x in findings)
+        rows.append({"file": str(p), "stack": spec.stack, "valid": not findings, "platform": spec.platform,
                      "nodes": sum(pool.count for pool in spec.pools.values()), "model": spec.serving.model,
-                     "problems": [str(x) for x in problems]})
+                     "problems": [str(x.problem) for x in findings],
+                     "findings": [_finding(x.problem, x.rule) for x in findings]})
     if args.json:
         _print_json({"valid": not errors, "stacks": rows})
     else:
@@ -123,6 +131,25 @@ def cmd_validate(args) -> int:
         _console().print(table)
     if errors:
         return _fail(errors)
+    return EXIT_OK
+
+
+def _list_rules(args) -> int:
+    from llmcluster.validate import rules
+
+    registry = rules()
+    if args.json:
+        _print_json([{"rule": r.id, "layer": r.layer, "domain": r.domain, "summary": r.summary,
+                      "requires": list(r.requires), "unless": list(r.unless)} for r in registry])
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f"llmcluster validation rules ({len(registry)}, in run order)")
+    for col in ("rule", "layer", "checks"):
+        table.add_column(col)
+    for r in registry:
+        table.add_row(r.id, r.layer, r.summary)
+    _console().print(table)
     return EXIT_OK
 
 
@@ -397,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--preflight", action="store_true", help="also check the environment (hosts, AWS offerings)")
     v.add_argument("--timeout", type=float, default=3.0, help="preflight timeout per check (seconds)")
     v.add_argument("--json", action="store_true")
+    v.add_argument("--list-rules", action="store_true", help="print the validation rules (id, layer, what each checks)")
     v.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("size", help="minimum feasible deployment for a model on a GPU")

@@ -8,6 +8,7 @@ problem and exits 2. Nothing in this module imports Pulumi.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -31,11 +32,14 @@ class LLMClusterError(Exception):
 class SpecError(LLMClusterError):
     """The environment spec (or an override) is invalid. Carries every problem found."""
 
-    def __init__(self, problems: list[Problem] | Problem, source: str | None = None):
+    def __init__(self, problems: list[Problem] | Problem, source: str | None = None,
+                 rules: Mapping[Problem, str] | None = None):
         if isinstance(problems, Problem):
             problems = [problems]
         self.problems: list[Problem] = sorted(set(problems), key=lambda p: (p.path, p.message))
         self.source = source
+        #: The id of the validation rule that found each problem, where known (``llmcluster.validate``).
+        self.rules: dict[Problem, str] = {p: rules[p] for p in self.problems if rules and p in rules}
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:

@@ -63,7 +63,7 @@ def _inventory(plan: Plan, addresses: dict[str, Any]) -> Any:
 def main() -> None:
     """Entry point under ``pulumi up``: read config once, build, export."""
     from llmcluster.errors import LLMClusterError
-    from llmcluster.spec.loader import load_from_pulumi
+    from llmcluster.validate import load_from_pulumi
     from llmcluster.spec.secrets import switch_credentials_from_pulumi
 
     try:

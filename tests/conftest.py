@@ -32,7 +32,7 @@ def init_ansible_plugins() -> None:
 
 @functools.cache
 def load_spec(stack: str, overrides: tuple[str, ...] = ()):
-    from llmcluster.spec import load_stack_file
+    from llmcluster.validate import load_stack_file
 
     return load_stack_file(STACKS / f"Pulumi.{stack}.yaml", list(overrides))
 

@@ -10,7 +10,7 @@ lifecycle: a dynamic resource would have to "delete" a server on ``pulumi destro
 need the hosts' SSH credentials inside Pulumi, and would make every ``pulumi up`` depend on
 every host answering. Checking that the racked hosts really are what the spec says is the
 environment preflight's job (``llmcluster validate --preflight``: GPUs, NVMe drives and OS
-release over SSH, :mod:`llmcluster.spec.hostfacts`), run before ``pulumi up``.
+release over SSH, :mod:`llmcluster.validate.hostfacts`), run before ``pulumi up``.
 
 The component takes only what it registers (site, OS, pools, the hosts' plan entries), not the
 whole plan; the program builds the inventory from the plan and the hosts this component reports

@@ -40,7 +40,6 @@ from fractions import Fraction
 from llmcluster.errors import PlanError
 from llmcluster.plan.ipam import IpPlan
 from llmcluster.spec.models import Spec
-from llmcluster.spec.validate import RAID_MIN_DRIVES
 
 MD_DEVICE = "/dev/md/models"
 CRYPT_NAME = "models"
@@ -48,6 +47,8 @@ PG_MIN = 32
 PG_ROUND_UP_LIMIT = Fraction(5, 4)  # round up only when the next power is at most 25 % above
 MAX_MONS = 5
 MAX_MGRS = 2
+#: Minimum member drives per md RAID level (the planner relies on it; ``storage.raid-drives`` enforces it).
+RAID_MIN_DRIVES = {0: 2, 1: 2, 5: 3, 6: 4, 10: 4}
 
 
 def nvme_device(index: int) -> str:

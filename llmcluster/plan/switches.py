@@ -522,6 +522,11 @@ def _known_hosts_text(spec: Spec) -> str:
 
 def switch_problems(spec: Spec) -> list[Problem]:
     """Whole-spec rules of the switch plan (topology and ``baremetal.port_map``)."""
+    return topology_problems(spec) + port_map_problems(spec)
+
+
+def topology_problems(spec: Spec) -> list[Problem]:
+    """Leaf/spine counts the L2 fabric can build, and the MLAG pair's reserved addresses."""
     bm = spec.baremetal
     if spec.platform != "baremetal" or bm is None:
         return []
@@ -540,15 +545,14 @@ def switch_problems(spec: Spec) -> list[Problem]:
                 out.append(Problem(f"fabric.vlans.{role}.reserved",
                                    f"{vlan.reserved}: an MLAG spine pair needs at least 4 reserved addresses "
                                    "(.1 gateway, .2 VIP, .3 and .4 the spines' own SVI addresses)"))
-    out.extend(_port_map_problems(spec))
     return out
 
 
-def _port_map_problems(spec: Spec) -> list[Problem]:
+def port_map_problems(spec: Spec) -> list[Problem]:
+    """``baremetal.port_map``: known leaves, hosts and NICs, free non-uplink ports, VLANs the NIC carries."""
     bm = spec.baremetal
-    assert bm is not None
     out: list[Problem] = []
-    if not bm.port_map:
+    if spec.platform != "baremetal" or bm is None or not bm.port_map:
         return out
     switch_os = get_nos(bm.switch_os)
     leaves = leaf_names(bm.leaf_switches)

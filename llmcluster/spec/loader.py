@@ -1,9 +1,12 @@
-"""Load the environment spec from a Pulumi stack file or from Pulumi's runtime config.
+"""Parse the environment spec from a Pulumi stack file or from Pulumi's runtime config.
 
 Both paths produce the same raw mapping (section name -> value, the ``llmcluster:``
-prefix stripped), apply ``--set`` overrides, and run the same three-layer validation.
-Every user mistake becomes a :class:`~llmcluster.errors.SpecError` whose problems name
-the key path; nothing here raises anything else for bad input.
+prefix stripped) and apply ``--set`` overrides; :func:`parse_raw` then runs the field
+layer (the typed models). The whole-spec, plan-aware and preflight rules live above the
+planners, in :mod:`llmcluster.validate`, whose ``load_stack_file`` / ``load_from_pulumi``
+are what programs call: this module only parses. Every user mistake becomes a
+:class:`~llmcluster.errors.SpecError` whose problems name the key path; nothing here
+raises anything else for bad input.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import copy
 import difflib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -308,29 +312,25 @@ def _short(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def validate_raw(raw: Mapping[str, Any], stack: str, *, whole_spec: bool = True) -> Spec:
-    """Layers 1 and 2: typed field validation, then whole-spec rules."""
+def parse_raw(raw: Mapping[str, Any], stack: str) -> Spec:
+    """The field layer: the raw sections as typed models (types, ranges, enums, unknown keys).
+
+    Cross-field and cross-section rules are not checked here: see :mod:`llmcluster.validate`.
+    """
     data = dict(raw)
     data["stack"] = stack
     try:
-        spec = Spec.model_validate(data)
+        return Spec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(problems_from_validation_error(exc)) from None
     except RecursionError:
         raise SpecError(Problem("", "the spec is nested too deeply")) from None
-    if whole_spec:
-        from llmcluster.spec.validate import validate_spec
-
-        problems = validate_spec(spec)
-        if problems:
-            raise SpecError(problems)
-    return spec
 
 
-def load_stack_file(path: str | Path, overrides: Sequence[str] = (), *, whole_spec: bool = True) -> Spec:
-    """Load ``stacks/Pulumi.<stack>.yaml``; raise SpecError naming the file on any problem."""
+def raw_from_stack_file(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Read ``stacks/Pulumi.<stack>.yaml`` into its raw sections, overrides applied."""
     p = Path(path)
-    try:
+    with source_named(path):
         try:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -338,17 +338,23 @@ def load_stack_file(path: str | Path, overrides: Sequence[str] = (), *, whole_sp
         except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
             raise SpecError(Problem("", f"cannot read: {exc.__class__.__name__}")) from None
         raw = raw_from_stack_document(parse_yaml(text))
-        raw = apply_overrides(raw, overrides)
-        return validate_raw(raw, stack_name_from_path(p), whole_spec=whole_spec)
+        return apply_overrides(raw, overrides)
+
+
+def parse_stack_file(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
+    """Parse a stack file through the field layer only (no whole-spec rules): for tests and tools
+    that build deliberately partial specs. Programs load with :func:`llmcluster.validate.load_stack_file`."""
+    raw = raw_from_stack_file(path, overrides)
+    with source_named(path):
+        return parse_raw(raw, stack_name_from_path(Path(path)))
+
+
+@contextmanager
+def source_named(path: str | Path) -> Iterator[None]:
+    """Name ``path`` as the source of any SpecError raised inside (unless it already names one)."""
+    try:
+        yield
     except SpecError as exc:
-        if exc.source is None:
-            exc = SpecError(exc.problems, source=str(path))
-        raise exc from None
-
-
-def load_from_pulumi(overrides: Sequence[str] = ()) -> Spec:
-    """Load the spec inside a running Pulumi program (real CLI or mocks)."""
-    import pulumi
-
-    raw = apply_overrides(raw_from_pulumi_config(), overrides)
-    return validate_raw(raw, pulumi.get_stack())
+        if exc.source is not None:
+            raise
+        raise SpecError(exc.problems, source=str(path), rules=exc.rules) from None

@@ -4,8 +4,7 @@ Every section of the stack config namespace ``llmcluster:`` maps to one model
 here: ``llmcluster:site`` -> :class:`Site`, ``llmcluster:fabric`` -> :class:`Fabric`
 and so on. Unknown keys are rejected everywhere (``extra="forbid"``); scalar types
 are strict (``"2"`` is not a count). Cross-field and cross-section rules live in
-:mod:`llmcluster.spec.validate` (layer 2) and environment checks in
-:mod:`llmcluster.spec.preflight` (layer 3).
+:mod:`llmcluster.validate` (whole-spec, plan-aware and environment preflight rules).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
-from llmcluster.spec import hostfacts as F
-from llmcluster.spec.preflight import preflight
+from llmcluster.validate import hostfacts as F
+from llmcluster.validate.preflight import preflight
 from tests.conftest import STACKS, load_spec
 
 pytestmark = pytest.mark.lab

@@ -171,7 +171,7 @@ def test_program_reads_config_from_the_pulumi_runtime():
     import pulumi
     import yaml
 
-    from llmcluster.spec.loader import load_from_pulumi
+    from llmcluster.validate import load_from_pulumi
     from tests.conftest import STACKS
 
     doc = yaml.safe_load((STACKS / "Pulumi.prod-aws.yaml").read_text())

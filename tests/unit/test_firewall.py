@@ -15,14 +15,14 @@ from llmcluster.plan.firewall import (
     parse_port_spec,
 )
 from llmcluster.plan.ipam import build_ip_plan
-from llmcluster.spec import load_stack_file
+from llmcluster.spec import parse_stack_file
 from tests.conftest import STACKS, check_golden
 
 
 
 @functools.cache
 def spec_of(stack: str, overrides: tuple[str, ...] = ()):
-    return load_stack_file(STACKS / f"Pulumi.{stack}.yaml", list(overrides), whole_spec=False)
+    return parse_stack_file(STACKS / f"Pulumi.{stack}.yaml", list(overrides))
 
 
 def plan_of(stack: str, overrides: tuple[str, ...] = ()):

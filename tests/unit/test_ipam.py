@@ -7,7 +7,8 @@ import pytest
 
 from llmcluster.errors import PlanError, SpecError
 from llmcluster.plan.ipam import build_ip_plan, hostname
-from llmcluster.spec import load_stack_file
+from llmcluster.spec import parse_stack_file
+from llmcluster.validate import load_stack_file
 from tests.conftest import STACKS, load_spec
 
 
@@ -92,7 +93,7 @@ def test_exhaustion_names_the_vlan_and_suggests_a_prefix():
 
 
 def test_overlapping_explicit_subnets_are_rejected():
-    spec = load_stack_file(STACKS / "Pulumi.lab.yaml", whole_spec=False, overrides=[
+    spec = parse_stack_file(STACKS / "Pulumi.lab.yaml", overrides=[
         "fabric.vlans.mgmt.subnet=10.42.0.0/23", "fabric.vlans.mgmt.prefix=23",
         "fabric.vlans.rdma.subnet=10.42.1.0/24"])
     with pytest.raises(PlanError) as ei:

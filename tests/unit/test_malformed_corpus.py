@@ -6,6 +6,8 @@ Header of each ``tests/unit/malformed/NN-short-name.yaml``:
   prefix); ``<root>`` stands for a problem about the file as a whole (empty path), such as
   malformed YAML.
 * ``# message: <substring>`` (optional): that problem's message contains this text.
+* ``# rule: <rule id>`` (optional, among the leading comment lines): that problem was found by
+  this rule of :mod:`llmcluster.validate` (every rule has a case: ``tests/unit/test_rules.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from llmcluster.errors import Problem, SpecError
-from llmcluster.spec import load_stack_file
+from llmcluster.spec import parse_stack_file
+from llmcluster.validate import load_stack_file
 
 CORPUS = Path(__file__).resolve().parent / "malformed"
 FILES = sorted(CORPUS.glob("*.yaml"))
@@ -29,6 +32,7 @@ ROOT = "<root>"
 class Expectation:
     path: str
     message: str | None
+    rule: str | None = None
 
 
 def expectation(path: Path) -> Expectation:
@@ -39,7 +43,9 @@ def expectation(path: Path) -> Expectation:
     message = None
     if len(lines) > 1 and lines[1].startswith("# message:"):
         message = lines[1].removeprefix("# message:").strip() or None
-    return Expectation("" if want == ROOT else want, message)
+    header = lines[: next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))]
+    rule = next((line.removeprefix("# rule:").strip() for line in header if line.startswith("# rule:")), None)
+    return Expectation("" if want == ROOT else want, message, rule or None)
 
 
 def test_corpus_is_big_enough() -> None:
@@ -77,6 +83,10 @@ def test_malformed_stack_is_rejected_at_the_expected_key(path: Path) -> None:
     if want.message is not None:
         assert any(want.message in p.message for p in at_path), (
             f"{path.name}: no problem at {want.path or ROOT!r} mentions {want.message!r}; got:\n{listing}")
+    if want.rule is not None:
+        found = {exc.rules.get(p) for p in at_path if want.message is None or want.message in p.message}
+        assert want.rule in found, f"{path.name}: the problem at {want.path or ROOT!r} came from {found}, " \
+                                   f"not {want.rule}"
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
@@ -106,6 +116,6 @@ def test_malformed_stack_cli_formatting(path: Path) -> None:
 def test_field_layer_alone_never_crashes(path: Path) -> None:
     """Without whole-spec rules a file may load, but any failure is still a SpecError."""
     try:
-        load_stack_file(path, whole_spec=False)
+        parse_stack_file(path)
     except SpecError as exc:
         assert exc.problems

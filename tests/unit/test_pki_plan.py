@@ -7,7 +7,7 @@ import pytest
 from llmcluster.errors import SpecError
 from llmcluster.plan.ipam import build_ip_plan
 from llmcluster.plan.pki import CertPlan, build_pki_plan, check_sans
-from llmcluster.spec import load_stack_file
+from llmcluster.validate import load_stack_file
 from tests.conftest import STACKS, load_spec
 
 

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from llmcluster.spec.preflight import preflight, preflight_aws, preflight_baremetal, tcp_reachable
+from llmcluster.validate.preflight import preflight, preflight_aws, preflight_baremetal, tcp_reachable
 from tests.conftest import load_spec
 
 
@@ -69,7 +69,7 @@ def test_aws_preflight_against_the_ec2_api_emulator():
         client = boto3.client("ec2", region_name=spec.aws.region)
         assert preflight(spec, ec2_client=client) == []
         # In the emulator's offering data eu-west-1 has no P5en (its gateways' C7i is offered).
-        from llmcluster.spec import load_stack_file
+        from llmcluster.validate import load_stack_file
         from tests.conftest import STACKS
 
         moved = load_stack_file(STACKS / "Pulumi.prod-aws.yaml",
@@ -77,3 +77,43 @@ def test_aws_preflight_against_the_ec2_api_emulator():
         problems = preflight(moved, ec2_client=boto3.client("ec2", region_name="eu-west-1"))
         assert [p.path for p in problems] == ["pools.gpu.aws.instance_type"]
         assert "p5en.48xlarge is not offered in eu-west-1a" in problems[0].message
+
+
+def test_preflight_findings_name_their_rules(listener):
+    from llmcluster.validate.preflight import preflight_findings
+
+    spec = load_spec("lab")
+    closed = _closed_port()
+
+    def probe(address: str, port: int, timeout: float) -> bool:
+        return tcp_reachable("127.0.0.1", closed if address == "10.42.0.12" else listener, timeout)
+
+    findings = preflight_findings(spec, probe=probe, timeout=1.0, facts=False)
+    assert [(f.rule, f.problem.path) for f in findings] == [("baremetal.hosts-reachable", "pools.gpu")]
+    aws = preflight_findings(load_spec("prod-aws"), ec2_client=_FakeEc2Error())
+    assert [(f.rule, f.problem.path) for f in aws] == [("aws.instance-types-offered", "aws")]
+
+
+def test_host_facts_rule_reports_each_difference(monkeypatch):
+    """``baremetal.host-facts`` over hosts that answer: the SSH session is stood in for, the comparison is real."""
+    from llmcluster.validate import hostfacts as F
+    from llmcluster.validate.preflight import preflight_findings
+
+    def gather(host, address, username, **_):
+        gpus = {"gpu-01": ("NVIDIA H200",) * 8, "gpu-02": ("NVIDIA H200",) * 7}.get(host, ())
+        nvme = {"gpu-01": 4, "gpu-02": 4, "storage-01": 2}.get(host, 0)
+        os_id, version, pretty = ("ubuntu", "24.04", "Ubuntu 24.04 LTS") if host == "gw-01" else \
+            ("debian", "12", "Debian GNU/Linux 12 (bookworm)")
+        return F.HostFacts(host, address, F.GpuReport(gpus, "nvidia-smi"), tuple(f"nvme{i}n1" for i in range(nvme)),
+                           os_id, version, pretty)
+
+    monkeypatch.setattr(F, "gather", gather)
+    down = "10.42.0.13"  # storage-01 does not answer: no facts are gathered from it
+    findings = preflight_findings(load_spec("lab"), probe=lambda address, port, timeout: address != down)
+    assert sorted((f.rule, str(f.problem)) for f in findings) == [
+        ("baremetal.host-facts", "baremetal.os: gw-01 runs Ubuntu 24.04 LTS (ubuntu 24.04), spec says debian-12"),
+        ("baremetal.host-facts", "pools.gpu: gpu-02 has 7 GPUs (NVIDIA H200), spec says 8 h200"),
+        ("baremetal.hosts-reachable", "pools.storage: host storage-01 (10.42.0.13) does not answer on tcp/22 "
+                                      "within 3s: is it racked, powered and on the mgmt VLAN?"),
+    ]
+    assert preflight_findings(load_spec("lab"), probe=lambda *_: True, facts=False) == []

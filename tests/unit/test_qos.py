@@ -9,13 +9,13 @@ import pytest
 
 from llmcluster.errors import PlanError
 from llmcluster.plan.qos import build_qos_plan, dscp_name
-from llmcluster.spec import load_stack_file
+from llmcluster.spec import parse_stack_file
 from tests.conftest import STACKS
 
 
 @functools.cache
 def spec_of(stack: str, overrides: tuple[str, ...] = ()):
-    return load_stack_file(STACKS / f"Pulumi.{stack}.yaml", list(overrides), whole_spec=False)
+    return parse_stack_file(STACKS / f"Pulumi.{stack}.yaml", list(overrides))
 
 
 def test_defaults_roce_lossless_on_priority_3():

@@ -27,7 +27,7 @@ from llmcluster.plan.ipam import build_ip_plan
 from llmcluster.plan.qos import build_qos_plan
 from llmcluster.render.nftables import nft_set, render_host_nftables
 from llmcluster.render.tc import parse_speed, render_host_tc
-from llmcluster.spec import load_stack_file
+from llmcluster.spec import parse_stack_file
 from tests.conftest import STACKS, check_golden
 
 BAREMETAL = ("lab", "prod-baremetal")
@@ -39,7 +39,7 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 @functools.cache
 def plans(stack: str):
-    spec = load_stack_file(STACKS / f"Pulumi.{stack}.yaml", whole_spec=False)
+    spec = parse_stack_file(STACKS / f"Pulumi.{stack}.yaml")
     ip = build_ip_plan(spec)
     return spec, ip, build_firewall_plan(spec, ip), build_qos_plan(spec)
 
@@ -137,7 +137,7 @@ def test_nft_set_refuses_empty():
 
 
 def test_source_zone_without_hosts_renders_no_open_rule():
-    spec = load_stack_file(STACKS / "Pulumi.lab.yaml", ["pools.gateway.count=0"], whole_spec=False)
+    spec = parse_stack_file(STACKS / "Pulumi.lab.yaml", ["pools.gateway.count=0"])
     ip = build_ip_plan(spec)
     text = render_host_nftables("gpu-01", build_firewall_plan(spec, ip), build_qos_plan(spec))
     assert "tcp dport { 8000 }" not in chain(text, "input")

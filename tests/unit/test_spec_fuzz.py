@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from llmcluster.errors import Problem, SpecError
 from llmcluster.plan.build import build_plan
-from llmcluster.spec import Spec, load_stack_file
-from llmcluster.spec.loader import apply_overrides, parse_override, raw_from_stack_document, validate_raw
+from llmcluster.spec import Spec
+from llmcluster.spec.loader import apply_overrides, parse_override, raw_from_stack_document
+from llmcluster.validate import load_stack_file, validate_raw
 
 STACKS = Path(__file__).resolve().parents[2] / "stacks"
 LAB = STACKS / "Pulumi.lab.yaml"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from llmcluster.errors import InfeasibleError, PlanError, Problem, SpecError
-from llmcluster.spec import apply_overrides, parse_override, validate_raw
+from llmcluster.spec import apply_overrides, parse_override, parse_raw
 from llmcluster.spec.loader import (
     did_you_mean,
     raw_from_config_mapping,
@@ -19,7 +19,7 @@ from llmcluster.spec.loader import (
     stack_name_from_path,
 )
 from llmcluster.spec.models import Flow, Pool, Site, Vlan, Vlans
-from llmcluster.spec.validate import validate_spec
+from llmcluster.validate import validate_raw, validate_spec
 
 STACKS = Path(__file__).resolve().parents[2] / "stacks"
 
@@ -41,7 +41,7 @@ def prod() -> dict[str, Any]:
 
 def problems(raw: dict[str, Any], *, whole_spec: bool = True) -> list[Problem]:
     with pytest.raises(SpecError) as ei:
-        validate_raw(raw, "test", whole_spec=whole_spec)
+        (validate_raw if whole_spec else parse_raw)(raw, "test")
     return ei.value.problems
 
 
@@ -148,7 +148,7 @@ def test_one_bad_list_item_is_one_problem(lab: dict[str, Any]) -> None:
 
 def test_field_layer_alone_skips_whole_spec_rules(lab: dict[str, Any]) -> None:
     lab["fabric"]["vlans"]["inference"]["id"] = 10  # duplicate VLAN id: a whole-spec rule
-    spec = validate_raw(lab, "test", whole_spec=False)
+    spec = parse_raw(lab, "test")
     assert spec.fabric.vlans.inference is not None and spec.fabric.vlans.inference.id == 10
     assert "fabric.vlans.inference.id" in paths(lab)
 
@@ -171,7 +171,7 @@ def test_validate_spec_returns_every_problem(lab: dict[str, Any]) -> None:
     lab["pki"] = {"algorithm": "RSA", "min_tls_version": "1.2", "leaf_validity_days": 30}
     lab["storage"]["raid"]["drives"] = 3
     lab["flows"][1]["to"] = "gpus"
-    spec = validate_raw(lab, "test", whole_spec=False)
+    spec = parse_raw(lab, "test")
     found = validate_spec(spec)
     assert {"pki.algorithm", "pki.min_tls_version", "storage.raid.drives", "flows.1.to"} <= {p.path for p in found}
     # RAID 10 over 3 drives breaks two rules at one key.

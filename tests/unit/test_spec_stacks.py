@@ -8,8 +8,9 @@ import pydantic
 import pytest
 
 from llmcluster.errors import SpecError
-from llmcluster.spec import SECTIONS, Spec, load_stack_file
+from llmcluster.spec import SECTIONS, Spec, parse_stack_file
 from llmcluster.spec.loader import stack_name_from_path
+from llmcluster.validate import load_stack_file
 
 STACKS = Path(__file__).resolve().parents[2] / "stacks"
 STACK_FILES = sorted(STACKS.glob("Pulumi.*.yaml"))
@@ -30,7 +31,7 @@ def test_the_four_stacks_are_there() -> None:
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
 def test_stack_loads_and_validates(path: Path) -> None:
-    spec = load_stack_file(path, whole_spec=True)
+    spec = load_stack_file(path)
     assert isinstance(spec, Spec)
     assert spec.stack == stack_name_from_path(path)
     # Every serving pool and gateway pool exists, and every pool sits in exactly one zone.
@@ -41,7 +42,7 @@ def test_stack_loads_and_validates(path: Path) -> None:
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
 def test_stack_field_layer_alone_also_passes(path: Path) -> None:
-    assert isinstance(load_stack_file(path, whole_spec=False), Spec)
+    assert isinstance(parse_stack_file(path), Spec)
 
 
 def test_lab_values() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from llmcluster.plan.ipam import build_ip_plan
 from llmcluster.plan.storage import build_storage_plan, monitor_count, pg_count
-from llmcluster.spec import load_stack_file
+from llmcluster.spec import parse_stack_file
 from tests.conftest import STACKS, load_plan
 
 TB = 10**12
@@ -17,7 +17,7 @@ TB = 10**12
 
 @functools.cache
 def spec_of(stack: str, overrides: tuple[str, ...] = ()):
-    return load_stack_file(STACKS / f"Pulumi.{stack}.yaml", list(overrides), whole_spec=False)
+    return parse_stack_file(STACKS / f"Pulumi.{stack}.yaml", list(overrides))
 
 
 def plan_of(stack: str, overrides: tuple[str, ...] = (), weights: int | None = None):

@@ -19,7 +19,7 @@ from llmcluster.plan.switches import (
     nic_ports,
 )
 from llmcluster.render.switch.check import acl_problems
-from llmcluster.spec import load_stack_file
+from llmcluster.validate import load_stack_file
 from tests.conftest import STACKS, load_plan, load_spec
 
 PROD = STACKS / "Pulumi.prod-baremetal.yaml"

@@ -54,7 +54,7 @@ def _collect(config: pytest.Config) -> Collected:
         return cached
     from llmcluster.errors import LLMClusterError
     from llmcluster.plan.build import build_plan
-    from llmcluster.spec import load_stack_file
+    from llmcluster.validate import load_stack_file
 
     stack = config.getoption("--llmcluster-stack") or "lab"
     stacks = Path(config.getoption("--llmcluster-stacks-dir") or STACKS)

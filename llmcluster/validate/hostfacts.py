@@ -1,4 +1,5 @@
-"""Layer 3 for bare metal: log in to every host over SSH and compare it with its pool's spec.
+"""Preflight for bare metal (``baremetal.host-facts``): log in to every host over SSH and compare it
+with its pool's spec.
 
 For each planned host (its management address, ``baremetal.ssh_user``) the check gathers,
 read-only:
@@ -34,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from llmcluster.errors import Problem
+from llmcluster.plan.ipam import build_ip_plan
 from llmcluster.spec.models import Spec
 
 #: Runs one command on the host: (exit status, stdout, stderr).
@@ -224,8 +226,6 @@ def check_host_facts(spec: Spec, *, hosts: Sequence[str] | None = None, key_file
                      insecure_accept_host_key: bool | None = None, timeout: float = 10.0,
                      gpu_probe: GpuProbe | None = None, max_workers: int = 16) -> list[Problem]:
     """Log in to every planned host (or ``hosts``) and report each difference from the spec."""
-    from llmcluster.plan.ipam import build_ip_plan
-
     bm = spec.baremetal
     username = bm.ssh_user if bm is not None else "root"
     insecure = (bm.ssh_insecure_accept_host_key if bm is not None else False) \

@@ -1,0 +1,96 @@
+"""Serving rules: what is served from which pools; plan-aware: the model fits the pool (capacity sizing)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from llmcluster.errors import InfeasibleError, Problem
+from llmcluster.plan.capacity import size_deployment
+from llmcluster.plan.catalog import GPUS, MODELS, PRECISIONS
+from llmcluster.spec.loader import did_you_mean
+from llmcluster.spec.models import Spec
+from llmcluster.validate.registry import PLAN, rule
+from llmcluster.validate.runner import PlanFacts
+
+
+@rule("serving.pool")
+def pool(spec: Spec) -> Iterator[Problem]:
+    """serving.pool is a declared 'gpu' pool on the inference VLAN."""
+    s = spec.serving
+    p = spec.pools.get(s.pool)
+    if p is None:
+        yield Problem("serving.pool", f"unknown pool '{s.pool}'{did_you_mean(s.pool, spec.pools)}")
+    elif p.role != "gpu":
+        yield Problem("serving.pool", f"pool '{s.pool}' has role '{p.role}': serve from a 'gpu' pool")
+    elif "inference" not in p.vlans:
+        yield Problem(f"pools.{s.pool}.vlans", "serving nodes must be on the inference VLAN")
+
+
+@rule("serving.model-known")
+def model_known(spec: Spec) -> Iterator[Problem]:
+    """serving.model is in the model catalog."""
+    model = spec.serving.model
+    if model not in MODELS:
+        yield Problem("serving.model",
+                      f"unknown model '{model}'{did_you_mean(model, MODELS)} (known: {', '.join(sorted(MODELS))})")
+
+
+@rule("serving.precision-known")
+def precision_known(spec: Spec) -> Iterator[Problem]:
+    """serving.precision, when set, is a known precision."""
+    precision = spec.serving.precision
+    if precision is not None and precision not in PRECISIONS:
+        yield Problem("serving.precision",
+                      f"unknown precision '{precision}'{did_you_mean(precision, PRECISIONS)} "
+                      f"(known: {', '.join(PRECISIONS)})")
+
+
+@rule("serving.gateway-pool")
+def gateway_pool(spec: Spec) -> Iterator[Problem]:
+    """serving.gateway.pool is a declared 'gateway' pool on the inference VLAN."""
+    gateway = spec.serving.gateway
+    if gateway is None:
+        return
+    gw = spec.pools.get(gateway.pool)
+    if gw is None:
+        yield Problem("serving.gateway.pool",
+                      f"unknown pool '{gateway.pool}'{did_you_mean(gateway.pool, spec.pools)}")
+    elif gw.role != "gateway":
+        yield Problem("serving.gateway.pool", f"pool '{gateway.pool}' has role '{gw.role}', not 'gateway'")
+    elif "inference" not in gw.vlans:
+        yield Problem(f"pools.{gateway.pool}.vlans", "gateway nodes must be on the inference VLAN")
+
+
+@rule("serving.inference-vlan")
+def inference_vlan(spec: Spec) -> Iterator[Problem]:
+    """fabric.vlans declares the inference VLAN."""
+    if spec.fabric.vlans.inference is None:
+        yield Problem("fabric.vlans.inference", "missing: serving needs an inference VLAN")
+
+
+@rule("serving.capacity", layer=PLAN, requires=("serving.pool", "serving.model-known", "serving.precision-known",
+                                                "serving.gateway-pool", "serving.inference-vlan"))
+def capacity(facts: PlanFacts) -> list[Problem]:
+    """The model fits the serving pool's GPUs (capacity sizing: precision, context, KV cache), the pool has
+    the nodes for every replica, and tensor parallelism divides the GPUs per node."""
+    spec = facts.spec
+    s = spec.serving
+    p = spec.pools[s.pool]
+    if p.gpu is None or p.gpu.model not in GPUS:  # pools.gpu-section / pools.gpu-model-known
+        return []
+    try:
+        cap = size_deployment(model=s.model, gpu=p.gpu.model, precision=s.precision, context=s.context,
+                              concurrency=s.concurrency, gpus_per_node=p.gpu.count, kv_dtype=s.kv_dtype)
+    except InfeasibleError as exc:
+        return [Problem("serving", str(exc))]
+    out: list[Problem] = []
+    need = cap.nodes * s.replicas
+    if need > p.count:
+        out.append(Problem(f"pools.{s.pool}.count",
+                           f"{p.count} nodes cannot serve {s.replicas} replica(s) of {s.model} {cap.precision}: "
+                           f"each needs {cap.nodes} node(s) of {p.gpu.count}x {p.gpu.model} "
+                           f"(tp={cap.tp}, pp={cap.pp}); set count >= {need} or lower serving.replicas/context"))
+    if p.gpu.count % cap.tp:
+        out.append(Problem("serving", f"tensor parallel size {cap.tp} does not divide pools.{s.pool}.gpu.count "
+                                      f"{p.gpu.count}"))
+    return out
