@@ -8,7 +8,9 @@ packages' ``__init__`` are not counted as imported (as ``grimp``/``import-linter
 * ``llmcluster.spec`` (models and parser) imports nothing of ``llmcluster`` but ``errors``;
 * ``llmcluster.plan`` imports nothing above it (rules, renderers, components, inventory, lab, ...);
 * ``llmcluster.validate`` (the rules) sits on spec and plan, below everything that consumes a spec;
-* no import cycle among the modules of spec, plan and validate, and (xfail until fixed) none at all.
+* no import cycle in the package at all;
+* ``verify/``, ``lab/`` and ``inventory.py`` take no facts from ``render/``, and nothing but the
+  programs that build it imports the inventory.
 """
 
 from __future__ import annotations
@@ -190,12 +192,42 @@ def test_no_cycle_through_spec_plan_or_validate() -> None:
     assert not mine, f"import cycles: {mine}"
 
 
-@pytest.mark.xfail(strict=True, reason="llmcluster.lab.runtime <-> llmcluster.lab.vm (vm imports runtime's "
-                                       "LAB_SSH_COMMON_ARGS in a function) is being removed separately")
 def test_no_import_cycle_at_all() -> None:
     assert RUNTIME_CYCLES == [], f"import cycles: {RUNTIME_CYCLES}"
 
 
-def test_the_known_cycle_is_the_only_one() -> None:
-    """What the xfail above waits for; a new cycle fails here rather than hiding behind it."""
-    assert all(set(c) <= {"llmcluster.lab.runtime", "llmcluster.lab.vm"} for c in RUNTIME_CYCLES), RUNTIME_CYCLES
+#: What render/ may give the layers that consume the plan: renderings (text), never facts. The
+#: inventory carries the host renderings (nftables ruleset, tc script); nothing else in verify/,
+#: lab/ or inventory.py imports render/.
+RENDERINGS = {("llmcluster.inventory", "llmcluster.render.hostfiles")}
+
+
+def test_verify_lab_and_inventory_take_no_facts_from_render() -> None:
+    bad = [_where(e) for e in EDGES
+           if any(_in(e.source, p) for p in ("llmcluster.verify", "llmcluster.lab", "llmcluster.inventory"))
+           and _in(e.target, "llmcluster.render") and (e.source, e.target) not in RENDERINGS]
+    assert not bad, "facts live in plan/ (hostnet, qos, serving), switch OS knowledge in nos/:\n" + "\n".join(bad)
+
+
+#: Who may import the inventory: to print it (cli), export it (program), write the lab's (lab.runtime).
+INVENTORY_BUILDERS = {"llmcluster.cli", "llmcluster.program", "llmcluster.lab.runtime"}
+
+
+def test_nothing_imports_the_inventory_for_facts() -> None:
+    bad = [_where(e) for e in EDGES if e.target == "llmcluster.inventory" and e.source not in INVENTORY_BUILDERS]
+    assert not bad, "read facts from the plan (llmcluster.plan.*), not from the inventory:\n" + "\n".join(bad)
+
+
+def test_tests_take_facts_from_the_plan_too() -> None:
+    """The verification suite and the unit tests of verify/ learn serving facts from the plan."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if "verify" not in path.parts and path.name not in ("test_verify_gpu.py", "test_verify_checks.py"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "llmcluster.inventory":
+                names = {a.name for a in node.names}
+                if names - {"build_inventory"}:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {sorted(names)}")
+    assert not offenders, "\n".join(offenders)
