@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# Test modules import their shared helpers from tests/helpers: rewrite their asserts as in a test module.
+pytest.register_assert_rewrite("tests.helpers")
+
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ROOT / "stacks"
 STACK_NAMES = sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))

@@ -14,11 +14,9 @@ renderer's.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +24,16 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, STACK_NAMES
+from tests.helpers.tools import ANSIBLE_DIR, tool, tool_env
 
 ROLES_DIR = ROOT / "roles"
-ANSIBLE_DIR = ROOT / "ansible"
 ROLES = sorted(p.name for p in ROLES_DIR.iterdir() if (p / "tasks" / "main.yml").is_file())
-VENV_BIN = Path(sys.executable).parent
 PLATFORMS = {"Ubuntu": {"jammy", "noble"}, "Debian": {"bookworm"}}
 PHASES = ("preflight", "install", "configure", "service")
 #: Tags each phase of tasks/main.yml carries (the preflight runs with every phase).
 PHASE_TAGS = {"preflight": ("install", "configure", "run"), "install": ("install",),
               "configure": ("configure",), "service": ("run",)}
 BLOCK_KEYS = ("block", "rescue", "always")
-
-
-def tool(name: str) -> str | None:
-    exe = VENV_BIN / name
-    return str(exe) if exe.exists() else shutil.which(name)
-
-
-def tool_env() -> dict[str, str]:
-    """The environment for the ansible tools: the venv's bin first, configuration from ansible/."""
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["ANSIBLE_CONFIG"] = str(ANSIBLE_DIR / "ansible.cfg")
-    return env
 
 
 def load(path: Path) -> Any:
