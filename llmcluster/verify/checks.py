@@ -140,10 +140,6 @@ def check_link(check: HostCheck, facts: Mapping[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- qos
 
 
-def _minor(handle: str) -> str:
-    return handle.split(":", 1)[1] if ":" in handle else handle
-
-
 def check_qos(check: HostCheck, facts: Mapping[str, Any]) -> list[str]:
     p = check.params
     ifname = p["ifname"]
