@@ -33,7 +33,7 @@ test-vm: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -p no:xdist --lab-vms tests/lab/test_vm.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check llmcluster tests bench scripts __main__.py
+	$(BIN)/ruff check llmcluster tests bench scripts ansible __main__.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/plan_scaling.py

@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from llmcluster.verify.suite.plugin import TIMINGS
+
+# Test modules import their shared helpers from tests/helpers: rewrite their asserts as in a test module.
+pytest.register_assert_rewrite("tests.helpers")
+
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ROOT / "stacks"
 STACK_NAMES = sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))
@@ -66,21 +71,18 @@ def check_golden(name: str, text: str) -> None:
 # One lab per machine: the session fixture lives here so the lab and roles tiers share it
 # (a second fixture instance in the same worker would wait on its own lock).
 
-#: Timings measured by the session (printed in the terminal summary of a non-xdist run).
-TIMINGS: dict[str, float | str] = {}
+#: Timings measured by the session (``TIMINGS``, printed in the terminal summary of a non-xdist run)
+#: are the verification suite's dict: one dict, although this module is imported twice (as pytest's
+#: ``conftest`` and as ``tests.conftest``).
 _REQUIRED_TOOLS = ("ip", "nft", "unshare", "nsenter", "mount", "umount", "chroot", "ssh")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--lab-vms", action="store_true", default=False,
                      help="the VM tier (make test-vm): the session lab has VM hosts (LAB_VM_OVERRIDES)")
-    group = parser.getgroup("llmcluster verify", "the verification suite (tests/verify)")
-    group.addoption("--llmcluster-stack", default=None,
-                    help="stack whose plan the verification suite checks (default: lab)")
-    group.addoption("--llmcluster-stacks-dir", default=None, help="directory of Pulumi.<stack>.yaml files")
-    group.addoption("--llmcluster-inventory", default=None,
-                    help="verify the hosts of this Ansible inventory (file or script) instead of bringing up the lab")
-    group.addoption("--llmcluster-results", default=None, help="write the verification results (JSON) here")
+    from llmcluster.verify.suite.plugin import add_options
+
+    add_options(parser)  # the packaged verification suite's options (tests/verify runs it)
 
 
 @pytest.hookimpl(tryfirst=True)

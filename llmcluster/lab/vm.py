@@ -373,11 +373,6 @@ def healthy(state: LabState, vm: VmHost) -> bool:
     return bool(ref and ref.alive() and H.ssh_answers(vm.mgmt_ip))
 
 
-def qemu_alive(state: LabState, name: str) -> bool:
-    ref = _qemu_ref(state.find("process", process_name(name)))
-    return bool(ref and ref.alive())
-
-
 # --------------------------------------------------------------------------- create / start
 
 

@@ -554,11 +554,6 @@ class PrecisionSpec:
     layout: QuantLayout
     family_overrides: tuple[tuple[str, FamilyOverride], ...] = ()
 
-    @property
-    def bytes_per_weight(self) -> float:
-        """Bytes of one packed weight, scales excluded."""
-        return self.layout.weight_bits / 8
-
     def override_for(self, model: ModelSpec) -> FamilyOverride | None:
         return dict(self.family_overrides).get(model.family)
 

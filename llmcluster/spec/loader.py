@@ -335,7 +335,7 @@ def raw_from_stack_file(path: str | Path, overrides: Sequence[str] = ()) -> dict
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise SpecError(Problem("", "no such stack file")) from None
-        except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
+        except (UnicodeDecodeError, OSError) as exc:  # a directory, no permission, a path through a file, a loop
             raise SpecError(Problem("", f"cannot read: {exc.__class__.__name__}")) from None
         raw = raw_from_stack_document(parse_yaml(text))
         return apply_overrides(raw, overrides)

@@ -1,6 +1,6 @@
 """Per-host checks of the verification suite: what the plan expects, and how an observation is judged.
 
-Pure functions, no I/O: the suite (``tests/verify``) gathers one *facts* document per host
+Pure functions, no I/O: the suite (``llmcluster/verify/suite``) gathers one *facts* document per host
 (:data:`llmcluster.verify.scripts.GATHER`: ``ip -j addr``, ``tc -j`` per interface, ``nft -j``
 of the llmcluster table) and every check turns it into a list of problems. A problem says
 what was observed and what the plan expects, so a failure names host, check and value:
@@ -137,10 +137,6 @@ def check_link(check: HostCheck, facts: Mapping[str, Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- qos
-
-
-def _minor(handle: str) -> str:
-    return handle.split(":", 1)[1] if ":" in handle else handle
 
 
 def check_qos(check: HostCheck, facts: Mapping[str, Any]) -> list[str]:

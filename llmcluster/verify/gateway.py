@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,7 +159,3 @@ def lifetime_problems(pem: str, validity_hours: int, early_renewal_hours: int, w
         problems.append(f"{what}: expires {c.not_valid_after_utc:%Y-%m-%d %H:%M}Z, inside its renewal window "
                         f"({early_renewal_hours} h before the end): it should have been renewed")
     return problems
-
-
-def chain_argv(root: str, chain: str, cert: str) -> Sequence[str]:
-    return ["openssl", "verify", "-CAfile", root, "-untrusted", chain, cert]

@@ -1,10 +1,14 @@
-"""Run the verification suite (``tests/verify``) against an inventory and collect its results.
+"""Run the verification suite (``llmcluster/verify/suite``) against an inventory and collect its results.
 
 ``llmcluster verify`` and ``llmcluster lab verify`` call :func:`run_verify`: pytest runs in a
-child process (one run per call, no xdist: the suite batches its own work), writes one
-result per host and check to a JSON file, and :func:`results_table` turns them into the
-table the CLI prints. The suite lives in the project checkout (``tests/verify``), next to the
-playbooks it verifies.
+child process (one run per call, no xdist: the suite batches its own work) on the suite folder
+of this package, writes one result per host and check to a JSON file, and :func:`results_table`
+turns them into the table the CLI prints. The suite ships in the package, so an installed
+``llmcluster`` verifies without a checkout; it needs the stack file (``--stacks-dir``) and an
+inventory. Ansible's configuration: the project's ``ansible/ansible.cfg`` where a checkout is
+found (:func:`project_ansible_config`), else Ansible's own lookup (``ANSIBLE_CONFIG``,
+``./ansible.cfg``, ``~/.ansible.cfg``): connection settings come from the inventory, and the
+suite needs no roles or playbooks.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ from typing import Any
 
 from llmcluster.errors import LLMClusterError
 
+#: The checkout this module runs from, when it runs from one (else an installation's site-packages).
 ROOT = Path(__file__).resolve().parents[2]
-SUITE = ROOT / "tests" / "verify"
+#: The verification suite, shipped in the package.
+SUITE = Path(__file__).resolve().parent / "suite"
+#: What running the suite needs from the package (a partial installation fails with their names).
+SUITE_FILES = ("conftest.py", "pytest.ini", "plugin.py", "test_hosts.py", "test_firewall_matrix.py",
+               "test_gateway.py", "test_gpu.py")
 #: Exit code of ``llmcluster verify`` when a check fails (0: all passed; 2: bad input).
 EXIT_FAILED = 5
 
@@ -55,10 +64,36 @@ def use_local_ansible() -> None:
         os.environ["PATH"] = f"{here}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
+def project_ansible_config(stacks_dir: str | Path | None = None) -> Path | None:
+    """``ansible/ansible.cfg`` of the project checkout this package runs from, else of the project
+    whose stacks are verified (``stacks_dir``'s parent); ``None`` outside a checkout."""
+    roots = [ROOT] + ([Path(stacks_dir).resolve().parent] if stacks_dir else [])
+    for root in roots:
+        cfg = root / "ansible" / "ansible.cfg"
+        if (root / "Pulumi.yaml").is_file() and cfg.is_file():
+            return cfg
+    return None
+
+
+def check_suite() -> None:
+    """A clean error naming what is missing when the installation lacks (part of) the suite."""
+    missing = [f for f in SUITE_FILES if not (SUITE / f).is_file()]
+    if missing:
+        raise LLMClusterError(f"the verification suite is incomplete in this installation ({SUITE}): missing "
+                              f"{', '.join(missing)}; reinstall llmcluster (the suite is package data)")
+
+
 def check_inventory(inventory: str | Path, planned_hosts: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """The inventory's hosts; a clean error when it cannot be read or has hosts the plan does not know."""
+    from llmcluster.converge import ANSIBLE_DIR
     from llmcluster.verify.remote import Inventory
 
+    if not Path(inventory).exists():
+        hint = ""
+        if Path(inventory) == ANSIBLE_DIR / "inventory" / "llmcluster.py":
+            hint = (" (the stack's dynamic inventory is part of the project checkout, not of the package: "
+                    "run from a checkout or pass --inventory)")
+        raise LLMClusterError(f"--inventory {inventory}: no such file{hint}")
     use_local_ansible()
 
     try:
@@ -77,27 +112,30 @@ def check_inventory(inventory: str | Path, planned_hosts: list[str] | tuple[str,
 def run_verify(stack: str, inventory: str | Path, *, stacks_dir: str | Path | None = None,
                keyword: str | None = None, timeout: float = 1800) -> VerifyReport:
     """Verify the hosts of ``inventory`` against stack ``stack``'s plan."""
-    if not (SUITE / "conftest.py").is_file():
-        raise LLMClusterError(f"the verification suite is not here ({SUITE}): run llmcluster verify from a "
-                              "checkout of the project")
+    check_suite()
     inventory = Path(inventory).resolve()
     if not inventory.exists():
         raise LLMClusterError(f"--inventory {inventory}: no such file")
     with tempfile.TemporaryDirectory(prefix="llmcluster-verify-") as tmp:
         results = Path(tmp) / "results.json"
-        cmd = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:xdist", "-p", "no:cacheprovider",
-               "-q", "--no-header", "--tb=no", "-rN", "--llmcluster-stack", stack,
-               "--llmcluster-inventory", str(inventory), "--llmcluster-results", str(results)]
+        # -P: the working directory is not put on sys.path (no stray llmcluster/ shadows this package).
+        # -c/--rootdir: the suite's own pytest.ini and folder, whatever configuration files sit above it.
+        # --opt=value: pytest takes a path after a not-yet-registered option for a rootdir candidate.
+        cmd = [sys.executable, "-P", "-m", "pytest", "-c", str(SUITE / "pytest.ini"), f"--rootdir={SUITE}",
+               str(SUITE), "-p", "no:xdist", "-p", "no:cacheprovider", "-q", "--no-header", "--tb=no", "-rN",
+               f"--llmcluster-stack={stack}", f"--llmcluster-inventory={inventory}",
+               f"--llmcluster-results={results}"]
         if stacks_dir:
-            cmd += ["--llmcluster-stacks-dir", str(Path(stacks_dir).resolve())]
+            cmd.append(f"--llmcluster-stacks-dir={Path(stacks_dir).resolve()}")
         if keyword:
             cmd += ["-k", keyword]
         use_local_ansible()
         env = dict(os.environ)
-        env["ANSIBLE_CONFIG"] = str(ROOT / "ansible" / "ansible.cfg")
+        cfg = project_ansible_config(stacks_dir)
+        if cfg is not None:
+            env["ANSIBLE_CONFIG"] = str(cfg)
         try:
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout,
-                                  check=False)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise LLMClusterError(f"verification did not finish within {timeout:.0f}s") from None
         output = proc.stdout + proc.stderr

@@ -95,6 +95,7 @@ def test_inventory_manages_services_only_where_systemd_runs(tmp_path):
     inv = runtime.inventory()
     assert "llmcluster_manage_services" not in inv["all"]["vars"]
     assert inv["all"]["vars"]["common_sysctl_apply"] is False  # a shared kernel, whatever the kind
+    assert sorted(inv["_meta"]["hostvars"]) == sorted(h.name for h in runtime.plan.ip.hosts)
     for name, hv in inv["_meta"]["hostvars"].items():
         kind = runtime.kind(name)
         assert hv["llmcluster_lab_kind"] == kind
@@ -250,6 +251,8 @@ def test_role_services_run_and_come_back_after_a_restart(lab, tmp_path):
         "active"] * 4
     assert "table inet llmcluster" in in_host(lab, host, "nft", "list", "tables")
     qdiscs = in_host(lab, host, "tc", "qdisc", "show")
-    for ifname in lab.inventory()["_meta"]["hostvars"][host]["llmcluster_interface_names"].values():
+    ifnames = lab.inventory()["_meta"]["hostvars"][host]["llmcluster_interface_names"].values()
+    assert ifnames, f"{host}: the inventory names no interfaces"
+    for ifname in ifnames:
         assert f"qdisc htb 1: dev {ifname} root" in qdiscs, f"{host}: no htb root on {ifname}: {qdiscs}"
     assert "Not synchronised" in in_host(lab, host, "chronyc", "tracking")  # no NTP in the lab: said, not faked

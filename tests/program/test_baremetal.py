@@ -164,7 +164,9 @@ def test_switch_credentials_are_secret_in_inputs_state_and_outputs():
     doc = e.document()
     text = json.dumps(doc)
     assert PASSWORD not in text and "PRIVATE KEY" not in text
-    for r in (x for x in doc["resources"] if x["type"] == SWITCH_CONFIG):
+    configs = [x for x in doc["resources"] if x["type"] == SWITCH_CONFIG]
+    assert len(configs) == len(e.plan.switches.switches) > 0
+    for r in configs:
         assert r["inputs"]["password"] == "<secret>", r["urn"]
         assert r["inputs"]["privateKey"] == "<secret>", r["urn"]
         assert r["inputs"]["__provider"] == "<secret>", r["urn"]  # the serialised provider

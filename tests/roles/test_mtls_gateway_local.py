@@ -23,7 +23,7 @@ import pytest
 
 from llmcluster.verify import gateway as G
 from tests.conftest import ROOT, load_spec
-from tests.roles.test_roles_static import tool, tool_env
+from tests.helpers.tools import tool, tool_env
 
 HOSTNAME = "api.lab.llmcluster.internal"
 STANDIN = ROOT / "llmcluster" / "lab" / "upstream_standin.py"

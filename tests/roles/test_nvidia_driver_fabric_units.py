@@ -398,7 +398,7 @@ def test_unattended_upgrades_blacklist(tmp_path):
 
 
 def test_key_fingerprints_without_gpg_come_from_the_collection_parser():
-    from tests.unit.test_hosttools import FPR_ED25519, KEY_ED25519
+    from tests.helpers.hosttool_samples import FPR_ED25519, KEY_ED25519
 
     # Through Ansible, as the role uses it (slurp's base64 content).
     v = driver_vars(__nvidia_driver_key_content={"content": base64.b64encode(KEY_ED25519.encode()).decode()})

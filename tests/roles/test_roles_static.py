@@ -14,11 +14,9 @@ renderer's.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +24,16 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, STACK_NAMES
+from tests.helpers.tools import ANSIBLE_DIR, tool, tool_env
 
 ROLES_DIR = ROOT / "roles"
-ANSIBLE_DIR = ROOT / "ansible"
 ROLES = sorted(p.name for p in ROLES_DIR.iterdir() if (p / "tasks" / "main.yml").is_file())
-VENV_BIN = Path(sys.executable).parent
 PLATFORMS = {"Ubuntu": {"jammy", "noble"}, "Debian": {"bookworm"}}
 PHASES = ("preflight", "install", "configure", "service")
 #: Tags each phase of tasks/main.yml carries (the preflight runs with every phase).
 PHASE_TAGS = {"preflight": ("install", "configure", "run"), "install": ("install",),
               "configure": ("configure",), "service": ("run",)}
 BLOCK_KEYS = ("block", "rescue", "always")
-
-
-def tool(name: str) -> str | None:
-    exe = VENV_BIN / name
-    return str(exe) if exe.exists() else shutil.which(name)
-
-
-def tool_env() -> dict[str, str]:
-    """The environment for the ansible tools: the venv's bin first, configuration from ansible/."""
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["ANSIBLE_CONFIG"] = str(ANSIBLE_DIR / "ansible.cfg")
-    return env
 
 
 def load(path: Path) -> Any:
@@ -103,8 +87,7 @@ def action_of(task: dict) -> str | None:
 
 def test_yamllint_is_clean():
     exe = tool("yamllint")
-    if exe is None:
-        pytest.skip("yamllint is not installed (pip install yamllint; see the project's test extras)")
+    assert exe, "yamllint is not installed: it is a pinned test dependency (pip install -e '.[test]')"
     r = subprocess.run([exe, "-s", "roles", "ansible", ".ansible-lint", ".yamllint", "llmcluster/collections"],
                        cwd=ROOT, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -112,8 +95,7 @@ def test_yamllint_is_clean():
 
 def test_ansible_lint_production_profile_is_clean():
     exe = tool("ansible-lint")
-    if exe is None:
-        pytest.skip("ansible-lint is not installed (pip install ansible-lint; see the project's test extras)")
+    assert exe, "ansible-lint is not installed: it is a pinned test dependency (pip install -e '.[test]')"
     env = tool_env()
     env.pop("ANSIBLE_CONFIG")  # ansible-lint finds the roles from the project root itself
     r = subprocess.run([exe, "--profile", "production", "--offline", "--nocolor", "roles", "ansible"], cwd=ROOT,

@@ -23,7 +23,7 @@ import yaml
 from llmcluster.plan.capacity import trtllm_serve_command
 from llmcluster.plan.serving import engine_key, engine_key_plan_fields
 from tests.conftest import ROOT, load_plan
-from tests.roles.test_roles_static import tool, tool_env
+from tests.helpers.tools import tool, tool_env
 
 ROLE = ROOT / "roles" / "tensorrt_llm"
 VENV_BIN = "/opt/llmcluster/tensorrt-llm/venv/bin"

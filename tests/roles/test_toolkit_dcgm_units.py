@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.unit.test_hosttools import DPKG_ABBREV, FPR_ED25519, MADISON_DCGM, MADISON_TOOLKIT_LAB, diag_doc
+from tests.helpers.hosttool_samples import DPKG_ABBREV, FPR_ED25519, MADISON_DCGM, MADISON_TOOLKIT_LAB, diag_doc
 
 ROLES = ROOT / "roles"
 
@@ -81,7 +81,7 @@ def test_dcgm_gate_judges_the_diag_document(doc, ok):
 def test_toolkit_version_and_key_from_tool_output():
     import base64
 
-    from tests.unit.test_hosttools import KEY_ED25519
+    from tests.helpers.hosttool_samples import KEY_ED25519
 
     v = role_vars("nvidia_container_toolkit", nvidia_container_toolkit_version="1.17.8",
                   __nvidia_container_toolkit_madison=reg(MADISON_TOOLKIT_LAB),

@@ -143,8 +143,7 @@ def test_inventory_list_and_host():
 
 def test_ansible_inventory_parses_the_dynamic_inventory():
     ansible_inventory = Path(sys.executable).parent / "ansible-inventory"
-    if not ansible_inventory.exists():
-        pytest.skip("ansible-inventory is not installed in this environment")
+    assert ansible_inventory.exists(), f"{ansible_inventory}: missing (ansible is a pinned dependency)"
     env = {**os.environ, "LLMCLUSTER_STACK": "lab", "ANSIBLE_CONFIG": str(ROOT / "ansible" / "ansible.cfg")}
     r = subprocess.run([str(ansible_inventory), "-i", str(ROOT / "ansible" / "inventory" / "llmcluster.py"),
                         "--list"], capture_output=True, text=True, env=env, cwd=ROOT / "ansible", timeout=120)

@@ -12,8 +12,6 @@ Header of each ``tests/unit/malformed/NN-short-name.yaml``:
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,32 +19,7 @@ import pytest
 from llmcluster.errors import Problem, SpecError
 from llmcluster.spec import parse_stack_file
 from llmcluster.validate import load_stack_file
-
-CORPUS = Path(__file__).resolve().parent / "malformed"
-FILES = sorted(CORPUS.glob("*.yaml"))
-_NAME = re.compile(r"^\d{3}-[a-z0-9]+(-[a-z0-9]+)*\.yaml$")
-ROOT = "<root>"
-
-
-@dataclass(frozen=True)
-class Expectation:
-    path: str
-    message: str | None
-    rule: str | None = None
-
-
-def expectation(path: Path) -> Expectation:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    assert lines and lines[0].startswith("# expect:"), f"{path.name}: first line must be '# expect: <key.path>'"
-    want = lines[0].removeprefix("# expect:").strip()
-    assert want, f"{path.name}: '# expect:' needs a key path (or {ROOT})"
-    message = None
-    if len(lines) > 1 and lines[1].startswith("# message:"):
-        message = lines[1].removeprefix("# message:").strip() or None
-    header = lines[: next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))]
-    rule = next((line.removeprefix("# rule:").strip() for line in header if line.startswith("# rule:")), None)
-    return Expectation("" if want == ROOT else want, message, rule or None)
-
+from tests.helpers.corpus import FILES, NAME, ROOT, expectation
 
 def test_corpus_is_big_enough() -> None:
     assert len(FILES) >= 40
@@ -54,7 +27,7 @@ def test_corpus_is_big_enough() -> None:
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_corpus_file_name(path: Path) -> None:
-    assert _NAME.match(path.name), path.name
+    assert NAME.match(path.name), path.name
 
 
 def test_corpus_numbers_are_unique() -> None:

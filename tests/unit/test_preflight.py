@@ -61,8 +61,8 @@ def test_aws_preflight_without_access_is_a_problem_not_a_crash():
 
 def test_aws_preflight_against_the_ec2_api_emulator():
     """moto emulates the EC2 API (with AWS's published offering data) in-process."""
-    moto = pytest.importorskip("moto")
     import boto3
+    import moto  # a pinned test dependency: missing is a failure, not a skip
 
     with moto.mock_aws():
         spec = load_spec("prod-aws")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import io
 import json
@@ -38,8 +39,7 @@ from llmcluster.validate import (
     validate_raw,
 )
 from tests.conftest import STACKS, load_spec
-from tests.unit import test_preflight
-from tests.unit.test_malformed_corpus import FILES, expectation
+from tests.helpers.corpus import FILES, expectation
 
 PACKAGE = Path(registry.__file__).parent
 ID = re.compile(r"^[a-z]+\.[a-z0-9]+(-[a-z0-9]+)*$")
@@ -217,8 +217,10 @@ def test_every_rule_has_a_rejecting_case() -> None:
     missing = [r.id for r in RULES if r.layer != PREFLIGHT and r.id not in covered]
     assert not missing, ("rules without a malformed-corpus case (add tests/unit/malformed/NNN-<name>.yaml with "
                          f"'# rule: <id>'): {missing}")
+    preflight_tests = {n.name for n in ast.walk(ast.parse((Path(__file__).parent / "test_preflight.py").read_text()))
+                       if isinstance(n, ast.FunctionDef)}
     for r in rules(PREFLIGHT):
-        assert callable(getattr(test_preflight, PREFLIGHT_TESTS.get(r.id, "-"), None)), \
+        assert PREFLIGHT_TESTS.get(r.id, "-") in preflight_tests, \
             f"preflight rule {r.id} needs a rejecting test in test_preflight.py (and a PREFLIGHT_TESTS entry)"
 
 

@@ -168,9 +168,55 @@ def test_deepest_parsable_nesting_still_gives_spec_error(fuzz_dir: Path) -> None
                        + "}}\n", ["pools.gpu.count=1"])
 
 
-def test_unreadable_paths(tmp_path: Path) -> None:
-    _check_outcome(lambda: load_stack_file(tmp_path / "Pulumi.missing.yaml"))
-    _check_outcome(lambda: load_stack_file(tmp_path))  # a directory
+def _missing(tmp: Path) -> Path:
+    return tmp / "Pulumi.missing.yaml"
+
+
+def _directory(tmp: Path) -> Path:
+    (tmp / "Pulumi.dir.yaml").mkdir()
+    return tmp / "Pulumi.dir.yaml"
+
+
+def _dangling_link(tmp: Path) -> Path:
+    (tmp / "Pulumi.link.yaml").symlink_to(tmp / "nowhere.yaml")
+    return tmp / "Pulumi.link.yaml"
+
+
+def _undecodable(tmp: Path) -> Path:
+    (tmp / "Pulumi.bytes.yaml").write_bytes(b"config:\n  \xff\xfe: 1\n")
+    return tmp / "Pulumi.bytes.yaml"
+
+
+def _under_a_file(tmp: Path) -> Path:
+    (tmp / "afile").write_text("x")
+    return tmp / "afile" / "Pulumi.x.yaml"
+
+
+def _symlink_loop(tmp: Path) -> Path:
+    (tmp / "Pulumi.loop.yaml").symlink_to(tmp / "Pulumi.loop.yaml")
+    return tmp / "Pulumi.loop.yaml"
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (_missing, "no such stack file"),
+    (_directory, "cannot read: IsADirectoryError"),
+    (_dangling_link, "no such stack file"),
+    (_undecodable, "cannot read: UnicodeDecodeError"),
+    pytest.param(_under_a_file, "cannot read: NotADirectoryError"),
+    pytest.param(_symlink_loop, "cannot read: OSError"),
+])
+def test_unreadable_paths(tmp_path: Path, capsys, make, message: str) -> None:
+    """An unreadable stack file is a clean SpecError naming the file (``path: message``), exit 2 from the CLI."""
+    from llmcluster.cli import main
+
+    path = make(tmp_path)
+    with pytest.raises(SpecError) as info:
+        load_stack_file(path)
+    assert info.value.source == str(path)
+    assert info.value.lines() == [f"{path}: {message}"]
+    assert info.value.exit_code == 2
+    assert main(["validate", str(path)]) == 2
+    assert f"{path}: {message}\n" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- (b) structure-aware

@@ -13,41 +13,15 @@ and shows the same checks pass again.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.verify_cli import assert_fail_as_expected, failed_checks, verify_cli
 
 pytestmark = pytest.mark.xdist_group("lab")
 
 RULESET = "/etc/nftables.d/llmcluster.nft"  # roles/firewall/defaults: firewall_ruleset_path
-
-
-def _verify(inventory, *extra: str) -> tuple[int, dict, str]:
-    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}")
-    proc = subprocess.run(
-        [sys.executable, "-m", "llmcluster.cli", "verify", "--stack", "lab", "--inventory", str(inventory), *extra],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=900, check=False)
-    doc = json.loads(proc.stdout) if "--json" in extra and proc.stdout.strip().startswith("{") else {}
-    return proc.returncode, doc, proc.stdout + proc.stderr
-
-
-def failed_checks(doc: dict) -> dict[str, str]:
-    """``"<host> <check>" -> message`` of the failed checks of a ``verify --json`` document."""
-    return {f"{r['host']} {r['check']}": r["message"] for r in doc["results"] if r["outcome"] == "failed"}
-
-
-def assert_fail_as_expected(failed: dict[str, str], expected: dict[str, str]) -> None:
-    """Every expected check failed, and its message says the expected text."""
-    missing = {k: v for k, v in expected.items() if k not in failed}
-    assert not missing, (f"checks that should fail but did not: {sorted(missing)}\n"
-                         f"failed: {json.dumps(failed, indent=1)}")
-    for key, text in expected.items():
-        assert text in failed[key], f"{key}: message {failed[key]!r} does not say {text!r}"
 
 
 def _rule_handle(lab, host: str, comment: str) -> str:
@@ -69,7 +43,7 @@ def test_broken_hosts_fail_verify_precisely(request) -> None:
         handle = _rule_handle(lab, "gw-01", "flow api")
         lab.exec("gw-01", ["nft", "delete", "rule", "inet", "llmcluster", "input", "handle", handle], check=True)
 
-        rc, doc, out = _verify(inventory, "--json")
+        rc, doc, out = verify_cli(inventory, "--json")
         assert rc == 5, f"verify of a broken lab must exit 5, got {rc}:\n{out[-3000:]}"
         failed = failed_checks(doc)
         expected = {
@@ -97,13 +71,13 @@ def test_broken_hosts_fail_verify_precisely(request) -> None:
                           and ("timed out" in failed[k] or "does not answer" in failed[k]))}
         assert not extra, f"unrelated checks failed: {json.dumps({k: failed[k] for k in extra}, indent=1)}"
 
-        rc, _, out = _verify(inventory, "--failures-only")
+        rc, _, out = verify_cli(inventory, "--failures-only")
         assert rc == 5
         assert "storage-01" in out and "FAIL" in out and "stor-pub is DOWN" in out, out[-3000:]
     finally:
         lab.exec("storage-01", ["ip", "link", "set", "stor-pub", "up"])
         lab.exec("gpu-01", ["ip", "link", "set", "inference", "mtu", "9000"])
         lab.exec("gw-01", ["nft", "-f", RULESET])
-    rc, doc, out = _verify(inventory, "--json")
+    rc, doc, out = verify_cli(inventory, "--json")
     assert rc == 0, f"after repair verify must pass again, got {rc}:\n{out[-3000:]}"
     assert doc["counts"].get("passed", 0) > 50 and not doc["counts"].get("failed")

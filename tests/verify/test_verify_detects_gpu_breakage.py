@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from tests.verify.test_verify_detects_breakage import _verify, assert_fail_as_expected, failed_checks
+from tests.helpers.verify_cli import assert_fail_as_expected, failed_checks, verify_cli
 
 pytestmark = pytest.mark.xdist_group("lab")
 
@@ -33,7 +33,7 @@ def test_broken_gpu_nodes_fail_verify_precisely(request) -> None:
         lab.exec("gpu-01", ["sh", "-c", f"printf '%s' '{faults}' > {FAULTS}"], check=True)
         lab.exec("gpu-02", ["systemctl", "stop", "nvidia-fabricmanager"], check=True)
 
-        rc, doc, out = _verify(inventory, "--json", "-k", "test_gpu")
+        rc, doc, out = verify_cli(inventory, "--json", "-k", "test_gpu")
         assert rc == 5, f"verify of broken GPU nodes must exit 5, got {rc}:\n{out[-3000:]}"
         failed = failed_checks(doc)
         expected = {
@@ -49,6 +49,6 @@ def test_broken_gpu_nodes_fail_verify_precisely(request) -> None:
     finally:
         lab.exec("gpu-01", ["rm", "-f", FAULTS])
         lab.exec("gpu-02", ["systemctl", "start", "nvidia-fabricmanager"])
-    rc, doc, out = _verify(inventory, "--json", "-k", "test_gpu")
+    rc, doc, out = verify_cli(inventory, "--json", "-k", "test_gpu")
     assert rc == 0, f"after repair the GPU checks must pass again, got {rc}:\n{out[-3000:]}"
     assert doc["counts"].get("passed", 0) >= 18 and not doc["counts"].get("failed")

@@ -1,0 +1,217 @@
+"""The mTLS gateway with real clients (curl, openssl s_client), per gateway host and check, plus
+the lifetime of the certificates installed on every host (llmcluster/verify/gateway.py).
+
+Requests start from a source in the zone the ``api`` flow admits (the lab's ``clients`` probe
+namespace from ``llmcluster_verify_probes``). Client material comes from the exported PKI the
+inventory names (``llmcluster_pki_dir``): ``admin`` is the valid client; the expired
+certificate is the lab export's ``lab-tests/expired-client`` (issued by the real intermediate:
+only the offline lab export can make one); the other-CA certificate is made here. Upstreams are the
+replica heads' ``trtllm-serve`` units the tensorrt_llm role runs (in the lab: the SIMULATED
+TensorRT-LLM server of llmcluster/lab/nvidia_sim, a real systemd unit answering the OpenAI API).
+Where a lab serving node runs no such unit (hosts without systemd), the labelled stand-in
+upstream (``llmcluster/lab/upstream_standin.py``) is started for these checks instead. The
+failover check stops one upstream, so it runs on lab inventories only. Checks skip with the
+reason when the inventory has no gateway or no client material.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from llmcluster.verify import gateway as G
+from llmcluster.verify.remote import LocalHost
+
+pytestmark = pytest.mark.xdist_group("lab")
+
+GATEWAY_CHECKS = ("valid-client", "no-client-cert", "other-ca", "expired-cert", "tls12", "upstream-down")
+STANDIN = Path(__file__).resolve().parents[2] / "lab" / "upstream_standin.py"  # llmcluster/lab
+STANDIN_PIDFILE = "/run/llmcluster-lab-standin.pid"
+TRTLLM_UNIT = "trtllm-serve.service"
+
+
+@dataclass(frozen=True)
+class GatewayCheck:
+    host: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.host}-{self.name}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    from llmcluster.verify.suite.plugin import _collect
+
+    if "gateway_check" in metafunc.fixturenames:
+        c = _collect(metafunc.config)
+        gw = c.plan.spec.serving.gateway
+        hosts = [h.name for h in c.plan.ip.hosts_in_pool(gw.pool)] if gw else []
+        cases = [GatewayCheck(h, n) for h in hosts if h in c.hostvars for n in GATEWAY_CHECKS]
+        metafunc.parametrize("gateway_check", cases or [None], ids=[x.id for x in cases] or ["no-gateway"])
+    if "cert_host" in metafunc.fixturenames:
+        c = _collect(metafunc.config)
+        hosts = sorted(c.hostvars)
+        metafunc.parametrize("cert_host", hosts, ids=hosts)
+
+
+@pytest.fixture(scope="session")
+def gateway_env(verify_target, tmp_path_factory):
+    """Client source, material and (in the lab) the stand-in upstreams, started once."""
+    plan = verify_target.plan
+    gvars = plan.serving.gateway.to_dict() if plan.serving.gateway is not None else None
+    if not gvars:
+        pytest.skip("the stack has no serving.gateway")
+    pki = verify_target.inventory.group_var("llmcluster_pki_dir")
+    if not pki or not (Path(pki) / "private" / "admin.key").is_file():
+        pytest.skip("no client key material: set llmcluster_pki_dir to a `llmcluster pki export` folder")
+    pki = Path(pki)
+    zone = next((f.from_ for f in plan.spec.flows if f"tcp/{gvars['port']}" in [str(p) for p in f.ports]
+                 and gvars["pool"] in (plan.spec.zones[f.to].pools or ())), None)
+    probe = (verify_target.c.probes or {}).get(zone) if zone else None
+    if probe is None:
+        pytest.skip(f"no client source in zone {zone!r} (llmcluster_verify_probes)")
+    source = LocalHost(f"probe-{zone}", probe["netns"])
+    lab = all("llmcluster_lab_kind" in verify_target.c.hostvars.get(u["name"], {}) for u in gvars["upstreams"])
+    started = []
+    units = lab and all(verify_target.host(u["name"]).run(["systemctl", "is-active", "--quiet", TRTLLM_UNIT]).rc == 0
+                        for u in gvars["upstreams"])
+    if lab and not units:  # LAB STAND-IN upstreams (a simulation of trtllm-serve's HTTP API)
+        script = STANDIN.read_text()
+        for u in gvars["upstreams"]:
+            h = verify_target.host(u["name"])
+            h.run(["sh", "-c", f"test -f {STANDIN_PIDFILE} && kill $(cat {STANDIN_PIDFILE}); rm -f {STANDIN_PIDFILE}"])
+            res = h.run(["python3", "-c", script, u["address"], str(u["port"]), u["name"], STANDIN_PIDFILE])
+            assert res.rc == 0, f"{u['name']}: starting the lab stand-in upstream failed: {res.stderr}"
+            started.append(u)
+    env = {"gw": gvars, "pki": pki, "source": source, "lab": lab, "tmp": tmp_path_factory.mktemp("gw-clients"),
+           "script": STANDIN.read_text(), "units": units}
+    yield env
+    for u in started:
+        verify_target.host(u["name"]).run(["sh", "-c", f"test -f {STANDIN_PIDFILE} && kill $(cat {STANDIN_PIDFILE}); "
+                                                       f"rm -f {STANDIN_PIDFILE}"])
+
+
+def _curl(env, address: str, client: G.ClientCert | None, **kw) -> G.CurlResult:
+    argv = G.curl_argv(env["gw"]["hostname"], address, env["gw"]["port"], str(env["pki"] / "root-ca.pem"),
+                       client=client, **kw)
+    r = env["source"].run(argv, timeout=30)
+    return G.parse_curl(r.rc, r.stdout, r.stderr)
+
+
+def _admin(env) -> G.ClientCert:
+    return G.ClientCert(str(env["pki"] / "certs" / "admin.pem"), str(env["pki"] / "private" / "admin.key"))
+
+
+def _ok_within(env, address: str, seconds: float) -> G.CurlResult:
+    end = time.monotonic() + seconds
+    while True:
+        res = _curl(env, address, _admin(env))
+        if res.status == 200 or time.monotonic() > end:
+            return res
+        time.sleep(0.5)
+
+
+def test_gateway(gateway_check, verify_target, record_property) -> None:
+    if gateway_check is None:
+        pytest.skip("the inventory has no gateway host")
+    record_property("host", gateway_check.host)
+    record_property("check", f"gateway[{gateway_check.name}]")
+    env = gateway_env_value(verify_target)
+    address = verify_target.c.hostvars[gateway_check.host]["llmcluster_addresses"]["inference"]
+    name, pki = gateway_check.name, env["pki"]
+    what = f"{gateway_check.host} {address}:{env['gw']['port']} {name}"
+    if name == "valid-client":
+        problems = G.expect_ok(_ok_within(env, address, 20), what)
+    elif name == "no-client-cert":
+        problems = G.expect_rejected(_curl(env, address, None), what)
+    elif name == "other-ca":
+        problems = G.expect_rejected(_curl(env, address, G.other_ca_client(env["tmp"])), what)
+    elif name == "expired-cert":
+        crt = pki / "lab-tests" / "expired-client.crt"
+        if not crt.is_file():
+            pytest.skip("no expired client certificate: only the lab's offline export can issue one "
+                        "(the real intermediate's key never leaves Pulumi); covered by other-ca")
+        problems = G.expect_rejected(_curl(env, address, G.ClientCert(str(crt), str(crt.with_suffix(".key")))), what)
+    elif name == "tls12":
+        argv = G.s_client_argv(env["gw"]["hostname"], address, env["gw"]["port"], str(pki / "root-ca.pem"), "tls1_2",
+                               _admin(env))
+        r = env["source"].run(["sh", "-c", " ".join(shlex.quote(a) for a in argv) + " </dev/null"])
+        problems = G.expect_handshake_fails(r.rc, r.stdout + r.stderr, what)
+    else:
+        problems = _failover(env, verify_target, address, what)
+    assert not problems, "; ".join(problems)
+
+
+def _failover(env, verify_target, address: str, what: str) -> list[str]:
+    ups = env["gw"]["upstreams"]
+    if not env["lab"]:
+        pytest.skip("stops an upstream: runs on lab inventories only (the stand-in upstreams)")
+    if len(ups) < 2:
+        pytest.skip("needs two upstreams")
+    if _ok_within(env, address, 20).status != 200:
+        return [f"{what}: the gateway does not answer 200 before the test"]
+    down = ups[0]
+    h = verify_target.host(down["name"])
+    if env["units"]:
+        h.run(["systemctl", "stop", TRTLLM_UNIT])
+    else:
+        h.run(["sh", "-c", f"kill $(cat {STANDIN_PIDFILE}); rm -f {STANDIN_PIDFILE}"])
+    try:
+        time.sleep(2 * 2 + 3 + 1)  # fall x interval + check timeout (role defaults) + margin
+        problems, seen = [], []
+        for _ in range(6):
+            time.sleep(0.3)  # under the per-certificate rate limit
+            res = _curl(env, address, _admin(env))
+            seen.append(G.upstream_of(res))
+            problems += G.expect_ok(res, f"{what} with {down['name']} down")
+        if down["name"] in seen:
+            problems.append(f"{what}: {down['name']} is down but still got requests: {seen}")
+        return problems
+    finally:
+        if env["units"]:
+            h.run(["systemctl", "start", TRTLLM_UNIT])
+            # Back in the pool only when /health answers again (the gateway's readiness rule).
+            h.run(["sh", "-c", f"for i in $(seq 120); do curl -fsS -o /dev/null http://{down['address']}:{down['port']}"
+                               "/health && exit 0; sleep 0.5; done; exit 1"], timeout=90)
+        else:
+            h.run(["python3", "-c", env["script"], down["address"], str(down["port"]), down["name"],
+                   STANDIN_PIDFILE])
+
+
+_ENV: dict = {}
+
+
+def gateway_env_value(verify_target):
+    """The session's gateway_env (fetched lazily so that a skip there skips only these checks)."""
+    return _ENV["env"]
+
+
+@pytest.fixture(autouse=True)
+def gateway_env_for_gateway_tests(request):
+    # A public name: tests/verify/test_gateway.py re-exports this module with ``import *``.
+    if "gateway_check" in request.fixturenames and request.getfixturevalue("gateway_check") is not None:
+        _ENV["env"] = request.getfixturevalue("gateway_env")
+
+
+def test_certificate_lifetimes(cert_host, verify_target, record_property) -> None:
+    """Installed certificates live at least the policy's lifetime and are outside their renewal window."""
+    record_property("host", cert_host)
+    record_property("check", "certificates[lifetime]")
+    hv = verify_target.c.hostvars[cert_host]
+    certs = (hv.get("llmcluster_pki") or {}).get("certificates") or []
+    if not certs:
+        pytest.skip("the inventory lists no certificates for this host")
+    problems = []
+    for c in certs:
+        r = verify_target.host(cert_host).run(["cat", c["cert"]])
+        if r.rc != 0:
+            problems.append(f"{c['cert']}: not installed ({r.stderr.strip()[-120:]})")
+            continue
+        problems += G.lifetime_problems(r.stdout, c["validity_hours"], c["early_renewal_hours"],
+                                        f"{cert_host} {c['cert']}")
+    assert not problems, "; ".join(problems)
