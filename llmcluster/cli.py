@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--forks", type=int)
     cv.set_defaults(func=cmd_converge, set=None)
 
-    vf = sub.add_parser("verify", help="verify provisioned hosts against the plan (the tests/verify suite)")
+    vf = sub.add_parser("verify", help="verify provisioned hosts against the plan (the verification suite)")
     vf.add_argument("--stack", "-s", required=True, help="stack whose plan is the expectation")
     vf.add_argument("--stacks-dir")
     vf.add_argument("--inventory", "-i", help="inventory to verify (default: the stack's dynamic inventory)")

@@ -122,6 +122,12 @@ def run_playbook(
         cmdline += ["--tags", ",".join(tags)]
     if skip_tags:
         cmdline += ["--skip-tags", ",".join(skip_tags)]
+    if not (ANSIBLE_DIR / "ansible.cfg").is_file() or not (ROOT / "roles").is_dir():
+        from llmcluster.errors import LLMClusterError
+
+        # An installed package has no playbook or roles: they live in the project checkout.
+        raise LLMClusterError(f"no playbook and roles beside this llmcluster ({ROOT}): converge runs from the "
+                              "project checkout (ansible/ and roles/); install it with 'pip install -e <checkout>'")
     env = {"ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     env.update(envvars or {})
     # Prefer the ansible-playbook installed beside this interpreter (the project's venv).

@@ -309,10 +309,6 @@ class SwitchQos:
         return tuple((c.dscp, c.pcp, c.name) for c in sorted(self.classes, key=lambda c: c.dscp))
 
     @property
-    def lossless_queues(self) -> tuple[int, ...]:
-        return tuple(q.queue for q in self.queues if q.lossless)
-
-    @property
     def lossy_priorities(self) -> tuple[int, ...]:
         return tuple(p for p in range(8) if p not in self.pfc_priorities)
 

@@ -63,8 +63,6 @@ NVLINKS_PER_GPU = {"hopper": 18, "blackwell": 18, "ampere": 12}
 HBM_MIN_FRACTION = 0.90
 #: The tensorrt_llm role's defaults (roles/tensorrt_llm/defaults/main.yml).
 TRTLLM_VENV_PYTHON = "/opt/llmcluster/tensorrt-llm/venv/bin/python"
-#: The lab's hardware description: its presence means the GPUs are simulated.
-SIM_HARDWARE = "/etc/llmcluster-sim/hardware.json"
 
 QUERY_FIELDS = ("index", "name", "uuid", "driver_version", "persistence_mode", "ecc.mode.current",
                 "compute_cap", "memory.total")

@@ -119,3 +119,18 @@ def test_run_playbook_restores_the_callers_signal_handlers(tmp_path):
     finally:
         for s, h in before.items():
             signal.signal(s, h)
+
+
+def test_an_installed_package_without_the_checkout_is_a_clear_error(project, monkeypatch, tmp_path):
+    """From a wheel there is no ansible/ or roles/ beside the package: say so instead of running
+    Ansible against site-packages (where ``ansible`` is Ansible's own package folder)."""
+    import llmcluster.converge as conv
+    from llmcluster.errors import LLMClusterError
+
+    pb, inv, _ = project
+    site = tmp_path / "site-packages"
+    (site / "ansible").mkdir(parents=True)
+    monkeypatch.setattr(conv, "ROOT", site)
+    monkeypatch.setattr(conv, "ANSIBLE_DIR", site / "ansible")
+    with pytest.raises(LLMClusterError, match="converge runs from the project checkout"):
+        run_playbook(pb, inv)

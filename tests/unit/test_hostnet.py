@@ -70,6 +70,16 @@ def test_the_lab_realises_production_stacks_in_access_mode():
     assert lab.ip is plan.ip and lab.serving is plan.serving
 
 
+def test_the_network_roles_default_uplink_is_the_plans():
+    import yaml
+
+    from llmcluster.plan.hostnet import DEFAULT_UPLINK
+    from tests.conftest import ROOT
+
+    defaults = yaml.safe_load((ROOT / "roles" / "network" / "defaults" / "main.yml").read_text())
+    assert defaults["network_uplink"] == f"{{{{ llmcluster_uplink | default('{DEFAULT_UPLINK}') }}}}"
+
+
 def test_cloud_platforms_own_the_links():
     plan = load_plan("prod-aws")
     assert plan.hostnet.hosts_own_links is False

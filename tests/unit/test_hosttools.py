@@ -421,7 +421,8 @@ def test_runtime_nvidia_state(text, runtime, want):
 
 def test_runtime_state_matches_what_the_lab_nvidia_ctk_writes(tmp_path):
     """The stand-in nvidia-ctk's edit of an empty and of a Debian-like config is seen as configured."""
-    ctk = pytest.importorskip("llmcluster.lab.nvidia_sim.tools.nvidia_ctk")
+    from llmcluster.lab.nvidia_sim.tools import nvidia_ctk as ctk
+
     for initial in ("", 'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "pause"\n'):
         config = tmp_path / "config.toml"
         config.write_text(initial)
@@ -626,7 +627,8 @@ def test_diag_judge_reads_json_after_a_banner():
 
 def test_diag_judge_on_the_lab_stand_in(monkeypatch):
     """The stand-in dcgmi's document (a passing and a failing board) is judged as it should be."""
-    dcgmi = pytest.importorskip("llmcluster.lab.nvidia_sim.tools.dcgmi")
+    from llmcluster.lab.nvidia_sim.tools import dcgmi
+
     gpus = [
         {
             "index": i,
