@@ -114,6 +114,11 @@ def test_verify_runs_the_suite_from_an_installed_wheel(tmp_path):
     assert r.returncode == R.EXIT_FAILED, f"exit {r.returncode}, expected {R.EXIT_FAILED} (checks failed):\n{out}"
     doc = json.loads(r.stdout)
     failed = [x for x in doc["results"] if x["outcome"] == "failed"]
-    assert doc["stack"] == "lab" and failed and {x["host"] for x in failed} == {"gpu-01"}, out
+    # Every failure is about the one (unreachable) inventory host: its own checks, and when this machine
+    # sits in a lab zone (a lab is up beside the test), firewall rows towards its zone ("admin -> gpu").
+    assert doc["stack"] == "lab" and failed, out
+    assert {x["host"] for x in failed} - {"gpu-01"} <= {f"{z} -> gpu" for z in ("admin", "clients", "gateway",
+                                                                                  "storage", "gpu")}, out
+    assert any(x["host"] == "gpu-01" for x in failed), out
     assert all("127.0.0.2" in x["message"] or "Connection refused" in x["message"] for x in failed), out
     assert not [x for x in doc["results"] if "ImportError" in x["message"] or "not found" in x["message"]], out
