@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from llmcluster.errors import InfeasibleError, LLMClusterError, PlanError, Problem, SpecError
 
 EXIT_OK, EXIT_INVALID, EXIT_INTERNAL = 0, 2, 70
+#: Bounds of the numeric options that are not sizing inputs (those: llmcluster.plan.capacity):
+#: a preflight check waits at most as long as a bare-metal SSH timeout may be (baremetal.timeout_s).
+MAX_TIMEOUT_S = 600.0
+MAX_FORKS = 256
+REPLACE_HELP = ("write into DIR although it holds files llmcluster did not write: they are kept, never "
+                "overwritten; only files of a previous llmcluster output there are replaced")
 
 
 # --------------------------------------------------------------------------- output helpers
@@ -50,13 +59,67 @@ def _human_bytes(n: float) -> str:
 # --------------------------------------------------------------------------- stack lookup
 
 
+#: Pulumi's stack names: letters, digits, '-', '_' and '.', at most 100 characters.
+STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+def _path_option(option: str, value: str) -> Path:
+    """A path given on the command line, its text checked (no NUL, names and length within limits)."""
+    from llmcluster.outdir import check_path_text
+
+    check_path_text(value, where=option)
+    return Path(value)
+
+
+def _stat_option(option: str, path: Path) -> os.stat_result | None:
+    """``os.stat`` of an option's path: None when it does not exist, a clean error for anything else."""
+    from llmcluster.outdir import os_reason
+
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise SpecError(Problem(option, f"{path}: a symbolic link to nothing")) from None
+        return None
+    except OSError as exc:
+        raise SpecError(Problem(option, f"{path}: {os_reason(exc)}")) from None
+
+
+def _folder_option(option: str, value: str, *, must_exist: bool = True) -> Path:
+    """A folder given on the command line: a folder, or (``must_exist=False``) nothing yet."""
+    path = _path_option(option, value)
+    st = _stat_option(option, path)
+    if st is None:
+        if must_exist:
+            raise SpecError(Problem(option, f"{path}: no such folder"))
+        return path
+    if not stat.S_ISDIR(st.st_mode):
+        raise SpecError(Problem(option, f"{path}: not a folder"))
+    return path
+
+
+def _file_option(option: str, value: str, what: str = "file", *, folder_ok: bool = False) -> Path:
+    """An existing file given on the command line (``folder_ok``: or a folder, as Ansible inventories)."""
+    path = _path_option(option, value)
+    st = _stat_option(option, path)
+    if st is None:
+        raise SpecError(Problem(option, f"{path}: no such {what}"))
+    if not (stat.S_ISREG(st.st_mode) or (folder_ok and stat.S_ISDIR(st.st_mode))):
+        raise SpecError(Problem(option, f"{path}: not a {what}" + (" (a file or a folder)" if folder_ok else "")))
+    return path
+
+
 def stacks_dir(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
+    if arg is not None:
+        return _folder_option("--stacks-dir", arg)
     env = os.environ.get("LLMCLUSTER_STACKS_DIR")
     if env:
-        return Path(env)
-    here = Path.cwd()
+        return _folder_option("LLMCLUSTER_STACKS_DIR", env)
+    try:
+        here = Path.cwd()
+    except OSError as exc:
+        raise SpecError(Problem("--stacks-dir", f"the current folder is gone ({exc.strerror}): cd somewhere or "
+                                                "give --stacks-dir")) from None
     for d in (here, *here.parents):
         if (d / "Pulumi.yaml").is_file() and (d / "stacks").is_dir():
             return d / "stacks"
@@ -64,11 +127,17 @@ def stacks_dir(arg: str | None) -> Path:
 
 
 def stack_file(stack: str, directory: Path) -> Path:
+    if not STACK_NAME.match(stack):
+        raise SpecError(Problem("--stack", f"{stack[:100]!r} is not a stack name: letters, digits, '-', '_' and "
+                                           "'.', at most 100 characters"))
     for ext in ("yaml", "yml"):
         p = directory / f"Pulumi.{stack}.{ext}"
-        if p.is_file():
+        if _stat_option("--stack", p) is not None and p.is_file():
             return p
-    known = sorted(p.name.split(".")[1] for p in directory.glob("Pulumi.*.y*ml"))
+    try:
+        known = sorted(p.name.split(".")[1] for p in directory.glob("Pulumi.*.y*ml"))
+    except OSError:
+        known = []
     from llmcluster.spec.loader import did_you_mean
 
     raise SpecError(Problem("--stack", f"no stack '{stack}' in {directory}{did_you_mean(stack, known)} "
@@ -94,6 +163,8 @@ def cmd_validate(args) -> int:
 
     if args.list_rules:
         return _list_rules(args)
+    for p in args.paths:
+        _path_option(p or "''", p)
     paths = [Path(p) for p in args.paths] or sorted(stacks_dir(args.stacks_dir).glob("Pulumi.*.y*ml"))
     if not paths:
         return _fail([f"{stacks_dir(args.stacks_dir)}: no stack files (Pulumi.<stack>.yaml) found"])
@@ -194,13 +265,18 @@ def cmd_size(args) -> int:
 def cmd_plan(args) -> int:
     from llmcluster.offline import evaluate
 
+    if args.out is not None:
+        from llmcluster.outdir import inspect
+        from llmcluster.render.artifacts import legacy_files
+
+        inspect(args.out, "plan", replace=args.replace, legacy=legacy_files)  # refuse before any work
     spec = _load(args)
     ev = evaluate(spec)
     doc = ev.document()
-    if args.out:
+    if args.out is not None:
         from llmcluster.render.artifacts import write_artifacts
 
-        written = write_artifacts(ev, Path(args.out))
+        written = write_artifacts(ev, Path(args.out), replace=args.replace)
         if not args.json:
             _console().print(f"wrote {len(written)} artifact(s) to {args.out}")
     if args.json:
@@ -235,6 +311,8 @@ def cmd_inventory(args) -> int:
     from llmcluster.plan.build import build_plan
     from llmcluster.spec.loader import did_you_mean
 
+    if args.host is not None and (len(args.host) > 253 or "\0" in args.host):
+        raise SpecError(Problem("--host", f"{args.host[:40]!r}...: not a host name (at most 253 characters)"))
     plan = build_plan(_load(args))
     if args.host is not None:
         names = [h.name for h in plan.ip.hosts]
@@ -256,20 +334,21 @@ def cmd_converge(args) -> int:
 
     from llmcluster.converge import ANSIBLE_DIR, recap_rows, run_playbook
 
-    if not args.stack and not args.inventory:
+    if not args.stack and args.inventory is None:
         raise SpecError(Problem("--stack", "give --stack S (dynamic inventory) or --inventory FILE"))
-    if args.inventory:
-        inventory = Path(args.inventory)
-        if not inventory.exists():
-            raise SpecError(Problem("--inventory", f"{inventory}: no such file"))
+    if args.playbook is not None:
+        playbook = _file_option("--playbook", args.playbook, "playbook")
+    else:
+        playbook = ANSIBLE_DIR / "site.yml"
+        if not playbook.is_file():
+            raise SpecError(Problem("--playbook", f"{playbook}: no such playbook"))
+    if args.inventory is not None:
+        inventory = _file_option("--inventory", args.inventory, "inventory", folder_ok=True)
         env = {}
     else:
         _load(args)  # unknown stack or invalid spec: a clean error before touching any host
         inventory = ANSIBLE_DIR / "inventory" / "llmcluster.py"
         env = {"LLMCLUSTER_STACK": args.stack, "LLMCLUSTER_STACKS_DIR": str(stacks_dir(args.stacks_dir))}
-    playbook = Path(args.playbook) if args.playbook else ANSIBLE_DIR / "site.yml"
-    if not playbook.is_file():
-        raise SpecError(Problem("--playbook", f"{playbook}: no such playbook"))
 
     def table(hosts) -> Table:
         t = Table(title=f"converge {args.stack or inventory}" + (" (check)" if args.check else ""))
@@ -324,10 +403,8 @@ def cmd_verify(args) -> int:
     from llmcluster.plan.ipam import build_ip_plan
 
     spec = _load(args)  # unknown stack or invalid spec: a clean error before touching any host
-    if args.inventory:
-        inventory = Path(args.inventory)
-        if not inventory.exists():
-            raise SpecError(Problem("--inventory", f"{inventory}: no such file"))
+    if args.inventory is not None:
+        inventory = _file_option("--inventory", args.inventory, "file", folder_ok=True)
     else:
         inventory = ANSIBLE_DIR / "inventory" / "llmcluster.py"
         os.environ["LLMCLUSTER_STACK"] = args.stack
@@ -341,7 +418,10 @@ def cmd_verify(args) -> int:
 def cmd_lab(args) -> int:
     from llmcluster.lab import LabRuntime, default_state_dir, lab_down, rich_progress
 
-    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    if args.state_dir is not None:
+        state_dir = _folder_option("--state-dir", args.state_dir, must_exist=False)
+    else:
+        state_dir = default_state_dir()
     if args.action == "down":
         with rich_progress("lab down") as progress:
             removed = lab_down(state_dir, progress, purge=args.purge)
@@ -389,14 +469,16 @@ def cmd_lab(args) -> int:
 def cmd_pki(args) -> int:
     """``pki export``: certificates and private keys for the mtls role (llmcluster.pki_export)."""
     from llmcluster import pki_export as X
+    from llmcluster.outdir import inspect
     from llmcluster.plan.build import build_plan
 
+    inspect(args.out, "pki", replace=args.replace, legacy=X.legacy_files)  # refuse before any work
     spec = _load(args)
     if args.offline:
         plan, material = X.from_offline(spec)
     else:
         plan, material = build_plan(spec), X.from_pulumi(spec.stack)
-    written = X.export(plan, material, Path(args.out), lab_tests=args.offline)
+    written = X.export(plan, material, Path(args.out), lab_tests=args.offline, replace=args.replace)
     note = " (offline: a NEW lab-only hierarchy, never for a real cluster)" if args.offline else ""
     _console(stderr=True).print(f"wrote {len(written)} file(s) to {args.out} (keys 0600){note}; "
                                 f"converge with llmcluster_pki_dir={args.out}")
@@ -406,8 +488,41 @@ def cmd_pki(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``<option>: <message> (see '<prog> --help')``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument "):
+            option, _, rest = message.removeprefix("argument ").partition(": ")
+            line = f"{option.split('/')[0]}: {rest}"
+        else:
+            line = f"{self.prog}: {message}"
+        self.exit(EXIT_INVALID, f"{line} (see '{self.prog} --help')\n")
+
+
+def _bounded(kind: type, lo: float, hi: float, unit: str = "", *, low_open: bool = False):
+    """An argparse type: a ``kind`` number within [lo, hi] (``low_open``: above lo), checked at parsing."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a{'n integer' if kind is int else ' number'}") \
+                from None
+        low = f"> {lo:g}" if low_open else f">= {lo:g}"
+        if (isinstance(value, float) and not math.isfinite(value)) or value > hi or value < lo \
+                or (low_open and value == lo):
+            raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: {low} and <= {hi:g}{unit}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llmcluster", description="Private DeepSeek serving clusters as code.")
+    from llmcluster.plan import capacity as C
+
+    p = _Parser(prog="llmcluster", description="Private DeepSeek serving clusters as code.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def stack_args(sp, with_set: bool = True):
@@ -422,7 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--stacks-dir")
     v.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
     v.add_argument("--preflight", action="store_true", help="also check the environment (hosts, AWS offerings)")
-    v.add_argument("--timeout", type=float, default=3.0, help="preflight timeout per check (seconds)")
+    v.add_argument("--timeout", type=_bounded(float, 0, MAX_TIMEOUT_S, " s", low_open=True), default=3.0,
+                   help=f"preflight timeout per check (seconds, at most {MAX_TIMEOUT_S})")
     v.add_argument("--json", action="store_true")
     v.add_argument("--list-rules", action="store_true", help="print the validation rules (id, layer, what each checks)")
     v.set_defaults(func=cmd_validate)
@@ -431,9 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--gpu", required=True)
     s.add_argument("--precision")
-    s.add_argument("--context", type=int)
-    s.add_argument("--concurrency", type=int, default=16)
-    s.add_argument("--gpus-per-node", type=int)
+    s.add_argument("--context", type=_bounded(int, C.MIN_CONTEXT, C.MAX_CONTEXT, " tokens"),
+                   help=f"tokens per request ({C.MIN_CONTEXT}..{C.MAX_CONTEXT}; default: min(32768, the model's))")
+    s.add_argument("--concurrency", type=_bounded(int, C.MIN_CONCURRENCY, C.MAX_CONCURRENCY), default=16,
+                   help=f"concurrent requests ({C.MIN_CONCURRENCY}..{C.MAX_CONCURRENCY})")
+    s.add_argument("--gpus-per-node", type=_bounded(int, C.MIN_GPUS_PER_NODE, C.MAX_GPUS_PER_NODE),
+                   help=f"GPUs per node ({C.MIN_GPUS_PER_NODE}..{C.MAX_GPUS_PER_NODE}; "
+                        "default: the GPU's usual server)")
     s.add_argument("--kv-dtype", choices=("bf16", "fp8"))
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_size)
@@ -441,7 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="offline plan: run the Pulumi program under mocks")
     stack_args(pl)
     pl.add_argument("--json", action="store_true", help="print the plan document")
-    pl.add_argument("--out", metavar="DIR", help="write rendered artifacts to DIR")
+    pl.add_argument("--out", metavar="DIR", help="write rendered artifacts to DIR (new, empty, or a previous "
+                                                 "plan --out)")
+    pl.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     pl.set_defaults(func=cmd_plan)
 
     inv = sub.add_parser("inventory", help="Ansible dynamic inventory (--list / --host)")
@@ -459,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--diff", action="store_true")
     cv.add_argument("--tags", action="append", help="only these tags (repeatable)")
     cv.add_argument("--limit")
-    cv.add_argument("--forks", type=int)
+    cv.add_argument("--forks", type=_bounded(int, 1, MAX_FORKS), help=f"parallel hosts (1..{MAX_FORKS})")
     cv.set_defaults(func=cmd_converge, set=None)
 
     vf = sub.add_parser("verify", help="verify provisioned hosts against the plan (the verification suite)")
@@ -474,7 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     pk = sub.add_parser("pki", help="export the PKI (certificates and private keys) for the mtls role")
     pk.add_argument("action", choices=("export",))
     stack_args(pk)
-    pk.add_argument("--out", required=True, metavar="DIR", help="folder to write (0700; keys 0600)")
+    pk.add_argument("--out", required=True, metavar="DIR",
+                    help="folder to write (0700; keys 0600): new, empty, or a previous export")
+    pk.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     pk.add_argument("--offline", action="store_true",
                     help="LAB ONLY: issue a fresh hierarchy with the offline evaluation instead of reading "
                          "`pulumi stack output --show-secrets`")

@@ -24,13 +24,15 @@ Layout (the folder is 0700, keys 0600, the rest 0644)::
     certs/<name>.pem              every leaf certificate of the plan
     private/<name>.key            its private key (0600)
     manifest.json                 stack, source, per-certificate subject/SANs/notAfter/sha256
+    .llmcluster-export.json       the files llmcluster wrote here (what a later export replaces)
     lab-tests/                    offline only, lab only: material for the verification
                                   suite's negative checks (an expired client certificate issued
                                   by the real intermediate; the intermediate key itself is
                                   never written)
 
-The folder is written next to its final place and renamed into it, so a failed export leaves
-the previous one untouched.
+The folder is written next to its final place and swapped into it, so a failed export leaves
+the previous one untouched; files in it that llmcluster did not write are never deleted or
+overwritten (:mod:`llmcluster.outdir`; ``.llmcluster-export.json`` names what it wrote).
 """
 
 from __future__ import annotations
@@ -39,10 +41,8 @@ import datetime as dt
 import hashlib
 import ipaddress
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,51 +242,44 @@ def manifest(plan: Plan, m: Material) -> dict[str, Any]:
     return {"stack": plan.spec.stack, "source": m.source, "lab_only": m.source == "offline", "certificates": certs}
 
 
-def export(plan: Plan, m: Material, out: Path, *, lab_tests: bool = False) -> list[Path]:
-    """Check, then write the folder (atomically replacing ``out``). Raises SpecError on problems."""
+def legacy_files(folder: Path) -> set[str] | None:
+    """The files of an export written before llmcluster kept :data:`llmcluster.outdir.MANIFEST`
+    (named by its ``manifest.json``), or None when ``folder`` is not one."""
+    import re
+
+    try:
+        doc = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("certificates"), dict) or "source" not in doc:
+        return None
+    names = [n for n in doc["certificates"] if isinstance(n, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", n)]
+    files = {"root-ca.pem", "ca-chain.pem", "manifest.json"}
+    files |= {f"certs/{n}.pem" for n in names} | {f"private/{n}.key" for n in names}
+    files |= {f"{LAB_TESTS}/{EXPIRED_CLIENT}.crt", f"{LAB_TESTS}/{EXPIRED_CLIENT}.key"}
+    return files
+
+
+def export(plan: Plan, m: Material, out: Path, *, lab_tests: bool = False, replace: bool = False) -> list[Path]:
+    """Check, then write the folder (atomically, by :mod:`llmcluster.outdir`'s rules: never over or
+    instead of files llmcluster did not write). Raises SpecError on problems."""
+    from llmcluster.outdir import write_tree
+
     problems = check_material(plan, m)
     if problems:
         raise SpecError(problems, source=f"stack {plan.spec.stack}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # 0700
-    written: list[Path] = []
-
-    def write(rel: str, text: str, mode: int) -> None:
-        p = tmp / rel
-        p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(p, mode)
-        written.append(out / rel)
-
-    try:
-        write("root-ca.pem", m.root_pem, 0o644)
-        write("ca-chain.pem", m.chain_pem, 0o644)
-        for name in sorted(m.certs):
-            write(f"certs/{name}.pem", m.certs[name], 0o644)
-            write(f"private/{name}.key", m.keys[name], 0o600)
-        if lab_tests:
-            if m.intermediate_key_pem is None:
-                raise PkiExportError("lab-test material needs the offline (lab) evaluation")
-            crt, key = _expired_client(plan, m)
-            write(f"{LAB_TESTS}/{EXPIRED_CLIENT}.crt", crt, 0o644)
-            write(f"{LAB_TESTS}/{EXPIRED_CLIENT}.key", key, 0o600)
-        write("manifest.json", json.dumps(manifest(plan, m), indent=1, sort_keys=True) + "\n", 0o644)
-        os.chmod(tmp, 0o700)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return written
+    files: dict[str, tuple[str, int]] = {"root-ca.pem": (m.root_pem, 0o644), "ca-chain.pem": (m.chain_pem, 0o644)}
+    for name in sorted(m.certs):
+        files[f"certs/{name}.pem"] = (m.certs[name], 0o644)
+        files[f"private/{name}.key"] = (m.keys[name], 0o600)
+    if lab_tests:
+        if m.intermediate_key_pem is None:
+            raise PkiExportError("lab-test material needs the offline (lab) evaluation")
+        crt, key = _expired_client(plan, m)
+        files[f"{LAB_TESTS}/{EXPIRED_CLIENT}.crt"] = (crt, 0o644)
+        files[f"{LAB_TESTS}/{EXPIRED_CLIENT}.key"] = (key, 0o600)
+    files["manifest.json"] = (json.dumps(manifest(plan, m), indent=1, sort_keys=True) + "\n", 0o644)
+    return write_tree(out, files, "pki", replace=replace, legacy=legacy_files, dir_mode=0o700)
 
 
 def load_dir(directory: Path) -> Material:

@@ -240,6 +240,37 @@ def _resolve_kv_dtype(kv_dtype: str | None, model: ModelSpec, precision: str, gp
     return kv_dtype
 
 
+#: Bounds of the sizing inputs, checked before any work (``llmcluster size`` checks the same when
+#: parsing its options), so that no input makes the search below run away: GPUs per node as the
+#: spec's ``pools.<pool>.gpu.count`` (72: an NVL72 rack, the largest NVLink domain), nodes as
+#: ``pools.<pool>.count``, the context as ``serving.context``'s ceiling (its floor, 512, is the
+#: spec's; ``size`` accepts any positive context). Concurrency goes beyond ``serving.concurrency``'s
+#: 4096: ``size`` answers what-ifs ("how many GPUs for a million users") and the work does not grow
+#: with it (it only multiplies the KV cache), so 2**20. The search is then at most
+#: ``log2(72) + 1 + max_nodes`` GPU counts, each with at most 72 TP sizes.
+MIN_GPUS_PER_NODE, MAX_GPUS_PER_NODE = 1, 72
+MIN_CONTEXT, MAX_CONTEXT = 1, 1_048_576
+MIN_CONCURRENCY, MAX_CONCURRENCY = 1, 1_048_576
+MIN_NODES, MAX_NODES = 1, 4096
+
+
+def check_bounds(*, context: int | None = None, concurrency: int | None = None, gpus_per_node: int | None = None,
+                 max_nodes: int | None = None) -> None:
+    """Raise :class:`InfeasibleError` for a sizing input outside its bounds (above)."""
+    for name, value, lo, hi, unit in (
+        ("context", context, MIN_CONTEXT, MAX_CONTEXT, " tokens"),
+        ("concurrency", concurrency, MIN_CONCURRENCY, MAX_CONCURRENCY, " concurrent requests"),
+        ("gpus_per_node", gpus_per_node, MIN_GPUS_PER_NODE, MAX_GPUS_PER_NODE, " GPUs per node"),
+        ("max_nodes", max_nodes, MIN_NODES, MAX_NODES, " nodes"),
+    ):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InfeasibleError(f"{name} must be a whole number (got {value!r})")
+        if not lo <= value <= hi:
+            raise InfeasibleError(f"{name} must be >= {lo} and <= {hi}{unit} (got {value})")
+
+
 def _single_node_counts(gpus_per_node: int) -> list[int]:
     counts = [1 << i for i in range(gpus_per_node.bit_length()) if 1 << i <= gpus_per_node]
     if counts[-1] != gpus_per_node:
@@ -342,26 +373,20 @@ def size_deployment(
     to ``min(32768, max_position_embeddings)``; ``gpus_per_node`` to the GPU's usual server;
     ``kv_dtype`` to fp8 for fp8/w4a8/fp4 weights on sm >= 8.9, else bf16. Candidates: 1, 2, 4,
     ... GPUs of one node, then ``N x gpus_per_node`` for N = 2..``max_nodes``. Raises
-    :class:`InfeasibleError` saying what to change when nothing fits.
+    :class:`InfeasibleError` saying what to change when nothing fits, and before any work for an
+    input outside its bounds (:func:`check_bounds`).
     """
+    check_bounds(context=context, concurrency=concurrency, gpus_per_node=gpus_per_node, max_nodes=max_nodes)
     spec = lookup_model(model)
     hw = lookup_gpu(gpu)
     if context is None:
         context = min(32768, spec.max_position_embeddings)
-    if context < 1:
-        raise InfeasibleError(f"context must be >= 1 token (got {context})")
     if context > spec.max_position_embeddings:
         raise InfeasibleError(
             f"context {context} exceeds {spec.name} max_position_embeddings "
             f"{spec.max_position_embeddings}: use a context <= {spec.max_position_embeddings}"
         )
-    if concurrency < 1:
-        raise InfeasibleError(f"concurrency must be >= 1 (got {concurrency})")
     gpn = hw.default_gpus_per_node if gpus_per_node is None else gpus_per_node
-    if gpn < 1:
-        raise InfeasibleError(f"gpus_per_node must be >= 1 (got {gpn})")
-    if max_nodes < 1:
-        raise InfeasibleError(f"max_nodes must be >= 1 (got {max_nodes})")
     prec = lookup_precision(precision) if precision is not None else PRECISIONS[_default_precision(spec, hw)]
     _check_precision(spec, prec, hw)
     kv_name = _resolve_kv_dtype(kv_dtype, spec, prec.name, hw)
