@@ -28,6 +28,7 @@ from llmcluster.spec.loader import MAX_MESSAGE_CHARS, looks_like_ours, parse_ove
 from llmcluster.spec.stackyaml import StackLoader, core_value, go_yaml_value
 from llmcluster.validate import load_stack_file
 from tests.conftest import STACKS
+from tests.helpers.corpus import FILES, expectation
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_TEXT = (STACKS / "Pulumi.lab.yaml").read_text(encoding="utf-8")
@@ -311,3 +312,25 @@ def test_override_values_parse_as_yaml_1_2() -> None:
     assert parse_override("pools.gpu.bmc=yes") == ("pools.gpu.bmc", "yes")
     assert parse_override("pools.gpu.count=0x10") == ("pools.gpu.count", 16)
 
+
+# --------------------------------------------------------------------------- the hardening corpus, end to end
+
+HARDENING = [p for p in FILES if p.name[:1] == "5"]
+
+
+@pytest.mark.parametrize("path", HARDENING, ids=lambda p: p.stem)
+def test_hardening_corpus_through_the_cli(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``llmcluster validate <file>``: exit 2, and a ``<file>: <path>: <message>`` line for the expected problem."""
+    from llmcluster.cli import main
+
+    want = expectation(path)
+    assert want.rule, f"{path.name}: the 5xx corpus names its rule"
+    assert main(["validate", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    prefix = f"{path}: {want.path}: " if want.path else f"{path}: "
+    assert any(line.startswith(prefix) and (want.message or "") in line for line in lines), lines
+    assert all(len(line) <= len(f"{path}: ") + 120 + 2 + MAX_MESSAGE_CHARS for line in lines)
+
+
+def test_the_hardening_corpus_is_big_enough() -> None:
+    assert len(HARDENING) >= 50
