@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark: cost of the offline plan as the prod-baremetal GPU pool grows (8 ... 1024 nodes).
 
-For each size it loads and validates the spec with ``--set pools.gpu.count=N`` and runs the
+For each size it loads and validates the spec with ``--set pools.gpu.count=N`` (each GPU node on one
+data port, ``pools.gpu.nics=[]``, and as many leaves as those ports need: the stack's ten NIC ports
+per node fit the L2 leaf-spine fabric only up to about 180 nodes) and runs the
 real Pulumi program under mocks (real ECDSA keys and certificates for every node), then
 reports wall time, resources registered, time per node and time per resource, and the
 ratio of each size's per-node cost to the smallest size's — all in one run, so the ratios
@@ -23,14 +25,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmcluster.offline import evaluate
+from llmcluster.plan.switches import host_ports_per_leaf, leaf_host_capacity, max_leaves
+from llmcluster.spec.loader import parse_stack_file
 from llmcluster.validate import load_stack_file
 
 STACK = ROOT / "stacks" / "Pulumi.prod-baremetal.yaml"
 
 
+def overrides(nodes: int) -> list[str]:
+    """``nodes`` GPU nodes on one data port each, and the fewest leaves (at least the stack's 4) they need."""
+    base = [f"pools.gpu.count={nodes}", "pools.gpu.nics=[]"]
+    spec = parse_stack_file(STACK, base)
+    leaves = next(n for n in range(4, max_leaves(2) + 1) if max(host_ports_per_leaf(spec, n)) <= leaf_host_capacity(2))
+    return [*base, f"baremetal.leaf_switches={leaves}"]
+
+
 def run_once(nodes: int) -> tuple[float, float, int]:
+    sets = overrides(nodes)
     t0 = time.perf_counter()
-    spec = load_stack_file(STACK, [f"pools.gpu.count={nodes}"])
+    spec = load_stack_file(STACK, sets)
     t1 = time.perf_counter()
     ev = evaluate(spec)
     t2 = time.perf_counter()

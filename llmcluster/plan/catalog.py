@@ -585,10 +585,20 @@ _DEEPSEEK_BLOCK_FP8_REASON = (
     "block-scale GEMM and FP8 MLA kernels TensorRT-LLM uses for DeepSeek are Hopper/Blackwell only"
 )
 
+_DEEPSEEK_NO_AMPERE_REASON = (
+    "TensorRT-LLM does not support DeepSeek-V3/R1 on Ampere (sm 80/86) in any precision"
+)
+
 PRECISIONS: dict[str, PrecisionSpec] = {
     p.name: p
     for p in (
-        PrecisionSpec("bf16", "BF16", 80, _BF16),
+        PrecisionSpec(
+            "bf16",
+            "BF16",
+            80,
+            _BF16,
+            (("deepseek_v3", FamilyOverride(89, _BF16, _BF16, _DEEPSEEK_NO_AMPERE_REASON)),),
+        ),
         PrecisionSpec(
             "fp8",
             "FP8 (E4M3)",

@@ -159,6 +159,56 @@ def _carve(spec: Spec) -> dict[str, netaddr.IPNetwork]:
     return placed
 
 
+def exhausted_vlans(spec: Spec) -> list[PlanError]:
+    """Every VLAN whose hosts (and BMCs) do not fit, each as the PlanError :func:`build_ip_plan` raises
+    for the first of them (it stops there; validation reports them all in one run). Carving errors
+    (subnets that do not fit the supernet) are raised, as by :func:`build_ip_plan`."""
+    nets = _carve(spec)
+    vlan_specs = dict(spec.fabric.vlans.items())
+    out: list[PlanError] = []
+    for role, net in nets.items():
+        vlan = vlan_specs[role]
+        if net.size - 2 - vlan.reserved < 1:
+            out.append(PlanError(f"fabric.vlans.{role}.reserved",
+                                 f"{vlan.reserved} reserved addresses leave no host addresses in {net}"))
+    if out:
+        return out
+    demand = _demand(spec)
+    for role, net in nets.items():
+        capacity = net.size - 2 - vlan_specs[role].reserved
+        if demand.get(role, 0) > capacity:
+            out.append(_exhausted(spec, role, net, _nth_user(spec, role, capacity + 1), demand))
+    return out
+
+
+def _nth_user(spec: Spec, role: str, n: int) -> str:
+    """The ``n``-th address user of VLAN ``role`` in plan order (hosts by pool, then BMCs on oob)."""
+    seen = 0
+    for pool_name, pool in spec.pools.items():
+        if role in pool.vlans:
+            if seen + pool.count >= n:
+                return hostname(spec.hostname_prefix(pool_name), n - seen, pool.count)
+            seen += pool.count
+    if role == "oob":
+        for pool_name, pool in spec.pools.items():
+            if pool.bmc:
+                if seen + pool.count >= n:
+                    return f"{hostname(spec.hostname_prefix(pool_name), n - seen, pool.count)} BMC"
+                seen += pool.count
+    return "?"  # pragma: no cover - only called with n <= demand
+
+
+def _exhausted(spec: Spec, role: str, net: netaddr.IPNetwork, what: str, demand: dict[str, int]) -> PlanError:
+    vlan = dict(spec.fabric.vlans.items())[role]
+    need = demand.get(role, 0) + vlan.reserved + 2
+    suggest = max(1, 32 - (need - 1).bit_length())
+    return PlanError(
+        f"fabric.vlans.{role}.prefix",
+        f"{net} is exhausted at {what}: {demand.get(role, 0)} addresses needed, "
+        f"{net.size - 2 - vlan.reserved} available after {vlan.reserved} reserved; use /{suggest} or larger",
+    )
+
+
 def build_ip_plan(spec: Spec) -> IpPlan:
     nets = _carve(spec)
     # Demand per VLAN, in host order.
@@ -181,15 +231,7 @@ def build_ip_plan(spec: Spec) -> IpPlan:
         net = nets[role]
         ip = next_free[role]
         if ip > net.last - 1:
-            demand = _demand(spec)
-            vlan = vlan_specs[role]
-            need = demand.get(role, 0) + vlan.reserved + 2
-            suggest = max(1, 32 - (need - 1).bit_length())
-            raise PlanError(
-                f"fabric.vlans.{role}.prefix",
-                f"{net} is exhausted at {what}: {demand.get(role, 0)} addresses needed, "
-                f"{capacity[role]} available after {vlan.reserved} reserved; use /{suggest} or larger",
-            )
+            raise _exhausted(spec, role, net, what, _demand(spec))
         next_free[role] = ip + 1
         return str(netaddr.IPAddress(ip))
 

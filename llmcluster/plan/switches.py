@@ -517,8 +517,94 @@ def _known_hosts_text(spec: Spec) -> str:
 
 
 def switch_problems(spec: Spec) -> list[Problem]:
-    """Whole-spec rules of the switch plan (topology and ``baremetal.port_map``)."""
-    return topology_problems(spec) + port_map_problems(spec)
+    """Whole-spec rules of the switch plan (topology, ``baremetal.port_map``, port capacity)."""
+    problems = topology_problems(spec) + port_map_problems(spec)
+    return problems or capacity_problems(spec)
+
+
+def max_leaves(spines: int) -> int:
+    """The most leaves ``spines`` spines can join (each leaf takes UPLINKS_PER_SPINE ports of every spine)."""
+    if spines == 0:
+        return 1
+    return (SWITCH_PORTS - len(spine_peer_ports(spines))) // UPLINKS_PER_SPINE
+
+
+def leaf_host_capacity(spines: int) -> int:
+    """Front-panel ports of a leaf left for hosts after its uplinks."""
+    return SWITCH_PORTS - UPLINKS_PER_SPINE * spines
+
+
+def host_ports_per_leaf(spec: Spec, leaves: int) -> list[int]:
+    """Host NIC ports the layout puts on each of ``leaves`` leaves (as :func:`build_switch_plan` does:
+    pinned ports on their leaf, the others on leaf ``(i * count + j) mod leaves``)."""
+    bm = spec.baremetal
+    loads = [0] * leaves
+    for pool in spec.pools.values():
+        # Port j of NIC n of host i sits at position i * count + j: over the pool the positions are
+        # exactly 0 .. count*hosts - 1, so each leaf takes an equal share and the first ones one more.
+        for count in [nic.count for nic in pool.nics] or [1]:
+            n = count * pool.count
+            for k in range(min(leaves, n)):
+                loads[k] += n // leaves + (1 if k < n % leaves else 0)
+    if bm is not None and bm.port_map:
+        where: dict[str, tuple[Pool, int]] = {}
+        wanted = {a.host for ports in bm.port_map.values() for a in ports.values()}
+        for pool_name, pool in spec.pools.items():
+            prefix = spec.hostname_prefix(pool_name)
+            for i in range(pool.count):
+                name = hostname(prefix, i + 1, pool.count)
+                if name in wanted:
+                    where[name] = (pool, i)
+        names = leaf_names(leaves)
+        for leaf, ports in bm.port_map.items():
+            for a in ports.values():
+                if a.host not in where or leaf not in names:
+                    continue  # port_map_problems reports it
+                pool, i = where[a.host]
+                nics = {nic.name: nic.count for nic in pool.nics} or {DATA_NIC: 1}
+                count = nics.get(a.nic or DATA_NIC)
+                if count is None or a.port > count:
+                    continue
+                loads[(i * count + a.port - 1) % leaves] -= 1
+                loads[names.index(leaf)] += 1
+    return loads
+
+
+def capacity_problems(spec: Spec) -> list[Problem]:
+    """Leaves with more host ports than front-panel ports, spines with more leaves than ports."""
+    bm = spec.baremetal
+    if spec.platform != "baremetal" or bm is None:
+        return []
+    out: list[Problem] = []
+    L, S = bm.leaf_switches, bm.spine_switches
+    most = max_leaves(S)
+    if L > most and S > 0:
+        out.append(Problem("baremetal.leaf_switches",
+                           f"{L} leaves need {UPLINKS_PER_SPINE * L} downlink ports on each spine, which has "
+                           f"{SWITCH_PORTS - len(spine_peer_ports(S))} ({SWITCH_PORTS} ports"
+                           f"{', 2 for the MLAG peer link' if S == 2 else ''}): {S} spine(s) join at most {most} "
+                           "leaves"))
+    cap = leaf_host_capacity(S)
+    loads = host_ports_per_leaf(spec, L)
+    if loads and max(loads) > cap:
+        total = sum(loads)
+        busiest = max(range(L), key=lambda k: loads[k])
+        need = next((n for n in range(max(L, -(-total // cap)), most + 1)
+                     if max(host_ports_per_leaf(spec, n)) <= cap), None)
+        uplinks = f" ({SWITCH_PORTS} less {SWITCH_PORTS - cap} uplinks)" if S else f" ({SWITCH_PORTS} ports)"
+        leaves = "1 leaf" if L == 1 else f"{L} leaves"
+        head = (f"{leaves} cannot take the {total} host NIC ports: {leaf_names(L)[busiest]} would have "
+                f"{loads[busiest]}, a leaf has {cap}{uplinks}")
+        if need is not None:
+            out.append(Problem("baremetal.leaf_switches", f"{head}; set leaf_switches >= {need}"))
+        elif S == 0:
+            out.append(Problem("baremetal.leaf_switches", f"{head}; one leaf is all a fabric without spines has: set "
+                                                          "spine_switches to 2 and add leaves"))
+        else:
+            out.append(Problem("baremetal.leaf_switches",
+                               f"{head}; even {most} leaves (the most {S} spine(s) join) are not enough: fewer hosts "
+                               "or NIC ports (pools.*.nics), or a routed fabric (not built here)"))
+    return out
 
 
 def topology_problems(spec: Spec) -> list[Problem]:

@@ -1,5 +1,10 @@
 """Parse the environment spec from a Pulumi stack file or from Pulumi's runtime config.
 
+Stack files are read as Pulumi reads them (YAML 1.2, :mod:`llmcluster.spec.stackyaml`), only when
+they are regular files of at most :data:`MAX_STACK_FILE_BYTES`; a config namespace close to
+``llmcluster`` is refused (:func:`looks_like_ours`); every problem is printed on one line of
+bounded length (:func:`clip_problem`).
+
 Both paths produce the same raw mapping (section name -> value, the ``llmcluster:``
 prefix stripped) and apply ``--set`` overrides; :func:`parse_raw` then runs the field
 layer (the typed models). The whole-spec, plan-aware and preflight rules live above the
@@ -14,7 +19,9 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +29,11 @@ from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from yaml.nodes import MappingNode, ScalarNode
 
 from llmcluster.errors import Problem, SpecError
 from llmcluster.spec.models import SECTIONS, Spec
+from llmcluster.spec.stackyaml import StackLoader, TooBig, ambiguous_scalars, clip
 
 NAMESPACE = "llmcluster"
 #: Top-level keys Pulumi itself accepts in a stack settings file.
@@ -40,41 +49,95 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions)."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def looks_like_ours(ns: str, name: str) -> bool:
+    """Whether config key ``<ns>:<name>`` of another namespace is most likely a misspelt ``llmcluster:<name>``.
+
+    Keys of other namespaces are legitimate (``aws:region``, the ``llmcluster-switches:password``
+    secret): they are left alone unless the namespace is within edit distance 2 of ``llmcluster``
+    (any case: ``llmclsuter``, ``LLMCluster``, ``llm-cluster``), or the key names one of our sections
+    under a namespace close to ours (``llmclusters:storage``, ``cluster:pools``).
+    """
+    low = ns.lower()
+    if low == NAMESPACE:
+        return True
+    if abs(len(low) - len(NAMESPACE)) <= 2 and edit_distance(low, NAMESPACE) <= 2:
+        return True
+    return name in SECTIONS and bool(difflib.get_close_matches(low, [NAMESPACE], n=1, cutoff=0.6))
+
+
+#: Longest key path and message a problem prints (a value a megabyte long is cut, not printed).
+MAX_PATH_CHARS = 120
+MAX_MESSAGE_CHARS = 300
+
+
+def _printable(text: str) -> str:
+    """``text`` with control and other invisible characters written as escapes (``\\n``, ``\\u2028``)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def clip_path(path: str) -> str:
+    path = _printable(path[: MAX_PATH_CHARS * 2])
+    return path if len(path) <= MAX_PATH_CHARS else path[: MAX_PATH_CHARS - 3] + "..."
+
+
+def clip_problem(p: Problem) -> Problem:
+    """``p`` with its path and message on one line, escaped and cut to :data:`MAX_PATH_CHARS` /
+    :data:`MAX_MESSAGE_CHARS` (a value a megabyte long, or holding a newline, never reaches the terminal)."""
+    message = _printable(p.message[: MAX_MESSAGE_CHARS * 2])
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 3] + "..."
+    path = clip_path(p.path)
+    return p if (path, message) == (p.path, p.message) else Problem(path, message)
+
+
+def clipped(exc: SpecError, source: str | None = None, rules: Mapping[Problem, str] | None = None) -> SpecError:
+    """``exc`` with every problem clipped (:func:`clip_problem`), its rule tags kept."""
+    rule_of = dict(exc.rules if rules is None else rules)
+    problems = [clip_problem(p) for p in exc.problems]
+    tags = {q: rule_of[p] for p, q in zip(exc.problems, problems, strict=True) if p in rule_of}
+    return SpecError(problems, source=exc.source if source is None else source, rules=tags)
+
+
 def stack_name_from_path(path: Path) -> str:
     m = _STACK_FILE.match(path.name)
     return m.group("stack") if m else path.stem
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
+def parse_yaml(text: str, base: tuple[str, ...] | None = None) -> Any:
+    """Parse YAML as Pulumi does (:mod:`llmcluster.spec.stackyaml`), every parser error a SpecError.
 
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    out: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value", key_node.start_mark
-            ) from None
-        if key in out:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        out[key] = loader.construct_object(value_node, deep=deep)
-    return out
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def parse_yaml(text: str) -> Any:
-    """Parse YAML text, turning every parser error into a SpecError with line/column."""
+    ``base`` is the key path of the text's value (``--set`` overrides); without it the text is a
+    stack file, whose ``config: llmcluster:<section>`` values are checked for plain scalars that
+    Pulumi and YAML 1.2 read differently.
+    """
+    loader: StackLoader | None = None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        loader = StackLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        places = [(base, node)] if base is not None else _our_sections(node)
+        seen: set[int] = set()
+        problems = [Problem(".".join(path), why) for where, n in places
+                    for path, why in ambiguous_scalars(loader, n, where, seen)]
+        if problems:
+            raise SpecError(problems)
+        return loader.construct_document(node)
+    except TooBig as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(Problem("", f"{where}{exc.problem}")) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -84,6 +147,23 @@ def parse_yaml(text: str) -> Any:
         raise SpecError(Problem("", f"malformed YAML: {exc}")) from None
     except RecursionError:
         raise SpecError(Problem("", "malformed YAML: nesting too deep")) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _our_sections(root: Any) -> list[tuple[tuple[str, ...], Any]]:
+    """``(section path, value node)`` of each ``config: llmcluster:<section>`` of a stack document node."""
+    if not isinstance(root, MappingNode):
+        return []
+    out = []
+    for k, config in root.value:
+        if isinstance(k, ScalarNode) and k.value == "config" and isinstance(config, MappingNode):
+            for key, value in config.value:
+                ns, sep, name = str(getattr(key, "value", "")).partition(":")
+                if sep and ns == NAMESPACE:
+                    out.append(((name,), value))
+    return out
 
 
 # --------------------------------------------------------------------------- raw config
@@ -96,7 +176,7 @@ def raw_from_stack_document(doc: Any) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise SpecError(Problem("", f"a stack file is a mapping with a 'config:' key, not a {_tname(doc)}"))
     problems = [
-        Problem(str(k), f"unknown stack file key{did_you_mean(k, PULUMI_STACK_KEYS)}")
+        Problem(clip_path(str(k)), f"unknown stack file key{did_you_mean(k, PULUMI_STACK_KEYS)}")
         for k in doc
         if k not in PULUMI_STACK_KEYS
     ]
@@ -120,16 +200,19 @@ def raw_from_config_mapping(config: Mapping[Any, Any], *, json_values: bool = Fa
     problems: list[Problem] = []
     for key, value in config.items():
         if not isinstance(key, str):
-            problems.append(Problem(str(key), "config keys are strings such as 'llmcluster:site'"))
+            problems.append(Problem(clip_path(str(key)), "config keys are strings such as 'llmcluster:site'"))
             continue
         ns, sep, name = key.partition(":")
         if not sep:
-            problems.append(Problem(key, f"config keys need a namespace: write '{NAMESPACE}:{key}'"))
+            problems.append(Problem(clip_path(key), f"config keys need a namespace: write '{NAMESPACE}:{key[:40]}'"))
             continue
         if ns != NAMESPACE:
+            if looks_like_ours(ns, name):
+                problems.append(Problem(clip_path(key), f"unknown namespace '{ns[:40]}': did you mean "
+                                                        f"'{NAMESPACE}:{name[:40]}'? (this section would be ignored)"))
             continue
         if name not in SECTIONS:
-            problems.append(Problem(name, f"unknown section{did_you_mean(name, SECTIONS)}"))
+            problems.append(Problem(clip_path(name), f"unknown section{did_you_mean(name, SECTIONS)}"))
             continue
         if isinstance(value, dict) and set(value) == {"secure"}:
             problems.append(Problem(name, "a whole section cannot be a secret: encrypt single values"))
@@ -161,13 +244,17 @@ def parse_override(text: str) -> tuple[str, Any]:
     path, sep, value = text.partition("=")
     path = path.strip()
     if not sep or not path:
-        raise SpecError(Problem("--set", f"{text!r}: write overrides as key.path=value"))
-    if not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", path):
-        raise SpecError(Problem("--set", f"{path!r} is not a dotted key path (e.g. pools.gpu.count)"))
+        raise SpecError(Problem("--set", f"{clip(text)}: write overrides as key.path=value"))
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", path):
+        raise SpecError(Problem("--set", f"{clip(path)} is not a dotted key path (e.g. pools.gpu.count)"))
+    if not value.strip():
+        return path, ""
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        raise SpecError(Problem(path, f"--set value {value!r} is not valid YAML")) from None
+        parsed = parse_yaml(value, base=tuple(path.split(".")))
+    except SpecError as exc:
+        if any(p.path for p in exc.problems):
+            raise
+        raise SpecError(Problem(path, f"--set value {clip(value)} is not valid YAML")) from None
     return path, parsed
 
 
@@ -252,15 +339,14 @@ def _unwrap(tp: Any, want_container: bool = False) -> Any:
     return tp
 
 
+#: Parts of a pydantic error location that name a union member or validator, not a key: ``int``,
+#: ``literal['a','b']``, ``function-after[...]``, ``tuple[...]`` (a key such as ``intermediate_validity_days``
+#: is kept: only these exact tags are dropped).
+_LOC_TAG = re.compile(r"(int|str|float|bool|none|\[key\]|function-[a-z-]+\[.*|[a-z][a-z-]*\[.*\])\Z", re.DOTALL)
+
+
 def _loc_path(loc: Sequence[Any]) -> str:
-    parts = []
-    for p in loc:
-        if isinstance(p, str) and (p.startswith("function-") or p in ("[key]",)):
-            continue
-        if isinstance(p, str) and p.startswith(("literal[", "int", "str", "float", "bool", "tuple[", "dict[")):
-            continue
-        parts.append(str(p))
-    return ".".join(parts)
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and _LOC_TAG.match(p)))
 
 
 def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
@@ -273,7 +359,7 @@ def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
         msg = err["msg"]
         if etype == "extra_forbidden":
             parent = _fields_at(loc[:-1])
-            msg = f"unknown key{did_you_mean(loc[-1], parent)}"
+            msg = f"unknown key{did_you_mean(str(loc[-1])[:80], parent)}"
             if parent and not did_you_mean(loc[-1], parent):
                 msg += f" (allowed: {', '.join(sorted(parent))})"
         elif etype == "missing":
@@ -282,7 +368,7 @@ def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
             msg = msg.removeprefix("Value error, ")
         elif etype == "literal_error":
             exp = err.get("ctx", {}).get("expected", "")
-            msg = f"{err['input']!r} is not allowed: expected {exp}"
+            msg = f"{_short(err['input'])} is not allowed: expected {exp}"
         elif etype.endswith("_type") or etype in ("int_from_float", "bool_parsing", "int_parsing"):
             msg = f"{msg}, got {_tname(err['input'])} {_short(err['input'])}"
         elif etype == "union_tag_invalid":  # pragma: no cover - no tagged unions yet
@@ -308,7 +394,9 @@ def _long_enough(err: Any) -> bool:
 
 
 def _short(v: Any) -> str:
-    text = repr(v)
+    if isinstance(v, str):
+        return clip(v)
+    text = repr(v) if not isinstance(v, (dict, list, tuple)) or len(v) < 8 else f"<{_tname(v)} of {len(v)} items>"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -329,16 +417,49 @@ def parse_raw(raw: Mapping[str, Any], stack: str) -> Spec:
 
 def raw_from_stack_file(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Read ``stacks/Pulumi.<stack>.yaml`` into its raw sections, overrides applied."""
-    p = Path(path)
     with source_named(path):
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError(Problem("", "no such stack file")) from None
-        except (UnicodeDecodeError, OSError) as exc:  # a directory, no permission, a path through a file, a loop
-            raise SpecError(Problem("", f"cannot read: {exc.__class__.__name__}")) from None
-        raw = raw_from_stack_document(parse_yaml(text))
+        raw = raw_from_stack_document(parse_yaml(read_stack_text(path)))
         return apply_overrides(raw, overrides)
+
+
+#: Largest stack file read (real ones are a few kilobytes).
+MAX_STACK_FILE_BYTES = 4 * 1024 * 1024
+
+
+def read_stack_text(path: str | Path) -> str:
+    """The text of a stack file: a regular file (a FIFO, device or socket would block or never end),
+    at most :data:`MAX_STACK_FILE_BYTES`, UTF-8. SpecError (no path) otherwise."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a socket cannot even be opened
+            raise SpecError(Problem("", "not a regular file"))
+        fd = os.open(path, flags)  # non-blocking: a FIFO put there since returns at once (fstat below)
+    except FileNotFoundError:
+        raise SpecError(Problem("", "no such stack file")) from None
+    except OSError as exc:  # no permission, a path through a file, a symlink loop
+        raise SpecError(Problem("", f"cannot read: {exc.__class__.__name__}")) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SpecError(Problem("", "not a regular file"))
+        if st.st_size > MAX_STACK_FILE_BYTES:
+            raise SpecError(Problem("", f"too large: {st.st_size} bytes (a stack file is at most "
+                                        f"{MAX_STACK_FILE_BYTES // 2**20} MiB)"))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            data = f.read(MAX_STACK_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(Problem("", f"cannot read: {exc.__class__.__name__}")) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > MAX_STACK_FILE_BYTES:  # it grew while we read
+        raise SpecError(Problem("", f"too large: over {MAX_STACK_FILE_BYTES // 2**20} MiB"))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(Problem("", "cannot read: UnicodeDecodeError")) from None
 
 
 def parse_stack_file(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
@@ -355,6 +476,4 @@ def source_named(path: str | Path) -> Iterator[None]:
     try:
         yield
     except SpecError as exc:
-        if exc.source is not None:
-            raise
-        raise SpecError(exc.problems, source=str(path), rules=exc.rules) from None
+        raise clipped(exc, source=exc.source if exc.source is not None else str(path)) from None

@@ -28,42 +28,111 @@ from pydantic import (
 )
 
 # --------------------------------------------------------------------------- scalar types
+#
+# Every pattern below is matched whole (``fullmatch``: Python's ``$`` also matches before a
+# trailing newline) and spelt with ASCII classes (``[0-9]``, never ``\d``, which matches any
+# Unicode digit: "５７０.172.08" would pass ``\d+`` and ``int()`` reads it). Patterns given to
+# pydantic (``Field(pattern=...)``) run on its Rust engine, where ``$`` is the end of the text,
+# but ``\d`` is Unicode there too: they use ``[0-9]`` as well. Free text (descriptions, the
+# organization) is :data:`Text`: any language, but no control or line-separator characters
+# (they would break the configuration files and certificates the text ends up in).
 
-_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_PORT = re.compile(r"^(tcp|udp)/(\d{1,5})(-(\d{1,5}))?$|^icmp$")
-_VERSION = re.compile(r"^\d+(\.\d+){1,3}$")
+_DNS_LABEL = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+_HOST_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_HOST_LABEL}(\.{_HOST_LABEL})*")
+_PORT = re.compile(r"(tcp|udp)/([0-9]{1,5})(-([0-9]{1,5}))?|icmp")
+_VERSION = re.compile(r"[0-9]+(\.[0-9]+){1,3}")
+_IPV4_TEXT = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}")
+_CIDR_TEXT = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}")
+_TIMEZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]{0,29}(/[A-Za-z0-9_+-]{1,30}){0,2}")
+_PATH = re.compile(r"/[!-~]*")
+#: Kubernetes label keys (an optional DNS-subdomain prefix and '/') and values.
+_LABEL_NAME = r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+_SUBDOMAIN_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_LABEL_KEY = re.compile(rf"({_SUBDOMAIN_LABEL}(\.{_SUBDOMAIN_LABEL})*/)?{_LABEL_NAME}")
+_LABEL_VALUE = re.compile(rf"({_LABEL_NAME})?")
+#: Characters free text may not hold: C0/C1 controls, line and paragraph separators, bidi overrides.
+_NOT_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def _short_text(v: str) -> str:
+    return repr(v) if len(v) <= 40 else repr(v[:37] + "...")
 
 
 def _dns_label(v: str) -> str:
-    if not _DNS_LABEL.match(v):
-        raise ValueError(f"{v!r} is not a DNS label: use lower-case letters, digits and '-', start with a letter")
+    if not _DNS_LABEL.fullmatch(v):
+        raise ValueError(f"{_short_text(v)} is not a DNS label: use lower-case letters, digits and '-', "
+                         "start with a letter")
     return v
 
 
 def _name(v: str) -> str:
-    if not _NAME.match(v):
+    if not _NAME.fullmatch(v):
         raise ValueError(
-            f"{v!r} is not a valid name: start with a lower-case letter, then letters, digits, '-' or '_' "
+            f"{_short_text(v)} is not a valid name: start with a lower-case letter, then letters, digits, '-' or '_' "
             "(at most 40 characters)"
         )
     return v
 
 
 def _domain(v: str) -> str:
-    if not _DOMAIN.match(v):
-        raise ValueError(f"{v!r} is not a DNS domain (e.g. 'ai.example.internal')")
+    if not _DOMAIN.fullmatch(v):
+        raise ValueError(f"{_short_text(v)} is not a DNS domain (e.g. 'ai.example.internal')")
+    return v
+
+
+def _host(v: str) -> str:
+    if _IPV4_TEXT.fullmatch(v):
+        return _ipv4(v)
+    if not _HOSTNAME.fullmatch(v):
+        raise ValueError(f"{_short_text(v)} is not a host name or IPv4 address (e.g. 'ntp1.example.internal')")
+    return v
+
+
+def _text(v: str) -> str:
+    bad = _NOT_TEXT.search(v)
+    if bad:
+        raise ValueError(f"{_short_text(v)} holds the control character {bad.group()!r}: write it on one line, "
+                         "without control characters")
+    return v
+
+
+def _timezone(v: str) -> str:
+    if not _TIMEZONE.fullmatch(v):
+        raise ValueError(f"{_short_text(v)} is not a time zone name (e.g. 'UTC', 'Europe/Berlin')")
+    return v
+
+
+def _label_key(v: str) -> str:
+    if len(v) > 316 or not _LABEL_KEY.fullmatch(v):
+        raise ValueError(f"{_short_text(v)} is not a Kubernetes label key (e.g. 'tier' or 'example.com/tier')")
+    return v
+
+
+def _label_value(v: str) -> str:
+    if not _LABEL_VALUE.fullmatch(v):
+        raise ValueError(f"{_short_text(v)} is not a Kubernetes label value (at most 63 letters, digits, "
+                         "'-', '_' or '.', starting and ending with a letter or digit)")
     return v
 
 
 def _cidr(v: str) -> str:
+    if _IPV4_TEXT.fullmatch(v):
+        raise ValueError(f"{v!r} has no prefix length: write it as a CIDR such as '{v}/24'")
+    if ":" in v and len(v) <= 64 and not _NOT_TEXT.search(v) and " " not in v:
+        try:
+            if netaddr.IPNetwork(v, expand_partial=False).version == 6:
+                raise ValueError(f"{v!r}: only IPv4 networks are supported for now")
+        except (netaddr.AddrFormatError, TypeError):
+            pass
+    if not _CIDR_TEXT.fullmatch(v):
+        raise ValueError(f"{_short_text(v)} is not a CIDR (e.g. '10.40.0.0/16')")
     try:
         net = netaddr.IPNetwork(v, expand_partial=False)
     except (netaddr.AddrFormatError, ValueError, TypeError):
         raise ValueError(f"{v!r} is not a CIDR (e.g. '10.40.0.0/16')") from None
-    if "/" not in v:
-        raise ValueError(f"{v!r} has no prefix length: write it as a CIDR such as '{v}/24'")
     if net.version != 4:
         raise ValueError(f"{v!r}: only IPv4 networks are supported for now")
     if net.ip != net.network:
@@ -85,6 +154,8 @@ def _supernet(v: str) -> str:
 
 
 def _ipv4(v: str) -> str:
+    if not _IPV4_TEXT.fullmatch(v):
+        raise ValueError(f"{_short_text(v)} is not an IPv4 address")
     try:
         ip = netaddr.IPAddress(v)
     except (netaddr.AddrFormatError, ValueError, TypeError):
@@ -95,15 +166,16 @@ def _ipv4(v: str) -> str:
 
 
 def _abs_path(v: str) -> str:
-    if not v.startswith("/") or "\x00" in v or "/../" in v + "/":
-        raise ValueError(f"{v!r} must be an absolute path without '..'")
+    if not _PATH.fullmatch(v) or "/../" in v + "/":
+        raise ValueError(f"{_short_text(v)} must be an absolute path without '..', spaces or characters "
+                         "outside ASCII")
     return v
 
 
 def _port_spec(v: str) -> str:
-    m = _PORT.match(v)
+    m = _PORT.fullmatch(v)
     if not m:
-        raise ValueError(f"{v!r} is not a port spec: use 'tcp/443', 'udp/4789', 'tcp/6800-7300' or 'icmp'")
+        raise ValueError(f"{_short_text(v)} is not a port spec: use 'tcp/443', 'udp/4789', 'tcp/6800-7300' or 'icmp'")
     if v != "icmp":
         lo = int(m.group(2))
         hi = int(m.group(4)) if m.group(4) else lo
@@ -115,8 +187,8 @@ def _port_spec(v: str) -> str:
 
 
 def _version(v: str) -> str:
-    if not _VERSION.match(v):
-        raise ValueError(f"{v!r} is not a version (e.g. '570.172.08')")
+    if not _VERSION.fullmatch(v):
+        raise ValueError(f"{_short_text(v)} is not a version (e.g. '570.172.08')")
     return v
 
 
@@ -130,6 +202,31 @@ AbsPath = Annotated[StrictStr, AfterValidator(_abs_path)]
 PortSpec = Annotated[StrictStr, AfterValidator(_port_spec)]
 Version = Annotated[StrictStr, AfterValidator(_version)]
 Percent = Annotated[StrictInt, Field(ge=0, le=100)]
+#: Free text on one line (any script; no control, line-separator or bidi-override characters).
+Text = Annotated[StrictStr, Field(max_length=200), AfterValidator(_text)]
+#: A host name or IPv4 address (NTP servers).
+Host = Annotated[StrictStr, AfterValidator(_host)]
+TimeZone = Annotated[StrictStr, AfterValidator(_timezone)]
+LabelKey = Annotated[StrictStr, AfterValidator(_label_key)]
+LabelValue = Annotated[StrictStr, AfterValidator(_label_value)]
+
+
+def _not_bool(v: object) -> object:
+    if isinstance(v, bool):
+        raise ValueError(f"{v!r} is a boolean, not a number")
+    return v
+
+
+def _number(v: object) -> object:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        kind = {bool: "boolean", str: "string", type(None): "null"}.get(type(v), type(v).__name__)
+        shown = f" {_short_text(v)}" if isinstance(v, str) else f" {v!r}".lower() if isinstance(v, bool) else ""
+        raise ValueError(f"a number is needed, not the {kind}{shown}")
+    return v
+
+
+#: A real number: an int or float from YAML/JSON, never a boolean or a string; finite.
+Real = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
 # YAML reads an unquoted 1.3 as a number: accept it as the version string it means.
 TlsVersion = Annotated[
     Literal["1.3", "1.2"], BeforeValidator(lambda v: str(v) if isinstance(v, float) else v)
@@ -156,10 +253,14 @@ class Site(_Model):
     name: DnsLabel
     domain: Domain
     supernet: Supernet = Field(description="IPv4 block every VLAN subnet is carved from")
-    organization: StrictStr = Field(default="llmcluster", min_length=1, max_length=64)
-    timezone: StrictStr = "UTC"
-    ntp_servers: tuple[StrictStr, ...] = ()
+    organization: Annotated[Text, Field(min_length=1, max_length=64)] = "llmcluster"
+    timezone: TimeZone = "UTC"
+    ntp_servers: tuple[Host, ...] = ()
     dns_servers: tuple[IPv4, ...] = ()
+    #: The widest an admin zone (a ``cidrs`` zone with SSH or mgmt/oob flows) or ``aws.admin_cidrs``
+    #: may be: a CIDR with a shorter prefix is refused (zones.admin-cidr-width). 0 explicitly allows any
+    #: width, 0.0.0.0/0 included. A validation policy, not a fact of the plan: left out of the plan document.
+    admin_min_prefix: Annotated[StrictInt, Field(ge=0, le=32)] = Field(default=16, exclude=True)
 
 
 
@@ -244,7 +345,7 @@ class Zone(_Model):
 
     pools: tuple[Name, ...] = ()
     cidrs: tuple[Cidr, ...] = ()
-    description: StrictStr = ""
+    description: Text = ""
 
     @model_validator(mode="after")
     def _not_empty(self) -> Zone:
@@ -265,14 +366,14 @@ class Flow(_Model):
     to: Name
     ports: tuple[PortSpec, ...] = Field(min_length=1)
     vlan: VlanRole
-    description: StrictStr = ""
+    description: Text = ""
 
 
 # --------------------------------------------------------------------------- node pools
 
 
 class GpuConfig(_Model):
-    model: StrictStr
+    model: Annotated[Text, Field(max_length=64)]
     count: Annotated[StrictInt, Field(ge=1, le=72)]
     nvswitch: StrictBool = False
     driver_version: Version | None = None
@@ -286,10 +387,10 @@ class GpuConfig(_Model):
 class NvmeConfig(_Model):
     count: Annotated[StrictInt, Field(ge=0, le=32)]
     size_gb: Annotated[StrictInt, Field(ge=1, le=200_000)]
-    read_gbps: Annotated[float, Field(gt=0, le=64)] = Field(
+    read_gbps: Annotated[Real, Field(gt=0, le=64)] = Field(
         default=6.8, description="sequential read GB/s per drive (PCIe Gen4 U.2 ~6.8, Gen5 ~14)"
     )
-    model: StrictStr = ""
+    model: Annotated[Text, Field(max_length=64)] = ""
 
 
 class Nic(_Model):
@@ -317,7 +418,7 @@ class Pool(_Model):
     nics: tuple[Nic, ...] = ()
     bmc: StrictBool = False
     aws: AwsPool | None = None
-    labels: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- storage
@@ -327,7 +428,7 @@ class Raid(_Model):
     """Local NVMe RAID that holds the model cache on the serving nodes."""
 
     pool: Name
-    level: Literal[0, 1, 5, 6, 10]
+    level: Annotated[Literal[0, 1, 5, 6, 10], BeforeValidator(_not_bool)]
     drives: Annotated[StrictInt, Field(ge=1, le=32)] | None = None
     chunk_kib: Annotated[StrictInt, Field(ge=4, le=4096)] = 512
     filesystem: Literal["xfs", "ext4"] = "xfs"
@@ -375,12 +476,12 @@ class Storage(_Model):
 class Pki(_Model):
     algorithm: Literal["ECDSA", "RSA"] = "ECDSA"
     ecdsa_curve: Literal["P256", "P384"] = "P256"
-    rsa_bits: Literal[3072, 4096] = 3072
+    rsa_bits: Annotated[Literal[3072, 4096], BeforeValidator(_not_bool)] = 3072
     allow_rsa: StrictBool = Field(default=False, description="explicitly allow RSA keys (default ECDSA)")
     root_validity_days: Annotated[StrictInt, Field(ge=365, le=7300)] = 3650
     intermediate_validity_days: Annotated[StrictInt, Field(ge=30, le=3650)] = 1825
     leaf_validity_days: Annotated[StrictInt, Field(ge=1, le=397)] = 90
-    renew_at_fraction: Annotated[float, Field(ge=0.5, le=0.9)] = Field(
+    renew_at_fraction: Annotated[Real, Field(ge=0.5, le=0.9)] = Field(
         default=2 / 3, description="renew when this fraction of the lifetime has passed (2/3 by default)"
     )
     min_tls_version: TlsVersion = "1.3"
@@ -399,9 +500,9 @@ class Gateway(_Model):
 
 
 class Serving(_Model):
-    model: StrictStr
+    model: Annotated[Text, Field(max_length=64)]
     revision: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{7,40}$|^main$")] = "main"
-    precision: StrictStr | None = None
+    precision: Annotated[Text, Field(max_length=32)] | None = None
     kv_dtype: Literal["bf16", "fp8"] | None = None
     context: Annotated[StrictInt, Field(ge=512, le=1_048_576)] = 32768
     concurrency: Annotated[StrictInt, Field(ge=1, le=4096)] = 16
@@ -415,8 +516,8 @@ class Serving(_Model):
 
 
 class Aws(_Model):
-    region: Annotated[StrictStr, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")]
-    availability_zone: Annotated[StrictStr, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$")]
+    region: Annotated[StrictStr, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")]
+    availability_zone: Annotated[StrictStr, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$")]
     efa: StrictBool = True
     placement_group: StrictBool = True
     admin_cidrs: tuple[Cidr, ...] = ()
@@ -436,7 +537,8 @@ class Aws(_Model):
 #: stack's switch OS (``swp5``, SONiC ``Ethernet32``, EOS ``Ethernet5/1``). YAML reads a bare
 #: ``5:`` key as a number: accept it as the port name it means.
 SwitchPortName = Annotated[
-    StrictStr, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+    StrictStr, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v),
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.:-]{0,31}$"),
 ]
 
 
@@ -451,18 +553,14 @@ class PortAssignment(_Model):
     )
 
 
-_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
+_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}=?")
 
 
 def _fingerprint(v: str) -> str:
-    if not _FINGERPRINT.match(v):
+    if not _FINGERPRINT.fullmatch(v):
         raise ValueError(f"{_short_text(v)} is not a SHA256 host key fingerprint: use what "
                          "'ssh-keygen -lf <host key>.pub' prints (SHA256: and 43 base64 characters)")
     return v
-
-
-def _short_text(v: str) -> str:
-    return repr(v) if len(v) <= 40 else repr(v[:37] + "...")
 
 
 #: An SSH host key fingerprint as ``ssh-keygen -lf`` prints it: ``SHA256:`` + 43 base64 characters.
@@ -551,7 +649,7 @@ class Lab(_Model):
 
 #: An upstream package version as NVIDIA publishes it (``1.17.8``, ``4.2.3``).
 PackageVersion = Annotated[StrictStr, Field(pattern=r"^[0-9]+(\.[0-9]+){1,3}$")]
-HttpsOrFileUrl = Annotated[StrictStr, Field(pattern=r"^(https://|http://|file:)[^\s]+$")]
+HttpsOrFileUrl = Annotated[StrictStr, Field(pattern=r"^(https://|http://|file:)[!-~]+$")]
 Fingerprint = Annotated[StrictStr, Field(pattern=r"^[0-9A-F]{40}$")]
 
 

@@ -13,8 +13,10 @@ from llmcluster.validate.registry import FIELD, rule
 
 @rule("fields.stack-file", layer=FIELD)
 def stack_file(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The stack file is readable YAML without duplicate keys, a ``config:`` mapping of known
-    ``llmcluster:`` sections; each ``--set`` override is a key path that exists."""
+    """The stack file is a regular file of at most 4 MiB, YAML as Pulumi reads it (YAML 1.2; numbers go-yaml
+    reads differently refused; no duplicate keys; aliases bounded), a ``config:`` mapping of known
+    ``llmcluster:`` sections (a namespace close to ours refused); each ``--set`` override is a key path
+    that exists."""
     return raw_from_stack_file(path, overrides)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llmcluster.errors import PlanError, Problem, SpecError
-from llmcluster.spec.loader import raw_from_pulumi_config, source_named, stack_name_from_path
+from llmcluster.spec.loader import clipped, raw_from_pulumi_config, source_named, stack_name_from_path
 from llmcluster.spec.models import Spec
 from llmcluster.validate.registry import PLAN, SPEC, Rule, get, rules
 
@@ -87,7 +87,7 @@ def raise_findings(findings: Iterable[Finding]) -> None:
         rule_of: dict[Problem, str] = {}
         for f in findings:
             rule_of.setdefault(f.problem, f.rule)
-        raise SpecError([f.problem for f in findings], rules=rule_of)
+        raise clipped(SpecError([f.problem for f in findings], rules=rule_of))
 
 
 def _tagged(rule_id: str, load: Callable[[], T]) -> T:
@@ -95,7 +95,7 @@ def _tagged(rule_id: str, load: Callable[[], T]) -> T:
     try:
         return load()
     except SpecError as exc:
-        raise SpecError(exc.problems, source=exc.source, rules=dict.fromkeys(exc.problems, rule_id)) from None
+        raise clipped(exc, rules=dict.fromkeys(exc.problems, rule_id)) from None
 
 
 def validate_raw(raw: dict[str, Any], stack: str) -> Spec:

@@ -68,6 +68,56 @@ def inference_vlan(spec: Spec) -> Iterator[Problem]:
         yield Problem("fabric.vlans.inference", "missing: serving needs an inference VLAN")
 
 
+def _allows_tcp(ports: tuple[str, ...], port: int) -> bool:
+    """Whether port specs (``tcp/443``, ``tcp/6800-7300``) allow TCP ``port``."""
+    for spec in ports:
+        proto, _, rng = spec.partition("/")
+        if proto != "tcp":
+            continue
+        lo, _, hi = rng.partition("-")
+        if int(lo) <= port <= int(hi or lo):
+            return True
+    return False
+
+
+def _zone_of(spec: Spec, pool_name: str) -> str | None:
+    return next((z for z, zone in spec.zones.items() if pool_name in zone.pools), None)
+
+
+@rule("serving.ports-reachable", requires=("serving.pool", "serving.gateway-pool", "serving.inference-vlan"))
+def ports_reachable(spec: Spec) -> Iterator[Problem]:
+    """The API is reachable: a flow on the inference VLAN allows serving.gateway.port from some zone to the
+    gateway pool's zone, and serving.port from the gateway's zone to the serving pool's zone (without a
+    gateway: serving.port from some zone to the serving pool's zone)."""
+    s = spec.serving
+    serve_zone = _zone_of(spec, s.pool)
+    if serve_zone is None:
+        return  # zones.every-pool-zoned
+    flows = [(i, f) for i, f in enumerate(spec.flows) if f.vlan == "inference"]
+    if s.gateway is None:
+        if not any(f.to == serve_zone and _allows_tcp(f.ports, s.port) for _, f in flows):
+            yield Problem("serving.port", f"tcp/{s.port} reaches zone '{serve_zone}' (pool {s.pool}) from no zone: "
+                                          "no flow on the inference VLAN allows it, so the API is unreachable; "
+                                          "add it to a flow's ports or change the port")
+        return
+    gw = s.gateway
+    gw_zone = _zone_of(spec, gw.pool)
+    if gw_zone is None:
+        return
+    if not any(f.to == gw_zone and _allows_tcp(f.ports, gw.port) for _, f in flows):
+        seen = sorted({p for _, f in flows if f.to == gw_zone for p in f.ports})
+        have = f" (flows to it allow {', '.join(seen)})" if seen else ""
+        yield Problem("serving.gateway.port",
+                      f"tcp/{gw.port} reaches zone '{gw_zone}' (pool {gw.pool}) from no zone on the inference VLAN"
+                      f"{have}: the API would be unreachable; allow tcp/{gw.port} in a flow to '{gw_zone}' or "
+                      "change the port")
+    if not any(f.from_ == gw_zone and f.to == serve_zone and _allows_tcp(f.ports, s.port) for _, f in flows):
+        yield Problem("serving.port",
+                      f"tcp/{s.port}: no flow from zone '{gw_zone}' (the gateway) to zone '{serve_zone}' (pool "
+                      f"{s.pool}) on the inference VLAN allows it: the gateway could not reach the model servers; "
+                      f"allow tcp/{s.port} in that flow or change the port")
+
+
 @rule("serving.capacity", layer=PLAN, requires=("serving.pool", "serving.model-known", "serving.precision-known",
                                                 "serving.gateway-pool", "serving.inference-vlan"))
 def capacity(facts: PlanFacts) -> list[Problem]:

@@ -14,7 +14,13 @@ from collections.abc import Iterator
 import netaddr
 
 from llmcluster.errors import PlanError, Problem
-from llmcluster.plan.switches import leaf_names, port_map_problems, spine_names, topology_problems
+from llmcluster.plan.switches import (
+    capacity_problems,
+    leaf_names,
+    port_map_problems,
+    spine_names,
+    topology_problems,
+)
 from llmcluster.spec.loader import did_you_mean
 from llmcluster.spec.models import Spec
 from llmcluster.validate.registry import PLAN, rule
@@ -43,6 +49,13 @@ def port_map(facts: PlanFacts) -> list[Problem]:
     """baremetal.port_map: known leaves, hosts and NICs; front-panel ports of the switch OS that are not
     uplinks, each mapped once; the VLANs of the cabled NIC, all of them."""
     return port_map_problems(facts.spec)
+
+
+@rule("switches.port-capacity", layer=PLAN, requires=("switches.topology", "switches.port-map"))
+def port_capacity(facts: PlanFacts) -> list[Problem]:
+    """Every leaf has the front-panel ports for the host NIC ports the layout puts on it plus its uplinks, and
+    the spines have a downlink pair for every leaf; otherwise the minimum baremetal.leaf_switches is named."""
+    return capacity_problems(facts.spec)
 
 
 @rule("switches.mgmt-known-switches")

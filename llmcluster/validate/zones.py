@@ -1,14 +1,18 @@
-"""Zone and flow rules: every pool in exactly one zone, flows between known zones on shared VLANs."""
+"""Zone and flow rules: every pool in exactly one zone, flows between known zones on shared VLANs, admin zones
+no wider than site.admin_min_prefix, external zones outside the cluster's own addresses."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
 
-from llmcluster.errors import Problem
+import netaddr
+
+from llmcluster.errors import PlanError, Problem
 from llmcluster.spec.loader import did_you_mean
 from llmcluster.spec.models import Spec
-from llmcluster.validate.registry import rule
+from llmcluster.validate.registry import PLAN, rule
+from llmcluster.validate.runner import PlanFacts
 
 
 def _zone_of(spec: Spec) -> dict[str, str]:
@@ -106,3 +110,79 @@ def flow_pools_on_vlan(spec: Spec) -> Iterator[Problem]:
                     yield Problem(f"flows.{i}.vlan",
                                   f"pool '{p}' (zone '{getattr(f, attr)}') is not on VLAN "
                                   f"'{f.vlan}': add it to pools.{p}.vlans or change the flow")
+
+
+#: Flows into the cluster that make their source an admin zone: SSH, or anything on a management VLAN.
+ADMIN_VLANS = ("mgmt", "oob")
+SSH = 22
+
+
+def _is_admin_flow(f) -> bool:
+    if f.vlan in ADMIN_VLANS:
+        return True
+    for p in f.ports:
+        proto, _, rng = p.partition("/")
+        lo, _, hi = rng.partition("-")
+        if proto == "tcp" and int(lo) <= SSH <= int(hi or lo):
+            return True
+    return False
+
+
+@rule("zones.admin-cidr-width")
+def admin_cidr_width(spec: Spec) -> Iterator[Problem]:
+    """An admin zone (an external zone that flows give SSH or the mgmt/oob VLAN) and aws.admin_cidrs are no wider
+    than site.admin_min_prefix (/16 by default; 0 is the explicit opt-in for any width, 0.0.0.0/0 included)."""
+    least = spec.site.admin_min_prefix
+    admin: dict[str, str] = {}
+    for i, f in enumerate(spec.flows):
+        zone = spec.zones.get(f.from_)
+        if zone is not None and zone.cidrs and _is_admin_flow(f):
+            admin.setdefault(f.from_, f"flows.{i} '{f.name}'")
+    for zname, why in admin.items():
+        for i, cidr in enumerate(spec.zones[zname].cidrs):
+            prefix = netaddr.IPNetwork(cidr).prefixlen
+            if prefix < least:
+                yield Problem(f"zones.{zname}.cidrs.{i}",
+                              f"{cidr} is wider than /{least}: an admin zone ({why} gives it SSH or a management "
+                              f"VLAN) would open management to {2 ** (32 - prefix):,} addresses; narrow it to the "
+                              "operators' networks, or set site.admin_min_prefix lower (0 allows any)")
+    if spec.aws is not None:
+        for i, cidr in enumerate(spec.aws.admin_cidrs):
+            prefix = netaddr.IPNetwork(cidr).prefixlen
+            if prefix < least:
+                yield Problem(f"aws.admin_cidrs.{i}",
+                              f"{cidr} is wider than /{least}: SSH would be open to {2 ** (32 - prefix):,} addresses; "
+                              "narrow it, or set site.admin_min_prefix lower (0 allows any)")
+
+
+@rule("zones.external-outside-cluster", layer=PLAN, unless=("fabric.vlans", "site.supernet", "pools"))
+def external_outside_cluster(facts: PlanFacts) -> list[Problem]:
+    """An external zone (cidrs) does not overlap the cluster's own addresses: each CIDR lies outside
+    site.supernet, or inside the reserved range of one VLAN (its network address up to the last reserved
+    address, where no host is numbered; the lab puts its operators and API clients there)."""
+    spec = facts.spec
+    try:
+        ip = facts.ip_plan()
+    except PlanError:
+        return []  # addresses.ip-plan reports it
+    supernet = netaddr.IPNetwork(spec.site.supernet)
+    reserved = {role: netaddr.IPRange(netaddr.IPNetwork(v.cidr).first, netaddr.IPAddress(v.reserved_last))
+                for role, v in ip.vlans.items()}
+    out: list[Problem] = []
+    for zname, zone in spec.zones.items():
+        for i, cidr in enumerate(zone.cidrs):
+            net = netaddr.IPNetwork(cidr)
+            if net.last < supernet.first or net.first > supernet.last:
+                continue
+            if any(net.first >= r.first and net.last <= r.last for r in reserved.values()):
+                continue
+            hit = next(((role, v) for role, v in ip.vlans.items()
+                        if net.first <= netaddr.IPNetwork(v.cidr).last and netaddr.IPNetwork(v.cidr).first <= net.last),
+                       None)
+            where = (f"VLAN {hit[0]} {hit[1].cidr}, whose hosts are {hit[1].first_host}-{hit[1].last_host}"
+                     if hit else f"site.supernet {supernet}")
+            out.append(Problem(f"zones.{zname}.cidrs.{i}",
+                               f"{cidr} overlaps the cluster's own addresses ({where}): an external zone lies outside "
+                               f"site.supernet {supernet}, or inside one VLAN's reserved range (network address to "
+                               "its last reserved address)"))
+    return out

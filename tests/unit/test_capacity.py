@@ -53,16 +53,27 @@ def test_r1_fp8_on_h100_needs_two_nodes() -> None:
     assert any("2 nodes" in w for w in plan.warnings)
 
 
-def test_r1_default_precision_is_fp8_on_hopper_and_bf16_on_ampere() -> None:
+def test_r1_default_precision_is_fp8_on_hopper_and_none_on_ampere() -> None:
     assert size_deployment(R1, "h200").precision == "fp8"
-    assert size_deployment(R1, "a100-80gb").precision == "bf16"
+    # TensorRT-LLM does not serve DeepSeek-V3/R1 on Ampere in any precision (bf16 was sized before).
+    with pytest.raises(InfeasibleError, match="on Ampere"):
+        size_deployment(R1, "a100-80gb")
+
+
+@pytest.mark.parametrize("model", [R1, "deepseek-v3"])
+@pytest.mark.parametrize("gpu", ["a100-80gb", "a100-40gb"])
+@pytest.mark.parametrize("precision", ["bf16", "fp8", "w4a8", "fp4"])
+def test_deepseek_v3_family_on_ampere_is_infeasible_in_every_precision(model: str, gpu: str, precision: str) -> None:
+    with pytest.raises(InfeasibleError, match=r"Ampere") as err:
+        size_deployment(model, gpu, precision)
+    assert f"{gpu} is sm 80 (Ampere)" in str(err.value)
 
 
 def test_r1_fp8_on_ampere_is_infeasible_and_says_hopper() -> None:
     with pytest.raises(InfeasibleError, match=r"fp8 needs compute capability >= 9\.0 \(Hopper") as err:
         size_deployment(R1, "a100-80gb", "fp8")
     assert "a100-80gb is sm 80 (Ampere)" in str(err.value)
-    assert "use bf16" in str(err.value)
+    assert "use bf16" not in str(err.value)  # no precision serves DeepSeek-R1 on Ampere
 
 
 def test_r1_fp8_on_l40s_is_infeasible_but_dense_fp8_on_l40s_fits_one_gpu() -> None:
@@ -289,7 +300,7 @@ def test_trtllm_serve_command() -> None:
 COMBOS = [
     (R1, "h200", "fp8"),
     (R1, "h100", "fp8"),
-    (R1, "a100-80gb", "bf16"),
+    (R1, "h20", "bf16"),
     (R1, "b200", "fp4"),
     (LLAMA70, "h100", "bf16"),
     (LLAMA70, "l40s", "fp8"),

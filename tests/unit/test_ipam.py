@@ -76,8 +76,10 @@ def test_hostname_width_grows_with_count():
 
 
 def test_larger_vlans_are_placed_first_and_explicit_subnets_are_respected():
-    spec = load_spec("lab", ("fabric.vlans.rdma.prefix=22", "fabric.vlans.mgmt.subnet=10.42.200.0/24",
-                             "fabric.vlans.mgmt.prefix=24"))
+    # The field layer only: the lab's external zones sit in the reserved ranges of its VLANs, and this
+    # layout moves hosts under them (zones.external-outside-cluster refuses that).
+    spec = parse_stack_file(STACKS / "Pulumi.lab.yaml", overrides=[
+        "fabric.vlans.rdma.prefix=22", "fabric.vlans.mgmt.subnet=10.42.200.0/24", "fabric.vlans.mgmt.prefix=24"])
     ip = build_ip_plan(spec)
     assert ip.vlans["mgmt"].cidr == "10.42.200.0/24"
     assert ip.vlans["rdma"].cidr == "10.42.0.0/22"  # the /22 is carved before the /24s
@@ -109,6 +111,8 @@ def test_supernet_too_small_for_vlans():
 
 
 def test_1024_node_plan_fits_prod_vlans():
-    ip = build_ip_plan(load_spec("prod-baremetal", ("pools.gpu.count=1024",)))
+    # The IP plan alone (the field layer): 1024 such GPU nodes do not fit the L2 leaf-spine fabric
+    # (switches.port-capacity), but the /21 VLANs are sized for them.
+    ip = build_ip_plan(parse_stack_file(STACKS / "Pulumi.prod-baremetal.yaml", overrides=["pools.gpu.count=1024"]))
     assert len(ip.hosts) == 1024 + 3 + 2
     assert ip.host("gpu-1024").addresses["mgmt"] == str(netaddr.IPAddress("10.64.0.11") + 1023)

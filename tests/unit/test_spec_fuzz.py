@@ -199,7 +199,7 @@ def _symlink_loop(tmp: Path) -> Path:
 
 @pytest.mark.parametrize(("make", "message"), [
     (_missing, "no such stack file"),
-    (_directory, "cannot read: IsADirectoryError"),
+    (_directory, "not a regular file"),
     (_dangling_link, "no such stack file"),
     (_undecodable, "cannot read: UnicodeDecodeError"),
     pytest.param(_under_a_file, "cannot read: NotADirectoryError"),

@@ -210,9 +210,13 @@ def test_unknown_gpu_is_reported_once(lab: dict[str, Any]) -> None:
 
 def test_address_exhaustion_names_the_vlan_prefix(lab: dict[str, Any]) -> None:
     lab["pools"]["gpu"]["count"] = 300
-    (p,) = problems(lab)
-    assert p.path == "fabric.vlans.mgmt.prefix"
-    assert "exhausted" in p.message and "use /23 or larger" in p.message
+    found = {p.path: p.message for p in problems(lab)}
+    p = found["fabric.vlans.mgmt.prefix"]
+    assert "exhausted" in p and "use /23 or larger" in p
+    # every VLAN that runs out is named in the same run, not only the first one
+    assert {k for k in found if k.startswith("fabric.")} == {
+        f"fabric.vlans.{role}.prefix" for role in ("mgmt", "inference", "storage_public", "rdma")}
+    assert "set leaf_switches" in found["baremetal.leaf_switches"] or "spine" in found["baremetal.leaf_switches"]
 
 
 def test_aws_pool_with_bmc_is_one_problem() -> None:
@@ -272,7 +276,7 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys(lab: dict[str,
     lab["site"]["qqqqq"] = 1
     (p,) = problems(lab)
     assert p.path == "site.qqqqq"
-    assert p.message.startswith("unknown key (allowed: dns_servers, domain, name, ")
+    assert p.message.startswith("unknown key (allowed: admin_min_prefix, dns_servers, domain, name, ")
 
 
 def test_unknown_key_did_you_mean_at_depth(lab: dict[str, Any]) -> None:

@@ -236,10 +236,25 @@ def test_override_list_index_out_of_range() -> None:
     assert any(p.path.startswith("flows") for p in ei.value.problems)
 
 
-def test_prod_baremetal_scales_to_1024_gpu_nodes() -> None:
-    # The /21 VLANs are sized for pools past 1,000 nodes: the IP plan must still fit.
-    spec = load_stack_file(PROD_BM, ["pools.gpu.count=1024"])
-    assert spec.pools["gpu"].count == 1024
+def test_prod_baremetal_does_not_fit_1024_gpu_nodes_on_its_fabric() -> None:
+    # The /21 VLANs are sized for pools past 1,000 nodes (tests/unit/test_ipam.py), but 1024 nodes of
+    # 10 NIC ports are 10,253 host ports: 4 leaves rendered 2,564 ports each. An L2 leaf-spine pair of
+    # 64-port spines joins at most 31 leaves of 60 host ports, so it is refused, naming the setting.
+    with pytest.raises(SpecError) as ei:
+        load_stack_file(PROD_BM, ["pools.gpu.count=1024"])
+    (p,) = ei.value.problems
+    assert p.path == "baremetal.leaf_switches"
+    assert "10253 host NIC ports" in p.message and "even 31 leaves" in p.message
+    assert ei.value.rules[p] == "switches.port-capacity"
+
+
+def test_prod_baremetal_grows_with_leaves() -> None:
+    with pytest.raises(SpecError) as ei:
+        load_stack_file(PROD_BM, ["pools.gpu.count=100"])
+    (p,) = ei.value.problems
+    assert p.path == "baremetal.leaf_switches" and "set leaf_switches >= 18" in p.message
+    spec = load_stack_file(PROD_BM, ["pools.gpu.count=100", "baremetal.leaf_switches=18"])
+    assert spec.pools["gpu"].count == 100
 
 
 def test_lab_does_not_scale_to_1024_gpu_nodes() -> None:

@@ -16,6 +16,8 @@ from llmcluster.plan.switches import (
     ACL_NAME,
     ANY,
     PEER_VLAN,
+    capacity_problems,
+    host_ports_per_leaf,
     nic_ports,
 )
 from llmcluster.render.switch.check import acl_problems
@@ -105,11 +107,17 @@ def test_uplinks_bond_to_both_spines_and_cabling_is_symmetric():
     assert peer.members == (63, 64) and PEER_VLAN in peer.vlans
     assert spine.mlag is not None and spine.mlag.peer == "spine-02"
     assert sp.switch("spine-02").mlag.local_address == spine.mlag.peer_address
-    # host ports never take an uplink port, even past 60 host ports per leaf
-    big = build_plan(load_spec("prod-baremetal", ("pools.gpu.count=64",))).switches
+    # host ports never take an uplink port, nor a number past the switch's 64 ports: 64 GPU nodes
+    # (653 host NIC ports) need 12 leaves of 60 host ports; 4 are refused, naming the minimum
+    with pytest.raises(SpecError) as ei:
+        load_spec("prod-baremetal", ("pools.gpu.count=64",))
+    (p,) = ei.value.problems
+    assert p.path == "baremetal.leaf_switches" and "set leaf_switches >= 12" in p.message
+    assert ei.value.rules[p] == "switches.port-capacity"
+    big = build_plan(load_spec("prod-baremetal", ("pools.gpu.count=64", "baremetal.leaf_switches=12"))).switches
     for s in big.leaves:
         assert not {p.number for p in s.host_ports} & {61, 62, 63, 64}
-        assert max(p.number for p in s.host_ports) > 64
+        assert max(p.number for p in s.host_ports) <= 60
 
 
 def test_svis_carry_the_ip_plan_gateways_and_the_spines_own_addresses():
@@ -274,3 +282,18 @@ def test_switch_plan_is_deterministic():
     a = build_plan(load_spec("prod-baremetal")).switches.to_dict()
     b = build_plan(load_spec("prod-baremetal")).switches.to_dict()
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+@pytest.mark.parametrize(("stack", "overrides"), [
+    ("lab", ()), ("prod-baremetal", ()),
+    ("prod-baremetal", ("pools.gpu.count=37", "baremetal.leaf_switches=9")),
+    ("prod-baremetal", ("pools.storage.count=5", "pools.gpu.count=11", "baremetal.leaf_switches=3")),
+    ("prod-baremetal", ("baremetal.port_map={leaf-02: {7: {host: gpu-01, nic: bf3, port: 1}, "
+                        "9: {host: gw-01, nic: uplink, port: 2}}}",)),
+])
+def test_port_capacity_counts_the_ports_the_planner_lays_out(stack: str, overrides: tuple[str, ...]) -> None:
+    """switches.port-capacity reasons about the layout build_switch_plan makes: the same ports per leaf."""
+    plan = build_plan(load_spec(stack, overrides))
+    leaves = plan.switches.leaves
+    assert host_ports_per_leaf(plan.spec, len(leaves)) == [len(s.host_ports) for s in leaves]
+    assert not capacity_problems(plan.spec)
