@@ -218,7 +218,7 @@ def _check_precision(model: ModelSpec, precision: PrecisionSpec, gpu: GPUSpec) -
     raise InfeasibleError(
         f"{precision.name} needs compute capability >= {sm_text(need)} ({arch} or newer) for "
         f"{model.name}{why}; {gpu.name} is sm {gpu.sm} ({arch_name(gpu.sm)}): {alternatives}"
-        f"a {arch} or newer GPU ({', '.join(_gpus_for_sm(need))})"
+        f"{'an' if arch[:1].lower() in 'aeiou' else 'a'} {arch} or newer GPU ({', '.join(_gpus_for_sm(need))})"
     )
 
 
