@@ -114,6 +114,8 @@ def overrides_for(n: int, kind: str = "stack") -> list[str]:
         out = ["pools.gpu.count=1", f"serving.model={SMALL_MODEL}", "serving.replicas=1"]
     else:
         out = [f"pools.gpu.count={n - 2}"]  # the lab's shape: 1 storage, 1 gateway, the rest GPU nodes
+        if n > 8:  # the lab's one leaf takes 64 ports (9 per GPU node): leaf pairs under two spines
+            out += ["baremetal.spine_switches=2", f"baremetal.leaf_switches={2 * -(-9 * n // 100)}"]
     if kind == "namespace":
         out.append("lab=null")
     elif kind == "nspawn":
