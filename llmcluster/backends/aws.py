@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llmcluster import outputs
-from llmcluster.backends.base import BackendInputs, ComputeHost, ComputeResult
+from llmcluster.backends.base import BackendInputs, ComputeResult, planned_hosts
 
 if TYPE_CHECKING:  # pragma: no cover
     import pulumi
@@ -21,5 +21,4 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def build(name: str, plan: Plan, inputs: BackendInputs, opts: pulumi.ResourceOptions | None = None) -> ComputeResult:
-    hosts = {h.name: ComputeHost(h.name, h.mgmt_ip) for h in plan.ip.hosts}
-    return ComputeResult(hosts=hosts, exports={outputs.SWITCH_CONFIGS: {}, outputs.SWITCH_APPLIED: {}})
+    return ComputeResult(hosts=planned_hosts(plan), exports={outputs.SWITCH_CONFIGS: {}, outputs.SWITCH_APPLIED: {}})

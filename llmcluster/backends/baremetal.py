@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llmcluster import outputs
-from llmcluster.backends.base import BackendInputs, ComputeHost, ComputeResult
+from llmcluster.backends.base import BackendInputs, ComputeResult, planned_hosts
 
 if TYPE_CHECKING:  # pragma: no cover
     import pulumi
@@ -32,7 +32,7 @@ def build(name: str, plan: Plan, inputs: BackendInputs, opts: pulumi.ResourceOpt
                                              addresses=dict(bm.switch_mgmt), access=bm.switch_access,
                                              credentials=inputs.switch_credentials), opts)
         switch_configs, switch_applied = fabric.configs, fabric.applied
-    hosts = {h.name: ComputeHost(h.name, h.mgmt_ip) for h in plan.ip.hosts}
+    hosts = planned_hosts(plan)
     assert set(hosts) == set(compute.hosts)
     return ComputeResult(hosts=hosts, exports={outputs.SWITCH_CONFIGS: switch_configs,
                                                outputs.SWITCH_APPLIED: switch_applied})

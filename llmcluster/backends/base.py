@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
+    from llmcluster.plan.build import Plan
     from llmcluster.spec.secrets import SwitchCredentials
 
 
@@ -30,6 +31,11 @@ class BackendInputs:
 class Compute(Protocol):
     hosts: Mapping[str, ComputeHost]
     exports: Mapping[str, Any]
+
+
+def planned_hosts(plan: Plan) -> dict[str, ComputeHost]:
+    """Every host at its planned mgmt address (platforms whose hosts have no run-time address)."""
+    return {h.name: ComputeHost(h.name, h.mgmt_ip) for h in plan.ip.hosts}
 
 
 @dataclass
