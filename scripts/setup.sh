@@ -16,6 +16,15 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need_apt+=(qemu-system-x86)
 command -v qemu-img >/dev/null 2>&1 || need_apt+=(qemu-utils)
 # The lab boots its hosts of kind nspawn (stacks/Pulumi.lab.yaml: gateway, GPU nodes) with systemd-nspawn.
 command -v systemd-nspawn >/dev/null 2>&1 || need_apt+=(systemd-container)
+# The gateway's HAProxy configuration runs for real on loopback (tests/roles/test_mtls_gateway_local.py),
+# with curl as the client; the third-party auditors of docs/security.md (scripts/security-audit.sh):
+# testssl.sh, ssh-audit, nmap, lynis (sslyze comes from PyPI, pyproject's test extra).
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v testssl >/dev/null 2>&1 || need_apt+=(testssl.sh)
+command -v ssh-audit >/dev/null 2>&1 || need_apt+=(ssh-audit)
+command -v nmap >/dev/null 2>&1 || need_apt+=(nmap)
+command -v lynis >/dev/null 2>&1 || [ -x /usr/sbin/lynis ] || need_apt+=(lynis)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${need_apt[*]} (apt-get)"
