@@ -12,7 +12,7 @@ A request then passes when **some** policy matches all of its attributes (first 
 attribute  matched against
 ========== ==============================================================================
 who        the certificate's CN in the policy's ``clients`` (as CNs), or its OU in ``roles``
-model      the JSON body's ``"model"`` in ``models``
+model      the JSON body's ``"model"`` in ``models`` (default: the served model, ``serving.model``)
 path       the request path in ``paths`` (a subset of :data:`API_PATHS`)
 source     the source address inside ``sources``: the CIDRs of the policy's zones (external
            zones) or the planned addresses of their pools' hosts as /32 (host zones)
@@ -147,10 +147,11 @@ def build_access_plan(spec: Spec, ip: IpPlan) -> AccessPlan:
         sources: set[str] = set()
         for zone in p.zones:
             sources.update(zone_sources(spec, ip, zone))
+        models = p.models if p.models is not None else (spec.serving.model,)
         policies.append(AccessPolicyPlan(
             name=p.name, roles=tuple(sorted(p.roles)),
             clients=tuple(sorted(client_common_name(c, domain) for c in p.clients)),
-            models=tuple(sorted(p.models)), paths=tuple(sorted(p.paths, key=lambda x: (order.get(x, 99), x))),
+            models=tuple(sorted(models)), paths=tuple(sorted(p.paths, key=lambda x: (order.get(x, 99), x))),
             sources=tuple(sorted(sources, key=_ip_key)), days=tuple(sorted(ISO_DAYS[d] for d in p.days)),
             hours=hours_window(p.hours)))
     return AccessPlan(clients=clients, policies=tuple(policies))

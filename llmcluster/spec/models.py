@@ -652,7 +652,9 @@ class AccessPolicy(_Model):
     name: Name
     roles: _Labels = Field(default=(), description="client roles (certificate OU) it admits")
     clients: _Labels = Field(default=(), description="client names it admits (besides roles)")
-    models: _ModelNames = Field(description="model names a request may ask for (the JSON body's 'model')")
+    models: _ModelNames | None = Field(
+        default=None, description="model names a request may ask for (the JSON body's 'model'); default the "
+        "served model (serving.model); listing it pins the policy to that model")
     paths: _Paths = Field(description="API paths, a subset of llmcluster.plan.access.API_PATHS")
     zones: _Zones = Field(description="source zones (their cidrs, or their pools' planned addresses)")
     days: _Days = Field(

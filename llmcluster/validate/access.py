@@ -135,7 +135,7 @@ def policy_models(spec: Spec) -> Iterator[Problem]:
         return
     served = spec.serving.model
     for i, p in enumerate(spec.access.policies):
-        for j, m in enumerate(p.models):
+        for j, m in enumerate(p.models or ()):
             if m != served:
                 yield Problem(f"access.policies.{i}.models.{j}",
                               f"'{m}' is not served: this cluster serves '{served}' (serving.model)")
@@ -169,7 +169,8 @@ def policy_zones_known(spec: Spec) -> Iterator[Problem]:
                               f"zone '{z}' has no hosts (its pools have count 0): it admits nobody")
 
 
-@rule("access.policy-zones-reach-gateway", requires=("serving.gateway-pool", "access.policy-zones-known"))
+@rule("access.policy-zones-reach-gateway",
+      requires=("serving.gateway-pool", "serving.ports-reachable", "access.policy-zones-known"))
 def policy_zones_reach_gateway(spec: Spec) -> Iterator[Problem]:
     """A policy's zones reach the gateway: a flow on the inference VLAN allows serving.gateway.port from each
     to the gateway pool's zone (else the policy admits what the firewall drops)."""
