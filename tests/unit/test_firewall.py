@@ -236,5 +236,5 @@ def test_to_dict_is_json_and_stable():
     b = plan_of("lab").to_dict()
     text = json.dumps(a, indent=2, sort_keys=True) + "\n"
     assert text == json.dumps(b, indent=2, sort_keys=True) + "\n"
-    assert set(a) == {"stack", "policy", "zones", "services", "hosts"}
+    assert set(a) == {"stack", "policy", "zones", "services", "hosts", "egress"}
     check_golden("firewall-lab.json", text)
