@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from llmcluster.plan.access import AccessPlan, build_access_plan
 from llmcluster.plan.ipam import IpPlan, build_ip_plan
 from llmcluster.plan.pki import PkiPlan, build_pki_plan
 from llmcluster.spec.models import Spec
@@ -39,6 +40,8 @@ class Plan:
     hostnet: HostNetPlan
     #: leaf/spine switches, port map, fabric ACL and QoS (bare metal only; see plan.switches)
     switches: SwitchPlan | None = None
+    #: who may call the API behind the gateway: named clients and normalised policies (plan.access)
+    access: AccessPlan = AccessPlan()
 
     def in_lab(self) -> Plan:
         """This plan with the hosts as ``llmcluster lab`` realises them (:mod:`llmcluster.plan.hostnet`)."""
@@ -60,6 +63,7 @@ class Plan:
             "serving": self.serving.to_dict(),
             "hostnet": self.hostnet.to_dict(),
             "switches": self.switches.to_dict() if self.switches is not None else None,
+            "access": self.access.to_dict(),
         }
 
 
@@ -81,6 +85,7 @@ def build_plan(spec: Spec) -> Plan:
     per_node = capacity.weights_bytes // max(1, capacity.nodes)
     firewall = build_firewall_plan(spec, ip)
     qos = build_qos_plan(spec)
+    access = build_access_plan(spec, ip)
     return Plan(
         spec=spec,
         ip=ip,
@@ -89,7 +94,8 @@ def build_plan(spec: Spec) -> Plan:
         firewall=firewall,
         qos=qos,
         storage=build_storage_plan(spec, ip, weights_bytes_per_node=per_node),
-        serving=build_serving_plan(spec, ip, capacity),
+        serving=build_serving_plan(spec, ip, capacity, access),
         hostnet=build_hostnet_plan(spec, ip),
         switches=build_switch_plan(spec, ip, qos, firewall),
+        access=access,
     )

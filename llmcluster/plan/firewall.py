@@ -17,6 +17,12 @@ CIDRs of an external zone; the destination is the host's own address on the flow
 (plus the API virtual IP on the gateway hosts' inference VLAN). Interface names are not
 known here, so rules match the destination **address** (``ip daddr``).
 
+**Egress flows** (from a host zone to an external zone, e.g. the gateway's audit log to its
+collector) add no host rule: ``output`` accepts. They are planned as :class:`EgressRule`
+(``FirewallPlan.egress``: the source zone's addresses on the flow VLAN -> the external zone's
+CIDRs, protocol and destination ports) so that the fabric ACL, which would otherwise drop
+host-initiated traffic at the leaf, permits exactly them and their return traffic.
+
 Normalisation: rules with the same VLAN, protocol, source set and destinations are merged,
 their port ranges merged where they overlap or touch (``100-200`` + ``150-300`` ->
 ``100-300``; ``3300``, ``6789`` and ``6800-7300`` stay apart), source addresses collapsed
@@ -178,6 +184,49 @@ class FirewallRule:
 
 
 @dataclass(frozen=True)
+class EgressRule:
+    """One normalised egress flow: cluster hosts (``sources``) to an external network (``destinations``)."""
+
+    vlan: str
+    proto: str
+    sources: tuple[str, ...]  # the source zone's addresses on ``vlan`` (minimal CIDRs), never empty
+    destinations: tuple[str, ...]  # the external zone's CIDRs (minimal), never empty
+    ports: tuple[tuple[int, int], ...]  # merged inclusive ranges; () for icmp
+    flows: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.sources or not self.destinations:
+            raise ValueError("an egress rule needs sources and destinations: an empty set must never mean 'any'")
+        if self.proto not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.proto!r}")
+        if self.proto != "icmp" and not self.ports:
+            raise ValueError(f"a {self.proto} rule needs ports")
+
+    @property
+    def port_strings(self) -> tuple[str, ...]:
+        return tuple(format_range(lo, hi) for lo, hi in self.ports)
+
+    def covers(self, lo: int | None, hi: int | None) -> bool:
+        if self.proto == "icmp" or lo is None:
+            return True
+        return any(a <= lo and (hi or lo) <= b for a, b in self.ports)
+
+    def admits(self, src: str, dst: str, proto: str, lo: int | None, hi: int | None) -> bool:
+        """Whether every packet from CIDR ``src`` to CIDR ``dst`` on ``proto lo-hi`` is this egress flow's."""
+        return (proto == self.proto and self.covers(lo, hi)
+                and netaddr.IPSet([src]).issubset(netaddr.IPSet(self.sources))
+                and netaddr.IPSet([dst]).issubset(netaddr.IPSet(self.destinations)))
+
+    def sort_key(self) -> tuple:
+        return (_VLAN_ORDER.get(self.vlan, 99), self.proto, tuple(_ip_key(s) for s in self.sources),
+                tuple(_ip_key(d) for d in self.destinations), self.ports)
+
+    def to_dict(self) -> dict:
+        return {"vlan": self.vlan, "proto": self.proto, "sources": list(self.sources),
+                "destinations": list(self.destinations), "ports": list(self.port_strings), "flows": list(self.flows)}
+
+
+@dataclass(frozen=True)
 class HostFirewall:
     """The firewall of one host: its addresses and its normalised flow rules."""
 
@@ -263,6 +312,8 @@ class FirewallPlan:
     hosts: tuple[HostFirewall, ...]
     zones: tuple[ZoneInfo, ...]
     services: tuple[Service, ...]
+    #: flows from host zones to external zones (no host rule: what the fabric ACL must permit out)
+    egress: tuple[EgressRule, ...] = ()
     policy: dict[str, str] = field(default_factory=lambda: {
         "input": INPUT_POLICY, "forward": FORWARD_POLICY, "output": OUTPUT_POLICY,
     })
@@ -327,6 +378,7 @@ class FirewallPlan:
             "zones": {z.name: z.to_dict() for z in self.zones},
             "services": [s.name for s in self.services],
             "hosts": {h.host: h.to_dict() for h in self.hosts},
+            "egress": [e.to_dict() for e in self.egress],
         }
 
 
@@ -405,8 +457,18 @@ def build_firewall_plan(spec: Spec, ip: IpPlan) -> FirewallPlan:
         host_vips[h.name] = {"inference": (api_vip,)} if (
             api_vip and h.pool == gateway_pool and "inference" in h.addresses) else {}
 
+    # (vlan, proto, sources, destinations) -> {flow: port ranges}
+    egress: dict[tuple, dict[str, list[tuple[int, int]]]] = {}
     for flow in spec.flows:
         src, dst = zones.get(flow.from_), zones.get(flow.to)
+        if src is not None and dst is not None and src.kind == "hosts" and dst.kind == "external":
+            sources = minimal_cidrs(src.addresses.get(flow.vlan, ()))
+            if sources:  # a source zone without hosts sends nothing
+                for port in flow.ports:
+                    proto, lo, hi = parse_port_spec(port)
+                    ranges = egress.setdefault((flow.vlan, proto, sources, minimal_cidrs(dst.cidrs)), {})
+                    ranges.setdefault(flow.name, []).extend([(lo, hi)] if lo is not None and hi is not None else [])
+            continue
         if src is None or dst is None or dst.kind != "hosts":
             continue  # rejected by whole-spec validation; never widen the policy
         if src.kind == "external":
@@ -447,4 +509,10 @@ def build_firewall_plan(spec: Spec, ip: IpPlan) -> FirewallPlan:
         )
         for h in ip.hosts
     )
-    return FirewallPlan(stack=spec.stack, hosts=hosts, zones=tuple(zones.values()), services=_services(spec))
+    egress_rules = tuple(sorted(
+        (EgressRule(vlan=vlan, proto=proto, sources=sources, destinations=dests,
+                    ports=() if proto == "icmp" else merge_ranges([r for rs in by_flow.values() for r in rs]),
+                    flows=tuple(sorted(by_flow)))
+         for (vlan, proto, sources, dests), by_flow in egress.items()), key=EgressRule.sort_key))
+    return FirewallPlan(stack=spec.stack, hosts=hosts, zones=tuple(zones.values()), services=_services(spec),
+                        egress=egress_rules)

@@ -7,7 +7,12 @@ root CA (self-signed, path length 1) -> intermediate CA (path length 0) -> leave
 * ``gateway-api``: the API front's server certificate (``<gateway.hostname>.<domain>``,
   the gateways' FQDNs, the API VIP and the gateways' inference addresses);
 * ``gateway-upstream``: the client certificate the gateway presents to serving nodes;
-* ``admin``: an operator client certificate.
+* ``admin``: an operator client certificate (OU ``operators``);
+* ``client-<name>``: one client certificate per named API client of ``llmcluster:access``
+  (CN ``<name>.clients.<domain>``, OU the client's role, client auth only). These are for the
+  API clients, not for any host: the export folder holds them, the inventory installs none.
+  The gateway admits only these; host certificates (OU = the host's role), ``gateway-upstream``
+  and ``admin`` are no named client, so the gateway answers them 403.
 
 Lifetimes come from the spec; every certificate is renewed when ``renew_at_fraction`` of
 its lifetime has passed (2/3 by default, i.e. ``early_renewal_hours`` = 1/3 of the
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 import netaddr
 
 from llmcluster.errors import Problem
+from llmcluster.plan.access import client_cert_name, client_common_name
 from llmcluster.plan.ipam import IpPlan
 from llmcluster.spec.models import Spec
 
@@ -87,6 +93,11 @@ class PkiPlan:
         }
 
 
+def upstream_client_cn(domain: str) -> str:
+    """The CN of ``gateway-upstream``, the client certificate the gateway presents to the model servers."""
+    return f"gateway.{domain}"
+
+
 def _early(validity_hours: int, fraction: float) -> int:
     return int(round(validity_hours * (1.0 - fraction)))
 
@@ -123,9 +134,13 @@ def build_pki_plan(spec: Spec, ip: IpPlan) -> PkiPlan:
             h.addresses["inference"] for h in gw_hosts if "inference" in h.addresses
         ]
         leaves.append(cert("gateway-api", "server", api, days, SERVER_USES, dns=dns, ips=ips, ou="gateway"))
-        leaves.append(cert("gateway-upstream", "client", f"gateway.{site.domain}", days, CLIENT_USES,
+        leaves.append(cert("gateway-upstream", "client", upstream_client_cn(site.domain), days, CLIENT_USES,
                            ou="gateway"))
     leaves.append(cert("admin", "client", f"admin.{site.domain}", days, CLIENT_USES, ou="operators"))
+    if spec.access is not None:
+        for name, client in sorted(spec.access.clients.items()):
+            leaves.append(cert(client_cert_name(name), "client", client_common_name(name, site.domain), days,
+                               CLIENT_USES, ou=client.role))
     return PkiPlan(
         algorithm=pki.algorithm, ecdsa_curve=pki.ecdsa_curve, rsa_bits=pki.rsa_bits,
         min_tls_version=pki.min_tls_version, renew_at_fraction=frac, root=root, intermediate=inter,

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from llmcluster.plan.access import AccessPlan, build_access_plan
 from llmcluster.plan.capacity import CapacityPlan, extra_llm_api_options
 from llmcluster.plan.catalog import lookup_model
 from llmcluster.plan.ipam import HostPlan, IpPlan
+from llmcluster.plan.pki import upstream_client_cn
 from llmcluster.spec.models import Spec
 
 #: The host-reported fields of the engine cache key (what the host's tools print).
@@ -37,6 +39,30 @@ ENGINE_KEY_HOST_FIELDS = ("gpu_sm", "trtllm_version", "cuda_version", "driver_ve
 #: The ``trtllm-serve`` arguments the serving plan carries (the rest of ``capacity.trtllm_args``
 #: are derived flags).
 SERVE_ARGS = ("max_batch_size", "max_num_tokens", "max_seq_len", "kv_cache_free_gpu_memory_fraction")
+
+#: The gateway's process-wide connection limit (HAProxy ``maxconn``, the gateway role's
+#: ``gateway_maxconn``): ``serving.gateway.max_conn_per_source`` may not exceed it (access.gateway-limits).
+GATEWAY_MAXCONN = 4096
+
+# The request body limit derived from the context (serving.gateway.max_body_bytes unset). A prompt
+# can hold at most ``serving.context`` tokens (the server refuses more), so its body is bounded by:
+#   * BODY_BYTES_PER_TOKEN = 16 bytes per context token: a token is ~4 characters of English (4-5 bytes
+#     of UTF-8) or 1-2 CJK characters (3 bytes each in UTF-8, 6 each as a JSON '\uXXXX' escape, as
+#     Python's json.dumps writes non-ASCII by default: up to 12 bytes); quotes, backslashes and newlines
+#     double when escaped; the remainder covers the per-message JSON of a multi-turn chat
+#     ('{"role":"user","content":""}', ~30 bytes a turn);
+#   * plus BODY_OVERHEAD_BYTES = 64 KiB for the request's other fields (sampling parameters, stop
+#     sequences, tools, response_format);
+#   * rounded up to a whole KiB.
+# 32768 tokens -> 576 KiB; 16384 -> 320 KiB; the largest context (1 Mi tokens) -> 16 MiB + 64 KiB.
+BODY_BYTES_PER_TOKEN = 16
+BODY_OVERHEAD_BYTES = 64 * 1024
+
+
+def derived_max_body_bytes(context: int) -> int:
+    """The gateway's request body limit for a model served with ``context`` tokens (see above)."""
+    raw = BODY_BYTES_PER_TOKEN * context + BODY_OVERHEAD_BYTES
+    return -(-raw // 1024) * 1024
 
 
 @dataclass(frozen=True)
@@ -96,8 +122,22 @@ class EngineKey:
 
 
 @dataclass(frozen=True)
+class AuditPlan:
+    """The gateway's access log as an audit trail (serving.gateway.audit)."""
+
+    retention_days: int = 180
+    max_use: str = "20G"
+    forward_to: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"retention_days": self.retention_days, "max_use": self.max_use, "forward_to": list(self.forward_to)}
+
+
+@dataclass(frozen=True)
 class GatewayPlan:
-    """The API gateway in front of the replicas: one upstream per replica head."""
+    """The API gateway in front of the replicas: one upstream per replica head, its connection limits,
+    whom it admits (:mod:`llmcluster.plan.access`) and its audit log (``llmcluster_gateway`` of the
+    inventory is :meth:`to_dict`)."""
 
     pool: str
     port: int
@@ -106,11 +146,26 @@ class GatewayPlan:
     rate_limit_rps: int
     request_timeout_s: int
     upstreams: tuple[dict[str, Any], ...]
+    handshake_timeout_s: int = 10
+    idle_timeout_s: int = 60
+    max_conn_per_source: int = 64
+    max_conn_rate_per_source: int = 200
+    #: serving.gateway.max_body_bytes, else :func:`derived_max_body_bytes` of serving.context
+    max_body_bytes: int = BODY_OVERHEAD_BYTES
+    #: CN of the ``gateway-upstream`` client certificate (what the model servers' TLS terminators admit)
+    upstream_client_cn: str = ""
+    access: AccessPlan = AccessPlan()
+    audit: AuditPlan = AuditPlan()
 
     def to_dict(self) -> dict[str, Any]:
         return {"pool": self.pool, "port": self.port, "hostname": self.hostname, "vip": self.vip,
                 "rate_limit_rps": self.rate_limit_rps, "request_timeout_s": self.request_timeout_s,
-                "upstreams": [dict(u) for u in self.upstreams]}
+                "handshake_timeout_s": self.handshake_timeout_s, "idle_timeout_s": self.idle_timeout_s,
+                "max_conn_per_source": self.max_conn_per_source,
+                "max_conn_rate_per_source": self.max_conn_rate_per_source,
+                "max_body_bytes": self.max_body_bytes, "upstream_client_cn": self.upstream_client_cn,
+                "upstreams": [dict(u) for u in self.upstreams], "access": self.access.to_dict(),
+                "audit": self.audit.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -175,7 +230,8 @@ def _inference_address(h: HostPlan) -> str:
     return h.addresses.get("inference", h.mgmt_ip)
 
 
-def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan) -> ServingPlan:
+def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan, access: AccessPlan | None = None) -> ServingPlan:
+    """The serving plan; ``access``: the access plan when already built (else it is built here)."""
     s = spec.serving
     m = lookup_model(s.model)
     pool_hosts = ip.hosts_in_pool(s.pool)
@@ -195,7 +251,14 @@ def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan) -> ServingPlan
             pool=gw.pool, port=gw.port, hostname=f"{gw.hostname}.{spec.site.domain}", vip=ip.vips.get("api"),
             rate_limit_rps=gw.rate_limit_rps, request_timeout_s=gw.request_timeout_s,
             upstreams=tuple({"name": h.name, "address": h.addresses["inference"], "port": s.port}
-                            for h in pool_hosts if "inference" in h.addresses and h.name in heads))
+                            for h in pool_hosts if "inference" in h.addresses and h.name in heads),
+            handshake_timeout_s=gw.handshake_timeout_s, idle_timeout_s=gw.idle_timeout_s,
+            max_conn_per_source=gw.max_conn_per_source, max_conn_rate_per_source=gw.max_conn_rate_per_source,
+            max_body_bytes=gw.max_body_bytes if gw.max_body_bytes is not None else derived_max_body_bytes(s.context),
+            upstream_client_cn=upstream_client_cn(spec.site.domain),
+            access=access if access is not None else build_access_plan(spec, ip),
+            audit=AuditPlan(retention_days=gw.audit.retention_days, max_use=gw.audit.max_use,
+                            forward_to=tuple(gw.audit.forward_to)))
     return ServingPlan(
         model=s.model, hf_repo=m.hf_repo, model_type=m.family,
         model_path=f"{spec.storage.model_dir.rstrip('/')}/{m.hf_repo}", revision=s.revision,

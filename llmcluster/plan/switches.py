@@ -38,11 +38,14 @@ Topology (``baremetal.leaf_switches`` / ``spine_switches``), an L2 leaf-spine fa
   (TCP from the service ports back to the sources with ACK set, i.e. ``established``; UDP
   from the service ports), the ICMP types every host accepts from anywhere (echo
   request/reply, fragmentation-needed, time-exceeded, parameter-problem) towards the
-  fabric's VLAN subnets, and a final deny. Nothing is wider than the policy: no entry has
-  a wider source, destination or port range than a firewall rule. Consequences, stated
-  rather than hidden: host-initiated traffic to services outside the zone policy (DNS,
-  NTP, package mirrors) is dropped at the leaf, because the zone model has no outbound
-  flows yet (the hosts' nftables accept all output); traffic that enters through a port
+  fabric's VLAN subnets, and a final deny. The egress flows of the firewall plan (host zone
+  -> external zone, e.g. the gateway's audit log to its collector) are permitted the same
+  way, from the source hosts' addresses to the external CIDRs, with their return entries.
+  Nothing is wider than the policy: no entry has a wider source, destination or port range
+  than a firewall rule or egress flow. Consequences, stated rather than hidden:
+  host-initiated traffic to services outside the zone policy (DNS, NTP, package mirrors)
+  is dropped at the leaf unless an egress flow declares it (the hosts' nftables accept all
+  output); traffic that enters through a port
   this plan does not model (the site border of a single-leaf fabric) meets only the hosts'
   nftables.
 * **QoS** (:class:`SwitchQos`) is read from the QoS plan: trust DSCP, DSCP -> switch
@@ -762,6 +765,10 @@ def build_acl(fw: FirewallPlan, vlan_cidrs: tuple[str, ...]) -> Acl:
             dests, flows = groups.setdefault(key, (set(), set()))
             dests.update(r.destinations)
             flows.update(r.flows)
+    for e in fw.egress:  # host zone -> external CIDRs: the same entries, destinations being networks
+        dests, flows = groups.setdefault((e.vlan, e.proto, e.sources, e.ports), (set(), set()))
+        dests.update(e.destinations)
+        flows.update(e.flows)
 
     def key_order(item):
         (vlan, proto, sources, ports), (dests, _) = item

@@ -491,12 +491,128 @@ class Pki(_Model):
 # --------------------------------------------------------------------------- serving
 
 
+#: Days of the week as ``access.policies[].days`` names them (Monday first, as ISO 8601 numbers them).
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_HHMM = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+_HOURS = re.compile(rf"(?P<start>{_HHMM})-(?P<end>{_HHMM}|24:00)")
+#: ``https://<IPv4 address or DNS name>:<port>``, nothing after the port (journal-upload adds /upload).
+_HTTPS_URL = re.compile(r"https://(?P<host>[A-Za-z0-9.-]{1,253}):(?P<port>[0-9]{1,5})")
+#: A size as journald reads it (``SystemMaxUse=``): a whole number and a binary unit K, M, G or T.
+_SIZE = re.compile(r"(?P<n>[1-9][0-9]{0,5})(?P<unit>[KMGT])")
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+#: The smallest journald quota the audit log may be given (``serving.gateway.audit.max_use``).
+AUDIT_MIN_USE_BYTES = 256 << 20
+
+
+def _hours(v: str) -> str:
+    m = _HOURS.fullmatch(v)
+    if not m:
+        raise ValueError(f"{_short_text(v)} is not a time window: write 'HH:MM-HH:MM' in UTC, 24-hour clock, "
+                         "e.g. '08:00-18:00' ('24:00' may end it)")
+    start, end = m.group("start"), m.group("end")
+    if start >= end:  # zero-padded HH:MM compare as times
+        raise ValueError(f"{v!r}: the window must start before it ends ({start} is not before {end}); a window "
+                         "across midnight is two policies, one ending at 24:00 and one starting at 00:00")
+    return v
+
+
+def hours_window(v: str) -> tuple[int, int]:
+    """``'08:00-18:00'`` -> ``(800, 1800)``: start (inclusive) and end (exclusive) as HHMM numbers."""
+    m = _HOURS.fullmatch(v)
+    if not m:
+        raise ValueError(f"{v!r} is not a time window")
+    return int(m.group("start").replace(":", "")), int(m.group("end").replace(":", ""))
+
+
+def _https_url(v: str) -> str:
+    m = _HTTPS_URL.fullmatch(v)
+    if not m:
+        raise ValueError(f"{_short_text(v)} is not an https URL with a host and a port "
+                         "(e.g. 'https://10.0.20.5:19532' or 'https://logs.example.internal:19532')")
+    host, port = m.group("host"), int(m.group("port"))
+    try:
+        _host(host)
+    except ValueError:
+        raise ValueError(f"{_short_text(v)}: {host!r} is not an IPv4 address or DNS name") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{_short_text(v)}: port {port} is outside 1-65535")
+    return v
+
+
+def url_host_port(v: str) -> tuple[str, int]:
+    """The host and port of an :data:`HttpsUrl`."""
+    m = _HTTPS_URL.fullmatch(v)
+    if not m:
+        raise ValueError(f"{v!r} is not an https URL")
+    return m.group("host"), int(m.group("port"))
+
+
+def size_bytes(v: str) -> int:
+    """``'20G'`` -> bytes (binary units, as journald reads them)."""
+    m = _SIZE.fullmatch(v)
+    if not m:
+        raise ValueError(f"{v!r} is not a size")
+    return int(m.group("n")) * _SIZE_UNITS[m.group("unit")]
+
+
+def _size(v: str) -> str:
+    if not _SIZE.fullmatch(v):
+        raise ValueError(f"{_short_text(v)} is not a size: a whole number and K, M, G or T (e.g. '20G')")
+    if size_bytes(v) < AUDIT_MIN_USE_BYTES:
+        raise ValueError(f"{v!r} is below the {AUDIT_MIN_USE_BYTES >> 20}M the audit log needs at least")
+    return v
+
+
+def _unique(v: tuple) -> tuple:
+    seen: set = set()
+    for item in v:
+        if item in seen:
+            raise ValueError(f"{_short_text(str(item))} is listed twice")
+        seen.add(item)
+    return v
+
+
+Hours = Annotated[StrictStr, AfterValidator(_hours)]
+HttpsUrl = Annotated[StrictStr, AfterValidator(_https_url)]
+Size = Annotated[StrictStr, AfterValidator(_size)]
+
+
+class Audit(_Model):
+    """The gateway's access log as an audit trail: how long it is kept, how much room it has, where it goes."""
+
+    retention_days: Annotated[StrictInt, Field(ge=1, le=3650)] = Field(
+        default=180, description="days the access log is kept on the gateway (journald MaxRetentionSec); "
+        "at least 180 unless allow_short_retention")
+    allow_short_retention: StrictBool = Field(
+        default=False, description="explicitly allow retention_days below 180 (labs, never a regulated site)")
+    max_use: Size = Field(
+        default="20G", description="disk space journald may use on the gateway (SystemMaxUse): K, M, G or T")
+    forward_to: Annotated[tuple[HttpsUrl, ...], AfterValidator(_unique)] = Field(
+        default=(), description="systemd-journal-remote collectors the log is forwarded to "
+        "(https://<address or name>:<port>); a flow from the gateway's zone must allow each")
+
+
 class Gateway(_Model):
     pool: Name
     port: Annotated[StrictInt, Field(ge=1, le=65535)] = 443
     hostname: DnsLabel = "api"
-    rate_limit_rps: Annotated[StrictInt, Field(ge=1, le=100_000)] = 20
-    request_timeout_s: Annotated[StrictInt, Field(ge=10, le=7200)] = 900
+    rate_limit_rps: Annotated[StrictInt, Field(ge=1, le=100_000)] = Field(
+        default=20, description="requests per second per client certificate; more are delayed (throttled)")
+    request_timeout_s: Annotated[StrictInt, Field(ge=10, le=7200)] = Field(
+        default=900, description="server-side inactivity limit of a request (long generations)")
+    handshake_timeout_s: Annotated[StrictInt, Field(ge=1, le=120)] = Field(
+        default=10, description="a connection must finish TLS and send its request headers within this")
+    idle_timeout_s: Annotated[StrictInt, Field(ge=1, le=3600)] = Field(
+        default=60, description="keep-alive idle time between requests")
+    max_conn_per_source: Annotated[StrictInt, Field(ge=1, le=100_000)] = Field(
+        default=64, description="concurrent connections per source IP address (counted before TLS)")
+    max_conn_rate_per_source: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = Field(
+        default=200, description="new connections per source IP address per 10 seconds (counted before TLS)")
+    max_body_bytes: Annotated[StrictInt, Field(ge=1024, le=1 << 30)] | None = Field(
+        default=None, description="largest request body; default derived from serving.context "
+        "(llmcluster.plan.serving.derived_max_body_bytes)")
+    audit: Audit = Field(default=Audit(), description="the access log as an audit trail")
 
 
 class Serving(_Model):
@@ -510,6 +626,56 @@ class Serving(_Model):
     pool: Name
     port: Annotated[StrictInt, Field(ge=1, le=65535)] = 8000
     gateway: Gateway | None = None
+
+
+# --------------------------------------------------------------------------- API access control
+
+# Lists in a policy: each item listed once (a repeated item is a typo for another).
+_Labels = Annotated[tuple[DnsLabel, ...], AfterValidator(_unique)]
+_ModelNames = Annotated[tuple[Annotated[Text, Field(max_length=64)], ...], Field(min_length=1),
+                        AfterValidator(_unique)]
+_Paths = Annotated[tuple[AbsPath, ...], Field(min_length=1), AfterValidator(_unique)]
+_Zones = Annotated[tuple[Name, ...], Field(min_length=1), AfterValidator(_unique)]
+_Days = Annotated[tuple[Weekday, ...], Field(min_length=1), AfterValidator(_unique)]
+
+
+class AccessClient(_Model):
+    """A named API client: it gets a client certificate (CN ``<name>.clients.<domain>``, OU its role)."""
+
+    role: DnsLabel = Field(description="the certificate's OU; policies admit roles or client names")
+    description: Text = ""
+
+
+class AccessPolicy(_Model):
+    """One allow rule: a request passes when some policy matches every attribute (default deny)."""
+
+    name: Name
+    roles: _Labels = Field(default=(), description="client roles (certificate OU) it admits")
+    clients: _Labels = Field(default=(), description="client names it admits (besides roles)")
+    models: _ModelNames | None = Field(
+        default=None, description="model names a request may ask for (the JSON body's 'model'); default the "
+        "served model (serving.model); listing it pins the policy to that model")
+    paths: _Paths = Field(description="API paths, a subset of llmcluster.plan.access.API_PATHS")
+    zones: _Zones = Field(description="source zones (their cidrs, or their pools' planned addresses)")
+    days: _Days = Field(
+        default=WEEKDAYS, description="UTC weekdays, mon..sun (default every day)")
+    hours: Hours = Field(default="00:00-24:00", description="UTC time window 'HH:MM-HH:MM', start inclusive, "
+                         "end exclusive (default the whole day)")
+    description: Text = ""
+
+    @model_validator(mode="after")
+    def _who(self) -> AccessPolicy:
+        if not self.roles and not self.clients:
+            raise ValueError("a policy names whom it admits: set 'roles', 'clients' or both")
+        return self
+
+
+class Access(_Model):
+    """Who may call the API behind serving.gateway: named client identities and allow policies."""
+
+    clients: dict[DnsLabel, AccessClient] = Field(
+        default_factory=dict, description="client name (a DNS label) -> its role; each gets a client certificate")
+    policies: tuple[AccessPolicy, ...] = Field(default=(), description="allow rules; everything else is 403")
 
 
 # --------------------------------------------------------------------------- platforms
@@ -712,6 +878,8 @@ class Spec(_Model):
     storage: Storage = Storage()
     pki: Pki = Pki()
     serving: Serving
+    #: Who may call the API (required with serving.gateway: validate.access)
+    access: Access | None = None
     nvidia: Nvidia = Nvidia()
     aws: Aws | None = None
     baremetal: Baremetal | None = None

@@ -19,8 +19,8 @@ Layers, in the order they run (as Google Cluster Toolkit's validators do):
 
 Every rule has an id ``<domain>.<name>`` (``fabric.vlan-ids-unique``), its domain being the
 module that holds it (one module per domain: ``fabric``, ``qos``, ``pools``, ``aws``,
-``baremetal``, ``zones``, ``storage``, ``pki``, ``serving``, ``lab``, ``switches``, ``nvidia``,
-``addresses``; ``fields`` names the field layer), a layer and a summary (its docstring's first
+``baremetal``, ``zones``, ``storage``, ``pki``, ``serving``, ``access``, ``lab``, ``switches``,
+``nvidia``, ``addresses``; ``fields`` names the field layer), a layer and a summary (its docstring's first
 paragraph). ``llmcluster validate --list-rules`` prints the registry; ``llmcluster validate
 --json`` names the rule of each problem (``SpecError.rules``).
 
@@ -48,6 +48,7 @@ Adding a rule
 """
 
 from llmcluster.validate import (  # noqa: F401  (registers the rules; run order: registry.DOMAINS)
+    access,
     addresses,
     aws,
     baremetal,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from llmcluster.errors import PlanError, Problem
+from llmcluster.plan.access import client_common_name
 from llmcluster.plan.pki import CertPlan, build_pki_plan
 from llmcluster.spec.models import Spec
 from llmcluster.validate.registry import PLAN, rule
@@ -55,7 +56,8 @@ DNS_NAME_MAX = 253
 def certificate_names(facts: PlanFacts) -> list[Problem]:
     """Every name the PKI plan puts in a certificate fits: common name, organisation and unit at most
     64 characters (X.509), each DNS label at most 63, a DNS name at most 253 (hostname_prefix,
-    site.name, site.domain, serving.gateway.hostname). Skipped while the IP plan cannot be built."""
+    site.name, site.domain, serving.gateway.hostname, the names in access.clients). Skipped while the IP plan
+    cannot be built."""
     try:
         ip = facts.ip_plan()
     except PlanError:
@@ -66,6 +68,8 @@ def certificate_names(facts: PlanFacts) -> list[Problem]:
     by_name = {n: h for h in ip.hosts for n in (h.name, h.fqdn)}
     gw = spec.serving.gateway
     api = f"{gw.hostname}.{domain}" if gw is not None else None
+    # client certificate CN -> client name (access.clients)
+    clients = {client_common_name(n, domain): n for n in (spec.access.clients if spec.access is not None else {})}
     # key path -> (characters that key may have, problem): the tightest limit per key wins.
     found: dict[str, tuple[int, Problem]] = {}
 
@@ -87,6 +91,9 @@ def certificate_names(facts: PlanFacts) -> list[Problem]:
                     ("site.domain", domain, "")]
         if api is not None and name == api:
             return [("serving.gateway.hostname", gw.hostname, ""), ("site.domain", domain, "")]
+        client = clients.get(name)
+        if client is not None:
+            return [(f"access.clients.{client}", client, ""), ("site.domain", domain, "")]
         return [("site.domain", domain, "")]
 
     def report(cert: CertPlan, what: str, name: str, limit: int, part: str | None = None) -> None:

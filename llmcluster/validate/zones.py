@@ -80,11 +80,13 @@ def flow_zones_known(spec: Spec) -> Iterator[Problem]:
 
 @rule("zones.flow-ends-on-cluster")
 def flow_ends_on_cluster(spec: Spec) -> Iterator[Problem]:
-    """A flow ends on cluster hosts, never on an external (cidrs) zone."""
+    """A flow ends on cluster hosts, or leaves them: a flow to an external (cidrs) zone starts at a zone of
+    cluster hosts (an egress flow, e.g. the gateway's audit log to its collector); never external to external."""
     for i, f in enumerate(spec.flows):
-        if f.to in spec.zones and spec.zones[f.to].cidrs:
+        if f.to in spec.zones and spec.zones[f.to].cidrs and f.from_ in spec.zones and spec.zones[f.from_].cidrs:
             yield Problem(f"flows.{i}.to",
-                          f"zone '{f.to}' is an external network: flows may only end on cluster hosts")
+                          f"zone '{f.to}' is an external network and so is '{f.from_}': a flow starts or ends on "
+                          "cluster hosts")
 
 
 @rule("zones.flow-vlan-declared")

@@ -98,7 +98,7 @@ def test_chain_verifies_with_openssl(stack, tmp_path: Path):
     for name, pem in certs.items():
         leaf = tmp_path / f"{name}.pem"
         leaf.write_text(pem)
-        purpose = "sslclient" if name in ("admin", "gateway-upstream") else "sslserver"
+        purpose = "sslclient" if e.plan.pki.leaf(name).kind == "client" else "sslserver"
         r = subprocess.run(["openssl", "verify", "-purpose", purpose, "-CAfile", str(root),
                             "-untrusted", str(chain), str(leaf)], capture_output=True, text=True)
         assert r.returncode == 0 and r.stdout.strip().endswith(": OK"), f"{name}: {r.stdout}{r.stderr}"
@@ -124,6 +124,26 @@ def test_leaf_sans_and_key_are_what_the_plan_says(tmp_path: Path):
     for addr in h.addresses.values():
         assert f"IP Address:{addr}" in text
     assert "DNS:gpu-02.lab.llmcluster.internal" in text
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_client_certificates_carry_the_client_identity_and_serve_no_tls(tmp_path: Path):
+    """A named API client's certificate: CN <name>.clients.<domain>, OU its role, client auth only."""
+    e = ev("lab")
+    root, chain, pem = tmp_path / "root.pem", tmp_path / "chain.pem", tmp_path / "c.pem"
+    root.write_text(e.outputs[outputs.PKI_ROOT_CERT])
+    chain.write_text(e.outputs[outputs.PKI_CHAIN])
+    pem.write_text(e.outputs[outputs.PKI_CERTS]["client-lab-analyst"])
+    subject = subprocess.run(["openssl", "x509", "-in", str(pem), "-noout", "-subject", "-nameopt", "RFC2253"],
+                             capture_output=True, text=True, check=True).stdout
+    assert "CN=lab-analyst.clients.lab.llmcluster.internal" in subject and "OU=analyst" in subject, subject
+    text = subprocess.run(["openssl", "x509", "-in", str(pem), "-noout", "-text"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "TLS Web Client Authentication" in text and "TLS Web Server Authentication" not in text
+    assert "Subject Alternative Name" not in text
+    r = subprocess.run(["openssl", "verify", "-purpose", "sslserver", "-CAfile", str(root), "-untrusted", str(chain),
+                        str(pem)], capture_output=True, text=True)
+    assert r.returncode != 0, "a client certificate must not serve TLS"
 
 
 def test_plan_document_is_deterministic():
@@ -193,5 +213,7 @@ def test_thousand_node_plan_completes_with_a_certificate_per_node():
     e = evaluate(load_spec("prod-baremetal", ("pools.gpu.count=1024", "pools.gpu.nics=[]",
                                               "baremetal.leaf_switches=18")))
     hosts = 1024 + 3 + 2
-    assert e.by_type()[f"{TLS}locallySignedCert:LocallySignedCert"] == hosts + 3 + 1  # + gateway x2, admin, CA
+    clients = len(e.plan.spec.access.clients)  # one client certificate per named API client
+    # + gateway x2, admin, CA, the clients
+    assert e.by_type()[f"{TLS}locallySignedCert:LocallySignedCert"] == hosts + 3 + 1 + clients
     assert len(e.outputs[outputs.INVENTORY]["_meta"]["hostvars"]) == hosts

@@ -205,8 +205,10 @@ def test_lab_matrix():
         ("gpu", "gpu", "tcp/29500-29510"), ("gpu", "gpu", "udp/4791"),
         ("gpu", "storage", "tcp/3300"), ("gpu", "storage", "tcp/6789"), ("gpu", "storage", "tcp/6800-7300"),
     ]
-    # 5 source zones x 3 host zones x 10 declared services.
-    assert len(m) == 5 * 3 * 10
+    # 6 source zones (logs: the egress-only audit collector) x 3 host zones x 11 declared services (tcp/19532:
+    # the audit-forward egress flow, which admits nothing into a host zone).
+    assert len(m) == 6 * 3 * 11
+    assert not any(e.allowed or e.partial for (s, _d, v), e in m.items() if s == "logs" or v == "tcp/19532")
 
 
 def test_matrix_reports_overlapping_zones_as_partial():
@@ -234,5 +236,5 @@ def test_to_dict_is_json_and_stable():
     b = plan_of("lab").to_dict()
     text = json.dumps(a, indent=2, sort_keys=True) + "\n"
     assert text == json.dumps(b, indent=2, sort_keys=True) + "\n"
-    assert set(a) == {"stack", "policy", "zones", "services", "hosts"}
+    assert set(a) == {"stack", "policy", "zones", "services", "hosts", "egress"}
     check_golden("firewall-lab.json", text)

@@ -68,7 +68,7 @@ def test_marking_rules_follow_flow_vlans():
     plan = build_qos_plan(spec_of("prod-baremetal"))
     got = [(m.vlan, m.class_name, m.dscp, m.proto, m.port_strings) for m in plan.markings]
     assert got == [
-        ("mgmt", "mgmt", 16, "tcp", ("22", "8000", "9100", "9283", "9400")),
+        ("mgmt", "mgmt", 16, "tcp", ("22", "8000", "9100", "9283", "9400", "19532")),  # 19532: audit-forward
         ("inference", "inference", 34, "tcp", ("443", "8000")),
         ("storage_public", "storage", 10, "tcp", ("3300", "6789", "6800-7300")),
         ("storage_cluster", "storage", 10, "tcp", ("6800-7300",)),

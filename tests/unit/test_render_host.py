@@ -120,7 +120,7 @@ def test_nftables_marks_dscp_per_qos_plan():
     assert "type filter hook postrouting priority mangle; policy accept;" in post
     assert ("ip saddr { 10.64.16.11 } tcp sport { 443, 8000 } ip dscp set af41" in post)
     assert ("ip saddr { 10.64.24.11 } tcp dport { 3300, 6789, 6800-7300 } ip dscp set af11" in post)
-    assert "ip saddr { 10.64.0.11 } tcp sport { 22, 8000, 9100, 9283, 9400 } ip dscp set cs2" in post
+    assert "ip saddr { 10.64.0.11 } tcp sport { 22, 8000, 9100, 9283, 9400, 19532 } ip dscp set cs2" in post
     assert "10.64.40.11" not in post  # nothing on the RDMA VLAN: the NIC marks RoCE
     # storage-01 is on storage_cluster: replication traffic is marked there too.
     st = chain(nft_text("prod-baremetal", "storage-01"), "postrouting")

@@ -56,7 +56,9 @@ def _enriched() -> dict[str, dict[str, Any]]:
     lab["lab"]["hosts"] = {"gw-01": {"kind": "vm", "network": "tagged"}}
     lab["lab"]["vm"] = {"memory_mb": 2048, "cpus": 2, "disk_gb": 8, "accel": "tcg", "boot_timeout_s": 300}
     lab["serving"].update(revision="0123abcd", kv_dtype="fp8", port=8000)
-    lab["serving"]["gateway"].update(hostname="api", rate_limit_rps=20, request_timeout_s=900)
+    lab["serving"]["gateway"].update(hostname="api", rate_limit_rps=20, request_timeout_s=900, max_body_bytes=1048576)
+    lab["access"]["policies"][1]["clients"] = ["lab-analyst"]
+    lab["access"]["policies"][1]["models"] = ["deepseek-r1"]
     lab["pki"].update(renew_at_fraction=0.7, rsa_bits=3072, min_tls_version="1.3")
     lab["storage"]["raid"].update(chunk_kib=512, mount="/srv/models")
     lab["storage"]["ceph"].update(osds_per_drive=1, target_pgs_per_osd=100)
@@ -193,7 +195,8 @@ def _samples() -> list[tuple[str, tuple[str, ...], Any, bool, str]]:
 SAMPLES = _samples()
 #: Free text: any script and spaces (control characters are still refused).
 FREE_TEXT = {("site", "organization"), ("zones", "*", "description"), ("flows", "*", "description"),
-             ("pools", "*", "nvme", "model")}
+             ("pools", "*", "nvme", "model"), ("access", "clients", "*", "description"),
+             ("access", "policies", "*", "description")}
 
 
 def test_every_field_of_the_models_is_tried() -> None:

@@ -172,7 +172,8 @@ def test_acl_is_exactly_the_firewall_policy(stack):
     flows = [e for e in acl.entries if e.kind == "flow"]
     assert flows and all(not e.src_is_any and not e.dst_is_any for e in flows)
     assert {f for e in flows for f in e.flows} == {
-        f for h in plan.firewall.hosts for r in h.rules for f in r.flows}
+        f for h in plan.firewall.hosts for r in h.rules for f in r.flows} | {f for e in plan.firewall.egress
+                                                                           for f in e.flows}
     last = acl.entries[-1]
     assert (last.action, last.proto, last.src, last.dst) == ("deny", "ip", ANY, ANY)
     assert [e.seq for e in acl.entries] == sorted({e.seq for e in acl.entries})
@@ -181,6 +182,33 @@ def test_acl_is_exactly_the_firewall_policy(stack):
         assert set(s.acl_ports) == {p.number for p in s.host_ports}
         assert set(s.acl_bonds) == {b.id for b in s.bonds}
     assert all(s.acl is None for s in plan.switches.spines)
+
+
+def test_egress_flows_are_permitted_out_and_back_and_no_wider():
+    """The audit log's egress flow (gateway -> the logs zone, tcp/19532): permitted from the gateways'
+    mgmt addresses to the collectors' CIDRs only, with its established return; the checker notices a
+    missing or widened entry."""
+    plan = load_plan("prod-baremetal")
+    (egress,) = plan.firewall.egress
+    gws = [h.addresses["mgmt"] for h in plan.ip.hosts_in_pool("gateway")]
+    assert (egress.vlan, egress.proto, egress.ports, egress.flows) == ("mgmt", "tcp", ((19532, 19532),),
+                                                                       ("audit-forward",))
+    assert egress.destinations == ("10.0.20.0/28",) and egress.admits(f"{gws[0]}/32", "10.0.20.5/32", "tcp", 19532,
+                                                                     19532)
+    assert not egress.admits(f"{gws[0]}/32", "10.0.21.5/32", "tcp", 19532, 19532)
+    rules = as_rules(plan.switches.acl)
+    out = [r for r in rules if r.dst == "10.0.20.0/28"]
+    back = [r for r in rules if r.src == "10.0.20.0/28"]
+    assert out and all(r.dport == (19532, 19532) and not r.sport for r in out)
+    assert back and all(r.sport == (19532, 19532) and r.established for r in back)
+    fabric = tuple(v.cidr for v in plan.switches.vlans)
+    missing = [r for r in rules if r not in out]
+    assert any("egress flow audit-forward" in p and "not permitted" in p
+               for p in acl_problems(missing, plan.firewall, fabric))
+    no_return = [r for r in rules if r not in back]
+    assert any("return traffic" in p for p in acl_problems(no_return, plan.firewall, fabric))
+    wide = [AclRule(r.seq, r.action, r.proto, r.src, "10.0.0.0/8", r.sport, r.dport) if r in out else r for r in rules]
+    assert any("wider than the policy" in p for p in acl_problems(wide, plan.firewall, fabric))
 
 
 def test_acl_checker_rejects_a_wider_entry():

@@ -11,7 +11,7 @@ bond members sit in their bond, trust DSCP and the DSCP map match the QoS plan, 
 plan's lossless priorities only (RoCE, 3), ECN on the plan's ECN queues, CNP strict, SVIs
 carry the gateways, and the ACL is bound inbound where the plan says and permits nothing the
 firewall plan does not (each entry parsed back into source, destination, protocol and ports
-and tested against the hosts' rules), with every planned flow present and a final deny.
+and tested against the hosts' rules and the egress flows), with every planned flow present and a final deny.
 Messages name the switch, the interface and the VLAN or entry.
 """
 
@@ -49,6 +49,8 @@ class _Policy:
 
     def uncovered(self, src: str, dst: str, proto: str, lo: int | None, hi: int | None) -> str | None:
         """Why ``src -> dst proto lo-hi`` is wider than the policy, or None when every packet is allowed."""
+        if any(e.admits(src, dst, proto, lo, hi) for e in self.fw.egress):
+            return None  # an egress flow: cluster hosts to an external network
         dnet = netaddr.IPNetwork(dst)
         if dnet.size > 4096:
             return f"destination {dst} is wider than any host rule"
@@ -129,6 +131,24 @@ def acl_problems(rules: list[AclRule], fw: FirewallPlan, fabric_cidrs: tuple[str
                                    f"{', '.join(str(c) for c in (need - got).iter_cidrs())} is not permitted")
                     elif fr.proto != "icmp" and not need.issubset(back):
                         out.append(f"flow {', '.join(fr.flows)}: return traffic of {what} from {d} is not permitted")
+    # ... and every egress flow (and its return traffic).
+    for e in fw.egress:
+        for lo, hi in (e.ports if e.proto != "icmp" else ((None, None),)):
+            what = f"{e.proto}" + (f"/{format_range(lo, hi)}" if lo is not None else "")
+            for src in e.sources:
+                for dst in e.destinations:
+                    s_net, d_net = netaddr.IPNetwork(src), netaddr.IPNetwork(dst)
+                    out_ok = any(r.proto == e.proto and r.icmp_type is None and not r.sport
+                                 and (e.proto == "icmp" or (r.dport and r.dport[0] <= lo and hi <= r.dport[1]))
+                                 and s_net in nets[r][0] and d_net in nets[r][1] for r in permits)
+                    back_ok = e.proto == "icmp" or any(
+                        r.proto == e.proto and r.sport and r.sport[0] <= lo and hi <= r.sport[1]
+                        and d_net in nets[r][0] and s_net in nets[r][1] for r in permits)
+                    if not out_ok:
+                        out.append(f"egress flow {', '.join(e.flows)}: {what} from {src} to {dst} is not permitted")
+                    elif not back_ok:
+                        out.append(f"egress flow {', '.join(e.flows)}: return traffic of {what} from {dst} to {src} "
+                                   "is not permitted")
     return out
 
 
