@@ -324,14 +324,14 @@ def export(plan: Plan, m: Material, out: Path, *, lab_tests: bool = False, repla
     from llmcluster import pki_crl as C
     from llmcluster.outdir import inspect, write_tree
 
+    problems = check_material(plan, m)
+    if problems:
+        raise SpecError(problems, source=f"stack {plan.spec.stack}")
     if m.intermediate_key_pem is None or m.root_crl_pem is None:
         raise PkiExportError(f"stack {plan.spec.stack} exports no {outputs.PKI_INTERMEDIATE_KEY} / "
                              f"{outputs.PKI_ROOT_CRL} (the CRL's signing material): run `pulumi up` first")
     if lab_tests and m.source != "offline":
         raise PkiExportError("lab-test material needs the offline (lab) evaluation")
-    problems = check_material(plan, m)
-    if problems:
-        raise SpecError(problems, source=f"stack {plan.spec.stack}")
     target = inspect(out, "pki", replace=replace, legacy=legacy_files, probe=False)
     inter = _x509(_split(m.chain_pem)[0])
     carried = C.Carried()
