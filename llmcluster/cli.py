@@ -489,14 +489,11 @@ def cmd_pki(args) -> int:
     return EXIT_OK
 
 
-def _pki_dir(args):
-    from llmcluster.pki_crl import open_export
-
+def _pki_dir(args) -> Path:
     if args.stack is not None and not STACK_NAME.match(args.stack):
         raise SpecError(Problem("--stack", f"{args.stack[:100]!r} is not a stack name: letters, digits, '-', '_' "
                                            "and '.', at most 100 characters"))
-    folder = _folder_option("--pki-dir", args.pki_dir)
-    return open_export(folder, args.pki_dir)
+    return _folder_option("--pki-dir", args.pki_dir)
 
 
 def _push_hint(d) -> str:
@@ -517,9 +514,11 @@ def cmd_pki_revoke(args) -> int:
     """``pki revoke``: add certificates to the export's revoked.json and re-sign its crl.pem."""
     from llmcluster import pki_crl as C
 
-    d = _pki_dir(args)
-    targets = C.resolve(d, args.name or [], args.serial or [])
-    outcome = C.revoke(d, targets, args.reason, lambda: C.signing_key(d, args.stack))
+    folder = _pki_dir(args)
+    with C.locked(folder, args.pki_dir):
+        d = C.open_export(folder, args.pki_dir)
+        targets = C.resolve(d, args.name or [], args.serial or [])
+        outcome = C.revoke(d, targets, args.reason, lambda: C.signing_key(d, args.stack))
     for r in outcome.already:
         sys.stdout.write(f"{C.serial_hex(r.serial)} ({r.name or 'unnamed'}) is already revoked ({r.reason}, "
                          f"{r.revoked_at:%Y-%m-%d %H:%M}Z): nothing to do\n")
@@ -535,9 +534,10 @@ def cmd_pki_crl(args) -> int:
     """``pki crl``: re-sign the export's CRL with a new nextUpdate (run it from cron or CI)."""
     from llmcluster import pki_crl as C
 
-    d = _pki_dir(args)
-    key = C.signing_key(d, args.stack)
-    outcome = C.resign(d, key)
+    folder = _pki_dir(args)
+    with C.locked(folder, args.pki_dir):
+        d = C.open_export(folder, args.pki_dir)
+        outcome = C.resign(d, C.signing_key(d, args.stack))
     n = len(d.revoked)
     sys.stdout.write(f"signed {d.shown}/{C.CRL_FILE} #{outcome.number} ({n} revoked certificate(s)), valid until "
                      f"{_until(outcome.next_update)}: re-sign it again well before then (an expired CRL refuses "

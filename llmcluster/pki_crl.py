@@ -37,7 +37,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -497,6 +498,45 @@ def _verifies(cert, issuer) -> bool:
         return True
     except Exception:  # any failure means "not issued by"
         return False
+
+
+@contextmanager
+def locked(folder: Path | str, shown: str, wait_s: float = 60.0) -> Iterator[None]:
+    """Hold an exclusive lock on the export folder (``flock`` on the folder itself: nothing is
+    written) so two commands never both read, change and write its revocations — one would
+    drop the other's. A folder swapped in place meanwhile (a new export) is locked anew."""
+    import fcntl
+    import os
+    import time
+
+    from llmcluster.outdir import os_reason
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise SpecError(Problem(shown, os_reason(exc))) from None
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise SpecError(Problem(shown, f"another llmcluster command has been writing it for "
+                                                       f"{wait_s:.0f} s: wait for it, then run this again")) from None
+                    time.sleep(0.1)
+            try:
+                current = os.stat(folder)
+            except OSError:
+                current = None
+            mine = os.fstat(fd)
+            if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+                yield
+                return
+        finally:
+            os.close(fd)  # releases the lock
 
 
 # --------------------------------------------------------------------------- the signing key

@@ -319,10 +319,8 @@ def export(plan: Plan, m: Material, out: Path, *, lab_tests: bool = False, repla
     """Check, then write the folder (atomically, by :mod:`llmcluster.outdir`'s rules: never over or
     instead of files llmcluster did not write). Raises SpecError on problems. ``notes`` receives
     what the user should know (revocations not carried over, revoked certificates still exported)."""
-    from cryptography.hazmat.primitives import serialization
-
     from llmcluster import pki_crl as C
-    from llmcluster.outdir import inspect, write_tree
+    from llmcluster.outdir import inspect
 
     problems = check_material(plan, m)
     if problems:
@@ -333,10 +331,24 @@ def export(plan: Plan, m: Material, out: Path, *, lab_tests: bool = False, repla
     if lab_tests and m.source != "offline":
         raise PkiExportError("lab-test material needs the offline (lab) evaluation")
     target = inspect(out, "pki", replace=replace, legacy=legacy_files, probe=False)
+    if target.state == "new":
+        return _export(plan, m, out, C.Carried(), lab_tests=lab_tests, replace=replace, notes=notes, now=now)
+    with C.locked(target.real, target.path):  # no `pki revoke` between reading the revocations and the swap
+        target = inspect(out, "pki", replace=replace, legacy=legacy_files, probe=False)
+        carried = C.Carried()
+        if target.state == "ours" and target.previous_kind in (None, "pki"):
+            carried = C.carry_over(target.real, target.path, target.previous, _x509(_split(m.chain_pem)[0]))
+        return _export(plan, m, out, carried, lab_tests=lab_tests, replace=replace, notes=notes, now=now)
+
+
+def _export(plan: Plan, m: Material, out: Path, carried, *, lab_tests: bool, replace: bool,
+            notes: list[str] | None, now: dt.datetime | None) -> list[Path]:
+    from cryptography.hazmat.primitives import serialization
+
+    from llmcluster import pki_crl as C
+    from llmcluster.outdir import write_tree
+
     inter = _x509(_split(m.chain_pem)[0])
-    carried = C.Carried()
-    if target.state == "ours" and target.previous_kind in (None, "pki"):
-        carried = C.carry_over(target.real, target.path, target.previous, inter)
     key = serialization.load_pem_private_key(m.intermediate_key_pem.encode(), password=None)
     crl = C.crl_file(inter, key, carried.revoked, number=carried.number + 1, now=now or dt.datetime.now(dt.UTC),
                      days=plan.spec.pki.crl_validity_days, root_crl=m.root_crl_pem)
@@ -385,7 +397,9 @@ def ensure_lab_export(plan: Plan, directory: Path, now: dt.datetime | None = Non
                 nxt = d.crl.next_update_utc
                 if d.source == "offline" and nxt is not None \
                         and nxt - now < (nxt - d.crl.last_update_utc) / 2:
-                    C.resign(d, C.signing_key(d, None), now)
+                    with C.locked(directory, str(directory)):
+                        d = C.open_export(directory)
+                        C.resign(d, C.signing_key(d, None), now)
                 return directory
         except (OSError, ValueError, SpecError):
             pass

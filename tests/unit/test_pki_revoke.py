@@ -535,3 +535,15 @@ def test_every_host_gets_the_crl_path_the_mtls_role_installs():
     spec = yaml.safe_load((ROOT / "roles" / "mtls" / "meta" / "argument_specs.yml").read_text())
     assert spec["argument_specs"]["main"]["options"]["mtls_crl_path"]["default"] == "/etc/llmcluster/pki/crl.pem"
     assert "(llmcluster_pki | default({})).crl" in (ROOT / "roles" / "mtls" / "defaults" / "main.yml").read_text()
+
+
+def test_two_commands_never_change_the_revocations_at_once(export_dir):
+    """A second writer waits for the first (a lock on the folder itself, nothing written for it)."""
+    before = snapshot(export_dir)
+    with C.locked(export_dir, "pki"):
+        with pytest.raises(SpecError, match="^pki: another llmcluster command has been writing it"):
+            with C.locked(export_dir, "pki", wait_s=0.3):
+                pass
+    with C.locked(export_dir, "pki", wait_s=0.3):
+        pass
+    assert changes(before, snapshot(export_dir)) == []
