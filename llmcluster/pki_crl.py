@@ -223,7 +223,11 @@ def sign_crl(issuer, key, revoked: Sequence[Revocation], *, number: int, this_up
         if r.reason != "unspecified":
             e = e.add_extension(x509.CRLReason(_reason_flag(r.reason)), critical=False)
         b = b.add_revoked_certificate(e.build())
-    return b.sign(key, _hash_for(key), ecdsa_deterministic=True if deterministic else None)
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    # RFC 6979 for ECDSA; RSA PKCS#1 v1.5 signatures are deterministic already.
+    deterministic_ec = True if deterministic and isinstance(key, ec.EllipticCurvePrivateKey) else None
+    return b.sign(key, _hash_for(key), ecdsa_deterministic=deterministic_ec)
 
 
 def crl_pem(crl) -> str:

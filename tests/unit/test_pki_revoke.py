@@ -547,3 +547,21 @@ def test_two_commands_never_change_the_revocations_at_once(export_dir):
     with C.locked(export_dir, "pki", wait_s=0.3):
         pass
     assert changes(before, snapshot(export_dir)) == []
+
+
+@pytest.mark.parametrize("overrides", [("pki.algorithm=RSA", "pki.allow_rsa=true"), ("pki.ecdsa_curve=P384",)])
+def test_other_key_types_sign_their_crls_too(tmp_path, overrides):
+    from llmcluster.offline import _unsecret, evaluate
+    from llmcluster.pki_export import export, from_offline
+
+    ev = evaluate(load_spec("lab", overrides))
+    signed = next(r for r in ev.resources if r.type == "tls:index/selfSignedCert:SelfSignedCert")
+    key = _unsecret(signed.inputs["privateKeyPem"])
+    assert C.root_crl_pem(key, ev.outputs[outputs.PKI_ROOT_CERT]) == ev.outputs[outputs.PKI_ROOT_CRL], \
+        "deterministic for every key type"
+    plan, m = from_offline(load_spec("lab", overrides))
+    export(plan, m, tmp_path / "pki", lab_tests=True)
+    assert cli("pki", "revoke", "--pki-dir", str(tmp_path / "pki"), "--name", "admin") == 0
+    first, second = _crls(tmp_path / "pki")
+    assert C.issued_by(first, _inter(tmp_path / "pki")) and len(list(first)) == 1
+    assert C.issued_by(second, _cert(tmp_path / "pki" / "root-ca.pem"))
