@@ -478,10 +478,71 @@ def cmd_pki(args) -> int:
         plan, material = X.from_offline(spec)
     else:
         plan, material = build_plan(spec), X.from_pulumi(spec.stack)
-    written = X.export(plan, material, Path(args.out), lab_tests=args.offline, replace=args.replace)
+    notes: list[str] = []
+    written = X.export(plan, material, Path(args.out), lab_tests=args.offline, replace=args.replace, notes=notes)
     note = " (offline: a NEW lab-only hierarchy, never for a real cluster)" if args.offline else ""
-    _console(stderr=True).print(f"wrote {len(written)} file(s) to {args.out} (keys 0600){note}; "
-                                f"converge with llmcluster_pki_dir={args.out}")
+    err = _console(stderr=True)
+    for line in notes:
+        err.print(f"note: {line}", markup=False)
+    err.print(f"wrote {len(written)} file(s) to {args.out} (keys 0600){note}; "
+              f"converge with llmcluster_pki_dir={args.out}", markup=False)
+    return EXIT_OK
+
+
+def _pki_dir(args) -> Path:
+    if args.stack is not None and not STACK_NAME.match(args.stack):
+        raise SpecError(Problem("--stack", f"{args.stack[:100]!r} is not a stack name: letters, digits, '-', '_' "
+                                           "and '.', at most 100 characters"))
+    return _folder_option("--pki-dir", args.pki_dir)
+
+
+def _push_hint(d) -> str:
+    from llmcluster.pki_crl import PUSH_TAGS
+
+    converge = (f"llmcluster lab converge --stack {d.stack}" if d.source == "offline"
+                else f"llmcluster converge --stack {d.stack}")
+    return (f"next: push the CRL to every host (the mtls role installs it, the gateway reloads): "
+            f"{converge} --tags {PUSH_TAGS} (or ansible-playbook site.yml --tags {PUSH_TAGS}) "
+            f"with llmcluster_pki_dir={d.shown}")
+
+
+def _until(t) -> str:
+    return f"{t:%Y-%m-%d %H:%M}Z"
+
+
+def cmd_pki_revoke(args) -> int:
+    """``pki revoke``: add certificates to the export's revoked.json and re-sign its crl.pem."""
+    from llmcluster import pki_crl as C
+
+    folder = _pki_dir(args)
+    with C.locked(folder, args.pki_dir):
+        d = C.open_export(folder, args.pki_dir)
+        targets = C.resolve(d, args.name or [], args.serial or [])
+        outcome = C.revoke(d, targets, args.reason, lambda: C.signing_key(d, args.stack))
+    for r in outcome.already:
+        sys.stdout.write(f"{C.serial_hex(r.serial)} ({r.name or 'unnamed'}) is already revoked ({r.reason}, "
+                         f"{r.revoked_at:%Y-%m-%d %H:%M}Z): nothing to do\n")
+    for r in outcome.revoked:
+        sys.stdout.write(f"revoked {C.serial_hex(r.serial)} ({r.name or 'unnamed'}, {r.reason}): {d.shown}/"
+                         f"{C.CRL_FILE} #{outcome.number}, valid until {_until(outcome.next_update)}\n")
+    if outcome.revoked:
+        sys.stdout.write(_push_hint(d) + "\n")
+    return EXIT_OK
+
+
+def cmd_pki_crl(args) -> int:
+    """``pki crl``: re-sign the export's CRL with a new nextUpdate (run it from cron or CI)."""
+    from llmcluster import pki_crl as C
+
+    folder = _pki_dir(args)
+    with C.locked(folder, args.pki_dir):
+        d = C.open_export(folder, args.pki_dir)
+        outcome = C.resign(d, C.signing_key(d, args.stack))
+    n = len(d.revoked)
+    sys.stdout.write(f"signed {d.shown}/{C.CRL_FILE} #{outcome.number} ({n} revoked certificate(s)), valid until "
+                     f"{_until(outcome.next_update)}: re-sign it again well before then (an expired CRL refuses "
+                     f"every client)\n")
+    sys.stdout.write(_push_hint(d) + "\n")
     return EXIT_OK
 
 
@@ -593,16 +654,41 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--json", action="store_true")
     vf.set_defaults(func=cmd_verify, set=None)
 
-    pk = sub.add_parser("pki", help="export the PKI (certificates and private keys) for the mtls role")
-    pk.add_argument("action", choices=("export",))
-    stack_args(pk)
-    pk.add_argument("--out", required=True, metavar="DIR",
-                    help="folder to write (0700; keys 0600): new, empty, or a previous export")
-    pk.add_argument("--replace", action="store_true", help=REPLACE_HELP)
-    pk.add_argument("--offline", action="store_true",
+    pk = sub.add_parser("pki", help="the cluster PKI: export it for the mtls role, revoke certificates, re-sign "
+                                    "the CRL")
+    pks = pk.add_subparsers(dest="action", required=True)
+    ex = pks.add_parser("export", help="export the PKI (certificates, private keys, CRL) for the mtls role")
+    stack_args(ex)
+    ex.add_argument("--out", required=True, metavar="DIR",
+                    help="folder to write (0700; keys 0600): new, empty, or a previous export (whose "
+                         "revocations are kept while the intermediate CA is the same)")
+    ex.add_argument("--replace", action="store_true", help=REPLACE_HELP)
+    ex.add_argument("--offline", action="store_true",
                     help="LAB ONLY: issue a fresh hierarchy with the offline evaluation instead of reading "
                          "`pulumi stack output --show-secrets`")
-    pk.set_defaults(func=cmd_pki)
+    ex.set_defaults(func=cmd_pki)
+
+    def key_args(sp):
+        sp.add_argument("--pki-dir", required=True, metavar="DIR", help="the folder `llmcluster pki export` wrote")
+        sp.add_argument("--stack", "-s", help="Pulumi-sourced export: the stack whose secret output holds the "
+                                              "intermediate CA key (read in memory only); not for a lab export, "
+                                              "signed with its lab-tests/intermediate-ca.key")
+
+    from llmcluster.pki_crl import DEFAULT_REASON, REASONS
+
+    rv = pks.add_parser("revoke", help="revoke certificates: add them to revoked.json and re-sign crl.pem")
+    key_args(rv)
+    which = rv.add_mutually_exclusive_group(required=True)
+    which.add_argument("--name", action="append", metavar="LEAF", help="a certificate of the export "
+                                                                      "(certs/LEAF.pem; repeatable)")
+    which.add_argument("--serial", action="append", metavar="HEX", help="a serial (hex, as `openssl x509 -serial` "
+                                                                       "prints it; repeatable)")
+    rv.add_argument("--reason", choices=REASONS, default=DEFAULT_REASON, help=f"CRL reason (default {DEFAULT_REASON})")
+    rv.set_defaults(func=cmd_pki_revoke)
+    cr = pks.add_parser("crl", help="re-sign crl.pem with a new nextUpdate (run it from cron/CI well before the "
+                                    "old one: an expired CRL refuses every client)")
+    key_args(cr)
+    cr.set_defaults(func=cmd_pki_crl)
 
     lab = sub.add_parser("lab", help="the local lab: real isolated Linux hosts (needs root)")
     lab.add_argument("action", choices=("up", "converge", "verify", "down", "status"))

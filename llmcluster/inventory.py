@@ -54,6 +54,9 @@ def host_vars(plan: Plan, host_name: str, address: str | None = None) -> dict[st
             "cert_name": f"host-{h.name}",
             "ca_chain": f"{PKI_DIR}/ca-chain.pem",
             "root_ca": f"{PKI_DIR}/root-ca.pem",
+            # The export's crl.pem (the intermediate's CRL, then the root's), installed by the mtls
+            # role; TLS servers that verify clients (the gateway) load it as their CRL file.
+            "crl": f"{PKI_DIR}/crl.pem",
             "cert": f"{PKI_DIR}/host.crt",
             "key": f"{PKI_DIR}/host.key",
             # What the mtls role installs here, with the SANs the plan gives each certificate

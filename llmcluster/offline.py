@@ -31,7 +31,7 @@ from llmcluster.plan.build import Plan
 from llmcluster.spec.models import Spec
 
 PROJECT = "llmcluster"
-_PEM = re.compile(r"-----BEGIN ([A-Z ]+)-----")
+_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
 _lock = threading.Lock()
 
 

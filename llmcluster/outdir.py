@@ -1,4 +1,5 @@
-"""Writing an output folder safely: ``llmcluster plan --out`` and ``llmcluster pki export --out``.
+"""Writing an output folder safely: ``llmcluster plan --out`` and ``llmcluster pki export --out`` (and
+``pki revoke`` / ``pki crl``, which replace two files of an export: :func:`update_files`).
 
 The rules every writer follows:
 
@@ -442,3 +443,63 @@ def _staged_manifest(stage: Path, kind: str, files: Iterable[str]) -> Path:
     p = stage / (MANIFEST + ".union")
     _write_file(p, manifest_bytes(kind, files), 0o644)
     return p
+
+
+def update_files(path: Path | str, kind: str, files: Mapping[str, str | bytes | tuple[str | bytes, int]], *,
+                 shown: str | None = None, dir_mode: int = 0o700) -> list[Path]:
+    """Replace (or add) a few files of an existing ``kind`` output at ``path``, each atomically
+    (written next to it, then renamed over it, in the order given), leaving every other file as it
+    is. Refused (a :class:`SpecError`, nothing written) unless ``path`` holds llmcluster ``kind``
+    output, and for any file there that llmcluster did not write. New files join the manifest,
+    which is written first (naming both the old and the new files)."""
+    norm: dict[str, tuple[bytes, int]] = {}
+    for rel, body in files.items():
+        if _safe_rel(rel) is None:
+            raise ValueError(f"not a relative path inside the folder: {rel!r}")  # a bug, not a user mistake
+        data, mode = body if isinstance(body, tuple) else (body, 0o644)
+        norm[rel] = (data.encode() if isinstance(data, str) else bytes(data), mode)
+    target = inspect(path, kind, probe=False)
+    where = shown or target.path
+    if target.state != "ours" or target.previous_kind not in (None, kind):
+        refuse(where, f"holds no llmcluster {kind} output: name the folder llmcluster wrote")
+    real, previous = target.real, target.previous
+    for rel in norm:
+        p = real
+        for part in PurePosixPath(rel).parts[:-1]:
+            p = p / part
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                refuse(where, f"{rel}: {os_reason(exc)}")
+            if not stat.S_ISDIR(st.st_mode):
+                refuse(where, f"{p.relative_to(real)} is in the way (not a folder): move it away")
+        try:
+            st = os.lstat(real / rel)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            refuse(where, f"{rel}: {os_reason(exc)}")
+        if rel not in previous or not stat.S_ISREG(st.st_mode):
+            refuse(where, f"{rel} exists and llmcluster did not write it: move it away (it is never overwritten)")
+    added = set(norm) - previous
+    stage = None
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".llmcluster-stage-", dir=real))
+        staged = {rel: stage / f"{i}.new" for i, rel in enumerate(norm)}
+        for rel, (data, mode) in norm.items():
+            _write_file(staged[rel], data, mode)
+        if added:
+            os.replace(_staged_manifest(stage, kind, previous | added), real / MANIFEST)
+        for rel in norm:
+            dest = real / rel
+            for d in reversed(PurePosixPath(rel).parents[:-1]):
+                (real / d).mkdir(mode=dir_mode, exist_ok=True)
+            os.replace(staged[rel], dest)
+    except OSError as exc:
+        refuse(where, f"cannot write: {os_reason(exc)}")
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+    return [Path(path) / rel for rel in norm]

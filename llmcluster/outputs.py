@@ -12,6 +12,13 @@ PKI_ROOT_CERT = "pkiRootCertPem"
 PKI_CHAIN = "pkiChainPem"
 PKI_CERTS = "pkiCertificates"  # name -> certificate PEM (public)
 PKI_KEYS = "pkiPrivateKeys"  # name -> private key PEM (always a secret output)
+#: The intermediate CA's private key PEM (a secret output): what signs the CRL (``llmcluster pki
+#: revoke`` / ``pki crl`` read it with ``--show-secrets``, in memory only; never written to a folder).
+PKI_INTERMEDIATE_KEY = "pkiIntermediateKeyPem"
+#: The root CA's CRL (public): empty, valid as long as the root, signed by the root key inside the
+#: program. OpenSSL consumers that check the whole chain (HAProxy's ``crl-file``) need a CRL for
+#: every CA certificate of the chain; the root key itself is never exported.
+PKI_ROOT_CRL = "pkiRootCrlPem"
 #: Bare metal: switch name -> its rendered configuration (baremetal.switch_os), for push and
 #: render-only alike (a change-managed network takes them from here); {} on AWS.
 SWITCH_CONFIGS = "switchConfigs"
@@ -19,5 +26,6 @@ SWITCH_CONFIGS = "switchConfigs"
 SWITCH_APPLIED = "switchApplied"
 
 ALL = (SPEC_SUMMARY, IP_PLAN, CAPACITY, INVENTORY, PKI_ROOT_CERT, PKI_CHAIN, PKI_CERTS, PKI_KEYS,
-       SWITCH_CONFIGS, SWITCH_APPLIED)
-SECRET = (PKI_KEYS,)
+       PKI_INTERMEDIATE_KEY, PKI_ROOT_CRL, SWITCH_CONFIGS, SWITCH_APPLIED)
+#: Registered as secrets by the program; never in a plain output, the plan document or an artifact.
+SECRET = (PKI_KEYS, PKI_INTERMEDIATE_KEY)

@@ -5,7 +5,8 @@ in the inventory. This module is the one explicit path from the secrets to the `
 role, which reads the folder named by ``mtls_pki_dir`` on the Ansible controller:
 
 * ``from_pulumi(stack)`` — production: ``pulumi stack output --json --show-secrets`` (needs
-  the Pulumi CLI, the stack's backend and its secrets provider);
+  the Pulumi CLI, the stack's backend and its secrets provider); the intermediate CA's key (a
+  secret output) is used in memory to sign the CRL and never written;
 * ``from_offline(spec)`` — **the lab's path**: the program evaluated under Pulumi's mocks,
   whose TLS provider stand-in generates real keys and certificates (``llmcluster.offline``).
   Each evaluation issues a *new* hierarchy: use it for the lab only, never for a real cluster.
@@ -21,14 +22,26 @@ Layout (the folder is 0700, keys 0600, the rest 0644)::
 
     root-ca.pem                   the root (trust anchor)
     ca-chain.pem                  intermediate + root (what servers send after their leaf)
+    crl.pem                       the intermediate's CRL (revoked leaves; nextUpdate = now +
+                                  pki.crl_validity_days), then the root's (empty): see
+                                  llmcluster.pki_crl
+    revoked.json                  what was revoked: [{serial, name, reason, revoked_at}]
     certs/<name>.pem              every leaf certificate of the plan
     private/<name>.key            its private key (0600)
     manifest.json                 stack, source, per-certificate subject/SANs/notAfter/sha256
     .llmcluster-export.json       the files llmcluster wrote here (what a later export replaces)
     lab-tests/                    offline only, lab only: material for the verification
                                   suite's negative checks (an expired client certificate issued
-                                  by the real intermediate; the intermediate key itself is
-                                  never written)
+                                  by the real intermediate) and intermediate-ca.key (0600), the
+                                  key that signs this lab hierarchy's later CRLs (`pki revoke`,
+                                  `pki crl`). The intermediate key is never written for a
+                                  Pulumi-sourced export: there `pki revoke --stack S` reads it
+                                  from the stack's secret output, in memory only.
+
+A new export into a folder holding an earlier export keeps the revocations recorded there when
+the intermediate CA is the same (same name and key; the CRL number goes on), and says which it
+does not carry over when the hierarchy is new (those certificates no longer pass the new chain's
+CRL check); a damaged revocation record stops the export rather than being dropped.
 
 The folder is written next to its final place and swapped into it, so a failed export leaves
 the previous one untouched; files in it that llmcluster did not write are never deleted or
@@ -70,8 +83,10 @@ class Material:
     chain_pem: str
     certs: Mapping[str, str]
     keys: Mapping[str, str]
-    #: offline only: the intermediate's key, used in memory to issue the lab-test certificate
+    #: the intermediate's key: signs the CRL (in memory); offline exports also keep it in lab-tests/
     intermediate_key_pem: str | None = None
+    #: the root's CRL (stack output pkiRootCrlPem), the second CRL of crl.pem
+    root_crl_pem: str | None = None
 
 
 # --------------------------------------------------------------------------- sources
@@ -87,26 +102,22 @@ def from_pulumi(stack: str, cwd: Path | None = None) -> Material:
     if p.returncode != 0:
         raise PkiExportError(f"pulumi stack output --stack {stack} failed: {p.stderr.strip()[-400:]}")
     data = json.loads(p.stdout or "{}")
-    missing = [k for k in (outputs.PKI_ROOT_CERT, outputs.PKI_CHAIN, outputs.PKI_CERTS, outputs.PKI_KEYS)
-               if not data.get(k)]
+    missing = [k for k in (outputs.PKI_ROOT_CERT, outputs.PKI_CHAIN, outputs.PKI_CERTS, outputs.PKI_KEYS,
+                           outputs.PKI_INTERMEDIATE_KEY, outputs.PKI_ROOT_CRL) if not data.get(k)]
     if missing:
         raise PkiExportError(f"stack {stack} has no output(s) {', '.join(missing)}: run `pulumi up` first")
     return Material("pulumi", data[outputs.PKI_ROOT_CERT], data[outputs.PKI_CHAIN], dict(data[outputs.PKI_CERTS]),
-                    dict(data[outputs.PKI_KEYS]))
+                    dict(data[outputs.PKI_KEYS]), data[outputs.PKI_INTERMEDIATE_KEY], data[outputs.PKI_ROOT_CRL])
 
 
 def from_offline(spec, now: dt.datetime | None = None) -> tuple[Plan, Material]:
     """Lab only: evaluate the program under mocks (real, freshly generated key material)."""
-    from llmcluster.offline import _unsecret, evaluate
+    from llmcluster.offline import evaluate
 
     ev = evaluate(spec, now=now)
-    inter_key = None
-    for r in ev.resources:
-        if r.type == "tls:index/locallySignedCert:LocallySignedCert" and r.name.endswith("-admin"):
-            inter_key = _unsecret(r.inputs.get("caPrivateKeyPem"))
     o = ev.outputs
     return ev.plan, Material("offline", o[outputs.PKI_ROOT_CERT], o[outputs.PKI_CHAIN], dict(o[outputs.PKI_CERTS]),
-                             dict(o[outputs.PKI_KEYS]), inter_key)
+                             dict(o[outputs.PKI_KEYS]), o[outputs.PKI_INTERMEDIATE_KEY], o[outputs.PKI_ROOT_CRL])
 
 
 # --------------------------------------------------------------------------- checks
@@ -157,6 +168,7 @@ def check_material(plan: Plan, m: Material, now: dt.datetime | None = None) -> l
     except Exception as exc:
         problems.append(Problem("pki.intermediate", f"the CA chain does not verify: {exc}"))
         inter = None
+    problems += _check_crl_material(m, root, inter)
     for c in plan.pki.leaves:
         where = f"pki.certificates.{c.name}"
         pem, key_pem = m.certs.get(c.name), m.keys.get(c.name)
@@ -190,6 +202,32 @@ def check_material(plan: Plan, m: Material, now: dt.datetime | None = None) -> l
         if cert.not_valid_after_utc < now + dt.timedelta(hours=c.early_renewal_hours):
             problems.append(Problem(f"{where}.validity", f"expires {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z, "
                                                          f"inside its renewal window: run `pulumi up` to renew it"))
+    return problems
+
+
+def _check_crl_material(m: Material, root, inter) -> list[Problem]:
+    """The intermediate's key matches it; the root's CRL is the root's (when the material has them)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from llmcluster import pki_crl as C
+
+    problems = []
+    if m.intermediate_key_pem is not None and inter is not None:
+        try:
+            key = serialization.load_pem_private_key(m.intermediate_key_pem.encode(), password=None)
+            ok = C.key_matches(key, inter)
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            problems.append(Problem("pki.intermediate", "the exported intermediate CA key does not match the "
+                                                        "intermediate certificate (run `pulumi up`)"))
+    if m.root_crl_pem is not None:
+        try:
+            crls = [C.load_crl(p) for p in C.split_crls(m.root_crl_pem)]
+        except ValueError:
+            crls = []
+        if len(crls) != 1 or not C.issued_by(crls[0], root):
+            problems.append(Problem("pki.root", "the exported root CRL is not signed by the root CA (run `pulumi up`)"))
     return problems
 
 
@@ -257,29 +295,82 @@ def legacy_files(folder: Path) -> set[str] | None:
     files = {"root-ca.pem", "ca-chain.pem", "manifest.json"}
     files |= {f"certs/{n}.pem" for n in names} | {f"private/{n}.key" for n in names}
     files |= {f"{LAB_TESTS}/{EXPIRED_CLIENT}.crt", f"{LAB_TESTS}/{EXPIRED_CLIENT}.key"}
+    # An export whose manifest was lost keeps its revocation record (never dropped) and lab key.
+    files |= {"crl.pem", "revoked.json", f"{LAB_TESTS}/intermediate-ca.key"}
     return files
 
 
-def export(plan: Plan, m: Material, out: Path, *, lab_tests: bool = False, replace: bool = False) -> list[Path]:
+def revoked_still_exported(m: Material, revoked) -> list[str]:
+    """Notes for certificates of the new export that are revoked (re-issue them: `pulumi up --replace`)."""
+    from llmcluster import pki_crl as C
+
+    serials = {r.serial: r for r in revoked}
+    notes = []
+    for name, pem in sorted(m.certs.items()):
+        r = serials.get(_x509(pem).serial_number)
+        if r is not None:
+            notes.append(f"{name}: the exported certificate {C.serial_hex(r.serial)} is revoked ({r.reason}): "
+                         "re-issue it with a new key (`pulumi up --replace` on its key), then export again")
+    return notes
+
+
+def export(plan: Plan, m: Material, out: Path, *, lab_tests: bool = False, replace: bool = False,
+           notes: list[str] | None = None, now: dt.datetime | None = None) -> list[Path]:
     """Check, then write the folder (atomically, by :mod:`llmcluster.outdir`'s rules: never over or
-    instead of files llmcluster did not write). Raises SpecError on problems."""
-    from llmcluster.outdir import write_tree
+    instead of files llmcluster did not write). Raises SpecError on problems. ``notes`` receives
+    what the user should know (revocations not carried over, revoked certificates still exported)."""
+    from llmcluster import pki_crl as C
+    from llmcluster.outdir import inspect
 
     problems = check_material(plan, m)
     if problems:
         raise SpecError(problems, source=f"stack {plan.spec.stack}")
-    files: dict[str, tuple[str, int]] = {"root-ca.pem": (m.root_pem, 0o644), "ca-chain.pem": (m.chain_pem, 0o644)}
+    if m.intermediate_key_pem is None or m.root_crl_pem is None:
+        raise PkiExportError(f"stack {plan.spec.stack} exports no {outputs.PKI_INTERMEDIATE_KEY} / "
+                             f"{outputs.PKI_ROOT_CRL} (the CRL's signing material): run `pulumi up` first")
+    if lab_tests and m.source != "offline":
+        raise PkiExportError("lab-test material needs the offline (lab) evaluation")
+    target = inspect(out, "pki", replace=replace, legacy=legacy_files, probe=False)
+    if target.state == "new":
+        return _export(plan, m, out, C.Carried(), lab_tests=lab_tests, replace=replace, notes=notes, now=now)
+    with C.locked(target.real, target.path):  # no `pki revoke` between reading the revocations and the swap
+        target = inspect(out, "pki", replace=replace, legacy=legacy_files, probe=False)
+        carried = C.Carried()
+        if target.state == "ours" and target.previous_kind in (None, "pki"):
+            carried = C.carry_over(target.real, target.path, target.previous, _x509(_split(m.chain_pem)[0]))
+        return _export(plan, m, out, carried, lab_tests=lab_tests, replace=replace, notes=notes, now=now)
+
+
+def _export(plan: Plan, m: Material, out: Path, carried, *, lab_tests: bool, replace: bool,
+            notes: list[str] | None, now: dt.datetime | None) -> list[Path]:
+    from cryptography.hazmat.primitives import serialization
+
+    from llmcluster import pki_crl as C
+    from llmcluster.outdir import write_tree
+
+    inter = _x509(_split(m.chain_pem)[0])
+    key = serialization.load_pem_private_key(m.intermediate_key_pem.encode(), password=None)
+    crl = C.crl_file(inter, key, carried.revoked, number=carried.number + 1, now=now or dt.datetime.now(dt.UTC),
+                     days=plan.spec.pki.crl_validity_days, root_crl=m.root_crl_pem)
+    files: dict[str, tuple[str, int]] = {"root-ca.pem": (m.root_pem, 0o644), "ca-chain.pem": (m.chain_pem, 0o644),
+                                         C.CRL_FILE: (crl, 0o644),
+                                         C.REVOKED_FILE: (C.dump_revoked(carried.revoked), 0o644)}
     for name in sorted(m.certs):
         files[f"certs/{name}.pem"] = (m.certs[name], 0o644)
         files[f"private/{name}.key"] = (m.keys[name], 0o600)
     if lab_tests:
-        if m.intermediate_key_pem is None:
-            raise PkiExportError("lab-test material needs the offline (lab) evaluation")
-        crt, key = _expired_client(plan, m)
+        crt, lab_key = _expired_client(plan, m)
         files[f"{LAB_TESTS}/{EXPIRED_CLIENT}.crt"] = (crt, 0o644)
-        files[f"{LAB_TESTS}/{EXPIRED_CLIENT}.key"] = (key, 0o600)
+        files[f"{LAB_TESTS}/{EXPIRED_CLIENT}.key"] = (lab_key, 0o600)
+        # Lab only: each offline evaluation issues a new hierarchy, so the key that signs its
+        # later CRLs must stay with it. Never for a Pulumi-sourced export (source checked above).
+        files[C.LAB_INTERMEDIATE_KEY] = (m.intermediate_key_pem, 0o600)
     files["manifest.json"] = (json.dumps(manifest(plan, m), indent=1, sort_keys=True) + "\n", 0o644)
-    return write_tree(out, files, "pki", replace=replace, legacy=legacy_files, dir_mode=0o700)
+    written = write_tree(out, files, "pki", replace=replace, legacy=legacy_files, dir_mode=0o700)
+    if notes is not None:
+        notes.extend(carried.notes)
+        notes.extend(revoked_still_exported(m, carried.revoked))
+    return written
 
 
 def load_dir(directory: Path) -> Material:
@@ -290,15 +381,27 @@ def load_dir(directory: Path) -> Material:
     return Material("export", (d / "root-ca.pem").read_text(), (d / "ca-chain.pem").read_text(), certs, keys)
 
 
-def ensure_lab_export(plan: Plan, directory: Path) -> Path:
+def ensure_lab_export(plan: Plan, directory: Path, now: dt.datetime | None = None) -> Path:
     """LAB ONLY: the lab's exported PKI in ``directory``, issued offline once and reused while it
-    still passes :func:`check_material` for ``plan`` (so converges are idempotent)."""
+    still passes :func:`check_material` for ``plan`` (so converges are idempotent). Its CRL is
+    re-signed (revocations kept) once half of its validity has passed, so a lab left running never
+    pushes an expired CRL; an export without a CRL or its lab key is issued again."""
+    from llmcluster import pki_crl as C
+
     directory = Path(directory)
+    now = now or dt.datetime.now(dt.UTC)
     if (directory / "manifest.json").is_file() and (directory / LAB_TESTS).is_dir():
         try:
-            if not check_material(plan, load_dir(directory)):
+            if not check_material(plan, load_dir(directory), now=now):
+                d = C.open_export(directory)
+                nxt = d.crl.next_update_utc
+                if d.source == "offline" and nxt is not None \
+                        and nxt - now < (nxt - d.crl.last_update_utc) / 2:
+                    with C.locked(directory, str(directory)):
+                        d = C.open_export(directory)
+                        C.resign(d, C.signing_key(d, None), now)
                 return directory
-        except (OSError, ValueError):
+        except (OSError, ValueError, SpecError):
             pass
     _, material = from_offline(plan.spec)
     export(plan, material, directory, lab_tests=True)

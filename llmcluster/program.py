@@ -48,6 +48,8 @@ def build(spec: Spec, switch_credentials: SwitchCredentials | None = None) -> tu
         outputs.PKI_CHAIN: pki.chain_pem,
         outputs.PKI_CERTS: pki.cert_pems,
         outputs.PKI_KEYS: pki.private_key_pems,
+        outputs.PKI_INTERMEDIATE_KEY: pki.intermediate.private_key_pem,  # a secret: signs the CRL
+        outputs.PKI_ROOT_CRL: pki.root_crl_pem,
         **compute.exports,
     }
     return plan, exports

@@ -4,6 +4,10 @@ Every key is a ``tls.PrivateKey`` (its PEM is a Pulumi secret), the root is a
 ``tls.SelfSignedCert``, the intermediate and the leaves are ``tls.CertRequest`` +
 ``tls.LocallySignedCert`` pairs. ``early_renewal_hours`` makes ``pulumi up`` re-issue a
 certificate once it is inside its renewal window, which is how rotation happens.
+
+The root's CRL (empty) is signed here, from the root key in memory; the intermediate's key is a
+secret output, so ``llmcluster pki export`` / ``pki revoke`` can sign the intermediate's CRL
+(``llmcluster.pki_crl``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
+from llmcluster.pki_crl import root_crl_pem
 from llmcluster.plan.pki import CertPlan, PkiPlan
 
 
@@ -69,11 +74,18 @@ class Pki(pulumi.ComponentResource):
         self.private_key_pems: pulumi.Output[dict] = pulumi.Output.secret(
             pulumi.Output.all(**{n: c.private_key_pem for n, c in self.leaves.items()})
         )
+        # The root's CRL (empty, valid as long as the root): consumers that check the CRL of every
+        # CA in the chain (HAProxy's crl-file) need it; signed here so the root key stays in Pulumi.
+        # Deterministic, so an unchanged root gives an unchanged output; public (nothing secret in it).
+        self.root_crl_pem: pulumi.Output[str] = pulumi.Output.unsecret(
+            pulumi.Output.all(root_key.private_key_pem, root.cert_pem).apply(lambda a: root_crl_pem(a[0], a[1]))
+        )
         self.register_outputs({
             "rootCertPem": self.root_cert_pem,
             "chainPem": self.chain_pem,
             "certificates": self.cert_pems,
             "privateKeys": self.private_key_pems,
+            "rootCrlPem": self.root_crl_pem,
         })
 
     def _key(self, cert_name: str, opts: pulumi.ResourceOptions) -> tls.PrivateKey:

@@ -486,6 +486,10 @@ class Pki(_Model):
     )
     min_tls_version: TlsVersion = "1.3"
     allow_tls12: StrictBool = Field(default=False, description="explicitly allow TLS 1.2 clients")
+    crl_validity_days: Annotated[StrictInt, Field(ge=1, le=30)] = Field(
+        default=7, description="lifetime of the intermediate CA's CRL (nextUpdate); re-sign it with "
+                               "`llmcluster pki crl` well before: an expired CRL refuses every client"
+    )
 
 
 # --------------------------------------------------------------------------- serving

@@ -74,6 +74,52 @@ def test_private_keys_never_appear_in_plain_outputs_or_the_document():
             assert "PRIVATE KEY" not in json.dumps(e.outputs[key], default=str), key
 
 
+def test_secret_outputs_are_registered_as_secrets_and_nothing_else_is():
+    """outputs.SECRET is what the program marks secret (pulumi shows them only with --show-secrets);
+    every other output is plain, and no plain output carries key material."""
+    import pulumi
+    from pulumi.runtime import mocks as pmocks
+    from pulumi.runtime import settings
+
+    from llmcluster import program
+    from llmcluster.offline import RecordingMocks, RecordingMonitor
+
+    mocks = RecordingMocks()
+    settings.ROOT.set(None)
+    pmocks.set_mocks(mocks, project="llmcluster", stack="lab", monitor=RecordingMonitor(mocks))
+    found: dict[str, bool] = {}
+
+    def run():
+        _, exports = program.build(load_spec("lab"))
+        keys = sorted(exports)
+        flags = [pulumi.Output.from_input(exports[k]).is_secret() for k in keys]
+        return pulumi.Output.all(*[pulumi.Output.from_input(f) for f in flags]).apply(
+            lambda values: found.update(zip(keys, values, strict=True)))
+
+    pulumi.runtime.test(run)()
+    assert set(found) == set(outputs.ALL)
+    assert {k for k, secret in found.items() if secret} == set(outputs.SECRET)
+    assert {outputs.PKI_KEYS, outputs.PKI_INTERMEDIATE_KEY} <= set(outputs.SECRET)
+    assert outputs.PKI_ROOT_CRL not in outputs.SECRET, "a CRL is public: the gateway's crl-file"
+
+
+def test_the_intermediate_key_output_is_the_intermediates_and_the_root_crl_the_roots():
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from llmcluster import pki_crl
+
+    e = ev("lab")
+    inter = x509.load_pem_x509_certificate(e.outputs[outputs.PKI_CHAIN].encode())
+    root = x509.load_pem_x509_certificate(e.outputs[outputs.PKI_ROOT_CERT].encode())
+    key = serialization.load_pem_private_key(e.outputs[outputs.PKI_INTERMEDIATE_KEY].encode(), None)
+    assert pki_crl.key_matches(key, inter)
+    crl = x509.load_pem_x509_crl(e.outputs[outputs.PKI_ROOT_CRL].encode())
+    assert pki_crl.issued_by(crl, root) and len(list(crl)) == 0
+    doc = e.document()["outputs"]
+    assert outputs.PKI_INTERMEDIATE_KEY not in doc and doc[outputs.PKI_ROOT_CRL] == "<pem:x509 crl>"
+
+
 def test_early_renewal_and_lifetimes_follow_the_plan():
     e = ev("prod-baremetal")
     by_name = {r.name: r for r in e.resources}

@@ -59,7 +59,7 @@ def _enriched() -> dict[str, dict[str, Any]]:
     lab["serving"]["gateway"].update(hostname="api", rate_limit_rps=20, request_timeout_s=900, max_body_bytes=1048576)
     lab["access"]["policies"][1]["clients"] = ["lab-analyst"]
     lab["access"]["policies"][1]["models"] = ["deepseek-r1"]
-    lab["pki"].update(renew_at_fraction=0.7, rsa_bits=3072, min_tls_version="1.3")
+    lab["pki"].update(renew_at_fraction=0.7, rsa_bits=3072, min_tls_version="1.3", crl_validity_days=7)
     lab["storage"]["raid"].update(chunk_kib=512, mount="/srv/models")
     lab["storage"]["ceph"].update(osds_per_drive=1, target_pgs_per_osd=100)
     lab["storage"]["ceph"]["pools"][0].update(size=3, min_size=2)

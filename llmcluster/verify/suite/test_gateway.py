@@ -135,7 +135,7 @@ def test_gateway(gateway_check, verify_target, record_property) -> None:
         crt = pki / "lab-tests" / "expired-client.crt"
         if not crt.is_file():
             pytest.skip("no expired client certificate: only the lab's offline export can issue one "
-                        "(the real intermediate's key never leaves Pulumi); covered by other-ca")
+                        "(a Pulumi export never writes the intermediate's key); covered by other-ca")
         problems = G.expect_rejected(_curl(env, address, G.ClientCert(str(crt), str(crt.with_suffix(".key")))), what)
     elif name == "tls12":
         argv = G.s_client_argv(env["gw"]["hostname"], address, env["gw"]["port"], str(pki / "root-ca.pem"), "tls1_2",
