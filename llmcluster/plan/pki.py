@@ -6,7 +6,8 @@ root CA (self-signed, path length 1) -> intermediate CA (path length 0) -> leave
   host's FQDN, short name and every address the IP plan gives it;
 * ``gateway-api``: the API front's server certificate (``<gateway.hostname>.<domain>``,
   the gateways' FQDNs, the API VIP and the gateways' inference addresses);
-* ``gateway-upstream``: the client certificate the gateway presents to serving nodes;
+* ``gateway-upstream``: the client certificate the gateway presents to serving nodes (the only
+  client their TLS terminators admit, by its CN :func:`gateway_upstream_cn`);
 * ``admin``: an operator client certificate.
 
 Lifetimes come from the spec; every certificate is renewed when ``renew_at_fraction`` of
@@ -87,6 +88,12 @@ class PkiPlan:
         }
 
 
+def gateway_upstream_cn(spec: Spec) -> str:
+    """CN of the ``gateway-upstream`` client certificate: the one identity the GPU nodes' TLS
+    terminators (role serving_tls) admit; the serving plan hands it to the inventory."""
+    return f"gateway.{spec.site.domain}"
+
+
 def _early(validity_hours: int, fraction: float) -> int:
     return int(round(validity_hours * (1.0 - fraction)))
 
@@ -123,7 +130,7 @@ def build_pki_plan(spec: Spec, ip: IpPlan) -> PkiPlan:
             h.addresses["inference"] for h in gw_hosts if "inference" in h.addresses
         ]
         leaves.append(cert("gateway-api", "server", api, days, SERVER_USES, dns=dns, ips=ips, ou="gateway"))
-        leaves.append(cert("gateway-upstream", "client", f"gateway.{site.domain}", days, CLIENT_USES,
+        leaves.append(cert("gateway-upstream", "client", gateway_upstream_cn(spec), days, CLIENT_USES,
                            ou="gateway"))
     leaves.append(cert("admin", "client", f"admin.{site.domain}", days, CLIENT_USES, ou="operators"))
     return PkiPlan(

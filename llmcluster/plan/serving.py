@@ -11,6 +11,11 @@ all read this object and never recompute it:
   hosts beyond ``serving.replicas`` replicas serve nothing (spares). Each member knows its
   replica, its rank, the replica's head (rank 0, the host that serves HTTP and that the gateway
   balances over) and the replica's hosts for ``mpirun -H``;
+* **the gateway -> GPU hop** — ``trtllm-serve`` listens on 127.0.0.1 at ``backend_port`` only; on
+  each head a TLS terminator (role ``serving_tls``) listens on the inference address at ``port``
+  with the host certificate (whose SANs hold the head's FQDN, ``upstreams[].fqdn``, the name the
+  gateway verifies) and admits only the gateway-upstream client certificate
+  (``gateway.upstream_client_cn``): no prompt crosses a network in clear;
 * **engine cache key** — the fields whose change makes a TensorRT engine unusable. The plan
   knows the model side (:func:`engine_key_plan_fields`); the GPU SM, TensorRT-LLM, CUDA and
   driver versions are what the host reports. :func:`engine_key` combines both; the role
@@ -30,6 +35,7 @@ from typing import Any
 from llmcluster.plan.capacity import CapacityPlan, extra_llm_api_options
 from llmcluster.plan.catalog import lookup_model
 from llmcluster.plan.ipam import HostPlan, IpPlan
+from llmcluster.plan.pki import gateway_upstream_cn
 from llmcluster.spec.models import Spec
 
 #: The host-reported fields of the engine cache key (what the host's tools print).
@@ -97,7 +103,12 @@ class EngineKey:
 
 @dataclass(frozen=True)
 class GatewayPlan:
-    """The API gateway in front of the replicas: one upstream per replica head."""
+    """The API gateway in front of the replicas: one upstream per replica head.
+
+    ``upstreams``: ``{name, address, port, fqdn}`` of each head: its TLS terminator at the inference
+    address and serving port, and the FQDN its host certificate carries (what the gateway verifies).
+    ``upstream_client_cn``: the CN of the gateway-upstream client certificate, the only client the
+    heads' terminators admit."""
 
     pool: str
     port: int
@@ -106,11 +117,12 @@ class GatewayPlan:
     rate_limit_rps: int
     request_timeout_s: int
     upstreams: tuple[dict[str, Any], ...]
+    upstream_client_cn: str
 
     def to_dict(self) -> dict[str, Any]:
         return {"pool": self.pool, "port": self.port, "hostname": self.hostname, "vip": self.vip,
                 "rate_limit_rps": self.rate_limit_rps, "request_timeout_s": self.request_timeout_s,
-                "upstreams": [dict(u) for u in self.upstreams]}
+                "upstreams": [dict(u) for u in self.upstreams], "upstream_client_cn": self.upstream_client_cn}
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,7 @@ class ServingPlan:
     ep: int
     nodes: int
     gpus_per_node: int
+    #: the TLS terminator's port on the inference address (the gateway's upstream port)
     port: int
     pool: str
     args: dict[str, Any]
@@ -135,6 +148,8 @@ class ServingPlan:
     replicas: tuple[Replica, ...] = field(default=())
     #: the API gateway (``serving.gateway``), None without one
     gateway: GatewayPlan | None = None
+    #: where trtllm-serve listens: 127.0.0.1 at this port (behind the TLS terminator)
+    backend_port: int = 8001
 
     @cached_property
     def layout(self) -> dict[str, HostServing]:
@@ -158,7 +173,7 @@ class ServingPlan:
             "model_path": self.model_path, "revision": self.revision, "precision": self.precision,
             "kv_dtype": self.kv_dtype, "backend": self.backend, "tp": self.tp, "pp": self.pp, "ep": self.ep,
             "nodes": self.nodes, "gpus_per_node": self.gpus_per_node, "port": self.port,
-            "args": dict(self.args), "extra_llm_api_options": self.extra_llm_api_options,
+            "backend_port": self.backend_port, "args": dict(self.args), "extra_llm_api_options": self.extra_llm_api_options,
         }
         out["engine_key"] = engine_key_plan_fields(out)
         return out
@@ -194,13 +209,14 @@ def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan) -> ServingPlan
         gateway = GatewayPlan(
             pool=gw.pool, port=gw.port, hostname=f"{gw.hostname}.{spec.site.domain}", vip=ip.vips.get("api"),
             rate_limit_rps=gw.rate_limit_rps, request_timeout_s=gw.request_timeout_s,
-            upstreams=tuple({"name": h.name, "address": h.addresses["inference"], "port": s.port}
-                            for h in pool_hosts if "inference" in h.addresses and h.name in heads))
+            upstreams=tuple({"name": h.name, "address": h.addresses["inference"], "port": s.port, "fqdn": h.fqdn}
+                            for h in pool_hosts if "inference" in h.addresses and h.name in heads),
+            upstream_client_cn=gateway_upstream_cn(spec))
     return ServingPlan(
         model=s.model, hf_repo=m.hf_repo, model_type=m.family,
         model_path=f"{spec.storage.model_dir.rstrip('/')}/{m.hf_repo}", revision=s.revision,
         precision=cap.precision, kv_dtype=cap.kv_dtype, backend=cap.backend, tp=cap.tp, pp=cap.pp, ep=cap.ep,
-        nodes=cap.nodes, gpus_per_node=cap.gpus_per_node, port=s.port, pool=s.pool,
+        nodes=cap.nodes, gpus_per_node=cap.gpus_per_node, port=s.port, backend_port=s.backend_port, pool=s.pool,
         args={k: cap.trtllm_args[k] for k in SERVE_ARGS},
         extra_llm_api_options=extra_llm_api_options(cap), replicas=tuple(replicas), gateway=gateway,
     )
