@@ -173,7 +173,8 @@ class ServingPlan:
             "model_path": self.model_path, "revision": self.revision, "precision": self.precision,
             "kv_dtype": self.kv_dtype, "backend": self.backend, "tp": self.tp, "pp": self.pp, "ep": self.ep,
             "nodes": self.nodes, "gpus_per_node": self.gpus_per_node, "port": self.port,
-            "backend_port": self.backend_port, "args": dict(self.args), "extra_llm_api_options": self.extra_llm_api_options,
+            "backend_port": self.backend_port, "args": dict(self.args),
+            "extra_llm_api_options": self.extra_llm_api_options,
         }
         out["engine_key"] = engine_key_plan_fields(out)
         return out
