@@ -236,7 +236,8 @@ def test_engine_backend_in_docker(rendered):
         assert any(argv[j:j + 2] == pair for j in range(i)), pair
     assert f"--volume={sp['model_path']}:{sp['model_path']}:ro" in argv[:i]
     cache = "/var/lib/llmcluster/engines/deepseek-r1-distill-qwen-7b"
-    want = trtllm_serve_command(caps["engine_docker"], f"{cache}/current/engine", "127.0.0.1", sp["backend_port"], OPTIONS)
+    want = trtllm_serve_command(caps["engine_docker"], f"{cache}/current/engine", "127.0.0.1", sp["backend_port"],
+                                OPTIONS)
     assert argv[i + 1:] == [*want, "--tokenizer", sp["model_path"]]
     u = unit(out, "engine_docker")
     assert "nvidia-fabricmanager.service" not in u["After"][0] and "docker.service" in u["After"][0]
