@@ -55,7 +55,7 @@ def _enriched() -> dict[str, dict[str, Any]]:
     )
     lab["lab"]["hosts"] = {"gw-01": {"kind": "vm", "network": "tagged"}}
     lab["lab"]["vm"] = {"memory_mb": 2048, "cpus": 2, "disk_gb": 8, "accel": "tcg", "boot_timeout_s": 300}
-    lab["serving"].update(revision="0123abcd", kv_dtype="fp8", port=8000)
+    lab["serving"].update(revision="0123abcd", kv_dtype="fp8", port=8000, backend_port=8001)
     lab["serving"]["gateway"].update(hostname="api", rate_limit_rps=20, request_timeout_s=900)
     lab["pki"].update(renew_at_fraction=0.7, rsa_bits=3072, min_tls_version="1.3")
     lab["storage"]["raid"].update(chunk_kib=512, mount="/srv/models")
