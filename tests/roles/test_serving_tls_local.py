@@ -360,6 +360,62 @@ def test_a_revoked_gateway_upstream_certificate_is_refused(terminators):
     assert _curl(terminators, "revoked", client=_cert(terminators, "admin")).status == 403
 
 
+GATEWAY_SIDE = """\
+global
+    tune.ssl.cachesize 0
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout check 3s
+frontend api
+    bind 127.0.0.1:{front}
+    default_backend inference
+backend inference
+    option httpchk
+    http-check send meth GET uri /health ver HTTP/1.1 hdr Host {fqdn}
+    http-check expect status 200
+    default-server check inter 1s rise 1 fall 1
+    server {name} 127.0.0.1:{port} ssl verify required ca-file {ca} crt {bundle} verifyhost {verify}
+"""
+
+
+@pytest.mark.parametrize(("verify", "client", "status"), [
+    ("fqdn", "gateway-upstream", 200),
+    ("other-head", "gateway-upstream", 503),  # the head's certificate is not gpu-02's
+    ("fqdn", "admin", 503),  # health checks get 403: the server stays down
+])
+def test_the_gateway_side_of_the_contract(terminators, tmp_path, verify, client, status):
+    """The gateway's upstream line as the contract writes it (`ssl verify required ca-file <chain>
+    crt <gateway-upstream bundle> verifyhost <fqdn>`, health checks over the same TLS) against the
+    terminator: the head's FQDN verifies, the gateway-upstream certificate is admitted; another
+    head's name or another client certificate leaves the upstream down."""
+    t = terminators
+    plan, pki = t["plan"], t["pki"]
+    bundle = tmp_path / "upstream.pem"
+    bundle.write_text((pki / "certs" / f"{client}.pem").read_text() + (pki / "private" / f"{client}.key").read_text())
+    bundle.chmod(0o600)
+    other = next(u["fqdn"] for u in plan.serving.gateway.upstreams if u["name"] != HEAD)
+    front = _free_port()
+    cfg = GATEWAY_SIDE.format(front=front, fqdn=t["fqdn"], name=HEAD, port=t["ports"]["main"],
+                              ca=pki / "ca-chain.pem", bundle=bundle, verify=t["fqdn"] if verify == "fqdn" else other)
+    (tmp_path / "gw.cfg").write_text(cfg)
+    hp = subprocess.Popen(["haproxy", "-db", "-f", str(tmp_path / "gw.cfg")], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(front)
+        time.sleep(2.5)  # a few health checks
+        argv = ["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                "Content-Type: application/json", "--data-binary", G.CHAT_BODY,
+                f"http://127.0.0.1:{front}/v1/chat/completions"]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        assert int(p.stdout or 0) == status, p.stdout + p.stderr
+    finally:
+        hp.terminate()
+        hp.wait(10)
+
+
 # --------------------------------------------------------------------------- TLS
 
 
