@@ -1,8 +1,10 @@
 """LAB STAND-IN for trtllm-serve (a simulation, never deployed by the production roles).
 
-The lab's GPU nodes have no TensorRT-LLM server yet. To verify the gateway end to end, the
-verification suite starts this script on each serving node, listening on the node's inference
-address at ``serving.port``. It answers deterministically:
+Where a lab serving node runs no trtllm-serve unit (a namespace host without systemd), the
+verification suite starts this script there instead, where trtllm-serve would listen: 127.0.0.1
+at ``serving.backend_port``, behind the node's TLS terminator (the ``serving_tls`` role's HAProxy
+configuration, which the suite then starts by hand). Local tests run it on 127.0.0.1 behind the
+rendered gateway and terminator configurations. It answers deterministically:
 
 * ``GET /health`` -> 200 (the gateway's active health check, the path trtllm-serve answers);
 * ``POST /v1/chat/completions`` / ``/v1/completions`` -> 200, an OpenAI-shaped JSON body whose

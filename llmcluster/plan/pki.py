@@ -6,7 +6,8 @@ root CA (self-signed, path length 1) -> intermediate CA (path length 0) -> leave
   host's FQDN, short name and every address the IP plan gives it;
 * ``gateway-api``: the API front's server certificate (``<gateway.hostname>.<domain>``,
   the gateways' FQDNs, the API VIP and the gateways' inference addresses);
-* ``gateway-upstream``: the client certificate the gateway presents to serving nodes;
+* ``gateway-upstream``: the client certificate the gateway presents to serving nodes (the only
+  client their TLS terminators admit, by its CN :func:`upstream_client_cn`);
 * ``admin``: an operator client certificate (OU ``operators``);
 * ``client-<name>``: one client certificate per named API client of ``llmcluster:access``
   (CN ``<name>.clients.<domain>``, OU the client's role, client auth only). These are for the
@@ -96,6 +97,11 @@ class PkiPlan:
 def upstream_client_cn(domain: str) -> str:
     """The CN of ``gateway-upstream``, the client certificate the gateway presents to the model servers."""
     return f"gateway.{domain}"
+
+
+def gateway_upstream_cn(spec: Spec) -> str:
+    """CN of ``gateway-upstream`` for a spec (:func:`upstream_client_cn` of its domain)."""
+    return upstream_client_cn(spec.site.domain)
 
 
 def _early(validity_hours: int, fraction: float) -> int:

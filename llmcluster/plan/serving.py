@@ -11,6 +11,11 @@ all read this object and never recompute it:
   hosts beyond ``serving.replicas`` replicas serve nothing (spares). Each member knows its
   replica, its rank, the replica's head (rank 0, the host that serves HTTP and that the gateway
   balances over) and the replica's hosts for ``mpirun -H``;
+* **the gateway -> GPU hop** — ``trtllm-serve`` listens on 127.0.0.1 at ``backend_port`` only; on
+  each head a TLS terminator (role ``serving_tls``) listens on the inference address at ``port``
+  with the host certificate (whose SANs hold the head's FQDN, ``upstreams[].fqdn``, the name the
+  gateway verifies) and admits only the gateway-upstream client certificate
+  (``gateway.upstream_client_cn``): no prompt crosses a network in clear;
 * **engine cache key** — the fields whose change makes a TensorRT engine unusable. The plan
   knows the model side (:func:`engine_key_plan_fields`); the GPU SM, TensorRT-LLM, CUDA and
   driver versions are what the host reports. :func:`engine_key` combines both; the role
@@ -137,7 +142,10 @@ class AuditPlan:
 class GatewayPlan:
     """The API gateway in front of the replicas: one upstream per replica head, its connection limits,
     whom it admits (:mod:`llmcluster.plan.access`) and its audit log (``llmcluster_gateway`` of the
-    inventory is :meth:`to_dict`)."""
+    inventory is :meth:`to_dict`).
+
+    ``upstreams``: ``{name, address, port, fqdn}`` of each head: its TLS terminator at the inference
+    address and serving port, and the FQDN its host certificate carries (what the gateway verifies)."""
 
     pool: str
     port: int
@@ -183,6 +191,7 @@ class ServingPlan:
     ep: int
     nodes: int
     gpus_per_node: int
+    #: the TLS terminator's port on the inference address (the gateway's upstream port)
     port: int
     pool: str
     args: dict[str, Any]
@@ -190,6 +199,8 @@ class ServingPlan:
     replicas: tuple[Replica, ...] = field(default=())
     #: the API gateway (``serving.gateway``), None without one
     gateway: GatewayPlan | None = None
+    #: where trtllm-serve listens: 127.0.0.1 at this port (behind the TLS terminator)
+    backend_port: int = 8001
 
     @cached_property
     def layout(self) -> dict[str, HostServing]:
@@ -213,7 +224,8 @@ class ServingPlan:
             "model_path": self.model_path, "revision": self.revision, "precision": self.precision,
             "kv_dtype": self.kv_dtype, "backend": self.backend, "tp": self.tp, "pp": self.pp, "ep": self.ep,
             "nodes": self.nodes, "gpus_per_node": self.gpus_per_node, "port": self.port,
-            "args": dict(self.args), "extra_llm_api_options": self.extra_llm_api_options,
+            "backend_port": self.backend_port, "args": dict(self.args),
+            "extra_llm_api_options": self.extra_llm_api_options,
         }
         out["engine_key"] = engine_key_plan_fields(out)
         return out
@@ -250,7 +262,7 @@ def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan, access: Access
         gateway = GatewayPlan(
             pool=gw.pool, port=gw.port, hostname=f"{gw.hostname}.{spec.site.domain}", vip=ip.vips.get("api"),
             rate_limit_rps=gw.rate_limit_rps, request_timeout_s=gw.request_timeout_s,
-            upstreams=tuple({"name": h.name, "address": h.addresses["inference"], "port": s.port}
+            upstreams=tuple({"name": h.name, "address": h.addresses["inference"], "port": s.port, "fqdn": h.fqdn}
                             for h in pool_hosts if "inference" in h.addresses and h.name in heads),
             handshake_timeout_s=gw.handshake_timeout_s, idle_timeout_s=gw.idle_timeout_s,
             max_conn_per_source=gw.max_conn_per_source, max_conn_rate_per_source=gw.max_conn_rate_per_source,
@@ -263,7 +275,7 @@ def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan, access: Access
         model=s.model, hf_repo=m.hf_repo, model_type=m.family,
         model_path=f"{spec.storage.model_dir.rstrip('/')}/{m.hf_repo}", revision=s.revision,
         precision=cap.precision, kv_dtype=cap.kv_dtype, backend=cap.backend, tp=cap.tp, pp=cap.pp, ep=cap.ep,
-        nodes=cap.nodes, gpus_per_node=cap.gpus_per_node, port=s.port, pool=s.pool,
+        nodes=cap.nodes, gpus_per_node=cap.gpus_per_node, port=s.port, backend_port=s.backend_port, pool=s.pool,
         args={k: cap.trtllm_args[k] for k in SERVE_ARGS},
         extra_llm_api_options=extra_llm_api_options(cap), replicas=tuple(replicas), gateway=gateway,
     )

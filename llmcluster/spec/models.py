@@ -629,6 +629,10 @@ class Serving(_Model):
     replicas: Annotated[StrictInt, Field(ge=1, le=512)] = 1
     pool: Name
     port: Annotated[StrictInt, Field(ge=1, le=65535)] = 8000
+    #: trtllm-serve listens on 127.0.0.1 at this port; the GPU node's TLS terminator (role
+    #: serving_tls) listens on the inference address at ``port`` (mTLS from the gateway) and forwards
+    #: here. Must differ from ``port`` (rule serving.backend-port).
+    backend_port: Annotated[StrictInt, Field(ge=1, le=65535)] = 8001
     gateway: Gateway | None = None
 
 

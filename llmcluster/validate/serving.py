@@ -118,6 +118,47 @@ def ports_reachable(spec: Spec) -> Iterator[Problem]:
                       f"allow tcp/{s.port} in that flow or change the port")
 
 
+#: Ports GPU nodes already listen on locally whatever the flows say (the DCGM host engine).
+_GPU_LOCAL_PORTS = {5555: "the DCGM host engine (nv-hostengine, 127.0.0.1:5555)"}
+
+
+def _port_specs(ports: tuple[str, ...], port: int) -> list[str]:
+    return [p for p in ports if _allows_tcp((p,), port)]
+
+
+@rule("serving.backend-port")
+def backend_port(spec: Spec) -> Iterator[Problem]:
+    """serving.backend_port (trtllm-serve on 127.0.0.1, behind the GPU node's TLS terminator) differs from
+    serving.port (the terminator on the inference address) and from every port a service on the serving
+    hosts already listens on or that is reachable from a network (ports flows open to the serving pool's zone,
+    the DCGM host engine)."""
+    s = spec.serving
+    if s.backend_port == s.port:
+        yield Problem("serving.backend_port",
+                      f"{s.backend_port} equals serving.port: the TLS terminator listens on the inference address at "
+                      "serving.port and forwards to trtllm-serve on 127.0.0.1 at serving.backend_port; give them "
+                      "different ports (default 8001)")
+        return
+    if s.backend_port in _GPU_LOCAL_PORTS:
+        yield Problem("serving.backend_port",
+                      f"{s.backend_port} is taken on the GPU nodes by {_GPU_LOCAL_PORTS[s.backend_port]}: choose "
+                      "another port (default 8001)")
+        return
+    zone = _zone_of(spec, s.pool)
+    if zone is None:
+        return  # zones.every-pool-zoned
+    for f in spec.flows:
+        if f.to == zone:
+            taken = _port_specs(f.ports, s.backend_port)
+            if taken:
+                yield Problem("serving.backend_port",
+                              f"{s.backend_port} is opened to zone '{zone}' (pool {s.pool}) by flow '{f.name}' "
+                              f"({', '.join(taken)}): the backend port must not be reachable from any network, and a "
+                              "service listening there would keep trtllm-serve from binding it; choose a port no flow "
+                              "to the serving pool opens")
+                return
+
+
 @rule("serving.capacity", layer=PLAN, requires=("serving.pool", "serving.model-known", "serving.precision-known",
                                                 "serving.gateway-pool", "serving.inference-vlan"))
 def capacity(facts: PlanFacts) -> list[Problem]:

@@ -4,7 +4,8 @@ One program (:data:`GATHER`) runs on every GPU node in one SSH round trip and pr
 document: ``nvidia-smi`` (per-GPU query, ``-q`` for the fabric state, ``nvlink -s``), the
 installed and held NVIDIA packages, the fabric manager / IMEX unit, ``nvidia-container-cli
 info``, ``nvidia-ctk cdi list``, ``dcgmi diag -r <level> -j``, the TensorRT-LLM venv's versions,
-the engine cache entry in use and the serving head's ``/health`` and ``/v1/models``. The judges
+the engine cache entry in use and the serving head's ``/health`` and ``/v1/models`` (trtllm-serve
+on 127.0.0.1 at the backend port) and what its inference address answers. The judges
 below are pure functions of that document; each returns a list of problems naming what was
 observed and what the plan expects. The tools' output is read by the parsers of the
 ``llmcluster.hosts`` collection (``llmcluster/collections/``), the code the roles use as filters.
@@ -25,7 +26,10 @@ Checks (``gpu[<name>]`` in the results table):
   (the role's judge, ``llmcluster.hosts.dcgm_diag_report``; an empty or partial document fails);
 * ``engine-cache`` — engine backend: the entry in use was built for exactly the installed
   driver, CUDA, TensorRT-LLM and GPU SM, and the plan's model/precision/parallelism;
-* ``serving`` — the replica head answers ``/health`` 200 and lists the model on ``/v1/models``;
+* ``serving`` — the replica head's trtllm-serve answers ``/health`` 200 and lists the model on
+  ``/v1/models`` on loopback (127.0.0.1 at ``serving.backend_port``); on the inference address the
+  serving port accepts connections but answers no plain HTTP (the ``serving_tls`` terminator
+  requires TLS) and the backend port accepts none;
 * ``hbm-bandwidth`` — real GPUs only (skipped on the lab's simulated ones): a device-to-device
   copy reaches >= 90 % of the catalog HBM bandwidth.
 """
@@ -120,13 +124,15 @@ def gather_args(check: GpuCheck) -> list[str]:
         "cache": f"{p['engine_cache_dir'].rstrip('/')}/{sp['model']}/current/cache-key.json",
         "venv_python": TRTLLM_VENV_PYTHON,
         "fabric_service": (p["gpu"].get("packages") or {}).get("fabric_service", ""),
-        "health": (f"http://{serving['head_address']}:{sp['port']}"
-                   if serving and serving.get("node_rank") == 0 else ""),
+        # trtllm-serve, on loopback only (role tensorrt_llm); the terminator on the inference address.
+        "health": (f"http://127.0.0.1:{sp['backend_port']}" if serving and serving.get("node_rank") == 0 else ""),
+        "inference": ([serving["head_address"], sp["port"], sp["backend_port"]]
+                      if serving and serving.get("node_rank") == 0 else []),
     })]
 
 
 GATHER = r'''
-import json, os, subprocess, sys, urllib.request
+import json, os, socket, subprocess, sys, urllib.request
 a = json.loads(sys.argv[1])
 def run(cmd, timeout=60):
     try:
@@ -142,6 +148,24 @@ def http(url):
         return {"status": e.code, "body": ""}
     except Exception as e:
         return {"status": 0, "body": str(e)}
+def plain(host, port):
+    """A plain HTTP request: whether it connected and whether an HTTP response came back."""
+    out = {"connected": False, "http": False, "response": "", "error": ""}
+    data = b""
+    try:
+        with socket.create_connection((host, port), timeout=5) as s:
+            out["connected"] = True
+            s.settimeout(5)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: llmcluster-verify\r\nConnection: close\r\n\r\n")
+            while len(data) < 256:
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as e:
+        out["error"] = str(e)
+    out["response"], out["http"] = data[:64].decode("latin-1"), data.startswith(b"HTTP/")
+    return out
 out = {
     "simulated": os.path.exists("/etc/llmcluster-sim/hardware.json"),
     "query": run(["nvidia-smi", "--query-gpu=" + a["query"], "--format=csv,noheader,nounits"]),
@@ -166,6 +190,10 @@ except (OSError, ValueError) as e:
 if a["health"]:
     out["health"] = http(a["health"] + "/health")
     out["models"] = http(a["health"] + "/v1/models")
+if a["inference"]:
+    address, port, backend = a["inference"]
+    out["terminator"] = plain(address, port)
+    out["backend_exposed"] = plain(address, backend)
 print(json.dumps(out))
 '''
 
@@ -351,6 +379,23 @@ def _serving(check: GpuCheck, facts: Mapping[str, Any]) -> list[str]:
         ids = []
     if m.get("status") != 200 or not ids:
         problems.append(f"/v1/models answered {m.get('status')} with models {ids}")
+    sp, serving = check.params["serving_plan"], check.params.get("serving") or {}
+    where = f"{serving.get('head_address')}:{sp['port']}"
+    t = facts.get("terminator")
+    if not t or "connected" not in t:
+        problems.append(f"no probe of {where} (the TLS terminator) in the gathered facts")
+    elif t.get("http"):
+        problems.append(f"{where} answers plain HTTP ({t.get('response', '')[:40]!r}): the gateway hop must be mTLS "
+                        "(role serving_tls), trtllm-serve must listen on 127.0.0.1 only")
+    elif not t.get("connected"):
+        problems.append(f"nothing accepts connections on {where} ({t.get('error') or 'refused'}): the TLS terminator "
+                        "(serving-tls.service, role serving_tls) is not running")
+    b = facts.get("backend_exposed")
+    if not b or "connected" not in b:
+        problems.append(f"no probe of the backend port {sp['backend_port']} on the inference address")
+    elif b.get("connected"):
+        problems.append(f"the backend port {sp['backend_port']} accepts connections on the inference address "
+                        f"{serving.get('head_address')}: trtllm-serve must listen on 127.0.0.1 only")
     return problems
 
 

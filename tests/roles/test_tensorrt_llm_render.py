@@ -5,8 +5,9 @@ One ``ansible-playbook`` run renders every case: (a) a single-node PyTorch-backe
 stack's), (b) a 2-node plan (``mpirun -H`` over both hosts, ``trtllm-llmapi-launch``), (c) the
 engine backend in container mode with containerd and (d) with docker. ExecStart's argv must be
 ``llmcluster.plan.capacity.trtllm_serve_command``'s (the planner's), behind the launcher of each
-mode; the engine cache key must be ``llmcluster.plan.serving.engine_key``'s (what the verification
-suite recomputes).
+mode, listening on 127.0.0.1 at the plan's backend port (behind the serving_tls terminator); the
+engine cache key must be ``llmcluster.plan.serving.engine_key``'s (what the verification suite
+recomputes).
 """
 
 from __future__ import annotations
@@ -159,9 +160,12 @@ def test_single_node_pytorch_unit(rendered):
     out, cases, caps = rendered
     sp = cases["single"]["plan"]
     argv = exec_start(out, "single")
-    want = trtllm_serve_command(caps["single"], sp["model_path"], "10.42.1.11", sp["port"], OPTIONS)
+    want = trtllm_serve_command(caps["single"], sp["model_path"], "127.0.0.1", sp["backend_port"], OPTIONS)
     assert argv == [f"{VENV_BIN}/trtllm-serve", *want[1:]]
     assert argv[argv.index("--backend") + 1] == "pytorch" and "--ep_size" in argv
+    # Loopback only, at the backend port: the head's TLS terminator (serving_tls) owns serving.port.
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--port") + 1] == str(sp["backend_port"]) != str(sp["port"])
     u = unit(out, "single")
     assert u["User"] == ["trtllm"] and u["Group"] == ["trtllm"]
     for key, value in (("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("PrivateTmp", "yes"),
@@ -172,7 +176,7 @@ def test_single_node_pytorch_unit(rendered):
         deps = u[key][0].split()
         assert "nvidia-persistenced.service" in deps and "nvidia-fabricmanager.service" in deps, key
     d = derived(out, "single")
-    assert d["health"] == "http://10.42.1.11:8000/health" and d["head"] and d["enabled"]
+    assert d["health"] == "http://127.0.0.1:8001/health" and d["head"] and d["enabled"]
     assert yaml.safe_load(d["options"]) == sp["extra_llm_api_options"]
     assert d["packages"] == ["python3-venv", "libopenmpi3"]
     env = d["env"]
@@ -187,7 +191,7 @@ def test_two_node_unit_wraps_mpirun_over_both_hosts(rendered):
     launch = argv.index(f"{VENV_BIN}/trtllm-llmapi-launch")
     exported = argv[6:launch]
     assert exported[::2] == ["-x"] * (len(exported) // 2) and "HF_HUB_OFFLINE" in exported[1::2]
-    want = trtllm_serve_command(caps["multi"], sp["model_path"], "10.42.1.11", sp["port"], OPTIONS)
+    want = trtllm_serve_command(caps["multi"], sp["model_path"], "127.0.0.1", sp["backend_port"], OPTIONS)
     assert argv[launch + 1:] == [f"{VENV_BIN}/trtllm-serve", *want[1:]]
     assert argv[argv.index("--tp_size") + 1] == "16"
     assert derived(out, "multi")["packages"] == ["python3-venv", "libopenmpi3", "openmpi-bin"]
@@ -208,7 +212,7 @@ def test_engine_backend_in_containerd(rendered):
     for path in (sp["model_path"], cache, "/etc/llmcluster/trtllm"):
         assert f"--mount=type=bind,src={path},dst={path},options=rbind:ro" in mounts, path
     assert argv[i + 1:i + 3] == ["trtllm-serve", "trtllm-serve"]
-    want = trtllm_serve_command(caps["engine_ctr"], f"{cache}/current/engine", "10.42.1.11", sp["port"], OPTIONS)
+    want = trtllm_serve_command(caps["engine_ctr"], f"{cache}/current/engine", "127.0.0.1", sp["backend_port"], OPTIONS)
     assert argv[i + 2:] == [*want, "--tokenizer", sp["model_path"]]
     assert argv[argv.index("--backend") + 1] == "tensorrt" and "--ep_size" not in argv
     u = unit(out, "engine_ctr")
@@ -232,7 +236,8 @@ def test_engine_backend_in_docker(rendered):
         assert any(argv[j:j + 2] == pair for j in range(i)), pair
     assert f"--volume={sp['model_path']}:{sp['model_path']}:ro" in argv[:i]
     cache = "/var/lib/llmcluster/engines/deepseek-r1-distill-qwen-7b"
-    want = trtllm_serve_command(caps["engine_docker"], f"{cache}/current/engine", "10.42.1.11", sp["port"], OPTIONS)
+    want = trtllm_serve_command(caps["engine_docker"], f"{cache}/current/engine", "127.0.0.1", sp["backend_port"],
+                                OPTIONS)
     assert argv[i + 1:] == [*want, "--tokenizer", sp["model_path"]]
     u = unit(out, "engine_docker")
     assert "nvidia-fabricmanager.service" not in u["After"][0] and "docker.service" in u["After"][0]

@@ -55,7 +55,7 @@ def _enriched() -> dict[str, dict[str, Any]]:
     )
     lab["lab"]["hosts"] = {"gw-01": {"kind": "vm", "network": "tagged"}}
     lab["lab"]["vm"] = {"memory_mb": 2048, "cpus": 2, "disk_gb": 8, "accel": "tcg", "boot_timeout_s": 300}
-    lab["serving"].update(revision="0123abcd", kv_dtype="fp8", port=8000)
+    lab["serving"].update(revision="0123abcd", kv_dtype="fp8", port=8000, backend_port=8001)
     lab["serving"]["gateway"].update(hostname="api", rate_limit_rps=20, request_timeout_s=900, max_body_bytes=1048576)
     lab["access"]["policies"][1]["clients"] = ["lab-analyst"]
     lab["access"]["policies"][1]["models"] = ["deepseek-r1"]

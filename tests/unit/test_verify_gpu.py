@@ -59,6 +59,9 @@ def healthy(n=8):
         "diag": _ok(json.dumps(diag)), "fabric_unit": _ok("active\n"),
         "venv": _ok(json.dumps({"trtllm": "1.0.0", "cuda": "12.9"})),
         "health": {"status": 200, "body": ""}, "models": {"status": 200, "body": json.dumps({"data": [{"id": "x"}]})},
+        # The TLS terminator accepts and answers no plain HTTP; nothing listens on the backend port there.
+        "terminator": {"connected": True, "http": False, "response": "\x15\x03\x03\x00\x02\x02\x46", "error": ""},
+        "backend_exposed": {"connected": False, "http": False, "response": "", "error": "[Errno 111] refused"},
     }
 
 
@@ -106,6 +109,14 @@ def test_a_healthy_node_passes_every_check(checks):
         "err": ""}}, "Persistence Mode: persistence mode disabled"),
     ("dcgm", {"diag": {"rc": 255, "out": "", "err": "Error: unable to establish a connection"}}, "did not print JSON"),
     ("serving", {"health": {"status": 503, "body": ""}}, "/health answered 503"),
+    ("serving", {"terminator": {"connected": True, "http": True, "response": "HTTP/1.1 200 OK"}},
+     "10.42.1.11:8000 answers plain HTTP"),
+    ("serving", {"terminator": {"connected": False, "http": False, "error": "[Errno 111] Connection refused"}},
+     "the TLS terminator (serving-tls.service, role serving_tls) is not running"),
+    ("serving", {"terminator": {}}, "no probe of 10.42.1.11:8000"),
+    ("serving", {"backend_exposed": {"connected": True, "http": True, "response": "HTTP/1.1 200 OK"}},
+     "the backend port 8001 accepts connections on the inference address"),
+    ("serving", {"backend_exposed": None}, "no probe of the backend port 8001"),
     ("engine-cache", {"cache_key": {"error": "No such file or directory"}}, "no engine cache entry in use"),
     ("nvlink", {"nvlink": {"rc": 9, "out": "", "err": "NVIDIA-SMI has failed because it couldn't communicate"}},
      "nvidia-smi nvlink -s failed (exit 9)"),
@@ -198,3 +209,13 @@ def test_results_table_keeps_bracketed_check_names():
     console.print(results_table(report))
     text = console.export_text()
     assert "gpu[driver]" in text and "link[mgmt]" in text and "GPU 0 runs [x] 1" in text
+
+
+def test_the_serving_probes_go_to_loopback_and_the_inference_address(checks):
+    """trtllm-serve is probed on 127.0.0.1 at the backend port; the inference address at the serving
+    port (the TLS terminator) and at the backend port (must be closed)."""
+    (arg,) = G.gather_args(checks["serving"])
+    a = json.loads(arg)
+    assert a["health"] == "http://127.0.0.1:8001"
+    assert a["inference"] == ["10.42.1.11", 8000, 8001]
+    compile(G.GATHER, "GATHER", "exec")

@@ -18,6 +18,9 @@ lab copies to ``/srv/llmcluster-sim/wheels/`` (``pip install --no-index --find-l
     (default 1; ``/health`` answers 503 meanwhile) and then serves ``/health``, ``/version``,
     ``/metrics`` (Prometheus text), ``/v1/models``, ``/v1/chat/completions`` and
     ``/v1/completions`` (streaming too) with deterministic answers that say they are simulated.
+    It binds ``--host``/``--port`` as given: in the lab, as in production, the tensorrt_llm role
+    starts it on 127.0.0.1 at ``serving.backend_port``, behind the ``serving_tls`` terminator
+    (real HAProxy with the node's real host certificate: nothing about the TLS hop is simulated).
   - ``trtllm-build --checkpoint_dir --output_dir ...``: an engine directory (``config.json`` with
     ``build_config``, ``pretrained_config`` and ``llmcluster_sim.{gpu_sm,trtllm_version}``, one
     ``rank<N>.engine`` per rank, whose first line says SIMULATED).
@@ -537,6 +540,8 @@ _TRTLLM_SERVE = '''\
 
 It checks what the real server would refuse, "loads" for $LLMCLUSTER_SIM_LOAD_SECONDS (default 1;
 /health answers 503 meanwhile), then answers deterministically: every answer says it is simulated.
+It listens where it is told (--host/--port, the real defaults): the tensorrt_llm role starts it on
+127.0.0.1 at serving.backend_port, behind the node's real (not simulated) TLS terminator.
 """
 
 import argparse

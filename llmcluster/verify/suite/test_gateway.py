@@ -8,10 +8,18 @@ certificate is the lab export's ``lab-tests/expired-client`` (issued by the real
 only the offline lab export can make one); the other-CA certificate is made here. Upstreams are the
 replica heads' ``trtllm-serve`` units the tensorrt_llm role runs (in the lab: the SIMULATED
 TensorRT-LLM server of llmcluster/lab/nvidia_sim, a real systemd unit answering the OpenAI API).
+trtllm-serve listens on 127.0.0.1 at ``serving.backend_port``; the gateway reaches it through the
+head's TLS terminator (role ``serving_tls``, HAProxy on the inference address at ``serving.port``).
 Where a lab serving node runs no such unit (hosts without systemd), the labelled stand-in
-upstream (``llmcluster/lab/upstream_standin.py``) is started for these checks instead. The
-failover check stops one upstream, so it runs on lab inventories only. Checks skip with the
-reason when the inventory has no gateway or no client material.
+upstream (``llmcluster/lab/upstream_standin.py``) is started for these checks instead, where
+trtllm-serve would listen, with the terminator's rendered configuration started by hand in front
+of it. The failover check stops one upstream, so it runs on lab inventories only.
+
+``upstream-tls`` (llmcluster/verify/upstream.py): from the gateway host, a plain HTTP request to
+each upstream's inference address and serving port gets no HTTP response; a capture on the
+upstream's inference interface (llmcluster/verify/capture.py, an AF_PACKET socket, root) while a
+marked request passes through the gateway sees TLS records and neither cleartext HTTP nor the
+marker. Checks skip with the reason when the inventory has no gateway or no client material.
 """
 
 from __future__ import annotations
@@ -24,14 +32,35 @@ from pathlib import Path
 import pytest
 
 from llmcluster.verify import gateway as G
+from llmcluster.verify import upstream as U
+from llmcluster.verify.checks import interface_names
 from llmcluster.verify.remote import LocalHost
 
 pytestmark = pytest.mark.xdist_group("lab")
 
-GATEWAY_CHECKS = ("valid-client", "no-client-cert", "other-ca", "expired-cert", "tls12", "upstream-down")
+GATEWAY_CHECKS = ("valid-client", "no-client-cert", "other-ca", "expired-cert", "tls12", "upstream-down",
+                  "upstream-tls")
 STANDIN = Path(__file__).resolve().parents[2] / "lab" / "upstream_standin.py"  # llmcluster/lab
 STANDIN_PIDFILE = "/run/llmcluster-lab-standin.pid"
 TRTLLM_UNIT = "trtllm-serve.service"
+#: The serving_tls role's configuration, started by hand in front of a stand-in (hosts without systemd).
+TERMINATOR_CONFIG = "/etc/haproxy/serving-tls.cfg"
+TERMINATOR_PIDFILE = "/run/llmcluster-lab-serving-tls.pid"
+CAPTURE_OUT = "/run/llmcluster-verify-capture.json"
+
+
+def _stop_standin(h) -> None:
+    h.run(["sh", "-c", f"for f in {STANDIN_PIDFILE} {TERMINATOR_PIDFILE}; do test -f $f && kill $(cat $f); "
+                       "rm -f $f; done"])
+
+
+def _start_standin(h, u: dict, backend_port: int, script: str):
+    """The stand-in where trtllm-serve listens (127.0.0.1:<backend_port>), behind the terminator's
+    own configuration (LAB STAND-IN: hosts without systemd run no serving-tls.service)."""
+    res = h.run(["python3", "-c", script, "127.0.0.1", str(backend_port), u["name"], STANDIN_PIDFILE])
+    if res.rc != 0:
+        return res
+    return h.run(["haproxy", "-D", "-f", TERMINATOR_CONFIG, "-p", TERMINATOR_PIDFILE])
 
 
 @dataclass(frozen=True)
@@ -80,20 +109,20 @@ def gateway_env(verify_target, tmp_path_factory):
     started = []
     units = lab and all(verify_target.host(u["name"]).run(["systemctl", "is-active", "--quiet", TRTLLM_UNIT]).rc == 0
                         for u in gvars["upstreams"])
+    backend_port = plan.serving.backend_port
     if lab and not units:  # LAB STAND-IN upstreams (a simulation of trtllm-serve's HTTP API)
         script = STANDIN.read_text()
         for u in gvars["upstreams"]:
             h = verify_target.host(u["name"])
-            h.run(["sh", "-c", f"test -f {STANDIN_PIDFILE} && kill $(cat {STANDIN_PIDFILE}); rm -f {STANDIN_PIDFILE}"])
-            res = h.run(["python3", "-c", script, u["address"], str(u["port"]), u["name"], STANDIN_PIDFILE])
+            _stop_standin(h)
+            res = _start_standin(h, u, backend_port, script)
             assert res.rc == 0, f"{u['name']}: starting the lab stand-in upstream failed: {res.stderr}"
             started.append(u)
     env = {"gw": gvars, "pki": pki, "source": source, "lab": lab, "tmp": tmp_path_factory.mktemp("gw-clients"),
-           "script": STANDIN.read_text(), "units": units}
+           "script": STANDIN.read_text(), "units": units, "backend_port": backend_port}
     yield env
     for u in started:
-        verify_target.host(u["name"]).run(["sh", "-c", f"test -f {STANDIN_PIDFILE} && kill $(cat {STANDIN_PIDFILE}); "
-                                                       f"rm -f {STANDIN_PIDFILE}"])
+        _stop_standin(verify_target.host(u["name"]))
 
 
 def _curl(env, address: str, client: G.ClientCert | None, **kw) -> G.CurlResult:
@@ -137,6 +166,8 @@ def test_gateway(gateway_check, verify_target, record_property) -> None:
             pytest.skip("no expired client certificate: only the lab's offline export can issue one "
                         "(a Pulumi export never writes the intermediate's key); covered by other-ca")
         problems = G.expect_rejected(_curl(env, address, G.ClientCert(str(crt), str(crt.with_suffix(".key")))), what)
+    elif name == "upstream-tls":
+        problems = _upstream_tls(env, verify_target, gateway_check.host, address, what)
     elif name == "tls12":
         argv = G.s_client_argv(env["gw"]["hostname"], address, env["gw"]["port"], str(pki / "root-ca.pem"), "tls1_2",
                                _admin(env))
@@ -160,7 +191,7 @@ def _failover(env, verify_target, address: str, what: str) -> list[str]:
     if env["units"]:
         h.run(["systemctl", "stop", TRTLLM_UNIT])
     else:
-        h.run(["sh", "-c", f"kill $(cat {STANDIN_PIDFILE}); rm -f {STANDIN_PIDFILE}"])
+        _stop_standin(h)
     try:
         time.sleep(2 * 2 + 3 + 1)  # fall x interval + check timeout (role defaults) + margin
         problems, seen = [], []
@@ -175,12 +206,58 @@ def _failover(env, verify_target, address: str, what: str) -> list[str]:
     finally:
         if env["units"]:
             h.run(["systemctl", "start", TRTLLM_UNIT])
-            # Back in the pool only when /health answers again (the gateway's readiness rule).
-            h.run(["sh", "-c", f"for i in $(seq 120); do curl -fsS -o /dev/null http://{down['address']}:{down['port']}"
+            # Back in the pool only when /health answers again (the gateway's readiness rule); on the
+            # host itself, over loopback: trtllm-serve listens on 127.0.0.1 only.
+            h.run(["sh", "-c", f"for i in $(seq 120); do curl -fsS -o /dev/null http://127.0.0.1:{env['backend_port']}"
                                "/health && exit 0; sleep 0.5; done; exit 1"], timeout=90)
         else:
-            h.run(["python3", "-c", env["script"], down["address"], str(down["port"]), down["name"],
-                   STANDIN_PIDFILE])
+            _start_standin(h, down, env["backend_port"], env["script"])
+
+
+def _api_client(env) -> G.ClientCert:
+    """A client the gateway admits: the first named API client with exported material
+    (llmcluster_gateway.access.clients), else admin (inventories without an access section)."""
+    for c in ((env["gw"].get("access") or {}).get("clients") or []):
+        cert, key = env["pki"] / "certs" / f"{c.get('cert')}.pem", env["pki"] / "private" / f"{c.get('cert')}.key"
+        if cert.is_file() and key.is_file():
+            return G.ClientCert(str(cert), str(key))
+    return _admin(env)
+
+
+def _upstream_tls(env, verify_target, gw_host: str, address: str, what: str) -> list[str]:
+    """Plain HTTP to every upstream gets no HTTP response; on each upstream's inference interface a
+    capture during a marked request through the gateway shows TLS and no cleartext."""
+    problems: list[str] = []
+    src = U.capture_source()
+    gw = verify_target.host(gw_host)
+    plan, hostvars = verify_target.plan, verify_target.c.hostvars
+    for u in env["gw"]["upstreams"]:
+        hop = f"{what}: {gw_host} -> {u['name']} {u['address']}:{u['port']}"
+        r = gw.python(src, *U.probe_args(u["address"], u["port"]), timeout=30)
+        problems += U.judge_probe(r.json(f"{gw_host}: plain HTTP probe") if r.rc == 0 else None, hop)
+        head = verify_target.host(u["name"])
+        iface = interface_names(plan, u["name"], hostvars.get(u["name"])).get("inference")
+        marker = U.new_marker()
+        start = head.python(src, *U.capture_args(iface, u["address"], u["port"], marker, CAPTURE_OUT), timeout=30)
+        started = start.json(f"{u['name']}: starting the capture") if start.rc == 0 else {"error": start.stderr}
+        if not started.get("started"):
+            problems.append(f"{hop}: the capture did not start: {started.get('error') or start.stderr.strip()[-200:]}")
+            continue
+        time.sleep(1)
+        seen = []
+        for _ in range(8):  # until the balancer sends one to this upstream
+            res = _curl(env, address, _api_client(env), data=U.chat_body(marker))
+            seen.append(G.upstream_of(res))
+            if res.status != 200:
+                problems.append(f"{hop}: the marked request got {res.describe()}")
+                break
+            if seen[-1] == u["name"]:
+                break
+            time.sleep(0.3)  # under the per-certificate rate limit
+        r = head.python(src, *U.result_args(CAPTURE_OUT), timeout=U.CAPTURE_SECONDS + U.RESULT_WAIT_S + 10)
+        answered = (u["name"] in seen) if any(seen) else None
+        problems += U.judge_capture(r.json(f"{u['name']}: the capture") if r.rc == 0 else None, hop, answered)
+    return problems
 
 
 _ENV: dict = {}
