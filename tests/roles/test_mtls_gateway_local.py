@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
+import os
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 
@@ -150,6 +153,11 @@ def test_a_connection_that_never_sends_a_request_is_closed_at_the_handshake_time
     # HAProxy's HTTP parser answers this one itself, before any rule: its stock 408 (no HSTS; the
     # client has sent nothing to be answered with a policy).
     assert got.startswith(b"HTTP/1.1 408"), got
+    # Worst case from the accept: a handshake finished just before its deadline, then T again.
+    done, closed = _late_handshake_then_silent(gateway.pki, gateway.clients["chat-frontend"], gateway.port,
+                                               hs - 0.6, 2 * hs + 10)
+    assert hs - 0.6 <= done < hs and hs - 0.5 <= closed - done <= hs + 1.5, (done, closed)
+    assert closed <= 2 * hs + 1.0, f"closed {closed:.2f} s after the accept, 2 x handshake_timeout_s is {2 * hs}"
 
 
 def test_what_bounds_a_silent_connection_in_haproxy_26(gateway, tmp_path):
@@ -160,16 +168,48 @@ def test_what_bounds_a_silent_connection_in_haproxy_26(gateway, tmp_path):
     bad = tmp_path / "client-hs.cfg"
     bad.write_text("defaults\n    mode http\n    timeout client-hs 1s\n")
     assert subprocess.run(["haproxy", "-c", "-f", str(bad)], capture_output=True, check=False).returncode != 0
+    client = gateway.clients["chat-frontend"]
     proc, port = L.scratch_haproxy(tmp_path, gateway.pki, "timers", client="3s", http_request="1s")
     try:
         pre_tls = _silent_tcp(port, 15)
-        trickled = _trickled_client_hello(gateway.pki, gateway.clients["chat-frontend"], port, 15)
-        post_tls, _ = _silent_after_tls(gateway.pki, gateway.clients["chat-frontend"], port, 15)
+        trickled = _trickled_client_hello(gateway.pki, client, port, 15)
+        post_tls, _ = _silent_after_tls(gateway.pki, client, port, 15)
+        late_done, late_closed = _late_handshake_then_silent(gateway.pki, client, port, 2.4, 15)
     finally:
         L.stop(proc)
     assert 2.5 <= pre_tls <= 4.0, f"no TLS: closed after {pre_tls:.2f} s (timeout client 3s, http-request 1s)"
     assert 2.5 <= trickled <= 4.0, f"trickled ClientHello: closed after {trickled:.2f} s (timeout client 3s)"
     assert 0.5 <= post_tls <= 2.0, f"TLS, no request: closed after {post_tls:.2f} s (timeout http-request 1s)"
+    # A handshake finished just before its deadline gets the whole request timeout after it: from
+    # the accept, the worst case is timeout client + timeout http-request.
+    assert late_done < 3.0 and 0.5 <= late_closed - late_done <= 2.0, (late_done, late_closed)
+    assert late_closed > 3.0, f"closed {late_closed:.2f} s after the accept"
+
+
+def _late_handshake_then_silent(pki: L.Pki, client: G.ClientCert, port: int, delay: float,
+                                limit: float) -> tuple[float, float]:
+    """Connect, wait ``delay`` s, complete the TLS handshake, send nothing. Returns the seconds
+    from the accept to the end of the handshake and to the server closing the connection."""
+    ctx = L.tls_client(pki, client)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=HOSTNAME)
+    with L.raw_connect(port, L.new_source()) as s:
+        t0 = time.monotonic()
+        time.sleep(delay)
+        s.settimeout(5)
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(outgoing.read())
+                data = s.recv(65536)
+                assert data, "closed during the handshake"
+                incoming.write(data)
+        s.sendall(outgoing.read())  # the client's certificate and Finished
+        done = time.monotonic() - t0
+        L.until_closed(s, limit)
+        return done, time.monotonic() - t0
 
 
 def _trickled_client_hello(pki: L.Pki, client: G.ClientCert, port: int, limit: float) -> float:
@@ -391,6 +431,28 @@ def test_lab_standin_requires_the_gateway_client_certificate(gateway):
     assert fetch(pki.leaf("gateway-upstream")) == 200
     assert fetch(None) == 0
     assert fetch(pki.leaf("admin")) == 0
+
+
+def test_lab_standin_plain_mode_still_answers(tmp_path):
+    """Without the TLS flags the stand-in speaks plain HTTP, as the verification suite starts it
+    (``python3 -c <script> ADDRESS PORT NAME PIDFILE``, detached with a pid file)."""
+    port, pidfile = L.free_port(), tmp_path / "standin.pid"
+    r = subprocess.run([sys.executable, "-c", L.STANDIN.read_text(), "127.0.0.1", str(port), "plain-1", str(pidfile)],
+                       capture_output=True, text=True, timeout=30, check=False)
+    assert r.returncode == 0, r.stderr
+    try:
+        L.wait_port(port)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("POST", "/v1/chat/completions", body=G.CHAT_BODY, headers={"Content-Type": "application/json"})
+        r2 = conn.getresponse()
+        assert r2.status == 200 and b'"llmcluster_upstream": "plain-1"' in r2.read()
+        conn.close()
+    finally:
+        for _ in range(50):
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            time.sleep(0.1)
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
 
 
 def test_an_upstream_with_another_hosts_certificate_is_kept_out(pki, tmp_path):
