@@ -31,12 +31,14 @@ import io
 import ipaddress
 import json
 import re
+import shutil
 import struct
+import subprocess
 import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 #: The spec's floor for the retention (serving.gateway.audit.retention_days, unless allow_short_retention).
@@ -50,6 +52,8 @@ KEY_DIR_SUFFIX = "-audit-keys"
 COLLECTOR_PORT = 19532
 #: Where journal-remote listens behind the collector's mTLS terminator (loopback only).
 COLLECTOR_BACKEND = ("127.0.0.1", 19531)
+#: The collector's journal writer (package systemd-journal-remote).
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 #: Where journald keeps the persistent journal.
 JOURNAL_DIR = "/var/log/journal"
 #: The path a marker request asks for: outside the API's allow-list, so the gateway refuses it
@@ -480,6 +484,93 @@ def unpack_fetch(doc: Mapping[str, Any], dest: Path) -> list[Path]:
     return sorted(out)
 
 
+# --------------------------------------------------------------------------- checks over a host
+
+
+class Host(Protocol):
+    """Where a check runs its commands (:class:`llmcluster.verify.remote.RemoteHost` over SSH, or a
+    local stand-in): ``run`` and ``python`` return a result with ``rc``, ``stdout``, ``stderr``."""
+
+    def run(self, argv: list[str], timeout: float = 60) -> Any: ...
+
+    def python(self, script: str, *args: str, timeout: float = 60) -> Any: ...
+
+
+def journald_check(host: Host, exp: AuditExpectation, what: str, systemd: bool = True) -> list[str]:
+    """The journald configuration in force on the host (and, with systemd, that journald was started
+    after it was last written)."""
+    r = host.run(["systemd-analyze", "cat-config", "systemd/journald.conf"])
+    if r.rc != 0:  # without systemd-analyze: the same files, in the same order
+        r = host.run(["sh", "-c", "for f in /etc/systemd/journald.conf /etc/systemd/journald.conf.d/*.conf; "
+                                  'do [ -f "$f" ] && echo "# $f" && cat "$f"; done; true'])
+    problems = journald_problems(journald_settings(r.stdout), exp, what)
+    if systemd:
+        started = host.run(["sh", "-c", 'date +@%s -d "$(systemctl show -P ExecMainStartTimestamp '
+                                        'systemd-journald.service)"'])
+        files = config_files(r.stdout)
+        stat = host.run(["stat", "-c", "%Y", *files]) if files else None
+        mtimes = [int(x) for x in stat.stdout.split() if x.isdigit()] if stat is not None else []
+        problems += restart_problems(parse_epoch(started.stdout), max(mtimes, default=None), what)
+    return problems
+
+
+def persistent_entries(host: Host, identifier: str = IDENTIFIER, lines: int = 5000) -> list[dict[str, Any]]:
+    """The identifier's latest entries in the *persistent* journal only (``/var/log/journal``)."""
+    r = host.run(["journalctl", f"--directory={JOURNAL_DIR}", "-t", identifier, "-o", "json", "-n", str(lines),
+                  "--no-pager"], timeout=60)
+    return parse_json_entries(r.stdout)
+
+
+def fetch_journal(host: Host, dest: Path, max_bytes: int = 0) -> dict[str, Any]:
+    """Rotate the host's journal (what was just logged gets archived, in a sealed file) and copy its
+    archived files into ``dest``; returns what was copied and left out. The host is only read."""
+    host.run(["journalctl", "--rotate"], timeout=60)
+    machine_id = host.run(["cat", "/etc/machine-id"]).stdout.strip()
+    res = host.python(FETCH, JOURNAL_DIR, machine_id, str(max_bytes or FETCH_MAX_BYTES), timeout=300)
+    try:
+        doc = json.loads(res.stdout)
+    except ValueError:
+        raise RuntimeError(f"copying the journal files: exit {res.rc}: {(res.stderr or res.stdout)[-400:]}") from None
+    unpack_fetch(doc, dest)
+    return {"machine_id": machine_id, **{k: v for k, v in doc.items() if k != "tar"}}
+
+
+def verify_here(directory: Path, key: str) -> tuple[int, str, dict[str, dict[str, str]]]:
+    """``journalctl --verify --verify-key`` over a folder of journal file copies, on this machine (the
+    key never leaves it), and each file's header."""
+    exe = shutil.which("journalctl")
+    if exe is None:
+        raise RuntimeError("journalctl is not installed on this machine")
+    r = subprocess.run([exe, "--verify", f"--verify-key={key}", f"--directory={directory}"],
+                       capture_output=True, text=True, check=False)
+    headers = {}
+    for f in sorted(Path(directory).glob("*.journal")):
+        h = subprocess.run([exe, "--header", f"--file={f}"], capture_output=True, text=True, check=False)
+        headers[str(f)] = parse_header(h.stdout)
+    return r.returncode, r.stdout + r.stderr, headers
+
+
+def tamper_check(copies: Path, key: str, what: str, needle: bytes | None = None) -> list[str]:
+    """On copies only: the newest sealed file passes verification, and fails it with a byte flipped
+    inside an entry's data (the one holding ``needle`` when given)."""
+    _, _, headers = verify_here(copies, key)
+    sealed = [Path(p) for p, h in sorted(headers.items()) if header_sealed(h)]
+    if needle:
+        sealed = [p for p in sealed if needle in p.read_bytes()] or sealed
+    if not sealed:
+        return [f"{what}: no sealed journal file to tamper with"]
+    src = sealed[-1]
+    work = Path(copies).parent / f"{Path(copies).name}-tamper"
+    for sub in ("pristine", "tampered"):
+        shutil.rmtree(work / sub, ignore_errors=True)
+        (work / sub).mkdir(parents=True)
+    shutil.copy2(src, work / "pristine" / src.name)
+    tamper_file(src, work / "tampered" / src.name, needle)
+    pristine = verify_here(work / "pristine", key)
+    tampered = verify_here(work / "tampered", key)
+    return tamper_problems(pristine[:2], tampered[:2], f"{what} ({src.name})")
+
+
 # --------------------------------------------------------------------------- collector
 
 
@@ -515,7 +606,7 @@ class CollectorPlan:
 def collector_plan(address: str, port: int, workdir: Path, bundle: Path, ca_file: Path,
                    crl_file: Path | None = None, backend: tuple[str, int] = COLLECTOR_BACKEND,
                    haproxy: str = "haproxy",
-                   journal_remote: str = "/lib/systemd/systemd-journal-remote") -> CollectorPlan:
+                   journal_remote: str = JOURNAL_REMOTE) -> CollectorPlan:
     """The collector's two processes (run both in the collector's network namespace, in the
     foreground). ``bundle``: its certificate, chain and key in one PEM (HAProxy's ``crt``)."""
     ip = ipaddress.ip_address(address)

@@ -3,7 +3,9 @@ systemd as PID 1: the audit trail's local tests run the role's rendered configur
 
 Nothing outside the scratch folder is written: in the namespace, ``/run`` and ``/var/log`` are
 fresh tmpfs mounts, ``/var/log/journal`` is the scratch folder's ``journal/`` (so the journal files
-outlive the namespace and can be read from outside), ``/etc/systemd`` a scratch copy of the
+outlive the namespace, as they outlive a journald restart, and can be read from outside; the
+runtime journal in ``/run`` must stay on tmpfs: journald refuses to flush from elsewhere),
+``/etc/systemd`` a scratch copy of the
 machine's (plus the drop-ins under test) and ``/etc/machine-id`` a scratch file. journald logs
 its own messages to stderr (captured), reads no kernel messages and writes no wall messages. The
 namespace lives as long as journald: :meth:`ScratchJournal.stop` ends it (only the process this
@@ -143,3 +145,20 @@ class ScratchJournal:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class NamespaceHost:
+    """A :class:`ScratchJournal`'s namespace as a verification host (the ``run``/``python``
+    interface of :class:`llmcluster.verify.remote.RemoteHost`): the suite's checks run on it."""
+
+    def __init__(self, journal: ScratchJournal):
+        self.journal = journal
+
+    def run(self, argv: Sequence[str], timeout: float = 60):
+        from llmcluster.verify.remote import Result
+
+        r = self.journal.run(argv, timeout=timeout)
+        return Result(r.returncode, r.stdout, r.stderr)
+
+    def python(self, script: str, *args: str, timeout: float = 60):
+        return self.run(["python3", "-c", script, *args], timeout=timeout)

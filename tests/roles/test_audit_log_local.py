@@ -33,7 +33,7 @@ import pytest
 from llmcluster.verify import audit as A
 from llmcluster.verify import gateway as G
 from tests.conftest import ROOT, load_spec
-from tests.helpers.scratch_journal import JOURNAL_REMOTE, JOURNAL_UPLOAD, ScratchJournal, skip_reason
+from tests.helpers.scratch_journal import JOURNAL_REMOTE, JOURNAL_UPLOAD, NamespaceHost, ScratchJournal, skip_reason
 from tests.helpers.tools import tool, tool_env
 
 ROLE = ROOT / "roles" / "audit_log"
@@ -238,6 +238,7 @@ def _needs_journald() -> None:
 
 def _entries(j: ScratchJournal, *extra: str) -> list[dict]:
     """HAProxy's entries in the *persistent* journal (read from /var/log/journal only)."""
+    j.check(["journalctl", "--sync"])  # what journald received is on disk
     out = j.check(["journalctl", f"--directory={A.JOURNAL_DIR}", "-t", A.IDENTIFIER, "-o", "json", "--no-pager",
                    *extra])
     return A.parse_json_entries(out)
@@ -293,9 +294,9 @@ def test_journald_runs_the_role_dropin(sealed):
     cat = j.check(["systemd-analyze", "cat-config", "systemd/journald.conf"])
     assert "/etc/systemd/journald.conf.d/60-llmcluster-audit.conf" in A.config_files(cat)
     assert A.journald_problems(A.journald_settings(cat), A.expectation(GATEWAY), "scratch journald") == []
-    # persistent: the files are in /var/log/journal (here the scratch folder), nothing in /run
-    assert list(j.journal_dir.glob("system*.journal"))
-    assert j.run(["sh", "-c", "ls /run/log/journal/*/*.journal"]).returncode != 0
+    # persistent: journald writes to /var/log/journal (here the scratch folder), not to /run
+    assert (j.journal_dir / "system.journal").is_file()
+    assert j.run(["sh", "-c", "ls /run/log/journal/*/system.journal"]).returncode != 0
 
 
 def test_access_log_lines_are_kept_with_client_and_serial(sealed):
@@ -350,6 +351,22 @@ def test_a_forged_replacement_without_the_key_is_detected(sealed, tmp_path):
     assert rc == 0 and "FAIL" not in out, f"journalctl alone accepts the forgery: {out}"
     problems = A.seal_problems(rc, out, headers, "forged")
     assert any("not sealed although it starts after sealing began" in p for p in problems), problems
+
+
+def test_the_suites_checks_on_the_scratch_journal(sealed, tmp_path):
+    """The verification suite's host checks (llmcluster/verify/audit.py), run through the same
+    host interface as over SSH: configuration, persistent access log, copies verified here with
+    the key, tamper detection on a copy."""
+    host = NamespaceHost(sealed["journal"])
+    assert A.journald_check(host, A.expectation(GATEWAY), "ns", systemd=False) == []
+    assert A.access_log_problems(A.persistent_entries(host), sealed["markers"][2], "ns") == []
+    info = A.fetch_journal(host, tmp_path / "copies")
+    assert info["machine_id"] == sealed["journal"].machine_id and info["files"] and not info["left_out"]
+    assert not (tmp_path / "copies" / "fss").exists()
+    assert A.seal_problems(*A.verify_here(tmp_path / "copies", sealed["key"]), "ns") == []
+    assert A.tamper_check(tmp_path / "copies", sealed["key"], "ns") == []
+    # A plan asking for more retention than the host keeps: the check fails.
+    assert A.journald_check(host, A.AuditExpectation(365, "20G", ()), "ns", systemd=False)
 
 
 def test_an_unsealed_journal_is_refused(rendered, tmp_path):
