@@ -37,6 +37,8 @@ from tests.helpers.scratch_journal import JOURNAL_REMOTE, JOURNAL_UPLOAD, Namesp
 from tests.helpers.tools import tool, tool_env
 
 ROLE = ROOT / "roles" / "audit_log"
+#: ansible/ansible.cfg caches facts on disk: this machine's facts (gathered in a namespace) stay out of it.
+NO_FACT_CACHE = {"ANSIBLE_CACHE_PLUGIN": "memory"}
 COLLECTOR = "https://127.0.0.1:{port}"
 
 RENDER = """\
@@ -89,7 +91,7 @@ def _playbook(d: Path, text: str, variables: dict, env: dict | None = None) -> s
     (d / "play.yml").write_text(text.format(role=ROLE))
     (d / "vars.in.json").write_text(json.dumps(variables))
     return subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(d / "play.yml"),
-                           "-e", f"@{d / 'vars.in.json'}"], cwd=d, env={**tool_env(), **(env or {})},
+                           "-e", f"@{d / 'vars.in.json'}"], cwd=d, env={**tool_env(), **NO_FACT_CACHE, **(env or {})},
                           capture_output=True, text=True, check=False)
 
 
@@ -351,6 +353,56 @@ def test_a_forged_replacement_without_the_key_is_detected(sealed, tmp_path):
     assert rc == 0 and "FAIL" not in out, f"journalctl alone accepts the forgery: {out}"
     problems = A.seal_problems(rc, out, headers, "forged")
     assert any("not sealed although it starts after sealing began" in p for p in problems), problems
+
+
+CONVERGE = """\
+- name: Converge the audit_log role inside a scratch namespace
+  hosts: localhost
+  connection: local
+  gather_facts: true
+  gather_subset: [min]
+  vars:
+    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+  roles:
+    - role: {role}
+"""
+
+
+def test_the_role_converges_idempotently_and_keeps_the_key_off_the_host(rendered, tmp_path):
+    """The whole role, for real, in a scratch namespace (its /etc/systemd, /var/log/journal and
+    machine id are scratch copies; services are not managed: no systemd here): the sealing key is
+    made once, its verification key lands on the controller (0600, folders 0700) and nowhere in the
+    namespace's files nor in Ansible's output, and a second run changes nothing."""
+    _needs_journald()
+    root = tmp_path / "root"
+    keys = tmp_path / "controller" / "pki-audit-keys"
+    (tmp_path / "play.yml").write_text(CONVERGE.format(role=ROLE))
+    variables = {"llmcluster_gateway": {"audit": {"retention_days": 200, "max_use": "2G", "forward_to": []}},
+                 "audit_log_key_dir": str(keys), "llmcluster_manage_services": False}
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    runs = []
+    with ScratchJournal(root) as j:
+        for _ in range(2):
+            r = j.run([tool("ansible-playbook") or "ansible-playbook", "-v", "-i", "localhost,",
+                       str(tmp_path / "play.yml"), "-e", f"@{tmp_path / 'vars.json'}"], timeout=300,
+                      env={**tool_env(), **NO_FACT_CACHE, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")})
+            assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+            runs.append(r.stdout)
+    key_file = A.key_path(keys, "localhost", j.machine_id)
+    key = key_file.read_text().strip()
+    assert A.parse_verification_key(key), "the saved key is a verification key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert (keys.stat().st_mode & 0o777, key_file.parent.stat().st_mode & 0o777) == (0o700, 0o700)
+    assert (j.journal_dir / "fss").is_file(), "the sealing key is on the host"
+    seed = key.split("/")[0].encode()
+    leaks = [p for p in root.rglob("*") if p.is_file() and seed in p.read_bytes()]
+    assert not leaks, f"the verification key is on the host: {leaks}"
+    assert all(key not in out and key.split("/")[0] not in out for out in runs), "the key is in Ansible's output"
+    dropin = root / "etc-systemd" / "journald.conf.d" / "60-llmcluster-audit.conf"
+    assert "MaxRetentionSec=200day" in dropin.read_text() and "SystemMaxUse=2G" in dropin.read_text()
+    recap = [line for line in runs[1].splitlines() if line.startswith("localhost")]
+    assert recap and " changed=0 " in recap[-1], f"the second run changed something: {recap}"
+    assert " changed=0 " not in [line for line in runs[0].splitlines() if line.startswith("localhost")][-1]
 
 
 def test_the_suites_checks_on_the_scratch_journal(sealed, tmp_path):
