@@ -95,10 +95,13 @@ class ScratchJournal:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"journald exited {self.proc.returncode}: {self.log()[-800:]}")
+                code = self.proc.returncode
+                self.stop()
+                raise RuntimeError(f"journald exited {code}: {self.log()[-800:]}")
             if self.run(["test", "-S", DEV_LOG]).returncode == 0:
                 return self
             time.sleep(0.05)
+        self.stop()
         raise RuntimeError(f"journald did not open {DEV_LOG} within {timeout}s: {self.log()[-800:]}")
 
     def log(self) -> str:
