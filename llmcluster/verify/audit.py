@@ -505,8 +505,8 @@ def journald_check(host: Host, exp: AuditExpectation, what: str, systemd: bool =
                                   'do [ -f "$f" ] && echo "# $f" && cat "$f"; done; true'])
     problems = journald_problems(journald_settings(r.stdout), exp, what)
     if systemd:
-        started = host.run(["sh", "-c", 'date +@%s -d "$(systemctl show -P ExecMainStartTimestamp '
-                                        'systemd-journald.service)"'])
+        started = host.run(["sh", "-c", 't=$(systemctl show -P ExecMainStartTimestamp systemd-journald.service); '
+                                        '[ -n "$t" ] && date +@%s -d "$t"'])
         files = config_files(r.stdout)
         stat = host.run(["stat", "-c", "%Y", *files]) if files else None
         mtimes = [int(x) for x in stat.stdout.split() if x.isdigit()] if stat is not None else []
