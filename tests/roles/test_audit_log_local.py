@@ -368,6 +368,16 @@ CONVERGE = """\
 """
 
 
+def _converge(j: ScratchJournal, d: Path, keys: Path, **extra) -> subprocess.CompletedProcess:
+    (d / "play.yml").write_text(CONVERGE.format(role=ROLE))
+    variables = {"llmcluster_gateway": {"audit": {"retention_days": 200, "max_use": "2G", "forward_to": []}},
+                 "audit_log_key_dir": str(keys), "llmcluster_manage_services": False, **extra}
+    (d / "vars.json").write_text(json.dumps(variables))
+    return j.run([tool("ansible-playbook") or "ansible-playbook", "-v", "-i", "localhost,", str(d / "play.yml"),
+                  "-e", f"@{d / 'vars.json'}"], timeout=300,
+                 env={**tool_env(), **NO_FACT_CACHE, "ANSIBLE_LOCAL_TEMP": str(d / "ansible-tmp")})
+
+
 def test_the_role_converges_idempotently_and_keeps_the_key_off_the_host(rendered, tmp_path):
     """The whole role, for real, in a scratch namespace (its /etc/systemd, /var/log/journal and
     machine id are scratch copies; services are not managed: no systemd here): the sealing key is
@@ -376,16 +386,10 @@ def test_the_role_converges_idempotently_and_keeps_the_key_off_the_host(rendered
     _needs_journald()
     root = tmp_path / "root"
     keys = tmp_path / "controller" / "pki-audit-keys"
-    (tmp_path / "play.yml").write_text(CONVERGE.format(role=ROLE))
-    variables = {"llmcluster_gateway": {"audit": {"retention_days": 200, "max_use": "2G", "forward_to": []}},
-                 "audit_log_key_dir": str(keys), "llmcluster_manage_services": False}
-    (tmp_path / "vars.json").write_text(json.dumps(variables))
     runs = []
     with ScratchJournal(root) as j:
         for _ in range(2):
-            r = j.run([tool("ansible-playbook") or "ansible-playbook", "-v", "-i", "localhost,",
-                       str(tmp_path / "play.yml"), "-e", f"@{tmp_path / 'vars.json'}"], timeout=300,
-                      env={**tool_env(), **NO_FACT_CACHE, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")})
+            r = _converge(j, tmp_path, keys)
             assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
             runs.append(r.stdout)
     key_file = A.key_path(keys, "localhost", j.machine_id)
@@ -403,6 +407,30 @@ def test_the_role_converges_idempotently_and_keeps_the_key_off_the_host(rendered
     recap = [line for line in runs[1].splitlines() if line.startswith("localhost")]
     assert recap and " changed=0 " in recap[-1], f"the second run changed something: {recap}"
     assert " changed=0 " not in [line for line in runs[0].splitlines() if line.startswith("localhost")][-1]
+
+
+def test_a_lost_verification_key_stops_the_role_until_rekeyed(tmp_path):
+    """A host that seals but whose verification key the controller lacks: the role stops (the
+    journal could no longer be checked); -e audit_log_rekey=true makes a new key and keeps the
+    former key file, if any, as a backup."""
+    _needs_journald()
+    keys = tmp_path / "controller" / "pki-audit-keys"
+    with ScratchJournal(tmp_path / "root") as j:
+        assert _converge(j, tmp_path, keys).returncode == 0
+        key_file = A.key_path(keys, "localhost", j.machine_id)
+        first = key_file.read_text()
+        key_file.unlink()
+        r = _converge(j, tmp_path, keys)
+        assert r.returncode != 0 and "the controller has no verification key" in r.stdout, r.stdout[-3000:]
+        assert not key_file.exists()
+        key_file.write_text(first)  # restored from a backup: the role goes on
+        assert _converge(j, tmp_path, keys).returncode == 0
+        r = _converge(j, tmp_path, keys, audit_log_rekey=True)
+        assert r.returncode == 0, r.stdout[-3000:]
+    assert key_file.read_text() != first and A.parse_verification_key(key_file.read_text())
+    backups = [p for p in key_file.parent.iterdir() if p != key_file]
+    assert [b.read_text() for b in backups] == [first], "the former key is kept beside the new one"
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in [key_file, *backups])
 
 
 def test_the_suites_checks_on_the_scratch_journal(sealed, tmp_path):
