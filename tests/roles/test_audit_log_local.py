@@ -423,14 +423,17 @@ def test_a_lost_verification_key_stops_the_role_until_rekeyed(tmp_path):
         r = _converge(j, tmp_path, keys)
         assert r.returncode != 0 and "the controller has no verification key" in r.stdout, r.stdout[-3000:]
         assert not key_file.exists()
-        key_file.write_text(first)  # restored from a backup: the role goes on
+        key_file.write_text(first)  # restored from a backup: the role goes on, and makes it private again
+        key_file.chmod(0o644)
         assert _converge(j, tmp_path, keys).returncode == 0
+        assert key_file.stat().st_mode & 0o777 == 0o600
         r = _converge(j, tmp_path, keys, audit_log_rekey=True)
         assert r.returncode == 0, r.stdout[-3000:]
     assert key_file.read_text() != first and A.parse_verification_key(key_file.read_text())
     backups = [p for p in key_file.parent.iterdir() if p != key_file]
     assert [b.read_text() for b in backups] == [first], "the former key is kept beside the new one"
-    assert all(p.stat().st_mode & 0o777 == 0o600 for p in [key_file, *backups])
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [key_file, *backups]}
+    assert set(modes.values()) == {"0o600"}, modes
 
 
 def test_the_suites_checks_on_the_scratch_journal(sealed, tmp_path):
