@@ -25,6 +25,10 @@ command -v testssl >/dev/null 2>&1 || need_apt+=(testssl.sh)
 command -v ssh-audit >/dev/null 2>&1 || need_apt+=(ssh-audit)
 command -v nmap >/dev/null 2>&1 || need_apt+=(nmap)
 command -v lynis >/dev/null 2>&1 || [ -x /usr/sbin/lynis ] || need_apt+=(lynis)
+# The gateway's audit trail (roles/audit_log): the local tests run systemd-journald,
+# systemd-journal-upload and systemd-journal-remote for real (tests/roles/test_audit_log_local.py),
+# and the verification suite's collector runs journal-remote in a lab probe namespace.
+[ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] || need_apt+=(systemd-journal-remote)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${need_apt[*]} (apt-get)"

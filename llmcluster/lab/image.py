@@ -54,6 +54,9 @@ LAB_PACKAGES: tuple[str, ...] = (
     "openssl",
     "haproxy",
     "curl",
+    # The audit_log role (the gateway's audit trail): systemd-journal-upload forwards the sealed
+    # journal to a collector; lab hosts reach no mirror, so it is in the image.
+    "systemd-journal-remote",
     # The GPU node stack (docs/gpu-stack.md): TensorRT-LLM goes into a venv (python3-venv), the
     # container toolkit configures containerd. The NVIDIA packages themselves come from the lab's
     # simulated repositories (llmcluster/lab/nvidia_sim), never from this image.
@@ -62,7 +65,7 @@ LAB_PACKAGES: tuple[str, ...] = (
     "libopenmpi3",  # TensorRT-LLM's MPI runtime (the tensorrt_llm role installs it next to the venv)
 )
 #: Bump when the customisation in :func:`_customise` changes, so cached images are rebuilt.
-IMAGE_REVISION = 1
+IMAGE_REVISION = 2
 
 #: The lab's sshd settings (a drop-in: Debian's sshd_config includes sshd_config.d/*.conf).
 SSHD_DROPIN = """\
