@@ -25,12 +25,20 @@ command -v testssl >/dev/null 2>&1 || need_apt+=(testssl.sh)
 command -v ssh-audit >/dev/null 2>&1 || need_apt+=(ssh-audit)
 command -v nmap >/dev/null 2>&1 || need_apt+=(nmap)
 command -v lynis >/dev/null 2>&1 || [ -x /usr/sbin/lynis ] || need_apt+=(lynis)
+# The common role's sshd baseline runs in a real sshd on loopback, audited by ssh-audit
+# (tests/roles/test_common_hardening_local.py). Only the binary is wanted: an SSH server that
+# setup installs is stopped and disabled again below (this machine had none before).
+new_sshd=0
+[ -x /usr/sbin/sshd ] || { need_apt+=(openssh-server); new_sshd=1; }
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${need_apt[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    if [ "$new_sshd" = 1 ] && [ -d /run/systemd/system ]; then
+      systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+    fi
   else
     echo "setup: missing ${need_apt[*]}; install them (as root: apt-get install ${need_apt[*]})" >&2
     echo "setup: the tests that need them will be skipped with that reason" >&2
