@@ -304,6 +304,24 @@ def test_login_works_and_forwarding_is_refused(hardened, stock, tmp_path):
         agent.wait(timeout=10)
 
 
+def test_the_projects_paramiko_client_still_connects(hardened, keys):
+    """llmcluster's own SSH client (paramiko: `validate --preflight` gathers host facts with it)
+    negotiates the baseline: curve25519, AES-CTR/GCM, an encrypt-then-MAC MAC, the ed25519 host key."""
+    paramiko = pytest.importorskip("paramiko")
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    client.connect("127.0.0.1", port=hardened.port, username="root", key_filename=str(keys["client"]),
+                   look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=10, auth_timeout=10)
+    try:
+        _, out, _ = client.exec_command("echo paramiko-ok", timeout=10)
+        assert out.read().decode().strip() == "paramiko-ok"
+        transport = client.get_transport()
+        assert transport.host_key_type == "ssh-ed25519"
+        assert transport.remote_mac.endswith("-etm@openssh.com"), transport.remote_mac
+    finally:
+        client.close()
+
+
 # --------------------------------------------------------------------------- kernel hardening
 
 def _role_vars() -> dict:
