@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmcluster.plan.build import Plan
+from llmcluster.plan.hostsec import rp_filter
 from llmcluster.plan.nvidia import gpu_vars, nvidia_vars
 from llmcluster.plan.storage import nvme_devices
 from llmcluster.render.hostfiles import artifact_hostvars
@@ -64,6 +65,9 @@ def host_vars(plan: Plan, host_name: str, address: str | None = None) -> dict[st
             "certificates": pki_certificates(plan, h.name),
         },
         "llmcluster_labels": dict(pool.labels),
+        # Reverse-path filtering (the common role's kernel hardening): strict unless a flow admits
+        # routed sources on a VLAN other than mgmt (llmcluster.plan.hostsec).
+        "llmcluster_rp_filter": rp_filter(plan.firewall, ip, h.name).to_dict(),
     }
     if h.bmc:
         hv["llmcluster_bmc"] = h.bmc

@@ -29,12 +29,20 @@ command -v lynis >/dev/null 2>&1 || [ -x /usr/sbin/lynis ] || need_apt+=(lynis)
 # systemd-journal-upload and systemd-journal-remote for real (tests/roles/test_audit_log_local.py),
 # and the verification suite's collector runs journal-remote in a lab probe namespace.
 [ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] || need_apt+=(systemd-journal-remote)
+# The common role's sshd baseline runs in a real sshd on loopback, audited by ssh-audit
+# (tests/roles/test_common_hardening_local.py). Only the binary is wanted: an SSH server that
+# setup installs is stopped and disabled again below (this machine had none before).
+new_sshd=0
+[ -x /usr/sbin/sshd ] || { need_apt+=(openssh-server); new_sshd=1; }
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${need_apt[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    if [ "$new_sshd" = 1 ] && [ -d /run/systemd/system ]; then
+      systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+    fi
   else
     echo "setup: missing ${need_apt[*]}; install them (as root: apt-get install ${need_apt[*]})" >&2
     echo "setup: the tests that need them will be skipped with that reason" >&2

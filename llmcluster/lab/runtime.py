@@ -473,6 +473,11 @@ class LabRuntime:
             if kind == "nspawn":
                 # A container cannot set this machine's clock: chronyd runs with -x (lab only).
                 hv["common_time_sync_set_clock"] = False
+            if kind in ("namespace", "nspawn"):
+                # This machine's kernel: no auditd (its audit rules would be the machine's), and of
+                # the kernel hardening only the per-namespace keys (net.ipv4.conf.*, net.ipv6.conf.*).
+                hv["common_auditd_enabled"] = False
+                hv["common_sysctl_apply_netns"] = True
             if kind == "vm":
                 hv.update(V.inventory_vars(lab_plan, name))
             hv["ansible_user"] = "root"

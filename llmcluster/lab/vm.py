@@ -519,13 +519,14 @@ class Booting:
 def inventory_vars(plan: Plan, host_name: str) -> dict:
     """Host variables of a VM host in the lab inventory (on top of the plan's).
 
-    A VM runs systemd and its own kernel: the roles manage services and apply kernel
-    parameters there. A tagged VM (its tagged-mode artifacts, ``vlan<id>`` names, come with the
+    A VM runs systemd and its own kernel: the roles manage services, apply kernel parameters
+    and run auditd there. A tagged VM (its tagged-mode artifacts, ``vlan<id>`` names, come with the
     plan's inventory: :meth:`~llmcluster.plan.build.Plan.in_lab`) gets its trunk NIC as the uplink
     and no default route (lab hosts never get one: nothing outside the lab is reachable, and the
     controller does not route).
     """
-    hv: dict = {"llmcluster_manage_services": True, "common_sysctl_apply": True}
+    hv: dict = {"llmcluster_manage_services": True, "common_sysctl_apply": True, "common_auditd_enabled": True,
+                "common_sysctl_apply_netns": False}
     if plan.hostnet.mode(host_name) == "tagged":
         hv["llmcluster_uplink"] = TAGGED_UPLINK
         hv["llmcluster_default_route_vlan"] = ""

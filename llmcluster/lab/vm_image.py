@@ -51,9 +51,10 @@ VM_PACKAGES: tuple[str, ...] = (
     "dmsetup",
     "xfsprogs",
     "netplan.io",  # the network role's tagged mode writes netplan (renderer: systemd-networkd)
+    "auditd",  # the common role's audit rules (a VM has its own kernel; namespace hosts run no auditd)
 )
-#: Bump when :func:`_make_bootable` changes, so cached VM images are rebuilt.
-VM_IMAGE_REVISION = 2
+#: Bump when :func:`_make_bootable` or :data:`VM_PACKAGES` changes, so cached VM images are rebuilt.
+VM_IMAGE_REVISION = 3
 #: The serial of the seed disk the initramfs provisions from (virtio-blk serials: <= 20 chars).
 SEED_SERIAL = "llmcluster-seed"
 #: Kernel command line of every lab VM (root is the first virtio disk, the console a file).

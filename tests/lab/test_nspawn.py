@@ -105,6 +105,8 @@ def test_inventory_manages_services_only_where_systemd_runs(tmp_path):
         elif kind == "namespace":
             assert hv["llmcluster_manage_services"] is False, name
             assert "common_time_sync_set_clock" not in hv, name
+        # this machine's kernel either way: no auditd, and only the per-namespace hardening keys
+        assert hv["common_auditd_enabled"] is False and hv["common_sysctl_apply_netns"] is True, name
 
 
 def test_nspawn_command_line_has_the_proven_flags(tmp_path, monkeypatch):

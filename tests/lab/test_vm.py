@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llmcluster.lab import network as N
 from llmcluster.lab import vm as V
@@ -161,7 +163,12 @@ def test_vm_hosts_in_the_inventory(vm_plan, tmp_path):
         assert hv[name]["llmcluster_manage_services"] is True
         assert hv[name]["common_sysctl_apply"] is True
         assert hv[name]["llmcluster_lab_kind"] == "vm"
+        # their own kernel: auditd and every hardening key
+        assert hv[name]["common_auditd_enabled"] is True and hv[name]["common_sysctl_apply_netns"] is False
     assert hv["gw-01"]["llmcluster_network_mode"] == "access"
+    # hosts on this machine's kernel (nspawn gw-01, namespace storage hosts elsewhere): no auditd, and of
+    # the kernel hardening only the per-namespace keys
+    assert hv["gw-01"]["common_auditd_enabled"] is False and hv["gw-01"]["common_sysctl_apply_netns"] is True
     assert V.LEAF_NAME not in hv  # lab infrastructure, not a plan host
 
 
@@ -297,6 +304,102 @@ def test_tagged_vm_reaches_a_namespace_host_on_every_vlan_through_the_leaf(vm_la
     # the leaf forwarded it: both MACs were learnt on the trunk's VLAN 30
     fdb = vm_lab.exec(V.LEAF_NAME, ["bridge", "fdb", "show", "br", "br0", "vlan", "30"]).stdout
     assert "swp1" in fdb and "acc30" in fdb, fdb
+
+
+# --------------------------------------------------------------------------- host hardening
+
+#: The VMs run their own kernel: the common role applies every hardening key and runs auditd there.
+HARDENED = ("gpu-02", "storage-01")
+
+
+@pytest.fixture(scope="module")
+def common_converged(vm_lab, tmp_path_factory):
+    """The common role converged on both VMs, twice: the second run changes nothing."""
+    from llmcluster.converge import run_playbook
+
+    inventory = vm_lab.write_inventory(tmp_path_factory.mktemp("vm-common") / "inventory.yml")
+    tags = ("common_install", "common_configure", "common_run")
+    env = {"ANSIBLE_CACHE_PLUGIN": "memory", "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    t = time.monotonic()
+    first = run_playbook(ROOT / "ansible" / "site.yml", inventory, tags=tags, limit=",".join(HARDENED), envvars=env)
+    TIMINGS["common role on the VMs"] = f"{time.monotonic() - t:.1f}s"
+    assert first.ok, f"common role on the VMs failed: {[(h, p.last_error) for h, p in first.hosts.items()]}"
+    again = run_playbook(ROOT / "ansible" / "site.yml", inventory, tags=tags, limit=",".join(HARDENED), envvars=env)
+    assert again.ok and all(again.changed(h) == 0 for h in HARDENED), f"second run changed {again.changed_tasks}"
+    return inventory
+
+
+def _hardening_baseline() -> tuple[dict, str, str]:
+    """The role's hardening keys (plain keys only: globs are checked by the role's script), its
+    file and its check script."""
+    defaults = yaml.safe_load((ROOT / "roles/common/defaults/main.yml").read_text())
+    script = yaml.safe_load((ROOT / "roles/common/vars/main.yml").read_text())["_common_sysctl_check_script"]
+    keys = {k.lstrip("-"): v for k, v in defaults["common_sysctl_hardening"].items() if "*" not in k}
+    keys.update({"net.ipv4.conf.all.rp_filter": 1, "net.ipv4.conf.default.rp_filter": 1})  # the lab: strict
+    return keys, defaults["common_sysctl_hardening_file"], script
+
+
+def test_vms_run_the_kernel_hardening(vm_lab, common_converged):
+    keys, path, script = _hardening_baseline()
+    for name in HARDENED:
+        values = _ssh(vm_lab, name, "sysctl -n " + " ".join(keys)).stdout.split()
+        assert dict(zip(keys, values, strict=True)) == {k: str(v) for k, v in keys.items()}, name
+        # every interface (the file's globs), as the role checks it: no difference at all
+        check = vm_lab.exec(name, ["sh", "-c", script, "sh", path])
+        assert check.returncode == 0 and check.stdout == "", f"{name}: {check.stdout}{check.stderr}"
+        # as at boot: every sysctl.d file applied in order leaves the baseline in force (the file sorts
+        # after Debian's 99-protect-links.conf, which sets fs.protected_fifos = 1)
+        boot = _ssh(vm_lab, name, f"/lib/systemd/systemd-sysctl && sh -c {shlex.quote(script)} sh {path}")
+        assert boot.returncode == 0 and boot.stdout == "", f"{name}: {boot.stdout}{boot.stderr}"
+        # an interface that appears later gets the baseline too (default, and systemd's udev rule)
+        new = _ssh(vm_lab, name, """set -e
+            ip link add lltest0 type dummy; udevadm settle
+            for k in accept_redirects send_redirects secure_redirects rp_filter; do
+                cat /proc/sys/net/ipv4/conf/lltest0/$k; done
+            ip link del lltest0""")
+        assert new.returncode == 0 and new.stdout.split() == ["0", "0", "0", "1"], f"{name}: {new.stdout}{new.stderr}"
+
+
+def test_vms_audit_with_the_rules(vm_lab, common_converged):
+    keys = yaml.safe_load((ROOT / "roles/common/vars/main.yml").read_text())["_common_auditd_keys"]
+    for name in HARDENED:
+        status = vm_lab.exec(name, ["auditctl", "-s"])
+        assert status.returncode == 0 and re.search(r"^enabled 1$", status.stdout, re.M), status.stdout
+        rules = vm_lab.exec(name, ["auditctl", "-l"]).stdout
+        assert "-w /etc/passwd -p wa -k identity" in rules and "-w /etc/llmcluster -p wa -k llmcluster-config" in rules
+        missing = [k for k in keys if not re.search(rf"(-k |key=){re.escape(k)}(\s|$)", rules)]
+        assert missing == [], f"{name}: no rule with the keys {missing}:\n{rules}"
+        assert "-S execve,execveat" in rules or "-S execve -S execveat" in rules, rules
+        # a write under /etc/llmcluster is recorded
+        _ssh(vm_lab, name, "touch /etc/llmcluster/lltest && rm -f /etc/llmcluster/lltest")
+        for _ in range(20):
+            found = vm_lab.exec(name, ["ausearch", "-i", "-k", "llmcluster-config"]).stdout
+            if "lltest" in found:
+                break
+            time.sleep(0.5)
+        assert "lltest" in found, f"{name}: no audit record of /etc/llmcluster/lltest"
+
+
+def test_vms_sshd_listens_on_mgmt_only_and_passes_ssh_audit(vm_lab, common_converged):
+    from tests.helpers import ssh_audit
+
+    for name in HARDENED:
+        mgmt = vm_lab.plan.ip.host(name).mgmt_ip
+        listening = vm_lab.exec(name, ["ss", "-Hltn", "sport = :22"]).stdout.split("\n")
+        local = sorted(line.split()[3] for line in listening if line.strip())
+        assert local == [f"{mgmt}:22"], f"{name}: sshd listens on {local}"
+        # forwarding refused: a direct-tcpip channel (ssh -W) to the VM's own sshd
+        argv = vm_lab.ssh_argv(name)
+        argv[-1:-1] = ["-W", f"{mgmt}:22"]
+        fwd = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+        assert fwd.returncode == 255 and "stdio forwarding failed" in fwd.stderr, fwd.stderr
+        if not ssh_audit.available():
+            pytest.skip("ssh-audit is not installed here (apt-get install ssh-audit; scripts/setup.sh does)")
+        audit = ssh_audit.run(mgmt)
+        TIMINGS[f"ssh-audit {name}"] = audit.summary()
+        assert audit.fails == [], audit.text
+        assert audit.unexplained_warnings() == [], audit.text
+        assert audit.offered["key"] == ["ssh-ed25519"], audit.offered
 
 
 def test_down_removes_every_vm_object_and_up_brings_them_back(vm_lab):
