@@ -517,7 +517,7 @@ def cmd_pki_revoke(args) -> int:
     folder = _pki_dir(args)
     with C.locked(folder, args.pki_dir):
         d = C.open_export(folder, args.pki_dir)
-        targets = C.resolve(d, args.name or [], args.serial or [])
+        targets = C.resolve(d, args.name or [], args.serial or [], args.cert or [])
         outcome = C.revoke(d, targets, args.reason, lambda: C.signing_key(d, args.stack))
     for r in outcome.already:
         sys.stdout.write(f"{C.serial_hex(r.serial)} ({r.name or 'unnamed'}) is already revoked ({r.reason}, "
@@ -683,6 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                       "(certs/LEAF.pem; repeatable)")
     which.add_argument("--serial", action="append", metavar="HEX", help="a serial (hex, as `openssl x509 -serial` "
                                                                        "prints it; repeatable)")
+    which.add_argument("--cert", action="append", metavar="FILE", help="a certificate file issued by the export's "
+                                                                      "intermediate (e.g. found on a compromised "
+                                                                      "machine; repeatable)")
     rv.add_argument("--reason", choices=REASONS, default=DEFAULT_REASON, help=f"CRL reason (default {DEFAULT_REASON})")
     rv.set_defaults(func=cmd_pki_revoke)
     cr = pks.add_parser("crl", help="re-sign crl.pem with a new nextUpdate (run it from cron/CI well before the "

@@ -617,8 +617,10 @@ class Target:
     name: str
 
 
-def resolve(d: ExportDir, names: Sequence[str], serials: Sequence[str]) -> list[Target]:
-    """The certificates to revoke, by leaf name or serial; refuses the CAs and anything this
+def resolve(d: ExportDir, names: Sequence[str], serials: Sequence[str],
+            cert_files: Sequence[str] = ()) -> list[Target]:
+    """The certificates to revoke, by leaf name, serial or certificate file (one found on a
+    compromised machine, or issued outside the export); refuses the CAs and anything this
     export's intermediate did not issue (a one-line error each)."""
     from llmcluster.spec.loader import did_you_mean
 
@@ -668,6 +670,26 @@ def resolve(d: ExportDir, names: Sequence[str], serials: Sequence[str]) -> list[
                                                 f"CA of {d.shown}"))
             continue
         out.append(Target(serial, name or next((r.name for r in d.revoked if r.serial == serial), "")))
+    if cert_files:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+    for path in cert_files:
+        try:
+            data = Path(path).read_bytes()[:1024 * 1024]
+            cert = x509.load_pem_x509_certificate(data)
+        except (OSError, ValueError) as exc:
+            problems.append(Problem("--cert", f"{str(path)[:200]}: not a readable PEM certificate "
+                                              f"({type(exc).__name__})"))
+            continue
+        if cert.serial_number in ca_serials:
+            problems.append(Problem("--cert", f"{path} is {ca_serials[cert.serial_number]}: {rotate}"))
+            continue
+        if cert.issuer != d.intermediate.subject or not _verifies(cert, d.intermediate):
+            problems.append(Problem("--cert", f"{path} is not issued by the intermediate CA of {d.shown}"))
+            continue
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        name = by_serial.get(cert.serial_number) or (str(cn[0].value)[:64] if cn else "")
+        out.append(Target(cert.serial_number, name))
     if problems:
         raise SpecError(problems)
     unique: dict[int, Target] = {}

@@ -133,9 +133,12 @@ class AuditPlan:
     retention_days: int = 180
     max_use: str = "20G"
     forward_to: tuple[str, ...] = ()
+    #: serving.gateway.audit.allow_short_retention: the explicit consent to keep it < 180 days
+    allow_short_retention: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"retention_days": self.retention_days, "max_use": self.max_use, "forward_to": list(self.forward_to)}
+        return {"retention_days": self.retention_days, "max_use": self.max_use, "forward_to": list(self.forward_to),
+                "allow_short_retention": self.allow_short_retention}
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,8 @@ def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan, access: Access
             upstream_client_cn=upstream_client_cn(spec.site.domain),
             access=access if access is not None else build_access_plan(spec, ip),
             audit=AuditPlan(retention_days=gw.audit.retention_days, max_use=gw.audit.max_use,
-                            forward_to=tuple(gw.audit.forward_to)))
+                            forward_to=tuple(gw.audit.forward_to),
+                            allow_short_retention=gw.audit.allow_short_retention))
     return ServingPlan(
         model=s.model, hf_repo=m.hf_repo, model_type=m.family,
         model_path=f"{spec.storage.model_dir.rstrip('/')}/{m.hf_repo}", revision=s.revision,

@@ -159,3 +159,50 @@ def lifetime_problems(pem: str, validity_hours: int, early_renewal_hours: int, w
         problems.append(f"{what}: expires {c.not_valid_after_utc:%Y-%m-%d %H:%M}Z, inside its renewal window "
                         f"({early_renewal_hours} h before the end): it should have been renewed")
     return problems
+
+
+def issue_client(pki: Path, directory: Path, common_name: str, role: str, tag: str) -> ClientCert:
+    """LAB ONLY: a client certificate for a named client's identity (CN, OU = role) with a fresh
+    serial, issued by the intermediate whose key the offline lab export keeps in
+    ``lab-tests/intermediate-ca.key`` (a Pulumi export never writes it). For the revocation check."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_key = serialization.load_pem_private_key((pki / "lab-tests" / "intermediate-ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificates((pki / "ca-chain.pem").read_bytes())[0]
+    org = ca.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    now = dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([*org, x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / f"{tag}-client.crt", directory / f"{tag}-client.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return ClientCert(str(cert_path), str(key_path))
+
+
+def serial_of(cert_path: str) -> str:
+    """The certificate's serial number in hex (what ``llmcluster pki revoke --serial`` takes)."""
+    from cryptography import x509
+
+    return format(x509.load_pem_x509_certificate(Path(cert_path).read_bytes()).serial_number, "x")
+
+
+def statuses(loop_output: str) -> list[int]:
+    """The HTTP status of every request of a loop of :func:`curl_argv` commands (0: no HTTP response)."""
+    import re
+
+    return [int(code) for code in re.findall(r"__HTTP_CODE__=(\d{3})", loop_output)]

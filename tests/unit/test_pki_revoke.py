@@ -338,6 +338,40 @@ def test_the_lab_expired_client_can_be_revoked_by_serial(export_dir):
     assert json.loads((export_dir / "revoked.json").read_text())[0]["name"] == "expired-client"
 
 
+def test_revoke_a_certificate_file_issued_outside_the_export(export_dir, tmp_path, capsys):
+    """--cert: a certificate found on a compromised machine (here: issued for a named client's
+    identity with a fresh serial, as the verification suite's revocation check does)."""
+    from llmcluster.verify import gateway as G
+
+    client = G.issue_client(export_dir, tmp_path / "c", "lab-app.clients.lab.llmcluster.internal", "app", "t")
+    serial = _cert(Path(client.cert)).serial_number
+    assert cli("pki", "revoke", "--pki-dir", str(export_dir), "--cert", client.cert) == 0
+    assert f"revoked {C.serial_hex(serial)} (lab-app.clients.lab.llmcluster.internal" in capsys.readouterr().out
+    assert serial in {e.serial_number for e in _crls(export_dir)[0]}
+    chain = export_dir / "ca-chain.pem"
+    r = _openssl("verify", "-crl_check_all", "-CAfile", str(chain), "-CRLfile", str(export_dir / "crl.pem"),
+                 client.cert)
+    assert r.returncode != 0 and "certificate revoked" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("which", ["other-ca", "not-pem", "missing", "root"])
+def test_revoke_cert_file_problems_are_one_line_and_write_nothing(export_dir, tmp_path, capsys, which):
+    from llmcluster.verify import gateway as G
+
+    path = tmp_path / "x.pem"
+    if which == "other-ca":
+        path = Path(G.other_ca_client(tmp_path).cert)
+    elif which == "not-pem":
+        path.write_text("hello\n")
+    elif which == "root":
+        path = export_dir / "root-ca.pem"
+    before = snapshot(export_dir)
+    assert cli("pki", "revoke", "--pki-dir", str(export_dir), "--cert", str(path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--cert: " in err[0], err
+    assert changes(before, snapshot(export_dir)) == []
+
+
 def test_pki_crl_re_signs_with_a_new_next_update_and_the_same_entries(export_dir, capsys):
     assert cli("pki", "revoke", "--pki-dir", str(export_dir), "--name", "admin") == 0
     old = _crls(export_dir)[0]

@@ -39,7 +39,7 @@ from llmcluster.verify.remote import LocalHost
 pytestmark = pytest.mark.xdist_group("lab")
 
 GATEWAY_CHECKS = ("valid-client", "no-client-cert", "other-ca", "expired-cert", "tls12", "upstream-down",
-                  "upstream-tls")
+                  "upstream-tls", "host-cert", "operator-cert", "api-paths-only", "no-tls-closed", "revoked-client")
 STANDIN = Path(__file__).resolve().parents[2] / "lab" / "upstream_standin.py"  # llmcluster/lab
 STANDIN_PIDFILE = "/run/llmcluster-lab-standin.pid"
 TRTLLM_UNIT = "trtllm-serve.service"
@@ -139,7 +139,7 @@ def _admin(env) -> G.ClientCert:
 def _ok_within(env, address: str, seconds: float) -> G.CurlResult:
     end = time.monotonic() + seconds
     while True:
-        res = _curl(env, address, _admin(env))
+        res = _curl(env, address, _api_client(env))
         if res.status == 200 or time.monotonic() > end:
             return res
         time.sleep(0.5)
@@ -168,9 +168,17 @@ def test_gateway(gateway_check, verify_target, record_property) -> None:
         problems = G.expect_rejected(_curl(env, address, G.ClientCert(str(crt), str(crt.with_suffix(".key")))), what)
     elif name == "upstream-tls":
         problems = _upstream_tls(env, verify_target, gateway_check.host, address, what)
+    elif name in ("host-cert", "operator-cert"):
+        problems = _not_an_api_client(env, verify_target, address, what, name)
+    elif name == "api-paths-only":
+        problems = _api_paths_only(env, address, what)
+    elif name == "no-tls-closed":
+        problems = _no_tls_closed(env, address, what)
+    elif name == "revoked-client":
+        problems = _revoked_client(env, verify_target, gateway_check.host, address, what)
     elif name == "tls12":
         argv = G.s_client_argv(env["gw"]["hostname"], address, env["gw"]["port"], str(pki / "root-ca.pem"), "tls1_2",
-                               _admin(env))
+                               _api_client(env))
         r = env["source"].run(["sh", "-c", " ".join(shlex.quote(a) for a in argv) + " </dev/null"])
         problems = G.expect_handshake_fails(r.rc, r.stdout + r.stderr, what)
     else:
@@ -197,7 +205,7 @@ def _failover(env, verify_target, address: str, what: str) -> list[str]:
         problems, seen = [], []
         for _ in range(6):
             time.sleep(0.3)  # under the per-certificate rate limit
-            res = _curl(env, address, _admin(env))
+            res = _curl(env, address, _api_client(env))
             seen.append(G.upstream_of(res))
             problems += G.expect_ok(res, f"{what} with {down['name']} down")
         if down["name"] in seen:
@@ -292,3 +300,133 @@ def test_certificate_lifetimes(cert_host, verify_target, record_property) -> Non
         problems += G.lifetime_problems(r.stdout, c["validity_hours"], c["early_renewal_hours"],
                                         f"{cert_host} {c['cert']}")
     assert not problems, "; ".join(problems)
+
+
+# --------------------------------------------------------------------------- access control
+
+
+def _not_an_api_client(env, verify_target, address: str, what: str, name: str) -> list[str]:
+    """A certificate of the cluster CA that names no API client: a host's (its key sits on every
+    node of that role) or the operators' ``admin``: the handshake succeeds, the gateway answers 403."""
+    if not (env["gw"].get("access") or {}).get("clients"):
+        pytest.skip("the inventory names no API client (llmcluster_gateway.access)")
+    if name == "operator-cert":
+        client = _admin(env)
+    else:
+        host = next((h for h in sorted(verify_target.c.hostvars)
+                     if (env["pki"] / "private" / f"host-{h}.key").is_file()), None)
+        if host is None:
+            pytest.skip("no host certificate in the PKI export folder")
+        client = G.ClientCert(str(env["pki"] / "certs" / f"host-{host}.pem"),
+                              str(env["pki"] / "private" / f"host-{host}.key"))
+    res = _curl(env, address, client)
+    if res.status == 403:
+        return []
+    return [f"{what}: {Path(client.cert).name} must get 403 (not a named API client), got {res.describe()}"]
+
+
+def _api_paths_only(env, address: str, what: str) -> list[str]:
+    """Only the OpenAI API paths pass: the serving nodes' /metrics, /version and /health do not."""
+    problems = []
+    for path in ("/metrics", "/version", "/health"):
+        res = _curl(env, address, _api_client(env), path=path, data=None)
+        if res.status not in (403, 404):
+            problems.append(f"{what}: GET {path} through the gateway must be refused (403/404), got {res.describe()}")
+    return problems
+
+
+#: Connects and sends nothing; prints how long until the gateway closed the connection.
+_SILENT_CLIENT = """
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.settimeout(float(sys.argv[3]))
+t0 = time.monotonic()
+try:
+    data = s.recv(1)
+except socket.timeout:
+    print("open", time.monotonic() - t0)
+else:
+    print("closed", time.monotonic() - t0)
+"""
+
+
+def _no_tls_closed(env, address: str, what: str) -> list[str]:
+    """A connection that never starts TLS is closed within handshake_timeout_s (HAProxy 2.6:
+    ``timeout client``, a deadline from accept that a trickled ClientHello does not extend)."""
+    bound = float(env["gw"].get("handshake_timeout_s") or 10)
+    r = env["source"].run(["python3", "-c", _SILENT_CLIENT, address, str(env["gw"]["port"]), str(bound + 10)],
+                          timeout=bound + 30)
+    state, _, secs = r.stdout.strip().partition(" ")
+    if r.rc != 0 or state not in ("open", "closed"):
+        return [f"{what}: the silent client failed: {r.stderr.strip()[-200:]}"]
+    if state == "open" or float(secs) > bound + 2:
+        return [f"{what}: a connection without TLS was held {float(secs):.1f}s ({state}); the bound is {bound:.0f}s"]
+    return []
+
+
+def _revoked_client(env, verify_target, gw_host: str, address: str, what: str) -> list[str]:
+    """``llmcluster pki revoke`` -> the mtls and gateway roles push the CRL and reload HAProxy: the
+    revoked client is refused at the handshake while another client keeps getting 200 all through
+    the reload. The revoked certificate is issued here for the run (a named client's identity, a
+    new serial), by the lab export's intermediate: lab inventories only."""
+    import subprocess
+    import sys
+
+    key = env["pki"] / "lab-tests" / "intermediate-ca.key"
+    inventory = verify_target.c.inventory_path
+    if not env["lab"] or not key.is_file() or inventory is None:
+        pytest.skip("revokes and re-converges: lab inventories only (needs lab-tests/intermediate-ca.key)")
+    clients = (env["gw"].get("access") or {}).get("clients") or []
+    if not clients:
+        pytest.skip("the inventory names no API client")
+    c = clients[0]
+    victim = G.issue_client(env["pki"], env["tmp"], c["common_name"], c["role"], "revocable")
+    if _ok_within_as(env, address, victim, 20).status != 200:
+        return [f"{what}: the freshly issued {c['name']} certificate is not admitted before revocation"]
+    # Another client keeps calling through the reload (under the per-client rate limit).
+    other = _api_client(env)
+    loop = ("end=$(($(date +%s)+{secs})); while [ $(date +%s) -lt $end ]; do "
+            "{curl} || true; echo; sleep 0.25; done")
+    curl = " ".join(shlex.quote(a) for a in G.curl_argv(env["gw"]["hostname"], address, env["gw"]["port"],
+                                                         str(env["pki"] / "root-ca.pem"), client=other))
+    import threading
+
+    out: dict = {}
+
+    def run_loop():
+        out["r"] = env["source"].run(["sh", "-c", loop.format(secs=150, curl=curl)], timeout=200)
+
+    t = threading.Thread(target=run_loop)
+    t.start()
+    problems = []
+    try:
+        serial = G.serial_of(victim.cert)
+        r = subprocess.run([sys.executable, "-m", "llmcluster.cli", "pki", "revoke", "--pki-dir", str(env["pki"]),
+                            "--cert", victim.cert, "--reason", "keyCompromise"], capture_output=True, text=True,
+                           timeout=120, check=False)
+        if r.returncode != 0:
+            return [f"{what}: pki revoke failed: {(r.stdout + r.stderr).strip()[-300:]}"]
+        r = subprocess.run([sys.executable, "-m", "llmcluster.cli", "converge", "--inventory", str(inventory),
+                            "--limit", gw_host, "--tags", "mtls_configure", "--tags", "mtls_run",
+                            "--tags", "gateway_configure", "--tags", "gateway_run"],
+                           capture_output=True, text=True, timeout=600, check=False)
+        if r.returncode != 0:
+            return [f"{what}: pushing the CRL (converge mtls+gateway) failed: {(r.stdout + r.stderr).strip()[-400:]}"]
+        res = _curl(env, address, victim)
+        problems += G.expect_rejected(res, f"{what}: revoked {c['name']} certificate (serial {serial})")
+    finally:
+        t.join()
+    seen = G.statuses(out["r"].stdout)
+    bad = [s for s in seen if s != 200]
+    if len(seen) < 20 or bad:
+        problems.append(f"{what}: the other client through the reload: {len(seen)} requests, not 200: {bad[:10]}")
+    return problems
+
+
+def _ok_within_as(env, address: str, client: G.ClientCert, seconds: float) -> G.CurlResult:
+    end = time.monotonic() + seconds
+    while True:
+        res = _curl(env, address, client)
+        if res.status == 200 or time.monotonic() > end:
+            return res
+        time.sleep(0.5)
