@@ -202,7 +202,8 @@ def test_gateway_keys_and_determinism(stack):
                                                g.max_conn_rate_per_source)
     assert d["upstream_client_cn"] == plan.pki.leaf("gateway-upstream").common_name == f"gateway.{spec.site.domain}"
     assert d["audit"] == {"retention_days": g.audit.retention_days, "max_use": g.audit.max_use,
-                          "forward_to": list(g.audit.forward_to)}
+                          "forward_to": list(g.audit.forward_to),
+                          "allow_short_retention": g.audit.allow_short_retention}
     assert d["access"] == plan.access.to_dict() == plan.to_dict()["access"]
     assert set(d["access"]) == {"api_paths", "clients", "policies"}
     for c in d["access"]["clients"]:
