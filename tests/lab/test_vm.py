@@ -339,7 +339,7 @@ def _hardening_baseline() -> tuple[dict, str, str]:
     return keys, defaults["common_sysctl_hardening_file"], script
 
 
-@pytest.mark.skip(reason='KNOWN FAILING on the VM tier (setup error after the common role converge; issue 11 left open): not yet proven')
+@pytest.mark.skip(reason="KNOWN FAILING on the VM tier: setup error after converge (issue 11 open)")
 def test_vms_run_the_kernel_hardening(vm_lab, common_converged):
     keys, path, script = _hardening_baseline()
     for name in HARDENED:
@@ -361,7 +361,7 @@ def test_vms_run_the_kernel_hardening(vm_lab, common_converged):
         assert new.returncode == 0 and new.stdout.split() == ["0", "0", "0", "1"], f"{name}: {new.stdout}{new.stderr}"
 
 
-@pytest.mark.skip(reason='KNOWN FAILING on the VM tier (setup error after the common role converge; issue 11 left open): not yet proven')
+@pytest.mark.skip(reason="KNOWN FAILING on the VM tier: setup error after converge (issue 11 open)")
 def test_vms_audit_with_the_rules(vm_lab, common_converged):
     keys = yaml.safe_load((ROOT / "roles/common/vars/main.yml").read_text())["_common_auditd_keys"]
     for name in HARDENED:
@@ -382,7 +382,7 @@ def test_vms_audit_with_the_rules(vm_lab, common_converged):
         assert "lltest" in found, f"{name}: no audit record of /etc/llmcluster/lltest"
 
 
-@pytest.mark.skip(reason='KNOWN FAILING on the VM tier (setup error after the common role converge; issue 11 left open): not yet proven')
+@pytest.mark.skip(reason="KNOWN FAILING on the VM tier: setup error after converge (issue 11 open)")
 def test_vms_sshd_listens_on_mgmt_only_and_passes_ssh_audit(vm_lab, common_converged):
     from tests.helpers import ssh_audit
 
