@@ -381,8 +381,10 @@ def _revoked_client(env, verify_target, gw_host: str, address: str, what: str) -
         pytest.skip("the inventory names no API client")
     c = clients[0]
     victim = G.issue_client(env["pki"], env["tmp"], c["common_name"], c["role"], "revocable")
-    if _ok_within_as(env, address, victim, 20).status != 200:
-        return [f"{what}: the freshly issued {c['name']} certificate is not admitted before revocation"]
+    before = _ok_within_as(env, address, victim, 20)
+    if before.status != 200:
+        return [f"{what}: the freshly issued {c['name']} certificate is not admitted before revocation: "
+                f"{before.describe()}"]
     # Another client keeps calling through the reload (under the per-client rate limit).
     other = _api_client(env)
     loop = ("end=$(($(date +%s)+{secs})); while [ $(date +%s) -lt $end ]; do "
