@@ -386,7 +386,7 @@ def walk_tree(root: str) -> Tree:
     return tree
 
 
-def _exclude_within(root: str, path: str | None) -> set[str]:
+def path_within(root: str, path: str | None) -> set[str]:
     """``path``'s relative path inside ``root`` when it lies there (the manifest file itself), else nothing."""
     if not path:
         return set()
@@ -704,7 +704,8 @@ def load_manifest(path: str) -> Manifest:
     return parse_manifest(doc, where)
 
 
-def write_manifest(manifest: Manifest, out: str, force: bool = False, where: str = "--out") -> None:
+def write_manifest(manifest: Manifest, out: str, force: bool = False, where: str = "--out", flag: str = "--force"
+                   ) -> None:
     """Write ``manifest`` to ``out`` atomically (a temporary file beside it, then a rename); an
     existing ``out`` is refused unless ``force`` (and never a folder or a symlink)."""
     shown = _shown(out)
@@ -718,7 +719,7 @@ def write_manifest(manifest: Manifest, out: str, force: bool = False, where: str
         if not stat.S_ISREG(lst.st_mode):
             raise ModelStoreError(where, f"{shown}: exists and is not a regular file")
         if not force:
-            raise ModelStoreError(where, f"{shown}: exists: pass --force to replace it")
+            raise ModelStoreError(where, f"{shown}: exists: pass {flag} to replace it")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise ModelStoreError(where, f"{shown}: the folder {_shown(parent)} does not exist")
@@ -742,7 +743,7 @@ def write_manifest(manifest: Manifest, out: str, force: bool = False, where: str
             try:
                 os.link(tmp, out)  # no-clobber: fails if something appeared meanwhile
             except FileExistsError:
-                raise ModelStoreError(where, f"{shown}: appeared meanwhile: pass --force to replace it") from None
+                raise ModelStoreError(where, f"{shown}: appeared meanwhile: pass {flag} to replace it") from None
             except OSError:
                 if os.path.lexists(out):
                     raise
@@ -801,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "manifest":
             check_root(args.dir)
-            exclude = _exclude_within(args.dir, args.out) if args.out else set()
+            exclude = path_within(args.dir, args.out) if args.out else set()
             if args.out and os.path.lexists(args.out) and not args.force:
                 raise ModelStoreError("--out", f"{_shown(args.out)}: exists: pass --force to replace it")
             manifest = build_manifest(args.dir, args.workers, args.model, args.version, exclude=exclude)
@@ -813,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.buffer.write(manifest.to_json())
             return EXIT_OK
         manifest = load_manifest(args.manifest)
-        report = verify(args.dir, manifest, args.workers, exclude=_exclude_within(args.dir, args.manifest))
+        report = verify(args.dir, manifest, args.workers, exclude=path_within(args.dir, args.manifest))
     except ModelStoreError as exc:
         for line in exc.lines():
             sys.stderr.write(line + "\n")
