@@ -1,8 +1,10 @@
 """``llmcluster`` command line: thin — parse, call the library, print, exit meaningfully.
 
 Exit codes: 0 success; 2 invalid input (spec, override, infeasible sizing, unknown stack
-or host); 3 ``lab status``: a host is not healthy; 4 converge failed; 5 verification found
-a failing check; 70 internal error (a bug: run with ``LLMCLUSTER_DEBUG=1`` for the traceback).
+or host, a refused ``model`` input); 3 ``lab status``: a host is not healthy; 4 converge failed;
+5 verification found a failing check (``model verify``/``model stage``: the tree does not match
+its manifest); 6 ``model stage``: the source did not deliver a file of the manifest (missing,
+corrupt, unreachable); 70 internal error (a bug: run with ``LLMCLUSTER_DEBUG=1`` for the traceback).
 """
 
 from __future__ import annotations
@@ -546,6 +548,84 @@ def cmd_pki_crl(args) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- model
+
+
+def cmd_model_manifest(args) -> int:
+    """``model manifest``: the manifest of a model folder (llmcluster.modelstore)."""
+    from llmcluster import modelstore as M
+
+    root = _folder_option("DIR", args.dir)
+    out = _path_option("--out", args.out) if args.out is not None else None
+    manifest = M.make_manifest(root, out, workers=args.workers, model=args.model, version=args.version,
+                               replace=args.replace)
+    if out is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(manifest.to_json())
+    else:
+        sys.stderr.write(f"wrote {out}: {len(manifest.files)} files, {manifest.total_bytes} bytes "
+                         f"({_human_bytes(manifest.total_bytes)})\n")
+    return EXIT_OK
+
+
+def _model_problems(lines: Sequence[str], code: int) -> int:
+    for line in lines:
+        sys.stderr.write(f"{line}\n")
+    return code
+
+
+def cmd_model_verify(args) -> int:
+    """``model verify``: a model folder against its manifest (the nodes' model-verify check)."""
+    from llmcluster import modelstore as M
+
+    manifest_path = _path_option("--manifest", args.manifest)
+    manifest = M.load(manifest_path)
+    root = _folder_option("DIR", args.dir)
+    report = M.verify(root, manifest, manifest_path, workers=args.workers)
+    for line in report.lines():
+        sys.stderr.write(f"{line}\n")
+    if args.json:
+        _print_json(report.to_dict())
+    elif report.ok:
+        sys.stdout.write(report.summary() + "\n")
+    return EXIT_OK if report.ok else M.EXIT_MISMATCH
+
+
+def cmd_model_stage(args) -> int:
+    """``model stage``: copy a manifest's files from a folder, an HTTP(S) mirror or S3 into a folder."""
+    from llmcluster import modelstore as M
+
+    manifest_path = _path_option("--manifest", args.manifest)
+    manifest = M.load(manifest_path)
+    dest = _path_option("--to", args.to)
+    source = M.open_source(args.source, s3_endpoint_url=args.s3_endpoint_url, timeout=args.timeout,
+                           workers=args.workers or 4)
+
+    def progress(rel: str, size: int, seconds: float) -> None:
+        if not args.json:
+            sys.stderr.write(f"fetched {rel} ({_human_bytes(size)}, {size / 1e6 / max(seconds, 1e-6):.0f} MB/s)\n")
+
+    try:
+        report = M.stage(manifest, source, dest, workers=args.workers, replace=args.replace,
+                         keep_partial=args.keep_partial, manifest_path=manifest_path, on_file=progress)
+    except M.StageError as exc:
+        kept = " (kept: the files fetched and verified before it)" if args.keep_partial else \
+            " (removed: every file this run had written)"
+        return _model_problems([*exc.lines(), f"stage from {source.shown} failed{kept}"], M.EXIT_FETCH)
+    except M.Mismatch as exc:
+        return _model_problems([*exc.report.lines(), f"{dest}: the staged tree does not match the manifest"],
+                               M.EXIT_MISMATCH)
+    if args.json:
+        _print_json(report.to_dict())
+        return EXIT_OK
+    d = report.to_dict()
+    sys.stdout.write(f"staged {d['fetched']} file(s), {_human_bytes(report.bytes_fetched)} from {report.source} "
+                     f"in {report.fetch_seconds:.2f} s ({d['fetch_mbps']} MB/s); {d['present']} already present"
+                     + (f", {len(report.replaced)} replaced" if report.replaced else "") + "\n")
+    sys.stdout.write(report.verify.summary() + "\n")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -692,6 +772,45 @@ def build_parser() -> argparse.ArgumentParser:
                                     "old one: an expired CRL refuses every client)")
     key_args(cr)
     cr.set_defaults(func=cmd_pki_crl)
+
+    from llmcluster.collections.ansible_collections.llmcluster.hosts.plugins.module_utils.model_manifest import (
+        MAX_WORKERS,
+    )
+
+    workers = _bounded(int, 1, MAX_WORKERS)
+    workers_help = f"files hashed or fetched at once (1..{MAX_WORKERS}; default: min(16, CPUs))"
+    md = sub.add_parser("model", help="model weights: manifests, verification, stage-in from a mirror")
+    mds = md.add_subparsers(dest="action", required=True)
+    mm = mds.add_parser("manifest", help="the manifest of a model folder (sizes, sha256, safetensors layout)")
+    mm.add_argument("dir", metavar="DIR")
+    mm.add_argument("--out", metavar="FILE", help="write it to FILE (atomically) instead of stdout")
+    mm.add_argument("--replace", "--force", action="store_true", help="replace an existing --out FILE")
+    mm.add_argument("--model", help="model name (default: DIR's name)")
+    mm.add_argument("--version", help="model version (revision, tag)")
+    mm.add_argument("--workers", type=workers, help=workers_help)
+    mm.set_defaults(func=cmd_model_manifest)
+    mv = mds.add_parser("verify", help="verify a model folder against its manifest (exit 5 on a mismatch)")
+    mv.add_argument("dir", metavar="DIR")
+    mv.add_argument("--manifest", required=True, metavar="FILE")
+    mv.add_argument("--workers", type=workers, help=workers_help)
+    mv.add_argument("--json", action="store_true")
+    mv.set_defaults(func=cmd_model_verify)
+    ms = mds.add_parser("stage", help="stage a model's files into a folder from a folder, an http(s):// mirror "
+                                      "or s3://bucket/prefix, verified")
+    ms.add_argument("--manifest", required=True, metavar="FILE")
+    ms.add_argument("--from", dest="source", required=True, metavar="SOURCE",
+                    help="a folder, an http(s):// mirror base URL, or s3://bucket/prefix")
+    ms.add_argument("--to", required=True, metavar="DIR", help="the model folder to fill (created if missing)")
+    ms.add_argument("--workers", type=workers, help=workers_help)
+    ms.add_argument("--replace", action="store_true",
+                    help="replace a file of the manifest that exists in DIR with other bytes (never anything else)")
+    ms.add_argument("--keep-partial", action="store_true",
+                    help="on a failure keep the files fetched and verified so far (a re-run fetches the rest)")
+    ms.add_argument("--s3-endpoint-url", metavar="URL", help="S3 endpoint (default: AWS_ENDPOINT_URL, else AWS)")
+    ms.add_argument("--timeout", type=_bounded(float, 0, MAX_TIMEOUT_S, " s", low_open=True), default=60.0,
+                    help=f"network timeout per request (seconds, at most {MAX_TIMEOUT_S})")
+    ms.add_argument("--json", action="store_true")
+    ms.set_defaults(func=cmd_model_stage)
 
     lab = sub.add_parser("lab", help="the local lab: real isolated Linux hosts (needs root)")
     lab.add_argument("action", choices=("up", "converge", "verify", "down", "status"))
