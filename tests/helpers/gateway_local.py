@@ -29,6 +29,8 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -405,6 +407,16 @@ def start_gateway(d: Path, pki: Pki, upstreams: list[Upstream] | None = None, *,
         gw.stop()
         raise
     return gw
+
+
+@contextmanager
+def running_gateway(d: Path, pki: Pki, **overrides) -> Iterator[Gateway]:
+    """:func:`start_gateway`, stopped on the way out (a module fixture's body)."""
+    gw = start_gateway(d, pki, **overrides)
+    try:
+        yield gw
+    finally:
+        gw.stop()
 
 
 # --------------------------------------------------------------------------- scratch HAProxy

@@ -41,11 +41,8 @@ def pki(tmp_path_factory) -> L.Pki:
 
 @pytest.fixture(scope="module")
 def gateway(pki, tmp_path_factory):
-    gw = L.start_gateway(tmp_path_factory.mktemp("gateway"), pki)
-    try:
+    with L.running_gateway(tmp_path_factory.mktemp("gateway"), pki) as gw:
         yield gw
-    finally:
-        gw.stop()
 
 
 def _plan(gw) -> dict:
