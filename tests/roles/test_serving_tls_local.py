@@ -4,10 +4,11 @@ s_client) — no lab needed.
 
 The PKI is the lab stack's, exported offline (real keys, ``llmcluster.pki_export``); the CRLs are
 signed here by its intermediate (an empty one, and one revoking the gateway-upstream
-certificate), each followed by the export's root CRL as in ``crl.pem``. ``tasks/configure.yml`` runs on localhost with every path in a temporary folder:
-it assembles the bundle, copies the CRL, renders and validates (``haproxy -c``) the configuration
-and writes the unit. The rendered configuration then runs unchanged except for the process
-settings of a packaged install (chroot, user/group, syslog), which a test process need not use;
+certificate), each followed by the export's root CRL as in ``crl.pem``. ``tasks/configure.yml``
+runs on localhost with every path in a temporary folder: it assembles the bundle, copies the
+CRL, renders and validates (``haproxy -c``) the configuration and writes the unit. The rendered
+configuration then runs unchanged except for the process settings of a packaged install
+(chroot, user/group, syslog), which a test process need not use;
 the stand-in (``llmcluster/lab/upstream_standin.py``) listens where trtllm-serve would:
 127.0.0.1 at the backend port. ``tasks/preflight.yml`` runs on localhost for each input it must
 refuse. On a host with CAP_NET_RAW the capture helper of the ``upstream-tls`` check watches the
