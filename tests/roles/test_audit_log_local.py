@@ -164,9 +164,17 @@ GOOD = {"llmcluster_gateway": GATEWAY, "llmcluster_pki_dir": "/srv/pki"}
      "at most one"),
     ("no-key-dir", {"llmcluster_pki_dir": ""}, "absolute folder on the controller"),
     ("relative-key-dir", {"audit_log_key_dir": "keys"}, "absolute folder on the controller"),
+    ("empty-machine-id", {"machine_id": ""}, "is not initialised (empty): run systemd-machine-id-setup"),
+    ("uninitialized-machine-id", {"machine_id": "uninitialized\n"}, "is not initialised (uninitialized)"),
 ])
 def test_preflight(tmp_path, case, variables, message):
-    r = _playbook(tmp_path, PREFLIGHT, {**GOOD, **variables}, env={"LLMCLUSTER_PKI_DIR": ""})
+    # The machine id is read from a file of the test's own: the controller's /etc/machine-id may be
+    # empty (CI containers), and the preflight must refuse exactly that.
+    variables = dict(variables)
+    id_file = tmp_path / "machine-id"
+    id_file.write_text(variables.pop("machine_id", "0123456789abcdef0123456789abcdef\n"))
+    r = _playbook(tmp_path, PREFLIGHT, {**GOOD, **variables, "audit_log_machine_id_path": str(id_file)},
+                  env={"LLMCLUSTER_PKI_DIR": ""})
     out = r.stdout + r.stderr
     if message is None:
         assert r.returncode == 0, out[-3000:]
