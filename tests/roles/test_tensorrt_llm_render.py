@@ -66,7 +66,8 @@ PLAYBOOK = """\
         llmcluster_gpu: "{{{{ cases[item].gpu }}}}"
         llmcluster_addresses: "{{{{ cases[item].addresses }}}}"
         tensorrt_llm_require_manifest: "{{{{ cases[item].require | default(true) }}}}"
-        __tensorrt_llm_manifest_stat: {{stat: {{exists: "{{{{ cases[item].installed | default(true) }}}}"}}}}
+        __tensorrt_llm_manifest_stat: {{stat: {{exists: "{{{{ cases[item].installed | default(true) }}}}",
+          checksum: "{{{{ cases[item].digest | default('') }}}}"}}}}
         __tensorrt_llm_verifier_stat: {{stat: {{executable: "{{{{ cases[item].installed | default(true) }}}}"}}}}
         __tensorrt_llm_smi: {{rc: 0, stdout_lines: {smi}}}
         __tensorrt_llm_probe: {{rc: 0, stdout_lines: {probe}}}
@@ -112,6 +113,8 @@ def _cases(out: Path) -> tuple[dict, dict]:
     addr = {"inference": "10.42.1.11", "mgmt": "10.42.0.11"}
     cases = {
         "single": {"plan": sp, "serving": one, "nvidia": _nvidia(), "gpu": GPU, "addresses": addr},
+        "single_new_manifest": {"plan": sp, "serving": one, "nvidia": _nvidia(), "gpu": GPU, "addresses": addr,
+                                "digest": "ab" * 32},
         "multi": {"plan": sp2, "serving": two, "nvidia": _nvidia(), "gpu": GPU, "addresses": addr},
         "multi_rank1": {"plan": sp2, "serving": {**two, "node_rank": 1}, "nvidia": _nvidia(), "gpu": GPU,
                         "addresses": {"inference": "10.42.1.12"}},
@@ -132,7 +135,7 @@ def _cases(out: Path) -> tuple[dict, dict]:
                        "serving": one, "nvidia": _nvidia(), "gpu": GPU, "addresses": addr},
     }
     caps = {"single": cap, "multi": cap2, "multi_rank1": cap2, "engine_ctr": cap3, "engine_docker": cap3,
-            "no_serving": cap, "engine_only": cap3, "no_manifest": cap, "local_gate": cap}
+            "no_serving": cap, "single_new_manifest": cap, "engine_only": cap3, "no_manifest": cap, "local_gate": cap}
     return cases, caps
 
 
@@ -294,6 +297,11 @@ def test_unit_verifies_the_model_before_it_starts(rendered):
             f"/etc/llmcluster/models/{sp['model']}.json", sp["model_path"]], case
         assert u["TimeoutStartSec"] == ["3600"], case
     assert len(unit(out, "single")["ExecStartPre"]) == 1
+    # The manifest's digest is in the unit: a new manifest (model revision) changes it, which restarts
+    # the server on the new model (the role's handler); the same manifest leaves the unit as it was.
+    assert "ab" * 32 in derived(out, "single_new_manifest")["unit"]
+    assert derived(out, "single_new_manifest")["unit"] != derived(out, "single")["unit"]
+    assert unit(out, "single_new_manifest") == unit(out, "single")
     # docker mode: the verification, then the stale container's removal
     assert [v.split()[0] for v in unit(out, "engine_docker")["ExecStartPre"]] == [
         "/usr/local/libexec/llmcluster/model-verify", "-/usr/bin/docker"]
