@@ -117,12 +117,14 @@ def judge(check: ModelCheck, facts: Mapping[str, Any]) -> list[str]:
         shown = "; ".join(lines[:10]) + (f"; ... ({len(lines)} problems)" if len(lines) > 10 else "")
         problems.append(f"{p['model_path']} does not match its manifest (exit {r.get('rc')}): {shown or 'no output'}")
     elif r is not None and not throughput(facts):
-        problems.append(f"the verifier passed but printed no 'verified N files, ...' line: {(r.get('out') or '')[-200:]!r}")
+        out = (r.get("out") or "")[-200:]
+        problems.append(f"the verifier passed but printed no 'verified N files, ...' line: {out!r}")
     if p["head"]:
         u = facts.get("unit") or {}
         want = [p["verifier"], "verify", "--manifest", p["manifest"], p["model_path"]]
         if "text" not in u:
             problems.append(f"no trtllm-serve unit at {p['unit']}: {u.get('error', 'not gathered')}")
         elif want not in exec_start_pre(u["text"]):
-            problems.append(f"{p['unit']} does not verify the model before it starts: no ExecStartPre={shlex.join(want)}")
+            problems.append(f"{p['unit']} does not verify the model before it starts: "
+                            f"no ExecStartPre={shlex.join(want)}")
     return problems

@@ -367,8 +367,9 @@ def test_preflight_refuses_unsafe_manifests_and_sources(source, tmp_path):
     for name, (change, text) in bad.items():
         cases[name] = {**base, "manifest_src": _bad_manifest(d, manifest, name, change)}
         want[name] = ("model_store_manifest_src: ", text)
-    for name, src, text in (("s3", "s3://bucket/models", "llmcluster model stage"), ("ftp", "ftp://mirror/x", "is not a source"),
-                            ("relative", "models/x", "is not a source"), ("missing-dir", str(tmp_path / "nope"), "not a folder"),
+    for name, src, text in (("s3", "s3://bucket/models", "llmcluster model stage"),
+                            ("ftp", "ftp://mirror/x", "is not a source"), ("relative", "models/x", "is not a source"),
+                            ("missing-dir", str(tmp_path / "nope"), "not a folder"),
                             ("missing-node-dir", f"node:{tmp_path / 'nope'}", "not a folder")):
         cases[name] = {**base, "source": src}
         want[name] = ("model_store_source: ", text)
@@ -399,5 +400,5 @@ def test_the_verifier_runs_stdlib_only():
     r = subprocess.run(["python3", "-I", "-S", str(VERIFIER), "verify", "--help"], capture_output=True, text=True,
                        check=False)
     assert r.returncode == 0 and "--manifest" in r.stdout, r.stderr
-    assert VERIFIER.read_text().startswith("#!/usr/bin/python3\n") or VERIFIER.read_text().startswith("#!/usr/bin/env python3\n")
+    assert VERIFIER.read_text().startswith(("#!/usr/bin/python3\n", "#!/usr/bin/env python3\n"))
 

@@ -94,4 +94,5 @@ def test_a_worker_rank_has_no_unit_to_check(host):
 
 def test_exec_start_pre_parsing():
     text = "ExecStartPre=-/usr/bin/docker rm x\nExecStartPre=/v verify --manifest '/a b.json' /m\nExecStart=/x\n"
-    assert MS.exec_start_pre(text) == [["/usr/bin/docker", "rm", "x"], ["/v", "verify", "--manifest", "/a b.json", "/m"]]
+    assert MS.exec_start_pre(text) == [["/usr/bin/docker", "rm", "x"],
+                                       ["/v", "verify", "--manifest", "/a b.json", "/m"]]

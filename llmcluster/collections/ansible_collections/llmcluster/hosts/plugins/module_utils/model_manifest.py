@@ -115,7 +115,8 @@ def build_manifest(root: str, workers: int = 4, model: str = "", version: str = 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         entries = list(pool.map(one, files))
     return {"format": FORMAT, "model": model or os.path.basename(os.path.abspath(root)), "version": version,
-            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # timezone.utc, not datetime.UTC (3.11+): the nodes run python3 >= 3.9
+            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),  # noqa: UP017
             "files": entries, "total_bytes": sum(e["size"] for e in entries)}
 
 
