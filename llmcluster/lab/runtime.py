@@ -355,7 +355,7 @@ class LabRuntime:
                 # SIMULATION: the GPUs, NVSwitches and the NVIDIA repositories of a real node.
                 from llmcluster.lab import nvidia_sim
 
-                _say(progress, f"host {host.name}: simulated HGX hardware, NVIDIA repositories, model files")
+                _say(progress, f"host {host.name}: simulated HGX hardware, NVIDIA repositories")
                 nvidia_sim.prepare_gpu_host(paths.root, self.plan, host.name, repos)
             if self.kind(host.name) == "nspawn":
                 NS.prepare_root(paths.root)
@@ -493,6 +493,13 @@ class LabRuntime:
             inv["all"]["vars"].update(nvidia_sim.inventory_overrides(self.sim_repos()))
             inv["all"]["vars"]["nvidia_driver_skip_reboot"] = True
             inv["all"]["vars"]["tensorrt_llm_ready_timeout_s"] = 120
+            # LAB FIXTURE: the model_store role stages a small model tree (random weights, a few MB)
+            # from this machine and verifies it against its manifest (llmcluster.lab.model_fixture).
+            from llmcluster.lab import model_fixture
+            from llmcluster.lab.image import cache_dir
+
+            fixture = model_fixture.ensure_lab_model(self.cache or cache_dir(), self.plan.spec.serving.model)
+            inv["all"]["vars"].update(model_fixture.inventory_overrides(fixture))
         # Where the verification suite's firewall matrix starts for external zones (lab only).
         inv["all"]["vars"]["llmcluster_verify_probes"] = {p.zone: p.to_dict() for p in probe_sources(self.plan)}
         return inv
