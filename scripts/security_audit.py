@@ -164,6 +164,40 @@ def run_testssl(plan, out: Path, pki: Path) -> dict:
 # --------------------------------------------------------------------------- sslyze
 
 
+def sslyze_argv(hostname: str, port: int, address: str, cert: Path, key: Path, json_out: Path, *,
+                headers: bool = False) -> list[str]:
+    """sslyze with a client certificate against ``hostname:port`` at ``address``. Without scan
+    options sslyze 6 runs the scans its Mozilla-profile check needs, and those leave out the HTTP
+    headers scan (``http_headers`` is then NOT_SCHEDULED: no HSTS reading at all); ``headers=True``
+    runs that scan alone (``GET /``, one connection), so the gateway's per-source connection caps,
+    which the TLS scans' hundreds of connections exceed, cannot refuse it."""
+    return [sys.executable, "-m", "sslyze", *(["--http_headers"] if headers else []), "--json_out", str(json_out),
+            "--cert", str(cert), "--key", str(key), "--keyform", "PEM", f"{hostname}:{port}{{{address}}}"]
+
+
+def sslyze_summary(doc: dict, headers_doc: dict | None = None) -> dict:
+    """What the summary keeps of sslyze's JSON: the accepted suites per protocol, the scans that did
+    not complete (``incomplete``: an empty suite list there is no finding), and the HSTS max-age of
+    the HTTP headers scan (``headers_doc``, else ``doc``'s own)."""
+    res = doc["server_scan_results"][0]
+    sc = res.get("scan_result") or {}
+    accepted = {}
+    for key in ("ssl_2_0_cipher_suites", "ssl_3_0_cipher_suites", "tls_1_0_cipher_suites",
+                "tls_1_1_cipher_suites", "tls_1_2_cipher_suites", "tls_1_3_cipher_suites"):
+        suites = ((sc.get(key) or {}).get("result") or {}).get("accepted_cipher_suites") or []
+        accepted[key.replace("_cipher_suites", "")] = [s["cipher_suite"]["name"] for s in suites]
+    hsc = ((headers_doc or doc)["server_scan_results"][0].get("scan_result") or {}).get("http_headers") or {}
+    hh = hsc.get("result") or {}
+    return {
+        "scan_status": res.get("scan_status"),
+        "accepted": accepted,
+        "incomplete": sorted(k for k, v in sc.items() if isinstance(v, dict) and v.get("status") == "ERROR"),
+        "http_headers": hsc.get("status"),
+        "hsts": (hh.get("strict_transport_security_header") or {}).get("max_age"),
+        "compliance_modern": (doc.get("compliance") or doc.get("mozilla_config") or None),
+    }
+
+
 def run_sslyze(plan, out: Path, pki: Path) -> dict:
     from llmcluster.lab import probes
 
@@ -173,32 +207,20 @@ def run_sslyze(plan, out: Path, pki: Path) -> dict:
         return result
     clients = sorted(p.stem for p in (pki / "certs").glob("client-*.pem"))
     client = clients[0] if clients else "admin"
+    cert, key = pki / "certs" / f"{client}.pem", pki / "private" / f"{client}.key"
     zone = next((f.from_ for f in plan.spec.flows if any(str(p) == f"tcp/{gw.port}" for p in f.ports)
                  and gw.pool in (plan.spec.zones[f.to].pools or ())), None)
+    netns = probes.probe_netns(zone) if zone else None
     for h in plan.ip.hosts_in_pool(gw.pool):
+        address = h.addresses["inference"]
+        hf = out / f"sslyze-headers-{h.name}.json"
+        rh = _run(sslyze_argv(gw.hostname, gw.port, address, cert, key, hf, headers=True), netns=netns, timeout=120)
         jf = out / f"sslyze-{h.name}.json"
-        r = _run([sys.executable, "-m", "sslyze", "--json_out", str(jf), "--cert", str(pki / "certs" / f"{client}.pem"),
-                  "--key", str(pki / "private" / f"{client}.key"), "--keyform", "PEM",
-                  f"{gw.hostname}:{gw.port}{{{h.addresses['inference']}}}"],
-                 netns=probes.probe_netns(zone) if zone else None, timeout=600)
-        (out / f"sslyze-{h.name}.txt").write_text(r.stdout + r.stderr)
+        r = _run(sslyze_argv(gw.hostname, gw.port, address, cert, key, jf), netns=netns, timeout=600)
+        (out / f"sslyze-{h.name}.txt").write_text(rh.stdout + rh.stderr + r.stdout + r.stderr)
         summary = {"client": client, "exit": r.returncode}
         try:
-            doc = json.loads(jf.read_text())
-            res = doc["server_scan_results"][0]
-            sc = res.get("scan_result") or {}
-            accepted = {}
-            for key in ("ssl_2_0_cipher_suites", "ssl_3_0_cipher_suites", "tls_1_0_cipher_suites",
-                        "tls_1_1_cipher_suites", "tls_1_2_cipher_suites", "tls_1_3_cipher_suites"):
-                suites = ((sc.get(key) or {}).get("result") or {}).get("accepted_cipher_suites") or []
-                accepted[key.replace("_cipher_suites", "")] = [s["cipher_suite"]["name"] for s in suites]
-            hh = ((sc.get("http_headers") or {}).get("result") or {})
-            summary.update({
-                "scan_status": res.get("scan_status"),
-                "accepted": accepted,
-                "hsts": (hh.get("strict_transport_security_header") or {}).get("max_age"),
-                "compliance_modern": (doc.get("compliance") or doc.get("mozilla_config") or None),
-            })
+            summary.update(sslyze_summary(json.loads(jf.read_text()), json.loads(hf.read_text())))
         except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
             summary["error"] = f"{type(exc).__name__}: {exc}; {r.stderr.strip()[-300:]}"
         result[h.name] = summary
@@ -352,6 +374,7 @@ def markdown(summary: dict) -> str:
     for host, s in (summary.get("sslyze") or {}).items():
         acc = {k: len(v) for k, v in (s.get("accepted") or {}).items() if v}
         lines.append(f"- sslyze {host} (client {s.get('client')}): accepted suites {acc}, HSTS max-age {s.get('hsts')}"
+                     + (f", scans not completed {s['incomplete']}" if s.get("incomplete") else "")
                      + (f", error {s['error']}" if s.get("error") else ""))
     for zone, s in (summary.get("nmap") or {}).items():
         lines.append(f"- nmap from {zone} ({len(s['targets'])} addresses, all TCP ports): open {s['open'] or 'none'}; "

@@ -99,11 +99,6 @@ def upstream_client_cn(domain: str) -> str:
     return f"gateway.{domain}"
 
 
-def gateway_upstream_cn(spec: Spec) -> str:
-    """CN of ``gateway-upstream`` for a spec (:func:`upstream_client_cn` of its domain)."""
-    return upstream_client_cn(spec.site.domain)
-
-
 def _early(validity_hours: int, fraction: float) -> int:
     return int(round(validity_hours * (1.0 - fraction)))
 

@@ -206,3 +206,51 @@ def statuses(loop_output: str) -> list[int]:
     import re
 
     return [int(code) for code in re.findall(r"__HTTP_CODE__=(\d{3})", loop_output)]
+
+
+# --------------------------------------------------------------------------- the suite's cases and client source
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """One check of a gateway host (a case of the verification suite)."""
+
+    host: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.host}-{self.name}"
+
+
+def gateway_host_checks(plan, hostvars, names) -> list[HostCheck]:
+    """Every check in ``names`` for every host of the gateway pool the inventory has."""
+    gw = plan.spec.serving.gateway
+    hosts = [h.name for h in plan.ip.hosts_in_pool(gw.pool)] if gw else []
+    return [HostCheck(h, n) for h in hosts if h in hostvars for n in names]
+
+
+@dataclass(frozen=True)
+class ClientSource:
+    """Where the suite's requests to the gateway start from, and with which client material.
+    ``missing`` says why none can be sent (then ``netns`` is None)."""
+
+    pki: Path | None  # the `llmcluster pki export` folder the inventory names
+    zone: str | None  # the zone the flow to the gateway's port comes from
+    netns: str | None  # the probe namespace standing in that zone
+    missing: str | None
+
+
+def client_source(plan, gvars: dict, pki_dir: str | None, probes: dict | None) -> ClientSource:
+    """The client zone of the flow that admits ``gvars['port']`` to the gateway pool, its probe
+    namespace (``llmcluster_verify_probes``) and the exported client material (``admin``'s key)."""
+    pki = Path(pki_dir) if pki_dir else None
+    if pki is None or not (pki / "private" / "admin.key").is_file():
+        return ClientSource(pki, None, None,
+                            "no client key material: set llmcluster_pki_dir to a `llmcluster pki export` folder")
+    zone = next((f.from_ for f in plan.spec.flows if f"tcp/{gvars['port']}" in [str(p) for p in f.ports]
+                 and gvars["pool"] in (plan.spec.zones[f.to].pools or ())), None)
+    probe = (probes or {}).get(zone) if zone else None
+    if probe is None:
+        return ClientSource(pki, zone, None, f"no client source in zone {zone!r} (llmcluster_verify_probes)")
+    return ClientSource(pki, zone, probe["netns"], None)

@@ -23,88 +23,41 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from llmcluster import pki_crl as C
 from llmcluster.verify import gateway as G
-from tests.helpers.tools import ROOT, tool, tool_env
+from tests.helpers.role_local import (bundle, export_lab_pki, free_port, haproxy_check, local_config, local_play,
+                                      need, run_playbook, start_haproxy, stop, wait_port)
+from tests.helpers.tools import ROOT
 
 HOSTNAME = "api.lab.llmcluster.internal"
 STANDIN = ROOT / "llmcluster" / "lab" / "upstream_standin.py"
 ROLE = ROOT / "roles" / "gateway"
 API_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/models"]
 
-RENDER = """\
-- name: Render the gateway role's HAProxy configuration and clients map
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  vars_files:
-    - {role}/defaults/main.yml
-    - {role}/vars/main.yml
-    - {role}/vars/Debian.yml
-  tasks:
-    - name: Render the configuration
-      ansible.builtin.template:
-        src: {role}/templates/haproxy.cfg.j2
-        dest: "{{{{ out }}}}"
-        mode: "0600"
-    - name: Render the clients map
-      ansible.builtin.template:
-        src: {role}/templates/clients.map.j2
-        dest: "{{{{ gateway_clients_map_path }}}}"
-        mode: "0644"
-"""
-
-PREFLIGHT = """\
-- name: Run the gateway role's preflight
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  vars_files:
-    - {role}/defaults/main.yml
-    - {role}/vars/main.yml
-    - {role}/vars/Debian.yml
-  tasks:
-    - name: Preflight
-      ansible.builtin.import_tasks: {role}/tasks/preflight.yml
-"""
+def _render_play() -> str:
+    return local_play("Render the gateway role's HAProxy configuration and clients map", role=ROLE, tasks=[
+        {"name": "Render the configuration", "ansible.builtin.template": {
+            "src": f"{ROLE}/templates/haproxy.cfg.j2", "dest": "{{ out }}", "mode": "0600"}},
+        {"name": "Render the clients map", "ansible.builtin.template": {
+            "src": f"{ROLE}/templates/clients.map.j2", "dest": "{{ gateway_clients_map_path }}", "mode": "0644"}},
+    ])
 
 
-def need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"not installed here: {', '.join(missing)} (apt-get install haproxy curl openssl)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+def _preflight_play() -> str:
+    return local_play("Run the gateway role's preflight", role=ROLE, tasks=[
+        {"name": "Preflight", "ansible.builtin.import_tasks": f"{ROLE}/tasks/preflight.yml"}])
 
 
 _SOURCES = iter(f"127.0.{b}.{c}" for b in range(10, 250) for c in range(1, 255))
@@ -126,6 +79,7 @@ class Pki:
     organization: str
     intermediate_key_pem: str
     chain_pem: str
+    plan: Any = None  # the lab plan the PKI was issued for
 
     def leaf(self, name: str) -> G.ClientCert:
         return G.ClientCert(str(self.dir / "certs" / f"{name}.pem"), str(self.dir / "private" / f"{name}.key"))
@@ -174,10 +128,22 @@ class Pki:
         k.chmod(0o600)
         return G.ClientCert(str(crt), str(k)), serial
 
+    def root_crl(self) -> str:
+        """The root CA's CRL of the export (the second CRL of its ``crl.pem``, signed by the program)."""
+        return C.split_crls((self.dir / C.CRL_FILE).read_text())[1]
+
+    def serial(self, name: str) -> int:
+        """The serial number of the exported leaf ``name``."""
+        from cryptography import x509
+
+        return x509.load_pem_x509_certificate(Path(self.leaf(name).cert).read_bytes()).serial_number
+
     def write_crl(self, path: Path, revoked: tuple[int, ...] = (), *,
                   next_update_in: dt.timedelta = dt.timedelta(days=1),
-                  this_update_ago: dt.timedelta = dt.timedelta(hours=1)) -> None:
-        """A CRL signed by the intermediate (as ``llmcluster pki revoke`` writes it), atomically."""
+                  this_update_ago: dt.timedelta = dt.timedelta(hours=1), with_root_crl: bool = True) -> None:
+        """The CRL file as ``llmcluster pki revoke`` writes it, atomically: the intermediate's CRL
+        (signed here, revoking ``revoked``), then the root's (``with_root_crl=False``: the
+        intermediate's alone, as crl.pem was before it carried the root's)."""
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
 
@@ -190,27 +156,19 @@ class Pki:
         for serial in revoked:
             b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
                                           .revocation_date(now - dt.timedelta(minutes=1)).build())
+        text = b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+        if with_root_crl:
+            text = text.strip() + "\n" + self.root_crl().strip() + "\n"
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+        tmp.write_text(text)
         tmp.replace(path)
 
 
 def lab_pki(directory: Path) -> Pki:
-    from llmcluster.pki_export import export, from_offline
-    from tests.conftest import load_spec
-
-    plan, material = from_offline(load_spec("lab"))
-    out = directory / "pki"
-    export(plan, material, out, lab_tests=True)
+    plan, material, out = export_lab_pki(directory)
     assert material.intermediate_key_pem
     return Pki(out, plan.spec.site.domain, plan.spec.site.organization, material.intermediate_key_pem,
-               material.chain_pem)
-
-
-def bundle(path: Path, *parts: Path) -> Path:
-    path.write_text("".join(p.read_text().strip() + "\n" for p in parts))
-    path.chmod(0o600)
-    return path
+               material.chain_pem, plan)
 
 
 # --------------------------------------------------------------------------- processes
@@ -287,13 +245,9 @@ class Gateway:
             time.sleep(0.3)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        stop(self.proc)
         for u in self.upstreams:
-            if u.proc is not None and u.proc.poll() is None:
-                u.proc.terminate()
-                u.proc.wait(10)
+            stop(u.proc)
 
 
 @dataclass
@@ -327,46 +281,13 @@ class Reply:
 def render(d: Path, variables: dict[str, Any]) -> tuple[str, str]:
     """Render the role's templates with ``variables`` (plus the role's defaults and vars), check
     the configuration with ``haproxy -c``; return (haproxy.cfg, clients map)."""
-    (d / "render.yml").write_text(RENDER.format(role=ROLE))
-    (d / "vars.json").write_text(json.dumps(variables))
-    r = subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(d / "render.yml"),
-                        "-e", f"@{d / 'vars.json'}"], cwd=d, env=tool_env(), capture_output=True, text=True,
-                       check=False)
+    r = run_playbook(d, _render_play(), variables, name="render")
     assert r.returncode == 0, r.stdout + r.stderr
     return (Path(variables["out"]).read_text(), Path(variables["gateway_clients_map_path"]).read_text())
 
 
 def preflight(d: Path, variables: dict[str, Any]) -> subprocess.CompletedProcess:
-    (d / "preflight.yml").write_text(PREFLIGHT.format(role=ROLE))
-    (d / "preflight-vars.json").write_text(json.dumps(variables))
-    return subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(d / "preflight.yml"),
-                           "-e", f"@{d / 'preflight-vars.json'}"], cwd=d, env=tool_env(), capture_output=True,
-                          text=True, check=False)
-
-
-PACKAGED = ("chroot ", "user ", "group ", "daemon")
-
-
-def local_config(rendered: str) -> str:
-    """The rendered configuration less what a packaged install needs root for."""
-    return "\n".join(line for line in rendered.splitlines() if not line.strip().startswith(PACKAGED)) + "\n"
-
-
-def haproxy_check(path: Path) -> None:
-    v = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, check=False)
-    assert v.returncode == 0, v.stdout + v.stderr
-
-
-def start_haproxy(cfg: Path, log: Path, port: int) -> subprocess.Popen:
-    """Master-worker in the foreground (as the packaged unit's ``haproxy -Ws``, without systemd)."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(["haproxy", "-W", "-db", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_port(port)
-    except AssertionError:
-        proc.terminate()
-        raise AssertionError(f"HAProxy did not start: {log.read_text()[-2000:]}") from None
-    return proc
+    return run_playbook(d, _preflight_play(), variables, name="preflight", timeout=None)
 
 
 # --------------------------------------------------------------------------- the gateway
@@ -479,13 +400,23 @@ def start_gateway(d: Path, pki: Pki, upstreams: list[Upstream] | None = None, *,
             start_standin(pki, d, u, gw_plan["upstream_client_cn"])
         for u in upstreams:
             wait_port(u.port)
-        gw.proc = start_haproxy(d / "local.cfg", log, port)
+        gw.proc = start_haproxy(d / "local.cfg", port, log, master_worker=True)
         res = gw.wait_ok(clients[wait_for])
         assert res.status == 200, res.describe()
     except BaseException:
         gw.stop()
         raise
     return gw
+
+
+@contextmanager
+def running_gateway(d: Path, pki: Pki, **overrides) -> Iterator[Gateway]:
+    """:func:`start_gateway`, stopped on the way out (a module fixture's body)."""
+    gw = start_gateway(d, pki, **overrides)
+    try:
+        yield gw
+    finally:
+        gw.stop()
 
 
 # --------------------------------------------------------------------------- scratch HAProxy
@@ -517,13 +448,7 @@ def scratch_haproxy(d: Path, pki: Pki, name: str, *, bind: str = "", global_: st
     cfg.write_text(SCRATCH.format(global_=global_, client=client, http_request=http_request, port=port, crt=crt,
                                   ca=pki.dir / "ca-chain.pem", bind=bind))
     haproxy_check(cfg)
-    return start_haproxy(cfg, d / f"{name}.log", port), port
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(10)
+    return start_haproxy(cfg, port, d / f"{name}.log", master_worker=True), port
 
 
 # --------------------------------------------------------------------------- raw probes

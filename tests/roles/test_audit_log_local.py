@@ -22,7 +22,6 @@ import base64
 import dataclasses
 import json
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -30,69 +29,36 @@ from pathlib import Path
 
 import pytest
 
+from llmcluster import pki_crl as C
 from llmcluster.verify import audit as A
 from llmcluster.verify import gateway as G
-from tests.conftest import ROOT, load_spec
+from tests.conftest import ROOT
+from tests.helpers import role_local as R
 from tests.helpers.scratch_journal import JOURNAL_REMOTE, JOURNAL_UPLOAD, NamespaceHost, ScratchJournal, skip_reason
-from tests.helpers.tools import tool, tool_env
+from tests.helpers.tools import tool_env
 
 ROLE = ROOT / "roles" / "audit_log"
-#: ansible/ansible.cfg caches facts on disk: this machine's facts (gathered in a namespace) stay out of it.
-NO_FACT_CACHE = {"ANSIBLE_CACHE_PLUGIN": "memory"}
 COLLECTOR = "https://127.0.0.1:{port}"
 
-RENDER = """\
-- name: Render the audit_log role's files
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  vars_files:
-    - {role}/defaults/main.yml
-    - {role}/vars/main.yml
-    - {role}/vars/Debian.yml
-  tasks:
-    - name: Render the templates
-      ansible.builtin.template:
-        src: "{role}/templates/{{{{ item }}}}.j2"
-        dest: "{{{{ out }}}}/{{{{ item }}}}"
-        mode: "0600"
-      loop: [journald-audit.conf, journal-upload-audit.conf, journal-upload-unit.conf]
-      when: item == 'journald-audit.conf' or _audit_log_forwarding | bool
-    - name: Write the role's variables as the role sees them
-      ansible.builtin.copy:
-        dest: "{{{{ out }}}}/vars.json"
-        mode: "0600"
-        content: "{{{{ {{'key_dir': audit_log_key_dir, 'key_file': _audit_log_key_file, 'fss': _audit_log_fss_path,
-          'retention': audit_log_retention_days, 'forward_to': audit_log_forward_to, 'cert': audit_log_upload_cert_path,
-          'key': audit_log_upload_key_path, 'trust': audit_log_upload_trust_path}} | to_json }}}}"
-"""
+RENDER = R.local_play("Render the audit_log role's files", role=ROLE, tasks=[
+    {"name": "Render the templates", "ansible.builtin.template": {
+        "src": f"{ROLE}/templates/{{{{ item }}}}.j2", "dest": "{{ out }}/{{ item }}", "mode": "0600"},
+     "loop": ["journald-audit.conf", "journal-upload-audit.conf", "journal-upload-unit.conf"],
+     "when": "item == 'journald-audit.conf' or _audit_log_forwarding | bool"},
+    {"name": "Write the role's variables as the role sees them", "ansible.builtin.copy": {
+        "dest": "{{ out }}/vars.json", "mode": "0600",
+        "content": "{{ {'key_dir': audit_log_key_dir, 'key_file': _audit_log_key_file, 'fss': _audit_log_fss_path, "
+                   "'retention': audit_log_retention_days, 'forward_to': audit_log_forward_to, "
+                   "'cert': audit_log_upload_cert_path, 'key': audit_log_upload_key_path, "
+                   "'trust': audit_log_upload_trust_path} | to_json }}"}},
+])
 
-PREFLIGHT = """\
-- name: Run the audit_log role's preflight
-  hosts: localhost
-  connection: local
-  gather_facts: true
-  gather_subset: [min]
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  vars_files:
-    - {role}/defaults/main.yml
-    - {role}/vars/main.yml
-    - {role}/vars/Debian.yml
-  tasks:
-    - name: Preflight
-      ansible.builtin.import_tasks: {role}/tasks/preflight.yml
-"""
+PREFLIGHT = R.local_play("Run the audit_log role's preflight", role=ROLE, gather_subset=["min"], tasks=[
+    {"name": "Preflight", "ansible.builtin.import_tasks": f"{ROLE}/tasks/preflight.yml"}])
 
 
-def _playbook(d: Path, text: str, variables: dict, env: dict | None = None) -> subprocess.CompletedProcess:
-    (d / "play.yml").write_text(text.format(role=ROLE))
-    (d / "vars.in.json").write_text(json.dumps(variables))
-    return subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(d / "play.yml"),
-                           "-e", f"@{d / 'vars.in.json'}"], cwd=d, env={**tool_env(), **NO_FACT_CACHE, **(env or {})},
-                          capture_output=True, text=True, check=False)
+def _playbook(d: Path, play: str, variables: dict, env: dict | None = None) -> subprocess.CompletedProcess:
+    return R.run_playbook(d, play, variables, env={**R.NO_FACT_CACHE, **(env or {})}, timeout=None)
 
 
 def render(d: Path, **variables) -> dict[str, str]:
@@ -106,22 +72,6 @@ def render(d: Path, **variables) -> dict[str, str]:
     r = _playbook(d, RENDER, {**base, **variables})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     return {p.name: p.read_text() for p in d.iterdir() if p.suffix in (".conf", ".json")}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
 
 
 GATEWAY = {"audit": {"retention_days": 180, "max_use": "20G", "forward_to": ["https://10.42.0.14:19532"]}}
@@ -355,27 +305,15 @@ def test_a_forged_replacement_without_the_key_is_detected(sealed, tmp_path):
     assert any("not sealed although it starts after sealing began" in p for p in problems), problems
 
 
-CONVERGE = """\
-- name: Converge the audit_log role inside a scratch namespace
-  hosts: localhost
-  connection: local
-  gather_facts: true
-  gather_subset: [min]
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  roles:
-    - role: {role}
-"""
+CONVERGE = R.local_play("Converge the audit_log role inside a scratch namespace", gather_subset=["min"],
+                        roles=[{"role": str(ROLE)}])
 
 
 def _converge(j: ScratchJournal, d: Path, keys: Path, **extra) -> subprocess.CompletedProcess:
-    (d / "play.yml").write_text(CONVERGE.format(role=ROLE))
     variables = {"llmcluster_gateway": {"audit": {"retention_days": 200, "max_use": "2G", "forward_to": []}},
                  "audit_log_key_dir": str(keys), "llmcluster_manage_services": False, **extra}
-    (d / "vars.json").write_text(json.dumps(variables))
-    return j.run([tool("ansible-playbook") or "ansible-playbook", "-v", "-i", "localhost,", str(d / "play.yml"),
-                  "-e", f"@{d / 'vars.json'}"], timeout=300,
-                 env={**tool_env(), **NO_FACT_CACHE, "ANSIBLE_LOCAL_TEMP": str(d / "ansible-tmp")})
+    return j.run(R.playbook_argv(d, CONVERGE, variables, extra=("-v",)), timeout=300,
+                 env={**tool_env(), **R.NO_FACT_CACHE, "ANSIBLE_LOCAL_TEMP": str(d / "ansible-tmp")})
 
 
 def test_the_role_converges_idempotently_and_keeps_the_key_off_the_host(rendered, tmp_path):
@@ -506,21 +444,18 @@ def test_haproxy_access_log_reaches_the_journal_as_haproxy(rendered, pki, tmp_pa
     _needs_journald()
     if shutil.which("haproxy") is None or shutil.which("curl") is None:
         pytest.skip("not installed here: haproxy, curl")
-    port = _free_port()
-    bundle = tmp_path / "api.pem"
-    bundle.write_text((pki / "certs" / "gateway-api.pem").read_text() + (pki / "ca-chain.pem").read_text()
-                      + (pki / "private" / "gateway-api.key").read_text())
-    bundle.chmod(0o600)
+    port = R.free_port()
+    bundle = R.bundle(tmp_path / "api.pem", pki / "certs" / "gateway-api.pem", pki / "ca-chain.pem",
+                      pki / "private" / "gateway-api.key")
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(HAPROXY.format(dev_log="/run/systemd/journal/dev-log", port=port, bundle=bundle,
                                   ca=pki / "ca-chain.pem", log_format=LOG_FORMAT))
     marker = uuid.uuid4().hex
     with ScratchJournal(tmp_path / "root", {"60-llmcluster-audit.conf": rendered["journald-audit.conf"]}) as j:
         j.check(["journalctl", "--flush"])
-        hp = subprocess.Popen(["nsenter", f"--target={j.proc.pid}", "--mount", "--", "haproxy", "-db", "-f", str(cfg)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        hp = R.start_haproxy(cfg, port, tmp_path / "haproxy.log",
+                             prefix=("nsenter", f"--target={j.proc.pid}", "--mount", "--"))
         try:
-            _wait_port(port)
             argv = G.curl_argv("api.lab.llmcluster.internal", "127.0.0.1", port, str(pki / "root-ca.pem"),
                                client=G.ClientCert(str(pki / "certs" / "admin.pem"),
                                                    str(pki / "private" / "admin.key")),
@@ -534,8 +469,7 @@ def test_haproxy_access_log_reaches_the_journal_as_haproxy(rendered, pki, tmp_pa
                     break
                 time.sleep(0.1)
         finally:
-            hp.terminate()
-            hp.wait(10)
+            R.stop(hp)
     assert problems == [], problems
 
 
@@ -543,14 +477,8 @@ def test_haproxy_access_log_reaches_the_journal_as_haproxy(rendered, pki, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    from llmcluster.pki_export import export, from_offline
-
-    plan, material = from_offline(load_spec("lab"))
-    out = tmp_path_factory.mktemp("pki") / "pki"
-    export(plan, material, out, lab_tests=True)
-    (out.parent / "intermediate.key").write_text(material.intermediate_key_pem)  # lab material, test only
-    return out
+def pki(tmp_path_factory) -> Path:
+    return R.export_lab_pki(tmp_path_factory.mktemp("pki"))[2]
 
 
 @pytest.fixture(scope="module")
@@ -559,9 +487,9 @@ def collector(pki, tmp_path_factory):
     if shutil.which("haproxy") is None or not Path(JOURNAL_REMOTE).exists():
         pytest.skip("not installed here: haproxy, systemd-journal-remote")
     d = tmp_path_factory.mktemp("collector")
-    bundle = A.issue_collector_cert((pki.parent / "intermediate.key").read_text(), (pki / "ca-chain.pem").read_text(),
+    bundle = A.issue_collector_cert((pki / C.LAB_INTERMEDIATE_KEY).read_text(), (pki / "ca-chain.pem").read_text(),
                                     "127.0.0.1", "logs.lab.llmcluster.internal", d / "tls")
-    port, backend = _free_port(), _free_port()
+    port, backend = R.free_port(), R.free_port()
     plan = A.collector_plan("127.0.0.1", port, d, bundle, pki / "ca-chain.pem", backend=("127.0.0.1", backend))
     # A second address of the loopback, which the collector's certificate does not name.
     bind = next(line for line in plan.config.splitlines() if line.strip().startswith("bind "))
@@ -569,15 +497,14 @@ def collector(pki, tmp_path_factory):
     plan = dataclasses.replace(plan, config=plan.config.replace(bind, f"{bind}\n{second}"))
     plan.write()
     procs = [subprocess.Popen(plan.remote_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    _wait_port(backend)
+    R.wait_port(backend)
     procs.append(subprocess.Popen(plan.terminator_argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     try:
-        _wait_port(port)
+        R.wait_port(port)
         yield {"plan": plan, "port": port, "dir": d}
     finally:
         for p in procs:
-            p.terminate()
-            p.wait(10)
+            R.stop(p)
 
 
 def _source_journal(d: Path, marker: str) -> Path:

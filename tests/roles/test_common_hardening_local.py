@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -33,33 +31,18 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.helpers import role_local as R
 from tests.helpers import ssh_audit
-from tests.helpers.tools import tool, tool_env
 
 ROLE = ROOT / "roles" / "common"
 SSHD = "/usr/sbin/sshd"
 TEMPLATES = {"sshd": "sshd-llmcluster.conf.j2", "sysctl": "sysctl-hardening.conf.j2", "audit": "audit.rules.j2",
              "unit": "ssh-listen.conf.j2"}
 
-RENDER = """\
-- name: Render the common role's hardening files
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  vars_files:
-    - {role}/defaults/main.yml
-    - {role}/vars/main.yml
-    - {role}/vars/Debian.yml
-  tasks:
-    - name: Render
-      ansible.builtin.template:
-        src: "{role}/templates/{{{{ item.value }}}}"
-        dest: "{{{{ out }}}}/{{{{ item.key }}}}"
-        mode: "0600"
-      loop: "{{{{ templates | dict2items }}}}"
-"""
+RENDER = R.local_play("Render the common role's hardening files", role=ROLE, tasks=[
+    {"name": "Render", "ansible.builtin.template": {
+        "src": f"{ROLE}/templates/{{{{ item.value }}}}", "dest": "{{ out }}/{{ item.key }}", "mode": "0600"},
+     "loop": "{{ templates | dict2items }}"}])
 
 
 def render(d: Path, **variables) -> dict[str, str]:
@@ -67,31 +50,9 @@ def render(d: Path, **variables) -> dict[str, str]:
     out = d / "rendered"
     out.mkdir(parents=True, exist_ok=True)
     variables = {"out": str(out), "templates": TEMPLATES, "inventory_hostname": "gw-01", **variables}
-    (d / "render.yml").write_text(RENDER.format(role=ROLE))
-    (d / "vars.json").write_text(json.dumps(variables))
-    r = subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(d / "render.yml"),
-                        "-e", f"@{d / 'vars.json'}"], cwd=d, env=tool_env(), capture_output=True, text=True,
-                       check=False)
+    r = R.run_playbook(d, RENDER, variables, name="render", timeout=None)
     assert r.returncode == 0, r.stdout + r.stderr
     return {k: (out / k).read_text() for k in TEMPLATES}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"sshd exited ({proc.returncode}): {proc.stdout.read() if proc.stdout else ''}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def _keygen(path: Path, kind: str, bits: int | None = None) -> Path:
@@ -128,7 +89,7 @@ class Sshd:
     """A real sshd on 127.0.0.1 with ``head`` (settings before the distribution's sshd_config)."""
 
     def __init__(self, d: Path, head: str, keys: dict[str, Path]):
-        self.port = _free_port()
+        self.port = R.free_port()
         self.keys = keys
         self.config = d / "sshd_config"
         # The test's own settings come after the drop-in (first value wins) and before the
@@ -140,7 +101,7 @@ class Sshd:
         assert check.returncode == 0, check.stderr
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config), "-p", str(self.port)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        _wait_port(self.port, self.proc)
+        R.wait_port(self.port, proc=self.proc)
 
     def effective(self) -> list[str]:
         return subprocess.run([SSHD, "-T", "-f", str(self.config), "-p", str(self.port), "-C",
@@ -572,29 +533,12 @@ def test_audit_rule_checker_rejects_bad_rules(rule, problem):
 
 # --------------------------------------------------------------------------- preflight
 
-PREFLIGHT = """\
-- name: Run the common role's preflight
-  hosts: localhost
-  connection: local
-  gather_facts: true
-  gather_subset: [min]
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Preflight
-      ansible.builtin.include_role:
-        name: common
-        tasks_from: preflight
-"""
+PREFLIGHT = R.local_play("Run the common role's preflight", gather_subset=["min"], tasks=[
+    {"name": "Preflight", "ansible.builtin.include_role": {"name": "common", "tasks_from": "preflight"}}])
 
 
 def _preflight(tmp_path: Path, **variables) -> subprocess.CompletedProcess[str]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "preflight.yml").write_text(PREFLIGHT)
-    (tmp_path / "vars.json").write_text(json.dumps(variables))
-    return subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,",
-                           str(tmp_path / "preflight.yml"), "-e", f"@{tmp_path / 'vars.json'}"], cwd=tmp_path,
-                          env=tool_env(), capture_output=True, text=True, check=False)
+    return R.run_playbook(tmp_path, PREFLIGHT, variables, name="preflight", timeout=None)
 
 
 def test_preflight_refuses_what_would_lock_someone_out(keys, tmp_path):

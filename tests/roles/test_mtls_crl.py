@@ -13,11 +13,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -28,22 +25,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from llmcluster import pki_crl as C
 from llmcluster.cli import main
 from tests.conftest import ROOT, load_spec
-from tests.helpers.tools import tool, tool_env
+from tests.helpers import role_local as R
 
-PLAYBOOK = """\
-- name: The mtls role's CRL preflight
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  vars_files:
-    - {role}/defaults/main.yml
-    - {role}/vars/main.yml
-  tasks:
-    - name: Preflight
-      ansible.builtin.import_tasks: {role}/tasks/preflight_crl.yml
-"""
+ROLE = ROOT / "roles" / "mtls"
+PLAYBOOK = R.local_play("The mtls role's CRL preflight", role=ROLE, vars_files=("defaults/main.yml", "vars/main.yml"),
+                        tasks=[{"name": "Preflight",
+                                "ansible.builtin.import_tasks": f"{ROLE}/tasks/preflight_crl.yml"}])
 
 
 @pytest.fixture(scope="module")
@@ -55,21 +42,13 @@ def lab_pki():
 
 @pytest.fixture
 def export_dir(lab_pki, tmp_path) -> Path:
-    from llmcluster.pki_export import export
-
-    plan, m = lab_pki
-    export(plan, m, tmp_path / "pki", lab_tests=True)
-    return tmp_path / "pki"
+    return R.export_lab_pki(tmp_path, lab_pki)[2]
 
 
 def _preflight(pki: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
-    book = tmp_path / "preflight.yml"
-    book.write_text(PLAYBOOK.format(role=ROOT / "roles" / "mtls"))
-    return subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(book),
-                           "-e", json.dumps({"mtls_pki_dir": str(pki)})],
-                          cwd=tmp_path, env=tool_env(), capture_output=True, text=True, check=False, timeout=300)
+    return R.run_playbook(tmp_path, PLAYBOOK, {"mtls_pki_dir": str(pki)}, name="preflight")
 
 
 def _resign(pki: Path, *, this_update: dt.datetime, days: int, key=None) -> None:
@@ -117,22 +96,6 @@ def test_a_crl_that_must_not_be_pushed_stops_the_preflight(export_dir, tmp_path,
 # --------------------------------------------------------------------------- HAProxy as the judge
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
-
-
 HAPROXY = """\
 global
     tune.ssl.cachesize 0
@@ -149,18 +112,13 @@ frontend api
 
 
 def _serve(pki: Path, crl: Path, d: Path):
-    bundle = d / "api.pem"
-    bundle.write_text((pki / "certs" / "gateway-api.pem").read_text() + (pki / "ca-chain.pem").read_text()
-                      + (pki / "private" / "gateway-api.key").read_text())
-    bundle.chmod(0o600)
-    port = _free_port()
+    bundle = R.bundle(d / "api.pem", pki / "certs" / "gateway-api.pem", pki / "ca-chain.pem",
+                      pki / "private" / "gateway-api.key")
+    port = R.free_port()
     cfg = d / "haproxy.cfg"
     cfg.write_text(HAPROXY.format(port=port, bundle=bundle, chain=pki / "ca-chain.pem", crl=crl))
-    check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
-    proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_port(port)
-    return proc, port
+    R.haproxy_check(cfg)
+    return R.start_haproxy(cfg, port), port
 
 
 def _curl(pki: Path, port: int, leaf: str) -> str:
@@ -181,8 +139,7 @@ def test_haproxy_refuses_the_revoked_client_with_the_exported_crl(export_dir, tm
         for leaf in ("host-gpu-02", "host-gw-01", "host-gpu-02"):
             assert _curl(export_dir, port, leaf) == "ok", leaf
     finally:
-        proc.terminate()
-        proc.wait(10)
+        R.stop(proc)
 
 
 @pytest.mark.skipif(any(shutil.which(t) is None for t in ("haproxy", "curl")), reason="haproxy or curl missing")
@@ -194,6 +151,5 @@ def test_haproxy_needs_the_roots_crl_too(export_dir, tmp_path):
         out = _curl(export_dir, port, "host-gpu-02")
         assert out != "ok" and "unknown ca" in out, out
     finally:
-        proc.terminate()
-        proc.wait(10)
+        R.stop(proc)
 

@@ -41,11 +41,8 @@ def pki(tmp_path_factory) -> L.Pki:
 
 @pytest.fixture(scope="module")
 def gateway(pki, tmp_path_factory):
-    gw = L.start_gateway(tmp_path_factory.mktemp("gateway"), pki)
-    try:
+    with L.running_gateway(tmp_path_factory.mktemp("gateway"), pki) as gw:
         yield gw
-    finally:
-        gw.stop()
 
 
 def _plan(gw) -> dict:
@@ -57,7 +54,7 @@ def test_rendered_config_has_the_policy(gateway):
     plan = _plan(gateway)
     hs = plan["handshake_timeout_s"]
     for needle in ("ssl-min-ver TLSv1.3", "verify required", "no-tls-tickets", "tune.ssl.cachesize 0",
-                   f"crl-file {gateway.crl}", "ca-ignore-err 3", "balance leastconn", "http-reuse safe",
+                   f"crl-file {gateway.crl} no-tls-tickets", "balance leastconn", "http-reuse safe",
                    "uri /health", "timeout check 3s", "timeout server 900s", f"timeout client {hs}s",
                    f"timeout http-request {hs}s", f"timeout http-keep-alive {plan['idle_timeout_s']}s",
                    "curves P-256", "client=\\\"%[ssl_c_s_dn]\\\"", "decision=%[var(txn.decision)]",
@@ -66,6 +63,8 @@ def test_rendered_config_has_the_policy(gateway):
                    'http-after-response set-header Strict-Transport-Security "max-age=63072000"',
                    "http-after-response del-header server", "option httpchk"):
         assert needle in cfg, needle
+    # The CRL file holds the root's CRL too: no verification error is ignored.
+    assert "ca-ignore-err" not in cfg and "crt-ignore-err" not in cfg
     for u in gateway.upstreams:
         assert (f"server {u.name} 127.0.0.1:{u.port} sni str({u.fqdn}) verifyhost {u.fqdn} check-sni {u.fqdn}"
                 in cfg), u
@@ -364,23 +363,30 @@ def test_revoked_client_is_refused_after_a_reload_others_keep_working(gateway):
 
 
 def test_crl_requirements_of_haproxy(gateway, tmp_path):
-    """Why the bind has `ca-ignore-err 3`, and that a stale CRL fails closed. With `crl-file`,
-    OpenSSL wants a CRL for every certificate of the chain; the plan's CRL is the intermediate's
-    (the root's key never signs one), so without the option every client is refused (error 3,
-    unable to get the intermediate's CRL). A CRL past its nextUpdate refuses every client."""
-    client, good, expired = gateway.clients["chat-frontend"], tmp_path / "crl.pem", tmp_path / "expired.pem"
-    gateway.pki.write_crl(good)
-    gateway.pki.write_crl(expired, next_update_in=-dt.timedelta(hours=1), this_update_ago=dt.timedelta(hours=2))
+    """The role's bind (`crl-file`, no error ignored) with the CRL file as `llmcluster pki revoke`
+    writes it (the intermediate's CRL, then the root's) admits a valid client; OpenSSL wants a CRL
+    for every CA of the chain, so the intermediate's CRL alone refuses every client (error 3,
+    unable to get the root's CRL for the intermediate: "unknown ca"), and so does a CRL past its
+    nextUpdate. The bind is the rendered one, only the CRL file differs."""
+    client = gateway.clients["chat-frontend"]
+    crls = {"as-exported": tmp_path / "crl.pem", "intermediate-only": tmp_path / "intermediate-only.pem",
+            "expired": tmp_path / "expired.pem"}
+    gateway.pki.write_crl(crls["as-exported"])
+    gateway.pki.write_crl(crls["intermediate-only"], with_root_crl=False)
+    gateway.pki.write_crl(crls["expired"], next_update_in=-dt.timedelta(hours=1), this_update_ago=dt.timedelta(hours=2))
+    bind = next(line.strip() for line in gateway.rendered.splitlines() if line.strip().startswith("bind "))
+    options = bind.split(f"crl-file {gateway.crl} ", 1)[1]
+    assert "ignore-err" not in options, bind
     outcomes = {}
-    for name, bind in {"strict": f"crl-file {good}", "as-the-role": f"crl-file {good} ca-ignore-err 3",
-                       "expired": f"crl-file {expired} ca-ignore-err 3"}.items():
-        proc, port = L.scratch_haproxy(tmp_path, gateway.pki, name, bind=bind)
+    for name, crl in crls.items():
+        proc, port = L.scratch_haproxy(tmp_path, gateway.pki, name, bind=f"crl-file {crl} {options}")
         try:
             outcomes[name] = L.s_client(port, gateway.pki, client)
         finally:
             L.stop(proc)
-    assert "HTTP/1.1 200" in outcomes["as-the-role"], outcomes["as-the-role"][-400:]
-    assert "HTTP/1.1 200" not in outcomes["strict"] and "unknown ca" in outcomes["strict"], outcomes["strict"][-400:]
+    assert "HTTP/1.1 200" in outcomes["as-exported"], outcomes["as-exported"][-400:]
+    assert ("HTTP/1.1 200" not in outcomes["intermediate-only"]
+            and "unknown ca" in outcomes["intermediate-only"]), outcomes["intermediate-only"][-400:]
     assert ("HTTP/1.1 200" not in outcomes["expired"]
             and "certificate expired" in outcomes["expired"]), outcomes["expired"][-400:]
 

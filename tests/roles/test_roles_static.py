@@ -342,34 +342,23 @@ def test_access_interface_names_match_the_plan():
     assert load(ROLES_DIR / "network" / "vars" / "main.yml")["_network_access_names"] == ACCESS_IFNAMES
 
 
-RENDER_PLAYBOOK = """\
-- name: Render the network role's netplan file
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  vars_files:
-    - {role}/defaults/main.yml
-    - {role}/vars/main.yml
-  tasks:
-    - name: Render
-      ansible.builtin.template:
-        src: {role}/templates/netplan.yaml.j2
-        dest: "{{{{ out_dir }}}}/{{{{ item }}}}.yaml"
-        mode: "0600"
-      loop: "{{{{ hosts_vars.keys() | list }}}}"
-      vars:
-        llmcluster_interfaces: "{{{{ hosts_vars[item].llmcluster_interfaces }}}}"
-        llmcluster_interface_names: "{{{{ hosts_vars[item].llmcluster_interface_names }}}}"
-        network_mode: tagged
-"""
+def _netplan_play() -> str:
+    from tests.helpers.role_local import local_play
+
+    role = ROLES_DIR / "network"
+    return local_play("Render the network role's netplan file", role=role,
+                      vars_files=("defaults/main.yml", "vars/main.yml"), tasks=[
+                          {"name": "Render", "ansible.builtin.template": {
+                              "src": f"{role}/templates/netplan.yaml.j2", "dest": "{{ out_dir }}/{{ item }}.yaml",
+                              "mode": "0600"},
+                           "loop": "{{ hosts_vars.keys() | list }}",
+                           "vars": {"llmcluster_interfaces": "{{ hosts_vars[item].llmcluster_interfaces }}",
+                                    "llmcluster_interface_names": "{{ hosts_vars[item].llmcluster_interface_names }}",
+                                    "network_mode": "tagged"}}])
 
 
 def test_netplan_file_matches_the_ip_plan(tmp_path):
     """Tagged mode: one VLAN per planned interface on the uplink, with the plan's id, MTU, address."""
-    import json
-
     from tests.conftest import load_plan
 
     plan = load_plan("prod-baremetal")
@@ -382,13 +371,10 @@ def test_netplan_file_matches_the_ip_plan(tmp_path):
         assert hv["llmcluster_network_mode"] == "tagged"
         hosts_vars[name] = {"llmcluster_interfaces": hv["llmcluster_interfaces"],
                             "llmcluster_interface_names": hv["llmcluster_interface_names"]}
-    playbook = tmp_path / "render.yml"
-    playbook.write_text(RENDER_PLAYBOOK.format(role=ROLES_DIR / "network"), encoding="utf-8")
-    (tmp_path / "vars.json").write_text(json.dumps({"hosts_vars": hosts_vars, "out_dir": str(tmp_path)}))
-    env = tool_env()
-    r = subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(playbook),
-                        "-e", f"@{tmp_path / 'vars.json'}"], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, check=False)
+    from tests.helpers.role_local import run_playbook
+
+    r = run_playbook(tmp_path, _netplan_play(), {"hosts_vars": hosts_vars, "out_dir": str(tmp_path)}, name="render",
+                     timeout=None)
     assert r.returncode == 0, r.stdout + r.stderr
     for name in hosts:
         doc = load(tmp_path / f"{name}.yaml")

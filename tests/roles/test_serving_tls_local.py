@@ -4,10 +4,11 @@ s_client) — no lab needed.
 
 The PKI is the lab stack's, exported offline (real keys, ``llmcluster.pki_export``); the CRLs are
 signed here by its intermediate (an empty one, and one revoking the gateway-upstream
-certificate). ``tasks/configure.yml`` runs on localhost with every path in a temporary folder:
-it assembles the bundle, copies the CRL, renders and validates (``haproxy -c``) the configuration
-and writes the unit. The rendered configuration then runs unchanged except for the process
-settings of a packaged install (chroot, user/group, syslog), which a test process need not use;
+certificate), each followed by the export's root CRL as in ``crl.pem``. ``tasks/configure.yml``
+runs on localhost with every path in a temporary folder: it assembles the bundle, copies the
+CRL, renders and validates (``haproxy -c``) the configuration and writes the unit. The rendered
+configuration then runs unchanged except for the process settings of a packaged install
+(chroot, user/group, syslog), which a test process need not use;
 the stand-in (``llmcluster/lab/upstream_standin.py``) listens where trtllm-serve would:
 127.0.0.1 at the backend port. ``tasks/preflight.yml`` runs on localhost for each input it must
 refuse. On a host with CAP_NET_RAW the capture helper of the ``upstream-tls`` check watches the
@@ -17,7 +18,6 @@ request (and its marker) only on the backend port.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 import socket
@@ -29,151 +29,75 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llmcluster.verify import gateway as G
 from llmcluster.verify import upstream as U
-from tests.conftest import ROOT, load_spec
-from tests.helpers.tools import tool, tool_env
+from tests.conftest import ROOT
+from tests.helpers import role_local as R
+from tests.helpers.gateway_local import STANDIN, lab_pki
 
 ROLE = ROOT / "roles" / "serving_tls"
-STANDIN = ROOT / "llmcluster" / "lab" / "upstream_standin.py"
 HEAD = "gpu-01"
 
-CONFIGURE = """\
-- name: Configure the serving_tls terminator with the role's tasks
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  tasks:
-    - name: The OS variables (Debian, as the lab)
-      ansible.builtin.include_vars: {role}/vars/Debian.yml
-
-    - name: Configure
-      ansible.builtin.include_role:
-        name: {role}
-        tasks_from: configure
-      vars:
-        serving_tls_listen_address: 127.0.0.1
-        llmcluster_serving_plan: "{{{{ cases[case].plan }}}}"
-        llmcluster_gateway: "{{{{ cases[case].gateway }}}}"
-        llmcluster_pki: "{{{{ cases[case].pki }}}}"
-        serving_tls_config_path: "{{{{ out }}}}/{{{{ case }}}}/serving-tls.cfg"
-        serving_tls_bundle_path: "{{{{ out }}}}/{{{{ case }}}}/certs/serving-tls.pem"
-        serving_tls_crl_copy_path: "{{{{ out }}}}/{{{{ case }}}}/certs/serving-tls-crl.pem"
-        _serving_tls_unit_path: "{{{{ out }}}}/{{{{ case }}}}/serving-tls.service"
-        __serving_tls_crl_stat: {{stat: {{exists: "{{{{ cases[case].crl_present }}}}"}}}}
-        __serving_tls_dpkg: {{stdout_lines: []}}
-      loop: "{{{{ cases.keys() | list }}}}"
-      loop_control:
-        loop_var: case
-"""
-
-PREFLIGHT = """\
-- name: Run the serving_tls preflight for each case
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  tasks:
-    - name: Each case
-      ansible.builtin.include_tasks: {case_file}
-      loop: "{{{{ cases.keys() | list }}}}"
-      loop_control:
-        loop_var: case
-"""
-
-PREFLIGHT_CASE = """\
-- name: One case
-  block:
-    - name: Preflight
-      ansible.builtin.include_role:
-        name: {role}
-        tasks_from: preflight
-      vars:
-        llmcluster_serving_plan: "{{{{ cases[case].plan }}}}"
-        llmcluster_gateway: "{{{{ cases[case].gateway }}}}"
-        llmcluster_pki: "{{{{ cases[case].pki }}}}"
-        llmcluster_addresses: "{{{{ cases[case].addresses }}}}"
-        llmcluster_pool: "{{{{ cases[case].pool }}}}"
-        serving_tls_backend_address: "{{{{ cases[case].backend_address }}}}"
-        serving_tls_require_crl: "{{{{ cases[case].require_crl }}}}"
-    - name: Passed
-      ansible.builtin.copy:
-        content: "ok"
-        dest: "{{{{ out }}}}/{{{{ case }}}}.result"
-        mode: "0644"
-  rescue:
-    - name: Refused
-      ansible.builtin.copy:
-        content: "{{{{ ansible_failed_result.msg | default('failed') }}}}"
-        dest: "{{{{ out }}}}/{{{{ case }}}}.result"
-        mode: "0644"
-"""
+def _configure_play() -> str:
+    case = "{{ cases[case]"
+    return R.local_play("Configure the serving_tls terminator with the role's tasks", tasks=[
+        {"name": "The OS variables (Debian, as the lab)", "ansible.builtin.include_vars": f"{ROLE}/vars/Debian.yml"},
+        {"name": "Configure", "ansible.builtin.include_role": {"name": str(ROLE), "tasks_from": "configure"},
+         "vars": {
+             "serving_tls_listen_address": "127.0.0.1",
+             "llmcluster_serving_plan": f"{case}.plan }}}}",
+             "llmcluster_gateway": f"{case}.gateway }}}}",
+             "llmcluster_pki": f"{case}.pki }}}}",
+             "serving_tls_config_path": "{{ out }}/{{ case }}/serving-tls.cfg",
+             "serving_tls_bundle_path": "{{ out }}/{{ case }}/certs/serving-tls.pem",
+             "serving_tls_crl_copy_path": "{{ out }}/{{ case }}/certs/serving-tls-crl.pem",
+             "_serving_tls_unit_path": "{{ out }}/{{ case }}/serving-tls.service",
+             "__serving_tls_crl_stat": {"stat": {"exists": f"{case}.crl_present }}}}"}},
+             "__serving_tls_dpkg": {"stdout_lines": []}},
+         "loop": "{{ cases.keys() | list }}", "loop_control": {"loop_var": "case"}},
+    ])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _preflight_play(case_file: Path) -> str:
+    """The role's preflight once per case; each case's outcome ("ok" or the failure's message) in
+    ``<out>/<case>.result``."""
+    case = "{{ cases[case]"
+    case_file.write_text(yaml.safe_dump([{"name": "One case", "block": [
+        {"name": "Preflight", "ansible.builtin.include_role": {"name": str(ROLE), "tasks_from": "preflight"},
+         "vars": {"llmcluster_serving_plan": f"{case}.plan }}}}", "llmcluster_gateway": f"{case}.gateway }}}}",
+                  "llmcluster_pki": f"{case}.pki }}}}", "llmcluster_addresses": f"{case}.addresses }}}}",
+                  "llmcluster_pool": f"{case}.pool }}}}",
+                  "serving_tls_backend_address": f"{case}.backend_address }}}}",
+                  "serving_tls_require_crl": f"{case}.require_crl }}}}"}},
+        {"name": "Passed", "ansible.builtin.copy": {"content": "ok", "dest": "{{ out }}/{{ case }}.result",
+                                                    "mode": "0644"}},
+    ], "rescue": [
+        {"name": "Refused", "ansible.builtin.copy": {
+            "content": "{{ ansible_failed_result.msg | default('failed') }}",
+            "dest": "{{ out }}/{{ case }}.result", "mode": "0644"}},
+    ]}], sort_keys=False, width=4096), encoding="utf-8")
+    return R.local_play("Run the serving_tls preflight for each case", tasks=[
+        {"name": "Each case", "ansible.builtin.include_tasks": str(case_file),
+         "loop": "{{ cases.keys() | list }}", "loop_control": {"loop_var": "case"}}])
 
 
-def _wait_port(port: int, timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def _need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"not installed here: {', '.join(missing)} (apt-get install haproxy curl openssl)")
-
-
-def _playbook(d: Path, text: str, variables: dict) -> None:
-    (d / "play.yml").write_text(text, encoding="utf-8")
-    (d / "vars.json").write_text(json.dumps(variables), encoding="utf-8")
-    r = subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(d / "play.yml"),
-                        "-e", f"@{d / 'vars.json'}", "-e", "llmcluster_manage_services=false"],
-                       cwd=d, env=tool_env(), capture_output=True, text=True, check=False)
+def _playbook(d: Path, play: str, variables: dict) -> None:
+    r = R.run_playbook(d, play, variables, extra=("-e", "llmcluster_manage_services=false"), timeout=None)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-
-
-def _crl(material, revoked: tuple[str, ...] = ()) -> bytes:
-    """A CRL signed by the lab PKI's intermediate (what `llmcluster pki crl` publishes)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-
-    key = serialization.load_pem_private_key(material.intermediate_key_pem.encode(), password=None)
-    issuer = x509.load_pem_x509_certificate(material.chain_pem.encode())  # the chain starts with it
-    now = dt.datetime.now(dt.UTC)
-    b = (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
-         .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=7)))
-    for name in revoked:
-        serial = x509.load_pem_x509_certificate(material.certs[name].encode()).serial_number
-        b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
-                                      .revocation_date(now - dt.timedelta(minutes=1)).build())
-    return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    """The lab plan and its PKI exported offline, with two CRLs of its intermediate."""
-    from llmcluster.pki_export import export, from_offline
-
-    plan, material = from_offline(load_spec("lab"))
+    """The lab plan and its PKI exported offline, with two CRL files as `llmcluster pki revoke`
+    writes them (the intermediate's CRL, then the root's): one revoking nothing, one revoking the
+    gateway-upstream certificate."""
     d = tmp_path_factory.mktemp("serving-tls-pki")
-    out = d / "pki"
-    export(plan, material, out, lab_tests=True)
-    (d / "crl.pem").write_bytes(_crl(material))
-    (d / "crl-revoked.pem").write_bytes(_crl(material, ("gateway-upstream",)))
-    return {"plan": plan, "dir": out, "crl": d / "crl.pem", "crl_revoked": d / "crl-revoked.pem"}
+    p = lab_pki(d)
+    p.write_crl(d / "crl.pem")
+    p.write_crl(d / "crl-revoked.pem", (p.serial("gateway-upstream"),))
+    return {"plan": p.plan, "dir": p.dir, "crl": d / "crl.pem", "crl_revoked": d / "crl-revoked.pem"}
 
 
 def _pki_vars(pki: dict, crl: Path) -> dict:
@@ -214,12 +138,12 @@ class SlowBackend(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def terminators(pki, tmp_path_factory):
     """The role's configure tasks for four cases, then HAProxy on loopback for three of them."""
-    _need("haproxy", "curl", "openssl")
+    R.need("haproxy", "curl", "openssl")
     d = tmp_path_factory.mktemp("serving-tls")
     plan = pki["plan"]
     sp, gw = plan.serving.to_vars(), plan.serving.gateway.to_dict()
-    backend, slow_backend = _free_port(), _free_port()
-    ports = {"main": _free_port(), "revoked": _free_port(), "slow": _free_port(), "nocrl": _free_port()}
+    backend, slow_backend = R.free_port(), R.free_port()
+    ports = {"main": R.free_port(), "revoked": R.free_port(), "slow": R.free_port(), "nocrl": R.free_port()}
     cases = {
         "main": {"plan": {**sp, "port": ports["main"], "backend_port": backend}, "gateway": gw,
                  "pki": _pki_vars(pki, pki["crl"]), "crl_present": True},
@@ -233,7 +157,7 @@ def terminators(pki, tmp_path_factory):
         "nocrl": {"plan": {**sp, "port": ports["nocrl"], "backend_port": backend}, "gateway": gw,
                   "pki": _pki_vars(pki, d / "absent.pem"), "crl_present": False},
     }
-    _playbook(d, CONFIGURE.format(role=ROLE), {"cases": cases, "out": str(d)})
+    _playbook(d, _configure_play(), {"cases": cases, "out": str(d)})
     packaged = ("chroot ", "user ", "group ", "log /dev/log")
     procs: list[subprocess.Popen] = [
         subprocess.Popen([sys.executable, str(STANDIN), "127.0.0.1", str(backend), HEAD]),
@@ -242,20 +166,15 @@ def terminators(pki, tmp_path_factory):
     threading.Thread(target=slow.serve_forever, daemon=True).start()
     try:
         for case in ("main", "revoked", "slow"):
-            rendered = (d / case / "serving-tls.cfg").read_text()
-            local = "\n".join(line for line in rendered.splitlines() if not line.strip().startswith(packaged))
-            (d / case / "local.cfg").write_text(local + "\n")
-            procs.append(subprocess.Popen(["haproxy", "-db", "-f", str(d / case / "local.cfg")],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for port in (backend, ports["main"], ports["revoked"], ports["slow"]):
-            _wait_port(port)
+            (d / case / "local.cfg").write_text(R.local_config((d / case / "serving-tls.cfg").read_text(), packaged))
+            procs.append(R.start_haproxy(d / case / "local.cfg", ports[case]))
+        R.wait_port(backend)
         yield {"dir": d, "ports": ports, "backend": backend, "pki": pki["dir"], "plan": plan,
                "fqdn": next(u["fqdn"] for u in gw["upstreams"] if u["name"] == HEAD), "cases": cases}
     finally:
         slow.shutdown()
         for p in procs:
-            p.terminate()
-            p.wait(10)
+            R.stop(p)
 
 
 def _cert(t, name: str) -> G.ClientCert:
@@ -281,9 +200,11 @@ def test_configuration_bundle_crl_and_unit(terminators):
     cn = t["plan"].pki.leaf("gateway-upstream").common_name
     bind = next(line.strip() for line in cfg.splitlines() if line.strip().startswith("bind "))
     assert bind.startswith(f"bind 127.0.0.1:{t['ports']['main']} ssl crt {d / 'main' / 'certs' / 'serving-tls.pem'} ")
-    for needle in ("verify required", f"crl-file {d / 'main' / 'certs' / 'serving-tls-crl.pem'}", "ca-ignore-err 3",
+    for needle in ("verify required", f"crl-file {d / 'main' / 'certs' / 'serving-tls-crl.pem'} ",
                    "ssl-min-ver TLSv1.3", "no-tls-tickets", "curves P-256", "alpn http/1.1"):
         assert needle in bind, needle
+    # The CRL file holds the root's CRL too: no verification error is ignored.
+    assert "ignore-err" not in bind, bind
     for needle in ("tune.ssl.cachesize 0", "ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets",
                    f"http-request deny deny_status 403 unless {{ ssl_c_s_dn(CN) -m str {cn} }}",
                    f"server trtllm 127.0.0.1:{t['backend']} ", "timeout server 900s", "timeout client 10s",
@@ -396,14 +317,12 @@ def test_the_gateway_side_of_the_contract(terminators, tmp_path, verify, client,
     bundle.write_text((pki / "certs" / f"{client}.pem").read_text() + (pki / "private" / f"{client}.key").read_text())
     bundle.chmod(0o600)
     other = next(u["fqdn"] for u in plan.serving.gateway.upstreams if u["name"] != HEAD)
-    front = _free_port()
+    front = R.free_port()
     cfg = GATEWAY_SIDE.format(front=front, fqdn=t["fqdn"], name=HEAD, port=t["ports"]["main"],
                               ca=pki / "ca-chain.pem", bundle=bundle, verify=t["fqdn"] if verify == "fqdn" else other)
     (tmp_path / "gw.cfg").write_text(cfg)
-    hp = subprocess.Popen(["haproxy", "-db", "-f", str(tmp_path / "gw.cfg")], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+    hp = R.start_haproxy(tmp_path / "gw.cfg", front)
     try:
-        _wait_port(front)
         time.sleep(2.5)  # a few health checks
         argv = ["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "-H",
                 "Content-Type: application/json", "--data-binary", G.CHAT_BODY,
@@ -411,8 +330,7 @@ def test_the_gateway_side_of_the_contract(terminators, tmp_path, verify, client,
         p = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
         assert int(p.stdout or 0) == status, p.stdout + p.stderr
     finally:
-        hp.terminate()
-        hp.wait(10)
+        R.stop(hp)
 
 
 # --------------------------------------------------------------------------- TLS
@@ -452,18 +370,15 @@ def test_no_tls_session_resumption(terminators, tmp_path):
     t = terminators
     assert _session_twice(t, t["ports"]["main"], tmp_path).startswith("New, TLSv1.3"), "resumed"
     cfg = (t["dir"] / "main" / "local.cfg").read_text()
-    port = _free_port()
+    port = R.free_port()
     control = (cfg.replace("tune.ssl.cachesize 0", "").replace(" no-tls-tickets", "")
                .replace(f"127.0.0.1:{t['ports']['main']} ", f"127.0.0.1:{port} "))
     (tmp_path / "control.cfg").write_text(control)
-    hp = subprocess.Popen(["haproxy", "-db", "-f", str(tmp_path / "control.cfg")], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+    hp = R.start_haproxy(tmp_path / "control.cfg", port)
     try:
-        _wait_port(port)
         assert _session_twice(t, port, tmp_path).startswith("Reused, TLSv1.3")
     finally:
-        hp.terminate()
-        hp.wait(10)
+        R.stop(hp)
 
 
 def test_plain_http_gets_no_http_response(terminators):
@@ -565,8 +480,7 @@ def preflight(pki, tmp_path_factory) -> dict[str, str]:
         "gateway-host-same-port": {**good, "pool": gw["pool"], "plan": {**sp, "port": gw["port"]}},
         "gateway-host-other-port": {**good, "pool": gw["pool"]},
     }
-    (d / "case.yml").write_text(PREFLIGHT_CASE.format(role=ROLE), encoding="utf-8")
-    _playbook(d, PREFLIGHT.format(case_file=d / "case.yml"), {"cases": cases, "out": str(d)})
+    _playbook(d, _preflight_play(d / "case.yml"), {"cases": cases, "out": str(d)})
     return {name: (d / f"{name}.result").read_text() for name in cases}
 
 

@@ -25,7 +25,7 @@ import yaml
 from llmcluster.plan.capacity import trtllm_serve_command
 from llmcluster.plan.serving import engine_key, engine_key_plan_fields, model_manifest_path
 from tests.conftest import ROOT, load_plan
-from tests.helpers.tools import tool, tool_env
+from tests.helpers import role_local as R
 
 ROLE = ROOT / "roles" / "tensorrt_llm"
 VENV_BIN = "/opt/llmcluster/tensorrt-llm/venv/bin"
@@ -34,44 +34,29 @@ ENV_FILE = "/etc/llmcluster/trtllm/trtllm-serve.env"
 SMI_ROWS = [f"{i}, 570.172.08, 9.0" for i in range(8)]
 PROBE_LINES = ["[TensorRT-LLM] TensorRT-LLM version: 1.0.0", '{"trtllm": "1.0.0", "cuda": "12.9"}']
 
-PLAYBOOK = """\
-- name: Render the tensorrt_llm role's files
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  vars_files:
-    - {role}/defaults/main.yml
-    - {role}/vars/main.yml
-    - {role}/vars/Debian.yml
-  tasks:
-    - name: Render the unit and the environment file, dump the derived values
-      ansible.builtin.copy:
-        content: "{{{{ {{'unit': lookup('ansible.builtin.template', '{role}/templates/trtllm-serve.service.j2'),
-          'env': lookup('ansible.builtin.template', '{role}/templates/trtllm-serve.env.j2'),
-          'key': _tensorrt_llm_engine_key, 'key_json': _tensorrt_llm_engine_key_json,
-          'entry': _tensorrt_llm_engine_entry, 'convert': _tensorrt_llm_convert_argv, 'build': _tensorrt_llm_build_argv,
-          'health': _tensorrt_llm_health_url, 'head': _tensorrt_llm_head | bool,
-          'enabled': _tensorrt_llm_enabled | bool, 'verify': _tensorrt_llm_verify | bool,
-          'packages': _tensorrt_llm_system_packages, 'options': tensorrt_llm_plan.extra_llm_api_options
-          | ansible.builtin.to_nice_yaml(indent=2, sort_keys=true)}} | to_json }}}}"
-        dest: "{{{{ out }}}}/{{{{ item }}}}.json"
-        mode: "0644"
-      loop: "{{{{ cases.keys() | list }}}}"
-      vars:
-        llmcluster_serving_plan: "{{{{ cases[item].plan }}}}"
-        llmcluster_serving: "{{{{ cases[item].serving }}}}"
-        llmcluster_nvidia: "{{{{ cases[item].nvidia }}}}"
-        llmcluster_gpu: "{{{{ cases[item].gpu }}}}"
-        llmcluster_addresses: "{{{{ cases[item].addresses }}}}"
-        tensorrt_llm_require_manifest: "{{{{ cases[item].require | default(true) }}}}"
-        __tensorrt_llm_manifest_stat: {{stat: {{exists: "{{{{ cases[item].installed | default(true) }}}}",
-          checksum: "{{{{ cases[item].digest | default('') }}}}"}}}}
-        __tensorrt_llm_verifier_stat: {{stat: {{executable: "{{{{ cases[item].installed | default(true) }}}}"}}}}
-        __tensorrt_llm_smi: {{rc: 0, stdout_lines: {smi}}}
-        __tensorrt_llm_probe: {{rc: 0, stdout_lines: {probe}}}
-"""
+PLAYBOOK = R.local_play("Render the tensorrt_llm role's files", role=ROLE, tasks=[
+    {"name": "Render the unit and the environment file, dump the derived values", "ansible.builtin.copy": {
+        "content": (f"{{{{ {{'unit': lookup('ansible.builtin.template', '{ROLE}/templates/trtllm-serve.service.j2'), "
+                    f"'env': lookup('ansible.builtin.template', '{ROLE}/templates/trtllm-serve.env.j2'), "
+                    "'key': _tensorrt_llm_engine_key, 'key_json': _tensorrt_llm_engine_key_json, "
+                    "'entry': _tensorrt_llm_engine_entry, 'convert': _tensorrt_llm_convert_argv, "
+                    "'build': _tensorrt_llm_build_argv, 'health': _tensorrt_llm_health_url, "
+                    "'head': _tensorrt_llm_head | bool, 'enabled': _tensorrt_llm_enabled | bool, "
+                    "'verify': _tensorrt_llm_verify | bool, "
+                    "'packages': _tensorrt_llm_system_packages, 'options': tensorrt_llm_plan.extra_llm_api_options "
+                    "| ansible.builtin.to_nice_yaml(indent=2, sort_keys=true)} | to_json }}"),
+        "dest": "{{ out }}/{{ item }}.json", "mode": "0644"},
+     "loop": "{{ cases.keys() | list }}",
+     "vars": {**{f"llmcluster_{k}": f"{{{{ cases[item].{v} }}}}" for k, v in (
+         ("serving_plan", "plan"), ("serving", "serving"), ("nvidia", "nvidia"), ("gpu", "gpu"),
+         ("addresses", "addresses"))},
+              "tensorrt_llm_require_manifest": "{{ cases[item].require | default(true) }}",
+              "__tensorrt_llm_manifest_stat": {"stat": {
+                  "exists": "{{ cases[item].installed | default(true) }}",
+                  "checksum": "{{ cases[item].digest | default('') }}"}},
+              "__tensorrt_llm_verifier_stat": {"stat": {"executable": "{{ cases[item].installed | default(true) }}"}},
+              "__tensorrt_llm_smi": {"rc": 0, "stdout_lines": SMI_ROWS},
+              "__tensorrt_llm_probe": {"rc": 0, "stdout_lines": PROBE_LINES}}}])
 
 
 def _nvidia(**trtllm) -> dict:
@@ -143,13 +128,7 @@ def _cases(out: Path) -> tuple[dict, dict]:
 def rendered(tmp_path_factory) -> tuple[Path, dict, dict]:
     out = tmp_path_factory.mktemp("trtllm-render")
     cases, caps = _cases(out)
-    playbook = out / "render.yml"
-    playbook.write_text(PLAYBOOK.format(role=ROLE, smi=json.dumps(SMI_ROWS), probe=json.dumps(PROBE_LINES)),
-                        encoding="utf-8")
-    (out / "vars.json").write_text(json.dumps({"cases": cases, "out": str(out)}), encoding="utf-8")
-    r = subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(playbook),
-                        "-e", f"@{out / 'vars.json'}"], cwd=out, env=tool_env(), capture_output=True, text=True,
-                       check=False)
+    r = R.run_playbook(out, PLAYBOOK, {"cases": cases, "out": str(out)}, name="render", timeout=None)
     assert r.returncode == 0, r.stdout + r.stderr
     return out, cases, caps
 

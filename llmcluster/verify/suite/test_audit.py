@@ -33,7 +33,6 @@ import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,24 +48,12 @@ UPLOAD_UNIT = "systemd-journal-upload.service"
 LAB_INTERMEDIATE_KEY = "intermediate-ca.key"
 
 
-@dataclass(frozen=True)
-class AuditCheck:
-    host: str
-    name: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.host}-{self.name}"
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from llmcluster.verify.suite.plugin import _collect
 
     if "audit_check" in metafunc.fixturenames:
         c = _collect(metafunc.config)
-        gw = c.plan.spec.serving.gateway
-        hosts = [h.name for h in c.plan.ip.hosts_in_pool(gw.pool)] if gw else []
-        cases = [AuditCheck(h, n) for h in hosts if h in c.hostvars for n in AUDIT_CHECKS]
+        cases = G.gateway_host_checks(c.plan, c.hostvars, AUDIT_CHECKS)
         metafunc.parametrize("audit_check", cases or [None], ids=[x.id for x in cases] or ["no-gateway"])
 
 
@@ -79,19 +66,10 @@ def audit_env(verify_target, tmp_path_factory):
     gvars = plan.serving.gateway.to_dict()
     pki = verify_target.inventory.group_var("llmcluster_pki_dir")
     key_dir = verify_target.inventory.group_var("audit_log_key_dir") or (A.default_key_dir(pki) if pki else None)
-    env = {"gw": gvars, "exp": A.expectation(gvars), "pki": Path(pki) if pki else None, "key_dir": key_dir,
-           "tmp": tmp_path_factory.mktemp("audit"), "source": None, "no_source": None, "fetched": {}}
-    if env["pki"] is None or not (env["pki"] / "private" / "admin.key").is_file():
-        env["no_source"] = "no client key material: set llmcluster_pki_dir to a `llmcluster pki export` folder"
-        return env
-    zone = next((f.from_ for f in plan.spec.flows if f"tcp/{gvars['port']}" in [str(p) for p in f.ports]
-                 and gvars["pool"] in (plan.spec.zones[f.to].pools or ())), None)
-    probe = (verify_target.c.probes or {}).get(zone) if zone else None
-    if probe is None:
-        env["no_source"] = f"no client source in zone {zone!r} (llmcluster_verify_probes)"
-    else:
-        env["source"] = LocalHost(f"probe-{zone}", probe["netns"])
-    return env
+    src = G.client_source(plan, gvars, pki, verify_target.c.probes)
+    return {"gw": gvars, "exp": A.expectation(gvars), "pki": src.pki, "key_dir": key_dir,
+            "tmp": tmp_path_factory.mktemp("audit"), "no_source": src.missing, "fetched": {},
+            "source": LocalHost(f"probe-{src.zone}", src.netns) if src.netns else None}
 
 
 def _marker_request(env, address: str, marker: str) -> G.CurlResult:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import shlex
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -63,24 +62,12 @@ def _start_standin(h, u: dict, backend_port: int, script: str):
     return h.run(["haproxy", "-D", "-f", TERMINATOR_CONFIG, "-p", TERMINATOR_PIDFILE])
 
 
-@dataclass(frozen=True)
-class GatewayCheck:
-    host: str
-    name: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.host}-{self.name}"
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from llmcluster.verify.suite.plugin import _collect
 
     if "gateway_check" in metafunc.fixturenames:
         c = _collect(metafunc.config)
-        gw = c.plan.spec.serving.gateway
-        hosts = [h.name for h in c.plan.ip.hosts_in_pool(gw.pool)] if gw else []
-        cases = [GatewayCheck(h, n) for h in hosts if h in c.hostvars for n in GATEWAY_CHECKS]
+        cases = G.gateway_host_checks(c.plan, c.hostvars, GATEWAY_CHECKS)
         metafunc.parametrize("gateway_check", cases or [None], ids=[x.id for x in cases] or ["no-gateway"])
     if "cert_host" in metafunc.fixturenames:
         c = _collect(metafunc.config)
@@ -95,16 +82,11 @@ def gateway_env(verify_target, tmp_path_factory):
     gvars = plan.serving.gateway.to_dict() if plan.serving.gateway is not None else None
     if not gvars:
         pytest.skip("the stack has no serving.gateway")
-    pki = verify_target.inventory.group_var("llmcluster_pki_dir")
-    if not pki or not (Path(pki) / "private" / "admin.key").is_file():
-        pytest.skip("no client key material: set llmcluster_pki_dir to a `llmcluster pki export` folder")
-    pki = Path(pki)
-    zone = next((f.from_ for f in plan.spec.flows if f"tcp/{gvars['port']}" in [str(p) for p in f.ports]
-                 and gvars["pool"] in (plan.spec.zones[f.to].pools or ())), None)
-    probe = (verify_target.c.probes or {}).get(zone) if zone else None
-    if probe is None:
-        pytest.skip(f"no client source in zone {zone!r} (llmcluster_verify_probes)")
-    source = LocalHost(f"probe-{zone}", probe["netns"])
+    src = G.client_source(plan, gvars, verify_target.inventory.group_var("llmcluster_pki_dir"),
+                          verify_target.c.probes)
+    if src.missing:
+        pytest.skip(src.missing)
+    pki, source = src.pki, LocalHost(f"probe-{src.zone}", src.netns)
     lab = all("llmcluster_lab_kind" in verify_target.c.hostvars.get(u["name"], {}) for u in gvars["upstreams"])
     started = []
     units = lab and all(verify_target.host(u["name"]).run(["systemctl", "is-active", "--quiet", TRTLLM_UNIT]).rc == 0
