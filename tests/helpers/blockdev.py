@@ -24,7 +24,7 @@ MD_SB_OFFSET = 4096
 
 
 def md_superblock_v12(*, level: int = 10, raid_disks: int = 4, dev_number: int = 0, name: str = "other:models",
-                      size_sectors: int = 1 << 17) -> bytes:
+                      size_sectors: int = 1 << 16) -> bytes:
     """A valid md 1.2 superblock (256 bytes + the roles table) with mdadm's checksum."""
     max_dev = 384
     sb = bytearray(256 + 2 * max_dev)
