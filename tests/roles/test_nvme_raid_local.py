@@ -153,12 +153,12 @@ def test_wipe_listed_members_are_accepted_and_wiped(disks, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     # members + wipe in one play: the wipe needs the probe's results
     play = tmp_path / "both.yml"
-    play.write_text(PLAYBOOK.format(role=ROLE, tasks="members") + """
+    play.write_text(PLAYBOOK.format(role=ROLE, tasks="members") + f"""
     - name: The role's wipe tasks
       ansible.builtin.include_role:
-        name: {role}
+        name: {ROLE}
         tasks_from: wipe
-""".format(role=ROLE), encoding="utf-8")
+""", encoding="utf-8")
     extra = tmp_path / "both.json"
     extra.write_text(json.dumps(variables), encoding="utf-8")
     r = subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(play), "-e",
@@ -182,7 +182,8 @@ def test_the_wipe_list_is_by_name_not_by_accident(disks, tmp_path):
     subprocess.run(["mkfs.xfs", "-q", "-f", devs[0]], check=True, capture_output=True)
     before = B.head_digest(devs[0])
     r = _run(tmp_path, "members", {"nvme_raid_plan": _plan(), "nvme_raid_devices": links,
-                                   "nvme_raid_wipe_devices": [links[1]], "nvme_raid_by_id_dir": str(tmp_path / "by-id")})
+                                   "nvme_raid_wipe_devices": [links[1]],
+                                   "nvme_raid_by_id_dir": str(tmp_path / "by-id")})
     assert r.returncode != 0 and f"{links[0]} ({devs[0]}), which holds xfs" in r.stdout, r.stdout
     assert B.head_digest(devs[0]) == before
 
