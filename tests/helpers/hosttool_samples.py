@@ -276,3 +276,17 @@ BY_ID = """\
 /dev/disk/by-id/md-name-gpu-02:models -> ../../md127
 /dev/disk/by-id/virtio-nvme0 -> ../../vdb
 """
+
+#: ``xfs_info`` of ``mkfs.xfs -d su=512k,sw=2`` on a 4 GiB device (xfsprogs 6.1, this machine).
+XFS_INFO = """\
+meta-data=/dev/loop0             isize=512    agcount=8, agsize=130432 blks
+         =                       sectsz=512   attr=2, projid32bit=1
+         =                       crc=1        finobt=1, sparse=1, rmapbt=0
+         =                       reflink=1    bigtime=1 inobtcount=1 nrext64=0
+data     =                       bsize=4096   blocks=1043456, imaxpct=25
+         =                       sunit=128    swidth=256 blks
+naming   =version 2              bsize=4096   ascii-ci=0, ftype=1
+log      =internal log           bsize=4096   blocks=16384, version=2
+         =                       sectsz=512   sunit=8 blks, lazy-count=1
+realtime =none                   extsz=4096   blocks=0, rtextents=0
+"""

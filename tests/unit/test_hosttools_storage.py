@@ -129,3 +129,10 @@ def test_the_filters_are_these_functions():
                  "wipefs_signatures", "signature_summary", "member_signatures", "by_id_map"):
         assert f[name] is not None, name
     assert f["mdadm_detail"].j2_function(S.MDADM_DETAIL_FAULTY)["failed_members"] == ["/dev/vdb"]
+
+
+def test_xfs_geometry_reads_the_data_section_not_the_log():
+    g = BD.xfs_geometry(S.XFS_INFO)
+    assert g == {"bsize": 4096, "sunit_blocks": 128, "swidth_blocks": 256, "su_kib": 512, "sw": 2}
+    flat = S.XFS_INFO.replace("sunit=128    swidth=256 blks", "sunit=0      swidth=0 blks")
+    assert BD.xfs_geometry(flat)["sw"] is None and BD.xfs_geometry("")["su_kib"] is None

@@ -7,6 +7,7 @@ from ansible_collections.llmcluster.hosts.plugins.module_utils.blockdev import (
     member_signatures,
     signature_summary,
     wipefs_signatures,
+    xfs_geometry,
 )
 
 
@@ -17,4 +18,5 @@ class FilterModule:
             "member_signatures": member_signatures,
             "signature_summary": signature_summary,
             "wipefs_signatures": wipefs_signatures,
+            "xfs_geometry": xfs_geometry,
         }

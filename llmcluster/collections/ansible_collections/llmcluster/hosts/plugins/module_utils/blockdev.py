@@ -8,6 +8,7 @@ functions, standard library only).
   ``{"/dev/nvme0n1": "/dev/disk/by-id/nvme-eui.…", …}``: the preferred stable name of every whole
   device (``nvme-eui.*`` first, then ``nvme-<model>_<serial>``, ``wwn-*``, the rest; partitions
   left out), relative link targets resolved.
+* :func:`xfs_geometry`: the data section's stripe unit and width of ``xfs_info``.
 """
 
 from __future__ import annotations
@@ -108,3 +109,25 @@ def member_signatures(wipefs_results: Any, examine_results: Any = None) -> dict[
             found.setdefault(str(r["item"]), []).append(
                 f"an md superblock (array {ex['name'] or '?'} {ex['level'] or ''}, mdadm --examine)".replace(" )", ")"))
     return {dev: ", ".join(dict.fromkeys(w)) for dev, w in sorted(found.items())}
+
+
+def xfs_geometry(output: Any) -> dict[str, int | None]:
+    """``xfs_info`` (device or mount point): the data section's block size and stripe geometry,
+    ``{"bsize", "sunit_blocks", "swidth_blocks", "su_kib", "sw"}`` (``sw`` = swidth / sunit;
+    None where xfs_info printed no data section, or the file system has no stripe)."""
+    section = ""
+    found: dict[str, int] = {}
+    for line in _lines(output):
+        head = line.split("=", 1)[0].strip()
+        if head:
+            section = head
+        if section != "data":
+            continue
+        for key, value in re.findall(r"\b(bsize|sunit|swidth)=(\d+)", line):
+            found.setdefault(key, int(value))
+    bsize, sunit, swidth = found.get("bsize"), found.get("sunit"), found.get("swidth")
+    return {
+        "bsize": bsize, "sunit_blocks": sunit, "swidth_blocks": swidth,
+        "su_kib": sunit * bsize // 1024 if sunit and bsize else None,
+        "sw": swidth // sunit if sunit and swidth else None,
+    }
