@@ -24,7 +24,8 @@ def _check(name: str, **params) -> R.RaidCheck:
 
 
 def _facts(detail: str = S.MDADM_DETAIL_CLEAN, **over) -> dict:
-    xfs = json.dumps({"signatures": [{"device": "dm-0", "offset": "0x0", "type": "xfs", "uuid": UUID, "label": "models"}]})
+    xfs = json.dumps({"signatures": [{"device": "dm-0", "offset": "0x0", "type": "xfs", "uuid": UUID,
+                                      "label": "models"}]})
     facts = {
         "detail": {"rc": 0, "out": detail, "err": ""},
         "mdadm_conf": S.MDADM_CONF,
