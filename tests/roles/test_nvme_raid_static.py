@@ -4,11 +4,33 @@ without --assume-clean, and nothing is written before the members were probed.""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import yaml
+
 from tests.conftest import ROOT
-from tests.roles.test_roles_static import action_of, load, walk_tasks
 
 ROLE = ROOT / "roles" / "nvme_raid"
 TOPIC = "nvme_raid mdadm.conf changed"
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def walk_tasks(tasks: list[dict] | None, where: str):
+    for i, t in enumerate(tasks or []):
+        here = f"{where}[{i}] {t.get('name')!r}"
+        yield here, t
+        for key in ("block", "rescue", "always"):
+            yield from walk_tasks(t.get(key), f"{here}.{key}")
+
+
+def action_of(task: dict) -> str | None:
+    """The module of a task: its one fully qualified key."""
+    modules = [k for k in task if k.count(".") == 2]
+    return modules[0] if len(modules) == 1 else None
 
 
 def _tasks(name: str) -> list[tuple[str, dict]]:

@@ -122,9 +122,14 @@ def test_by_id_prefers_eui_then_model_serial_and_skips_partitions():
 
 
 def test_the_filters_are_these_functions():
-    from tests.unit.test_hosttools import ansible_filters
+    from ansible.plugins.loader import filter_loader
 
-    f = ansible_filters()
+    from tests.conftest import init_ansible_plugins
+
+    init_ansible_plugins()
+    f = {n: filter_loader.get(f"llmcluster.hosts.{n}") for n in (
+        "mdadm_detail", "mdadm_arrays", "mdadm_examine", "md_superblock_devices", "raid_level_number",
+        "wipefs_signatures", "signature_summary", "member_signatures", "by_id_map", "xfs_geometry")}
     for name in ("mdadm_detail", "mdadm_arrays", "mdadm_examine", "md_superblock_devices", "raid_level_number",
                  "wipefs_signatures", "signature_summary", "member_signatures", "by_id_map"):
         assert f[name] is not None, name
