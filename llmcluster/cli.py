@@ -302,7 +302,30 @@ def cmd_plan(args) -> int:
     cap = ev.plan.capacity
     c.print(f"capacity: {spec.serving.model} {cap.precision} -> {cap.gpus} GPUs ({cap.nodes} node(s)), "
             f"tp={cap.tp} pp={cap.pp} ep={cap.ep}, backend {cap.backend}, x{spec.serving.replicas} replica(s)")
+    raid = ev.plan.storage.raid
+    if raid is not None:
+        c.print(_raid_table(raid))
     return EXIT_OK
+
+
+def _raid_table(raid):
+    """The model cache per node (plan.storage.raid): geometry, the read bound, the model load time
+    it gives and the space the model needs there (upper bounds: llmcluster/plan/storage.py)."""
+    from rich.table import Table
+
+    def gb(n: int | None) -> str:
+        return "-" if n is None else f"{n / 10**9:,.0f} GB"
+
+    t = Table(title=f"model cache: local NVMe RAID of pool {raid.pool} (per node; read and load time are upper "
+                    "bounds of sequential reads)")
+    for col in ("node", "raid", "usable", "needed", "read", "load time"):
+        t.add_column(col, justify="left" if col in ("node", "raid") else "right")
+    level = f"RAID {raid.level}, {raid.drives} x {gb(raid.drive_bytes)}" + (", LUKS" if raid.encrypt else "")
+    needed = gb(raid.required_bytes) + ("" if raid.fits is not False else " (does not fit)")
+    load = "-" if raid.load_time_s is None else f"{raid.load_time_s:.1f} s"
+    for h in raid.hosts:
+        t.add_row(h.host, level, gb(raid.usable_bytes), needed, f"{raid.read_gbps:g} GB/s", load)
+    return t
 
 
 # --------------------------------------------------------------------------- inventory

@@ -29,6 +29,11 @@ command -v lynis >/dev/null 2>&1 || [ -x /usr/sbin/lynis ] || need_apt+=(lynis)
 # systemd-journal-upload and systemd-journal-remote for real (tests/roles/test_audit_log_local.py),
 # and the verification suite's collector runs journal-remote in a lab probe namespace.
 [ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] || need_apt+=(systemd-journal-remote)
+# The nvme_raid role's safety rules run against loop devices (tests/roles/test_nvme_raid_local.py):
+# a GPT by sfdisk, xfs, and mdadm --examine of a hand-written md superblock (no md in the kernel needed).
+command -v sfdisk >/dev/null 2>&1 || [ -x /usr/sbin/sfdisk ] || need_apt+=(fdisk)
+command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || need_apt+=(xfsprogs)
+command -v mdadm >/dev/null 2>&1 || [ -x /usr/sbin/mdadm ] || need_apt+=(mdadm)
 # The common role's sshd baseline runs in a real sshd on loopback, audited by ssh-audit
 # (tests/roles/test_common_hardening_local.py). Only the binary is wanted: an SSH server that
 # setup installs is stopped and disabled again below (this machine had none before).

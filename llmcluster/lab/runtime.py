@@ -355,7 +355,7 @@ class LabRuntime:
                 # SIMULATION: the GPUs, NVSwitches and the NVIDIA repositories of a real node.
                 from llmcluster.lab import nvidia_sim
 
-                _say(progress, f"host {host.name}: simulated HGX hardware, NVIDIA repositories, model files")
+                _say(progress, f"host {host.name}: simulated HGX hardware, NVIDIA repositories")
                 nvidia_sim.prepare_gpu_host(paths.root, self.plan, host.name, repos)
             if self.kind(host.name) == "nspawn":
                 NS.prepare_root(paths.root)
@@ -474,12 +474,20 @@ class LabRuntime:
                 # A container cannot set this machine's clock: chronyd runs with -x (lab only).
                 hv["common_time_sync_set_clock"] = False
             if kind in ("namespace", "nspawn"):
+                # This machine's kernel has no md RAID (nor device-mapper): the nvme_raid role leaves the
+                # RAID out there and the model directory is a plain directory (VM hosts build it for real).
+                hv["nvme_raid_enabled"] = False
+                hv["nvme_raid_disabled_reason"] = (f"lab host of kind {kind} shares the lab machine's kernel, "
+                                                   "which has no md RAID (the VM tier builds the RAID)")
                 # This machine's kernel: no auditd (its audit rules would be the machine's), and of
                 # the kernel hardening only the per-namespace keys (net.ipv4.conf.*, net.ipv6.conf.*).
                 hv["common_auditd_enabled"] = False
                 hv["common_sysctl_apply_netns"] = True
             if kind == "vm":
                 hv.update(V.inventory_vars(lab_plan, name))
+                if "nvme_raid_devices" in hv and lab_plan.storage.raid is not None and lab_plan.storage.raid.encrypt:
+                    # LAB: the LUKS key of the RAID (a secret of the lab's state dir; write_inventory makes it)
+                    hv["nvme_raid_luks_key_file"] = str(self.luks_key_file)
             hv["ansible_user"] = "root"
             hv["ansible_ssh_private_key_file"] = str(self.private_key)
             hv["ansible_ssh_common_args"] = LAB_SSH_COMMON_ARGS
@@ -493,9 +501,33 @@ class LabRuntime:
             inv["all"]["vars"].update(nvidia_sim.inventory_overrides(self.sim_repos()))
             inv["all"]["vars"]["nvidia_driver_skip_reboot"] = True
             inv["all"]["vars"]["tensorrt_llm_ready_timeout_s"] = 120
+            # LAB FIXTURE: the model_store role stages a small model tree (random weights, a few MB)
+            # from this machine and verifies it against its manifest (llmcluster.lab.model_fixture).
+            from llmcluster.lab import model_fixture
+            from llmcluster.lab.image import cache_dir
+
+            fixture = model_fixture.ensure_lab_model(self.cache or cache_dir(), self.plan.spec.serving.model)
+            inv["all"]["vars"].update(model_fixture.inventory_overrides(fixture))
         # Where the verification suite's firewall matrix starts for external zones (lab only).
         inv["all"]["vars"]["llmcluster_verify_probes"] = {p.zone: p.to_dict() for p in probe_sources(self.plan)}
         return inv
+
+    @property
+    def luks_key_file(self) -> Path:
+        """LAB: the key file of the VM hosts' encrypted RAID (role nvme_raid, ``storage.raid.encrypt``)."""
+        return self.state_dir / "secrets" / "nvme-raid-luks.key"
+
+    def ensure_luks_key(self) -> Path:
+        """Create :attr:`luks_key_file` once (64 random bytes, 0600, written atomically); reused after."""
+        path = self.luks_key_file
+        if not path.is_file():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(64))
+            os.replace(tmp, path)
+        return path
 
     def write_inventory(self, path: Path | str) -> Path:
         """Write the lab inventory as a static YAML inventory (Ansible's ``yaml`` plugin)."""
@@ -505,6 +537,8 @@ class LabRuntime:
         from llmcluster.pki_export import ensure_lab_export
 
         inv["all"]["vars"]["llmcluster_pki_dir"] = str(ensure_lab_export(self.plan, self.state_dir / "pki"))
+        if any("nvme_raid_luks_key_file" in hv for hv in inv["_meta"]["hostvars"].values()):
+            self.ensure_luks_key()
         hostvars = inv["_meta"]["hostvars"]
         children = {
             group: {"hosts": {h: None for h in body.get("hosts", [])}}

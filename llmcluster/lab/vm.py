@@ -527,6 +527,12 @@ def inventory_vars(plan: Plan, host_name: str) -> dict:
     """
     hv: dict = {"llmcluster_manage_services": True, "common_sysctl_apply": True, "common_auditd_enabled": True,
                 "common_sysctl_apply_netns": False}
+    raid = plan.storage.raid
+    entry = next((h for h in raid.hosts if h.host == host_name), None) if raid is not None else None
+    if entry is not None:
+        # The NVMe stand-ins are virtio disks with serial nvme<i>: their stable names (the role's
+        # nvme_raid_devices) replace the planned /dev/nvme<i>n1, which a VM does not have.
+        hv["nvme_raid_devices"] = [f"/dev/disk/by-id/virtio-nvme{i}" for i in range(len(entry.members))]
     if plan.hostnet.mode(host_name) == "tagged":
         hv["llmcluster_uplink"] = TAGGED_UPLINK
         hv["llmcluster_default_route_vlan"] = ""

@@ -49,6 +49,7 @@ VM_PACKAGES: tuple[str, ...] = (
     "procps",
     "mdadm",
     "dmsetup",
+    "cryptsetup",  # the nvme_raid role's LUKS layer (storage.raid.encrypt) over the md array
     "xfsprogs",
     "netplan.io",  # the network role's tagged mode writes netplan (renderer: systemd-networkd)
     "auditd",  # the common role's audit rules (a VM has its own kernel; namespace hosts run no auditd)

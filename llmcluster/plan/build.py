@@ -73,7 +73,7 @@ def build_plan(spec: Spec) -> Plan:
     from llmcluster.plan.hostnet import build_hostnet_plan
     from llmcluster.plan.qos import build_qos_plan
     from llmcluster.plan.serving import build_serving_plan
-    from llmcluster.plan.storage import build_storage_plan
+    from llmcluster.plan.storage import build_storage_plan, engine_cache_bytes_per_node
     from llmcluster.plan.switches import build_switch_plan
 
     ip = build_ip_plan(spec)
@@ -93,7 +93,10 @@ def build_plan(spec: Spec) -> Plan:
         pki=build_pki_plan(spec, ip),
         firewall=firewall,
         qos=qos,
-        storage=build_storage_plan(spec, ip, weights_bytes_per_node=per_node),
+        storage=build_storage_plan(
+            spec, ip, weights_bytes_per_node=per_node, checkpoint_bytes=capacity.weights_bytes,
+            engine_cache_bytes=engine_cache_bytes_per_node(capacity.backend, capacity.weights_bytes_per_gpu,
+                                                           capacity.gpus_per_node)),
         serving=build_serving_plan(spec, ip, capacity, access),
         hostnet=build_hostnet_plan(spec, ip),
         switches=build_switch_plan(spec, ip, qos, firewall),

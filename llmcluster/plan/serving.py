@@ -16,6 +16,11 @@ all read this object and never recompute it:
   with the host certificate (whose SANs hold the head's FQDN, ``upstreams[].fqdn``, the name the
   gateway verifies) and admits only the gateway-upstream client certificate
   (``gateway.upstream_client_cn``): no prompt crosses a network in clear;
+* **model store** — where the verifier (``model-verify``, the llmcluster.hosts collection's
+  ``model_manifest`` module) is installed on the serving hosts and where the model's manifest lies
+  (:data:`MODEL_VERIFIER`, :func:`model_manifest_path`): the ``model_store`` role installs both and
+  stages the checkpoint into ``model_path``, the ``tensorrt_llm`` role's unit verifies it before
+  every start (``ExecStartPre``) and the verification suite runs the same command;
 * **engine cache key** — the fields whose change makes a TensorRT engine unusable. The plan
   knows the model side (:func:`engine_key_plan_fields`); the GPU SM, TensorRT-LLM, CUDA and
   driver versions are what the host reports. :func:`engine_key` combines both; the role
@@ -44,6 +49,19 @@ ENGINE_KEY_HOST_FIELDS = ("gpu_sm", "trtllm_version", "cuda_version", "driver_ve
 #: The ``trtllm-serve`` arguments the serving plan carries (the rest of ``capacity.trtllm_args``
 #: are derived flags).
 SERVE_ARGS = ("max_batch_size", "max_num_tokens", "max_seq_len", "kv_cache_free_gpu_memory_fraction")
+
+#: The model verifier on the serving hosts (the llmcluster.hosts collection's model_manifest module,
+#: installed by the model_store role; run by trtllm-serve's ExecStartPre and the verification suite).
+MODEL_VERIFIER = "/usr/local/libexec/llmcluster/model-verify"
+#: Where the manifests of the models live on the serving hosts: outside the model directory (whose
+#: verification refuses any file the manifest does not list), root-owned, world-readable (hashes only).
+MODEL_MANIFEST_DIR = "/etc/llmcluster/models"
+
+
+def model_manifest_path(model: str) -> str:
+    """The manifest of ``model`` (the spec's ``serving.model`` name) on a serving host."""
+    return f"{MODEL_MANIFEST_DIR}/{model}.json"
+
 
 #: The gateway's process-wide connection limit (HAProxy ``maxconn``, the gateway role's
 #: ``gateway_maxconn``): ``serving.gateway.max_conn_per_source`` may not exceed it (access.gateway-limits).
@@ -229,6 +247,8 @@ class ServingPlan:
             "nodes": self.nodes, "gpus_per_node": self.gpus_per_node, "port": self.port,
             "backend_port": self.backend_port, "args": dict(self.args),
             "extra_llm_api_options": self.extra_llm_api_options,
+            # the model store (roles model_store, tensorrt_llm; the verification suite's model check)
+            "model_manifest": model_manifest_path(self.model), "model_verifier": MODEL_VERIFIER,
         }
         out["engine_key"] = engine_key_plan_fields(out)
         return out

@@ -19,7 +19,19 @@ The read bandwidths are **upper bounds** of md RAID sequential reads (every memb
 streaming at its rated speed, mirrors serving reads in parallel, parity drives idle);
 real arrays get less (PCIe/NUMA topology, md thread, LUKS if the CPU lacks AES
 throughput). The xfs stripe unit is the chunk size. The model load time is
-``weights_bytes_per_node / read bandwidth``, seconds rounded to 0.1, the same bound.
+``weights_bytes_per_node / read bandwidth``, seconds rounded to 0.1, the same bound (each
+node of a multi-node replica reads only its ranks' share of the weights).
+
+Space on the RAID (``storage.model-fits`` checks it): every node stores the **whole
+checkpoint** (a Hugging Face checkpoint is not split per node: each rank reads its tensors
+out of the same safetensors files) when ``storage.model_dir`` lies under the RAID's mount,
+plus the **engine cache** when ``nvidia.trtllm.engine_cache_dir`` lies under it and the
+backend builds engines (``trtllm-build``): :data:`ENGINE_CACHE_ENTRIES` entries (the one in
+use and the one a version change builds beside it) of ``weights_bytes_per_gpu x GPUs per
+node`` each (an engine holds its rank's weights); the PyTorch backend keeps none. The
+**reserve** is :data:`RESERVE_FRACTION` of the usable bytes: xfs metadata and log (1-2 %)
+and free space, because xfs allocation degrades near full. ``required = checkpoint +
+engine cache + reserve`` must not exceed ``usable``.
 
 Ceph (``storage.ceph``) — ``hosts x drives x osds_per_drive`` OSDs. Raw capacity is all
 drives; a pool's usable capacity is ``raw x percent_data / 100 / size`` (before the
@@ -47,6 +59,10 @@ PG_MIN = 32
 PG_ROUND_UP_LIMIT = Fraction(5, 4)  # round up only when the next power is at most 25 % above
 MAX_MONS = 5
 MAX_MGRS = 2
+#: Share of the RAID's usable bytes kept free (xfs metadata and log, allocation headroom).
+RESERVE_FRACTION = Fraction(1, 10)
+#: Engine cache entries per node the RAID must hold (in use + the next one, built beside it).
+ENGINE_CACHE_ENTRIES = 2
 #: Minimum member drives per md RAID level (the planner relies on it; ``storage.raid-drives`` enforces it).
 RAID_MIN_DRIVES = {0: 2, 1: 2, 5: 3, 6: 4, 10: 4}
 
@@ -63,6 +79,20 @@ def nvme_devices(count: int) -> list[str]:
 def data_drives(level: int, drives: int) -> int:
     """Drives that carry distinct data in a stripe (the xfs ``sw``)."""
     return {0: drives, 1: 1, 5: drives - 1, 6: drives - 2, 10: drives // 2}[level]
+
+
+def under(path: str, mount: str) -> bool:
+    """Whether ``path`` lies on the file system mounted at ``mount`` (the mount point itself or below)."""
+    p, m = path.rstrip("/") or "/", mount.rstrip("/") or "/"
+    return p == m or p.startswith(m + "/") or m == "/"
+
+
+def engine_cache_bytes_per_node(backend: str, weights_bytes_per_gpu: int, gpus_per_node: int) -> int:
+    """Bytes of the engine cache on one node: none for the PyTorch backend, else
+    :data:`ENGINE_CACHE_ENTRIES` engines of every rank the node runs."""
+    if backend != "engine":
+        return 0
+    return ENGINE_CACHE_ENTRIES * weights_bytes_per_gpu * gpus_per_node
 
 
 def read_drives(level: int, drives: int) -> int:
@@ -111,6 +141,7 @@ class RaidPlan:
     filesystem: str
     mount: str
     encrypt: bool
+    allow_raid0: bool
     usable_bytes: int
     read_gbps: float  # md RAID sequential read upper bound, GB/s
     data_drives: int
@@ -119,6 +150,15 @@ class RaidPlan:
     mkfs_options: tuple[str, ...]
     load_time_s: float | None
     hosts: tuple[RaidHost, ...]
+    #: What each node keeps on the RAID (module docstring): None when the model is not known.
+    checkpoint_bytes: int | None = None
+    engine_cache_bytes: int = 0
+    reserve_bytes: int = 0
+    required_bytes: int | None = None
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.required_bytes is None else self.required_bytes <= self.usable_bytes
 
     def to_dict(self) -> dict:
         return {
@@ -128,6 +168,9 @@ class RaidPlan:
             "usable_bytes": self.usable_bytes, "read_gbps": self.read_gbps, "data_drives": self.data_drives,
             "stripe_unit_kib": self.stripe_unit_kib, "stripe_width": self.stripe_width,
             "mkfs_options": list(self.mkfs_options), "load_time_s": self.load_time_s,
+            "allow_raid0": self.allow_raid0,
+            "checkpoint_bytes": self.checkpoint_bytes, "engine_cache_bytes": self.engine_cache_bytes,
+            "reserve_bytes": self.reserve_bytes, "required_bytes": self.required_bytes, "fits": self.fits,
             "hosts": [h.to_dict() for h in self.hosts],
         }
 
@@ -193,7 +236,8 @@ class StoragePlan:
                 "ceph": self.ceph.to_dict() if self.ceph else None}
 
 
-def _raid(spec: Spec, ip: IpPlan, weights_bytes_per_node: int | None) -> RaidPlan | None:
+def _raid(spec: Spec, ip: IpPlan, weights_bytes_per_node: int | None, checkpoint_bytes: int | None,
+          engine_cache_bytes: int) -> RaidPlan | None:
     raid = spec.storage.raid
     if raid is None:
         return None
@@ -219,6 +263,11 @@ def _raid(spec: Spec, ip: IpPlan, weights_bytes_per_node: int | None) -> RaidPla
     load = None
     if weights_bytes_per_node is not None:
         load = round(weights_bytes_per_node / (read * 10**9), 1)
+    stored = None
+    reserve = int(usable * RESERVE_FRACTION)
+    engines = engine_cache_bytes if under(spec.nvidia.trtllm.engine_cache_dir, raid.mount) else 0
+    if checkpoint_bytes is not None:
+        stored = checkpoint_bytes if under(spec.storage.model_dir, raid.mount) else 0
     crypt = f"/dev/mapper/{CRYPT_NAME}" if raid.encrypt else None
     hosts = tuple(
         RaidHost(host=h.name, md_device=MD_DEVICE, members=tuple(nvme_device(i) for i in range(n)),
@@ -228,9 +277,11 @@ def _raid(spec: Spec, ip: IpPlan, weights_bytes_per_node: int | None) -> RaidPla
     return RaidPlan(
         pool=raid.pool, level=raid.level, drives=n, drive_bytes=size, drive_read_gbps=pool.nvme.read_gbps,
         chunk_kib=raid.chunk_kib, filesystem=raid.filesystem, mount=raid.mount, encrypt=raid.encrypt,
-        usable_bytes=usable, read_gbps=read, data_drives=data,
+        allow_raid0=raid.allow_raid0, usable_bytes=usable, read_gbps=read, data_drives=data,
         stripe_unit_kib=raid.chunk_kib if striped else None, stripe_width=data if striped else None,
         mkfs_options=mkfs, load_time_s=load, hosts=hosts,
+        checkpoint_bytes=stored, engine_cache_bytes=engines, reserve_bytes=reserve,
+        required_bytes=None if stored is None else stored + engines + reserve,
     )
 
 
@@ -271,7 +322,13 @@ def _ceph(spec: Spec, ip: IpPlan) -> CephPlan | None:
     )
 
 
-def build_storage_plan(spec: Spec, ip: IpPlan, weights_bytes_per_node: int | None = None) -> StoragePlan:
-    """RAID layout and bounds, Ceph OSDs/PGs/daemons (see the module docstring for every formula)."""
-    return StoragePlan(model_dir=spec.storage.model_dir, raid=_raid(spec, ip, weights_bytes_per_node),
+def build_storage_plan(spec: Spec, ip: IpPlan, weights_bytes_per_node: int | None = None,
+                       checkpoint_bytes: int | None = None, engine_cache_bytes: int = 0) -> StoragePlan:
+    """RAID layout, bounds and space, Ceph OSDs/PGs/daemons (see the module docstring for every formula).
+
+    ``weights_bytes_per_node``: what one node reads at load (the load time); ``checkpoint_bytes``:
+    the whole checkpoint each node stores; ``engine_cache_bytes``: its engine cache
+    (:func:`engine_cache_bytes_per_node`)."""
+    return StoragePlan(model_dir=spec.storage.model_dir,
+                       raid=_raid(spec, ip, weights_bytes_per_node, checkpoint_bytes, engine_cache_bytes),
                        ceph=_ceph(spec, ip))

@@ -434,6 +434,10 @@ class Raid(_Model):
     filesystem: Literal["xfs", "ext4"] = "xfs"
     mount: AbsPath = "/srv/models"
     encrypt: StrictBool = True
+    allow_raid0: StrictBool = Field(
+        default=False, description="explicitly allow level 0 (no redundancy: one failed drive loses the array; "
+                                   "for ephemeral instance stores whose model is fetched again)"
+    )
 
     @model_validator(mode="after")
     def _chunk_power_of_two(self) -> Raid:

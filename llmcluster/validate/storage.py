@@ -9,7 +9,8 @@ from llmcluster.errors import Problem
 from llmcluster.plan.storage import RAID_MIN_DRIVES
 from llmcluster.spec.loader import did_you_mean
 from llmcluster.spec.models import Pool, Spec
-from llmcluster.validate.registry import rule
+from llmcluster.validate.registry import PLAN, rule
+from llmcluster.validate.runner import PlanFacts
 
 
 def _raid_pool(spec: Spec) -> Pool | None:
@@ -163,3 +164,55 @@ def ceph_data_total(spec: Spec) -> Iterator[Problem]:
     total = sum(p.percent_data for p in ceph.pools)
     if total > 100:
         yield Problem("storage.ceph.pools", f"percent_data adds up to {total}: at most 100")
+
+
+@rule("storage.raid0-explicit")
+def raid0_explicit(spec: Spec) -> Iterator[Problem]:
+    """A RAID 0 model cache needs storage.raid.allow_raid0: true (one failed drive loses the whole array)."""
+    raid = spec.storage.raid
+    if raid is not None and raid.level == 0 and not raid.allow_raid0:
+        yield Problem("storage.raid.level",
+                      "RAID 0 has no redundancy (one failed drive loses the array): use level 10, or set "
+                      "storage.raid.allow_raid0: true where the model is fetched again (ephemeral instance stores)")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 10**9:,.1f} GB"
+
+
+@rule("storage.model-fits", layer=PLAN,
+      requires=("storage.raid-pool", "storage.raid-drives", "serving.pool", "serving.model-known",
+                "serving.precision-known"))
+def model_fits(facts: PlanFacts) -> list[Problem]:
+    """The served model's checkpoint, the engine cache and the reserve fit each node's RAID (plan.storage:
+    checkpoint + engine cache + 10 % reserve <= usable bytes)."""
+    from llmcluster.errors import InfeasibleError, PlanError
+    from llmcluster.plan.capacity import size_deployment
+    from llmcluster.plan.storage import RESERVE_FRACTION, build_storage_plan, engine_cache_bytes_per_node
+
+    spec = facts.spec
+    s = spec.serving
+    if spec.storage.raid is None:
+        return []
+    pool = spec.pools.get(s.pool)
+    if pool is None or pool.gpu is None:
+        return []
+    try:
+        cap = size_deployment(model=s.model, gpu=pool.gpu.model, precision=s.precision, context=s.context,
+                              concurrency=s.concurrency, gpus_per_node=pool.gpu.count, kv_dtype=s.kv_dtype)
+        raid = build_storage_plan(
+            spec, facts.ip_plan(), checkpoint_bytes=cap.weights_bytes,
+            engine_cache_bytes=engine_cache_bytes_per_node(cap.backend, cap.weights_bytes_per_gpu,
+                                                           cap.gpus_per_node)).raid
+    except (InfeasibleError, PlanError):  # reported by serving.capacity / the address rules
+        return []
+    if raid is None or raid.fits is not False:
+        return []
+    assert raid.required_bytes is not None and raid.checkpoint_bytes is not None
+    return [Problem(
+        "storage.raid",
+        f"{s.model} {cap.precision} needs {_gb(raid.required_bytes)} per node on the RAID "
+        f"(checkpoint {_gb(raid.checkpoint_bytes)} + engine cache {_gb(raid.engine_cache_bytes)} + "
+        f"{float(RESERVE_FRACTION):.0%} reserve {_gb(raid.reserve_bytes)}) but RAID {raid.level} of {raid.drives} x "
+        f"{_gb(raid.drive_bytes)} holds {_gb(raid.usable_bytes)}: use more or larger drives "
+        f"(pools.{raid.pool}.nvme) or another level")]

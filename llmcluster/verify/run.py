@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITE = Path(__file__).resolve().parent / "suite"
 #: What running the suite needs from the package (a partial installation fails with their names).
 SUITE_FILES = ("conftest.py", "pytest.ini", "plugin.py", "test_hosts.py", "test_firewall_matrix.py",
-               "test_gateway.py", "test_gpu.py", "test_audit.py")
+               "test_gateway.py", "test_gpu.py", "test_audit.py", "test_model.py",
+               "test_storage_raid.py")
 #: Exit code of ``llmcluster verify`` when a check fails (0: all passed; 2: bad input).
 EXIT_FAILED = 5
 
@@ -164,7 +165,7 @@ def results_table(report: VerifyReport, *, failures_only: bool = False):
     for r in rows:
         # Check names carry brackets (link[mgmt], gpu[driver]): escape them, or rich reads markup.
         t.add_row(escape(r["host"]), escape(r["check"]), style.get(r["outcome"], r["outcome"]),
-                  escape(r["message"]) if r["outcome"] != "passed" else "")
+                  escape(r["message"]) if r["outcome"] != "passed" else escape(r.get("detail", "")))
     return t
 
 

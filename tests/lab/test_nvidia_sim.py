@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from llmcluster.lab.nvidia_sim import SimRepos, ensure_sim_repos, inventory_overrides, prepare_gpu_host
-from llmcluster.lab.nvidia_sim.checkpoint import MARKER, config_json
+from llmcluster.lab.nvidia_sim.checkpoint import config_json
 from llmcluster.lab.nvidia_sim.hardware import SMI_NAMES, hardware_doc
 from llmcluster.plan.catalog import MODELS
 from llmcluster.spec.models import Pool
@@ -258,12 +258,10 @@ def test_prepare_gpu_host(host: Host, lab_plan) -> None:
     assert (srv / "cuda/InRelease").exists() and (srv / "libnvidia-container/Packages").exists()
     assert (srv / "keyring.fingerprint").read_text().strip() == host.repos.fingerprint
     assert (srv / "llmcluster-sim-archive-keyring.asc").exists() and (srv / "wheels").is_dir()
+    # The model is not placed in the root: the model_store role stages the lab fixture
+    # (llmcluster.lab.model_fixture; tests/unit/test_lab_model_fixture.py) as on a production node.
     model = MODELS[lab_plan.spec.serving.model]
-    ckpt = root / lab_plan.spec.storage.model_dir.lstrip("/") / model.hf_repo
-    assert json.loads((ckpt / "config.json").read_text())["model_type"] == model.family
-    for name in ("generation_config.json", "tokenizer_config.json", MARKER):
-        assert (ckpt / name).exists()
-    assert "NO WEIGHTS" in (ckpt / MARKER).read_text()
+    assert not (root / lab_plan.spec.storage.model_dir.lstrip("/") / model.hf_repo).exists()
 
 
 def test_nvidia_smi(host: Host) -> None:

@@ -195,19 +195,119 @@ def test_vms_answer_and_run_their_own_kernel(vm_lab):
     TIMINGS.update({f"VM boot to SSH ({k.split('.', 1)[1]})": f"{v:.1f}s" for k, v in boots.items()})
 
 
-def test_md_raid10_over_the_nvme_disks(vm_lab):
-    disks = " ".join(f"/dev/disk/by-id/virtio-nvme{i}" for i in range(4))
+# --------------------------------------------------------------------------- the model cache (nvme_raid)
+
+RAID_HOST = "gpu-02"  # the plan's RAID pool is gpu; gpu-02 is the VM with the four NVMe stand-ins
+RAID_TAGS = ("nvme_raid_install", "nvme_raid_configure", "nvme_raid_run")
+#: The member that first carries a file system (refused, then wipe-listed).
+USED = "/dev/disk/by-id/virtio-nvme3"
+
+
+def _head_sha(lab, device: str) -> str:
+    proc = _ssh(lab, RAID_HOST, f"dd if={device} bs=1M count=4 status=none | sha256sum")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()[0]
+
+
+@pytest.fixture(scope="module")
+def raid_converged(vm_lab, tmp_path_factory):
+    """The nvme_raid role on gpu-02: refused while a member carries ext4 (which it leaves
+    untouched), converged with that member wipe-listed, then again without: nothing changes."""
+    from llmcluster.converge import run_playbook
+
+    inventory = vm_lab.write_inventory(tmp_path_factory.mktemp("vm-raid") / "inventory.yml")
+    env = {"ANSIBLE_CACHE_PLUGIN": "memory", "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    made = _ssh(vm_lab, RAID_HOST, f"mkfs.ext4 -q -F {USED}")
+    assert made.returncode == 0, made.stdout + made.stderr
+    before = _head_sha(vm_lab, USED)
     t = time.monotonic()
-    proc = _ssh(vm_lab, "gpu-02", f"""set -e
-        mdadm --create /dev/md/lltest --run --level=10 --raid-devices=4 --assume-clean {disks} 2>&1
-        mdadm --detail /dev/md/lltest
-        mkfs.xfs -q -f /dev/md/lltest && mkdir -p /mnt/lltest && mount /dev/md/lltest /mnt/lltest
-        echo hello > /mnt/lltest/f && cat /mnt/lltest/f
-        umount /mnt/lltest && mdadm --stop /dev/md/lltest && mdadm --zero-superblock {disks}""")
-    TIMINGS["md RAID10 create+xfs+mount+stop (gpu-02)"] = f"{time.monotonic() - t:.1f}s"
+    refused = run_playbook(ROOT / "ansible" / "site.yml", inventory, tags=RAID_TAGS, limit=RAID_HOST, envvars=env)
+    TIMINGS["nvme_raid refusal (gpu-02)"] = f"{time.monotonic() - t:.1f}s"
+    error = refused.hosts[RAID_HOST].last_error if RAID_HOST in refused.hosts else ""
+    after = _head_sha(vm_lab, USED)
+    t = time.monotonic()
+    first = run_playbook(ROOT / "ansible" / "site.yml", inventory, tags=RAID_TAGS, limit=RAID_HOST, envvars=env,
+                         extravars={"nvme_raid_wipe_devices": [USED]})
+    TIMINGS["nvme_raid role on gpu-02 (RAID 10 + LUKS + xfs)"] = f"{time.monotonic() - t:.1f}s"
+    assert first.ok, f"nvme_raid on gpu-02 failed: {[(h, p.last_error) for h, p in first.hosts.items()]}"
+    again = run_playbook(ROOT / "ansible" / "site.yml", inventory, tags=RAID_TAGS, limit=RAID_HOST, envvars=env)
+    return {"refused": refused, "refused_error": error, "sha": (before, after), "first": first, "again": again}
+
+
+def _raid_facts(lab) -> dict:
+    from llmcluster.verify import raid as R
+
+    checks = R.raid_checks(lab.plan, lab.inventory()["_meta"]["hostvars"])
+    check = next(c for c in checks if c.host == RAID_HOST)
+    proc = lab.exec(RAID_HOST, ["python3", "-c", R.GATHER, *R.gather_args(check)], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return {c.name: c for c in checks if c.host == RAID_HOST}, json.loads(proc.stdout)
+
+
+def test_raid_refuses_a_member_with_a_file_system_and_leaves_it_alone(vm_lab, raid_converged):
+    refused = raid_converged["refused"]
+    assert not refused.ok, "the role accepted a member that carries ext4"
+    assert f"refusing to touch {USED} (" in raid_converged["refused_error"], raid_converged["refused_error"]
+    assert "ext4" in raid_converged["refused_error"]
+    before, after = raid_converged["sha"]
+    assert before == after, f"the refused member {USED} was modified"
+    assert refused.changed(RAID_HOST) == 0, refused.changed_tasks
+
+
+def test_raid_is_built_as_planned_and_the_verify_checks_pass(vm_lab, raid_converged):
+    from llmcluster.verify import raid as R
+
+    checks, facts = _raid_facts(vm_lab)
+    for name, check in checks.items():
+        assert not check.skip, check.skip
+        assert R.judge(check, facts) == [], f"raid[{name}]: {R.judge(check, facts)}"
+    detail = _ssh(vm_lab, RAID_HOST, "mdadm --detail /dev/md/models").stdout
+    assert re.search(r"Raid Level : raid10", detail) and re.search(r"Raid Devices : 4", detail)
+    assert re.search(r"Chunk Size : 512K", detail), detail
+
+
+def test_raid_second_converge_changes_nothing(raid_converged):
+    again = raid_converged["again"]
+    assert again.ok and again.changed(RAID_HOST) == 0, f"second run changed {again.changed_tasks}"
+
+
+def test_raid_mount_is_by_uuid_with_noatime(vm_lab, raid_converged):
+    proc = _ssh(vm_lab, RAID_HOST, "findmnt -n -o SOURCE,FSTYPE,OPTIONS /srv/models; "
+                                   "grep -E '[[:space:]]/srv/models[[:space:]]' /etc/fstab; cat /etc/crypttab")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    source, fstype, options = lines[0].split()
+    assert source == "/dev/mapper/models" and fstype == "xfs" and "noatime" in options.split(","), lines[0]
+    assert lines[1].startswith("UUID=") and "noatime,nofail" in lines[1], lines[1]
+    assert re.search(r"^models\s+UUID=\S+\s+/etc/llmcluster/keys/\S+\s+luks,nofail$", proc.stdout, re.M), proc.stdout
+
+
+def test_raid_initramfs_carries_the_array_line_written_before_it(vm_lab, raid_converged):
+    """mdadm.conf has the ARRAY line and the initramfs built after it carries that file (else the
+    array comes up as /dev/md127 after a reboot: mrlesmithjr/ansible-mdadm#63)."""
+    proc = _ssh(vm_lab, RAID_HOST, """set -e
+        img=/boot/initrd.img-$(uname -r)
+        uuid=$(mdadm --detail --brief /dev/md/models | sed -n 's/.*UUID=\\([^ ]*\\).*/\\1/p')
+        grep -q "^ARRAY .*UUID=$uuid" /etc/mdadm/mdadm.conf && echo conf-ok
+        lsinitramfs "$img" | grep -qx 'etc/mdadm/mdadm.conf' && echo listed
+        d=$(mktemp -d); unmkinitramfs "$img" "$d"
+        find "$d" -path '*etc/mdadm/mdadm.conf' -exec grep -l "UUID=$uuid" {} + | head -1 | grep -q . && echo packed
+        rm -rf "$d"
+        [ "$(stat -c %Y "$img")" -ge "$(stat -c %Y /etc/mdadm/mdadm.conf)" ] && echo ordered""", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert re.search(r"Raid Level : raid10", proc.stdout) and re.search(r"Raid Devices : 4", proc.stdout)
-    assert "hello" in proc.stdout
+    assert proc.stdout.split() == ["conf-ok", "listed", "packed", "ordered"], proc.stdout + proc.stderr
+
+
+def test_raid_failed_member_is_reported_degraded_by_verify(vm_lab, raid_converged):
+    """Last of the RAID tests: a member failed with mdadm --fail -> the verify check names it."""
+    from llmcluster.verify import raid as R
+
+    failed = _ssh(vm_lab, RAID_HOST, "mdadm /dev/md/models --fail /dev/disk/by-id/virtio-nvme0")
+    assert failed.returncode == 0, failed.stdout + failed.stderr
+    checks, facts = _raid_facts(vm_lab)
+    problems = R.judge(checks["array"], facts)
+    assert len(problems) == 1 and "is degraded" in problems[0], problems
+    assert "missing /dev/disk/by-id/virtio-nvme0 (/dev/vdb)" in problems[0], problems
 
 
 def test_device_mapper_works(vm_lab):

@@ -30,7 +30,7 @@ HOST = "gpu-02"
 OLD, NEW = "570.172.08", "570.195.03"
 DENSE = "deepseek-r1-distill-qwen-7b"
 ENGINES = f"/var/lib/llmcluster/engines/{DENSE}"
-GPU_ROLES = ("nvidia_driver", "nvidia_fabricmanager", "nvidia_container_toolkit", "dcgm", "tensorrt_llm")
+GPU_ROLES = ("nvidia_driver", "nvidia_fabricmanager", "nvidia_container_toolkit", "dcgm", "model_store", "tensorrt_llm")
 
 
 def _play(tmp_path: Path, roles: tuple[str, ...], name: str = "play") -> Path:
@@ -102,12 +102,8 @@ def restore(lab, lab_converged, tmp_path):
 
 
 def test_driver_change_rebuilds_only_its_engine_cache_entry(lab, restore, tmp_path):
-    from llmcluster.lab.nvidia_sim.checkpoint import write_checkpoint
-    from llmcluster.plan.catalog import lookup_model
-
-    # The model store gets the dense model too (a SIMULATED, weightless checkpoint, as the lab's).
-    model = lookup_model(DENSE)
-    write_checkpoint(Path(lab.host_root(HOST)) / "srv" / "models" / model.hf_repo, model)
+    # The model store stages the dense model too (the lab fixture of that model: the inventory of a
+    # plan serving it names its folder and manifest, llmcluster.lab.model_fixture).
     play = _play(tmp_path, GPU_ROLES)
     dense_old = _inventory(lab, tmp_path, (f"serving.model={DENSE}",), "dense-old")
     dense_new = _inventory(lab, tmp_path, (f"serving.model={DENSE}", f"pools.gpu.gpu.driver_version='{NEW}'"),

@@ -15,13 +15,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from llmcluster.plan.capacity import trtllm_serve_command
-from llmcluster.plan.serving import engine_key, engine_key_plan_fields
+from llmcluster.plan.serving import engine_key, engine_key_plan_fields, model_manifest_path
 from tests.conftest import ROOT, load_plan
 from tests.helpers import role_local as R
 
@@ -40,6 +42,7 @@ PLAYBOOK = R.local_play("Render the tensorrt_llm role's files", role=ROLE, tasks
                     "'entry': _tensorrt_llm_engine_entry, 'convert': _tensorrt_llm_convert_argv, "
                     "'build': _tensorrt_llm_build_argv, 'health': _tensorrt_llm_health_url, "
                     "'head': _tensorrt_llm_head | bool, 'enabled': _tensorrt_llm_enabled | bool, "
+                    "'verify': _tensorrt_llm_verify | bool, "
                     "'packages': _tensorrt_llm_system_packages, 'options': tensorrt_llm_plan.extra_llm_api_options "
                     "| ansible.builtin.to_nice_yaml(indent=2, sort_keys=true)} | to_json }}"),
         "dest": "{{ out }}/{{ item }}.json", "mode": "0644"},
@@ -47,6 +50,11 @@ PLAYBOOK = R.local_play("Render the tensorrt_llm role's files", role=ROLE, tasks
      "vars": {**{f"llmcluster_{k}": f"{{{{ cases[item].{v} }}}}" for k, v in (
          ("serving_plan", "plan"), ("serving", "serving"), ("nvidia", "nvidia"), ("gpu", "gpu"),
          ("addresses", "addresses"))},
+              "tensorrt_llm_require_manifest": "{{ cases[item].require | default(true) }}",
+              "__tensorrt_llm_manifest_stat": {"stat": {
+                  "exists": "{{ cases[item].installed | default(true) }}",
+                  "checksum": "{{ cases[item].digest | default('') }}"}},
+              "__tensorrt_llm_verifier_stat": {"stat": {"executable": "{{ cases[item].installed | default(true) }}"}},
               "__tensorrt_llm_smi": {"rc": 0, "stdout_lines": SMI_ROWS},
               "__tensorrt_llm_probe": {"rc": 0, "stdout_lines": PROBE_LINES}}}])
 
@@ -64,13 +72,13 @@ GPU = {"model": "h200", "count": 8, "fabric": "nvswitch", "sm": 90,
 
 
 def _replan(sp: dict, **changes) -> dict:
-    """A serving plan with ``changes``, its engine-key half re-derived as the planner does."""
-    out = {**sp, **changes}
+    """A serving plan with ``changes``, its engine-key half and manifest path re-derived as the planner does."""
+    out = {**sp, "model_manifest": model_manifest_path(changes.get("model", sp["model"])), **changes}
     out["engine_key"] = engine_key_plan_fields(out)
     return out
 
 
-def _cases() -> tuple[dict, dict]:
+def _cases(out: Path) -> tuple[dict, dict]:
     plan = load_plan("lab")
     cap = plan.capacity
     sp = plan.serving.to_vars()
@@ -90,6 +98,8 @@ def _cases() -> tuple[dict, dict]:
     addr = {"inference": "10.42.1.11", "mgmt": "10.42.0.11"}
     cases = {
         "single": {"plan": sp, "serving": one, "nvidia": _nvidia(), "gpu": GPU, "addresses": addr},
+        "single_new_manifest": {"plan": sp, "serving": one, "nvidia": _nvidia(), "gpu": GPU, "addresses": addr,
+                                "digest": "ab" * 32},
         "multi": {"plan": sp2, "serving": two, "nvidia": _nvidia(), "gpu": GPU, "addresses": addr},
         "multi_rank1": {"plan": sp2, "serving": {**two, "node_rank": 1}, "nvidia": _nvidia(), "gpu": GPU,
                         "addresses": {"inference": "10.42.1.12"}},
@@ -98,16 +108,26 @@ def _cases() -> tuple[dict, dict]:
         "engine_docker": {"plan": sp3, "serving": one, "gpu": {**GPU, "fabric": "none", "packages": {}},
                           "addresses": addr, "nvidia": _nvidia(install="container", runtime="docker")},
         "no_serving": {"plan": sp, "serving": {}, "nvidia": _nvidia(), "gpu": GPU, "addresses": addr},
+        # The model gate: engine-only setups (no manifest required: verified only where the model store
+        # installed one), and a plan whose model, manifest and verifier lie in this test's folder.
+        "engine_only": {"plan": sp3, "serving": one, "gpu": GPU, "addresses": addr, "require": False,
+                        "installed": False, "nvidia": _nvidia(install="container", runtime="docker")},
+        "no_manifest": {"plan": _replan(sp, model_manifest=""), "serving": one, "nvidia": _nvidia(), "gpu": GPU,
+                        "addresses": addr, "require": False},
+        "local_gate": {"plan": _replan(sp, model_path=str(out / "models" / "org" / "Model"),
+                                       model_manifest=str(out / "etc" / "models" / "lab-model.json"),
+                                       model_verifier=str(out / "libexec" / "model-verify")),
+                       "serving": one, "nvidia": _nvidia(), "gpu": GPU, "addresses": addr},
     }
     caps = {"single": cap, "multi": cap2, "multi_rank1": cap2, "engine_ctr": cap3, "engine_docker": cap3,
-            "no_serving": cap}
+            "no_serving": cap, "single_new_manifest": cap, "engine_only": cap3, "no_manifest": cap, "local_gate": cap}
     return cases, caps
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> tuple[Path, dict, dict]:
     out = tmp_path_factory.mktemp("trtllm-render")
-    cases, caps = _cases()
+    cases, caps = _cases(out)
     r = R.run_playbook(out, PLAYBOOK, {"cases": cases, "out": str(out)}, name="render", timeout=None)
     assert r.returncode == 0, r.stdout + r.stderr
     return out, cases, caps
@@ -238,3 +258,69 @@ def test_engine_cache_key_is_the_planners(rendered):
 def test_hosts_without_serving_get_nothing(rendered):
     out, _, _ = rendered
     assert derived(out, "no_serving")["enabled"] is False
+
+
+# --------------------------------------------------------------------------- the model gate
+
+
+def test_unit_verifies_the_model_before_it_starts(rendered):
+    """ExecStartPre runs the model store's verifier on the plan's manifest and model path, first, with a
+    start timeout that lets it read the whole model; the container modes verify on the host too."""
+    out, cases, _ = rendered
+    for case in ("single", "multi", "engine_ctr", "engine_docker"):
+        sp = cases[case]["plan"]
+        u = unit(out, case)
+        assert derived(out, case)["verify"] is True, case
+        assert shlex.split(u["ExecStartPre"][0]) == [
+            "/usr/local/libexec/llmcluster/model-verify", "verify", "--manifest",
+            f"/etc/llmcluster/models/{sp['model']}.json", sp["model_path"]], case
+        assert u["TimeoutStartSec"] == ["3600"], case
+    assert len(unit(out, "single")["ExecStartPre"]) == 1
+    # The manifest's digest is in the unit: a new manifest (model revision) changes it, which restarts
+    # the server on the new model (the role's handler); the same manifest leaves the unit as it was.
+    assert "ab" * 32 in derived(out, "single_new_manifest")["unit"]
+    assert derived(out, "single_new_manifest")["unit"] != derived(out, "single")["unit"]
+    assert unit(out, "single_new_manifest") == unit(out, "single")
+    # docker mode: the verification, then the stale container's removal
+    assert [v.split()[0] for v in unit(out, "engine_docker")["ExecStartPre"]] == [
+        "/usr/local/libexec/llmcluster/model-verify", "-/usr/bin/docker"]
+
+
+def test_unit_renders_without_a_manifest_where_none_is_required(rendered):
+    out, _, _ = rendered
+    # Engine-only: tensorrt_llm_require_manifest false and no manifest installed -> no verification.
+    u = unit(out, "engine_only")
+    assert derived(out, "engine_only")["verify"] is False
+    assert not any("model-verify" in v for v in u["ExecStartPre"]) and "TimeoutStartSec" not in u
+    assert any("rm --force trtllm-serve" in v for v in u["ExecStartPre"])
+    # No manifest configured at all.
+    u = unit(out, "no_manifest")
+    assert derived(out, "no_manifest")["verify"] is False and "ExecStartPre" not in u
+    assert exec_start(out, "no_manifest")[0] == f"{VENV_BIN}/trtllm-serve"
+
+
+def test_exec_start_pre_refuses_each_corruption_naming_the_file(rendered):
+    """The rendered ExecStartPre line, run as systemd would run it (its argv), on the model store's
+    layout in this test's folder: a good tree passes, each of the six corruption classes fails naming
+    the file."""
+    from tests.helpers.model_tree import CORRUPTIONS, corrupt, install_verifier, make_tree, write_manifest
+
+    out, cases, _ = rendered
+    sp = cases["local_gate"]["plan"]
+    (line,) = unit(out, "local_gate")["ExecStartPre"]
+    argv = shlex.split(line)
+    assert argv == [sp["model_verifier"], "verify", "--manifest", sp["model_manifest"], sp["model_path"]]
+    install_verifier(Path(sp["model_verifier"]))
+    tree = Path(sp["model_path"])
+    shutil.rmtree(tree, ignore_errors=True)
+    write_manifest(make_tree(tree), Path(sp["model_manifest"]))
+    good = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.strip().splitlines()[-1].startswith("verified 5 files, ")
+    for kind in CORRUPTIONS:
+        shutil.rmtree(tree)
+        make_tree(tree)
+        name = corrupt(tree, kind)
+        r = subprocess.run(argv, capture_output=True, text=True, check=False)
+        assert r.returncode == 1, f"{kind}: exit {r.returncode}: {r.stdout}{r.stderr}"
+        assert any(ln.startswith(f"{name}: ") for ln in r.stderr.splitlines()), f"{kind}: {r.stderr}"

@@ -84,7 +84,7 @@ def _enriched() -> dict[str, dict[str, Any]]:
     lab["pki"].update(algorithm="ECDSA", allow_rsa=False, allow_tls12=False, ecdsa_curve="P256",
                       intermediate_validity_days=1825, root_validity_days=3650)
     lab["storage"]["ceph"].update(allow_reduced_redundancy=False, encrypt=True)
-    lab["storage"]["raid"]["encrypt"] = True
+    lab["storage"]["raid"].update(encrypt=True, allow_raid0=False)
     prod = _raw("prod-baremetal")
     for i, vlan in enumerate(prod["fabric"]["vlans"].values()):
         vlan.update(subnet=f"10.64.{8 * i}.0/21", reserved=10)

@@ -73,10 +73,81 @@ def test_ext4_stride():
 
 
 def test_lab_raid():
+    """The lab's spec has realistic drives (4 x 3840 GB U.2); its VMs realise them as small sparse disks."""
     raid = plan_of("lab", weights=10**9).raid
-    assert raid.usable_bytes == 2 * 10**9  # 4 x 1 GB drives, RAID 10
+    assert raid.usable_bytes == 7_680 * 10**9  # 4 x 3840 GB drives, RAID 10
     # 1 GB / (4 x 6.8 GB/s) = 0.0368 s -> 0.0
     assert raid.load_time_s == 0.0
+
+
+def test_lab_vms_realise_the_drives_as_small_sparse_disks():
+    from llmcluster.lab.vm import DATA_DISK_MAX_GB, vm_layout
+    from tests.conftest import LAB_VM_OVERRIDES
+
+    plan = load_plan("lab", LAB_VM_OVERRIDES)
+    gpu = next(v for v in vm_layout(plan) if v.name == "gpu-02")
+    assert gpu.data_disks == tuple((f"nvme{i}", DATA_DISK_MAX_GB) for i in range(4))
+
+
+# --------------------------------------------------------------------------- space on the RAID
+
+
+def test_space_on_the_raid_of_the_plan():
+    """Each node stores the whole checkpoint (the PyTorch backend keeps no engines) + a 10 % reserve."""
+    plan = load_plan("prod-baremetal")
+    raid, cap = plan.storage.raid, plan.capacity
+    assert cap.backend == "pytorch" and raid.engine_cache_bytes == 0
+    assert raid.checkpoint_bytes == cap.weights_bytes  # the whole checkpoint, not the node's share
+    assert raid.reserve_bytes == raid.usable_bytes // 10 == 1_536 * 10**9
+    assert raid.required_bytes == cap.weights_bytes + raid.reserve_bytes and raid.fits is True
+    # the load time reads only the node's share: weights / nodes at the read bound
+    per_node = cap.weights_bytes // cap.nodes
+    assert raid.load_time_s == round(per_node / (raid.read_gbps * 10**9), 1)
+    d = plan.storage.to_dict()["raid"]
+    assert (d["required_bytes"], d["fits"], d["allow_raid0"]) == (raid.required_bytes, True, False)
+
+
+@pytest.mark.parametrize(("model_dir", "engine_dir", "stored", "engines"), [
+    ("/srv/models", "/var/lib/llmcluster/engines", 600, 0),  # the defaults: engines on the root disk
+    ("/srv/models", "/srv/models/engines", 600, 200),  # both on the RAID
+    ("/data/models", "/srv/models-engines", 0, 0),  # neither: a sibling path is not under the mount
+])
+def test_what_counts_on_the_raid(model_dir, engine_dir, stored, engines):
+    spec = spec_of("prod-baremetal", (f"storage.model_dir={model_dir}", f"nvidia.trtllm.engine_cache_dir={engine_dir}"))
+    raid = build_storage_plan(spec, build_ip_plan(spec), None, checkpoint_bytes=600, engine_cache_bytes=200).raid
+    assert (raid.checkpoint_bytes, raid.engine_cache_bytes) == (stored, engines)
+    assert raid.required_bytes == stored + engines + raid.reserve_bytes
+
+
+def test_engine_cache_per_node():
+    from llmcluster.plan.storage import ENGINE_CACHE_ENTRIES, engine_cache_bytes_per_node
+
+    assert engine_cache_bytes_per_node("pytorch", 10**10, 8) == 0
+    assert engine_cache_bytes_per_node("engine", 10**10, 8) == ENGINE_CACHE_ENTRIES * 8 * 10**10
+
+
+def test_a_model_that_does_not_fit_is_refused_with_the_numbers():
+    from llmcluster.errors import SpecError
+    from llmcluster.validate import load_stack_file
+
+    with pytest.raises(SpecError) as ei:
+        load_stack_file(STACKS / "Pulumi.prod-baremetal.yaml", ["pools.gpu.nvme.size_gb=100"])
+    (problem,) = [p for p in ei.value.problems if p.path == "storage.raid"]
+    assert ei.value.rules[problem] == "storage.model-fits"
+    assert "RAID 10 of 8 x 100.0 GB holds 400.0 GB" in problem.message and "10% reserve 40.0 GB" in problem.message
+    # just large enough: 4 x 200 GB = 800 GB >= 673.2 GB + 80 GB reserve
+    load_stack_file(STACKS / "Pulumi.prod-baremetal.yaml", ["pools.gpu.nvme.size_gb=200"])
+
+
+def test_raid0_needs_the_explicit_opt_in():
+    from llmcluster.errors import SpecError
+    from llmcluster.validate import load_stack_file
+
+    load_stack_file(STACKS / "Pulumi.prod-aws.yaml")  # allow_raid0: true (instance store)
+    with pytest.raises(SpecError) as ei:
+        load_stack_file(STACKS / "Pulumi.prod-aws.yaml", ["storage.raid.allow_raid0=false"])
+    assert [p.path for p in ei.value.problems] == ["storage.raid.level"]
+    assert "allow_raid0" in ei.value.problems[0].message
 
 
 # --------------------------------------------------------------------------- Ceph

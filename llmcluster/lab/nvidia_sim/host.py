@@ -1,4 +1,7 @@
-"""LAB SIMULATION: prepare a GPU host's root filesystem before it boots (hardware, repositories, model)."""
+"""LAB SIMULATION: prepare a GPU host's root filesystem before it boots (hardware, repositories).
+
+The model is not placed here: the model_store role stages the lab's fixture tree
+(llmcluster.lab.model_fixture) and verifies it, as on a production node."""
 
 from __future__ import annotations
 
@@ -6,10 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from llmcluster.lab.nvidia_sim.checkpoint import write_checkpoint
 from llmcluster.lab.nvidia_sim.hardware import hardware_doc, write_hardware
 from llmcluster.lab.nvidia_sim.repos import FINGERPRINT_NAME, HOST_DIR, KEY_NAME, SimRepos
-from llmcluster.plan.catalog import lookup_model
 
 
 def copy_repos(root: Path, repos: SimRepos) -> Path:
@@ -29,11 +30,8 @@ def copy_repos(root: Path, repos: SimRepos) -> Path:
 
 
 def prepare_gpu_host(root: Path, plan: Any, host_name: str, repos: SimRepos) -> None:
-    """Give the host rooted at ``root`` its simulated GPUs, the NVIDIA repositories and the model files."""
+    """Give the host rooted at ``root`` its simulated GPUs and the NVIDIA repositories."""
     root = Path(root)
     pool = plan.spec.pools[plan.ip.host(host_name).pool]
     write_hardware(root, hardware_doc(pool, host_name))
     copy_repos(root, repos)
-    model = lookup_model(plan.spec.serving.model)
-    model_dir = plan.spec.storage.model_dir.rstrip("/")
-    write_checkpoint(root / model_dir.lstrip("/") / model.hf_repo, model)

@@ -37,7 +37,8 @@ from llmcluster.verify.remote import Inventory, LocalHost, local_ipv4_addresses
 #: Timings measured by the session (tests/conftest.py prints them with the lab's own).
 TIMINGS: dict[str, float | str] = {}
 #: The suite's test modules (the results file lists their tests only).
-SUITE_MODULES = ("test_hosts.py", "test_firewall_matrix.py", "test_gateway.py", "test_gpu.py", "test_audit.py")
+SUITE_MODULES = ("test_hosts.py", "test_firewall_matrix.py", "test_gateway.py", "test_gpu.py", "test_audit.py",
+                 "test_model.py", "test_storage_raid.py")
 
 #: Seconds a probe waits for a connection (denied flows are dropped: they all take this long).
 PROBE_TIMEOUT = 2.0
@@ -224,13 +225,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         message = crash.message if crash is not None else str(report.longrepr)
     elif report.skipped and isinstance(report.longrepr, tuple):
         message = str(report.longrepr[2])
-    _RESULTS.append({
+    result = {
         "nodeid": report.nodeid,
         "host": props.get("host", ""),
         "check": props.get("check", report.nodeid.split("[", 1)[-1].rstrip("]")),
         "outcome": report.outcome,
         "message": message,
-    })
+    }
+    if props.get("detail"):  # what a passing check measured (e.g. model[manifest]'s GB/s)
+        result["detail"] = props["detail"]
+    _RESULTS.append(result)
 
 
 _RESULTS: list[dict[str, Any]] = []
