@@ -160,8 +160,8 @@ def test_site_playbook_plays():
         assert "serial" in play, f"{name}: production plays roll (serial)"
         roles = [r["role"] if isinstance(r, dict) else r for r in play["roles"]]
         extra = {"gateway": ["gateway", "audit_log"], "storage": ["ceph"],
-                 "gpu": ["ceph", "nvidia_driver", "nvidia_fabricmanager", "nvidia_container_toolkit", "dcgm", "tensorrt_llm",
-                         "serving_tls"]}
+                 "gpu": ["ceph", "nvidia_driver", "nvidia_fabricmanager", "nvidia_container_toolkit", "dcgm",
+                         "tensorrt_llm", "serving_tls"]}
         expected = ["common", "network", "firewall", "mtls"] + extra.get(play["hosts"], [])
         assert roles == expected, name
         covered.add(play["hosts"])

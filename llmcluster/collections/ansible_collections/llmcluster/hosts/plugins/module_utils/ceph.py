@@ -278,7 +278,7 @@ def crush_replica_problems(mappings: list[list[int]], osd_hosts: dict[int, str],
             short.append((i, osds))
             continue
         hosts = [osd_hosts.get(o) for o in osds]
-        unknown.update(o for o, h in zip(osds, hosts) if h is None)
+        unknown.update(o for o, h in zip(osds, hosts, strict=True) if h is None)
         if len(set(hosts)) != len(hosts):
             shared.append((i, osds, hosts))
     problems = []
@@ -315,8 +315,8 @@ def ceph_volume_devices(document: Any) -> list[str]:
     """The devices that carry OSDs, from ``ceph-volume lvm list --format json`` (``{osd id:
     [{"devices": [...], "type": "block"}]}``) or ``ceph-volume raw list --format json`` (``{osd
     uuid: {"device": ..., "osd_id": N}}``). An empty document (no OSD) gives ``[]``."""
-    doc = _dict(document, "ceph-volume list") if _text(document).strip() not in ("", "{}") or isinstance(document, dict) \
-        else {}
+    empty = not isinstance(document, dict) and _text(document).strip() in ("", "{}")
+    doc = {} if empty else _dict(document, "ceph-volume list")
     found: set[str] = set()
     for value in doc.values():
         if isinstance(value, list):  # lvm
