@@ -251,7 +251,14 @@ def ceph_osd_states(document: Any) -> dict[int, dict[str, Any]]:
     doc = _dict(document, "ceph osd tree")
     return {int(n["id"]): {"name": str(n.get("name")), "status": str(n.get("status", "")),
                            "reweight": float(n.get("reweight", 0))}
-            for n in doc.get("nodes") or [] if n.get("type") == "osd"}
+            for n in [*(doc.get("nodes") or []), *(doc.get("stray") or [])] if n.get("type") == "osd"}
+
+
+def ceph_osds_not_up(document: Any, ids: Any) -> list[int]:
+    """The OSDs of ``ids`` that ``ceph osd tree --format json`` does not show ``up`` (missing
+    ones included): ``[]`` when all are up."""
+    states = ceph_osd_states(document)
+    return [int(i) for i in ids if states.get(int(i), {}).get("status") != "up"]
 
 
 _MAPPING = re.compile(r"^CRUSH rule (\d+) x (\d+) \[([0-9,\s-]*)\]\s*$")
