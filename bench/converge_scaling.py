@@ -2,8 +2,9 @@
 """Benchmark: converge and re-converge wall time of ``ansible/site.yml`` on 2, 4, 8 and 16 lab hosts.
 
 Method. For each size N the ``lab`` stack is resized with ``--set`` overrides (N >= 4: the
-lab's shape, 1 storage node + 1 gateway + N-2 GPU nodes, without the Ceph cluster, which needs
-the lab's 3 storage hosts; N = 2: 1 GPU node serving a distill model + 1 gateway, no storage pool), a lab of N real hosts is brought up from the
+lab's shape, 1 storage node + 1 gateway + N-2 GPU nodes, without the Ceph cluster, which
+needs the lab's 3 storage hosts; N = 2: 1 GPU node serving a distill model + 1 gateway, no
+storage pool), a lab of N real hosts is brought up from the
 cached base image (fresh host disks: the first converge starts from the bare image; host
 kinds as the stack's ``lab`` section says, or all ``--kind namespace|nspawn``),
 and the playbook runs twice through :func:`llmcluster.converge.run_playbook` with the
