@@ -108,7 +108,7 @@ def test_a_stopped_osd_warns_keeps_data_and_recovers(ceph_lab):
         failed = failed_checks(doc)
         health = failed.get(f"{mon} ceph[health]", "")
         assert "HEALTH_WARN" in health and "OSD_DOWN" in health, failed
-        got = lab.exec(mon, ["rados", "-p", pool, "get", obj, "-", "--connect-timeout", "20"], timeout=60, check=True)
+        got = lab.exec(mon, ["rados", "-p", pool, "get", obj, "-"], timeout=60, check=True)
         assert got.stdout == data, "data written before the OSD stopped must still be readable"
     finally:
         lab.exec(victim_host, ["systemctl", "start", f"ceph-osd@{osd}"])
@@ -117,7 +117,7 @@ def test_a_stopped_osd_warns_keeps_data_and_recovers(ceph_lab):
     assert st["num_up_osds"] == ceph.osd_count
     rc, doc, out = verify_cli(inventory, "--json", "-k", "ceph")
     assert rc == 0, f"after the restart verify must pass, got {rc}:\n{out[-3000:]}"
-    lab.exec(mon, ["rados", "-p", pool, "rm", obj, "--connect-timeout", "20"], check=True)
+    lab.exec(mon, ["rados", "-p", pool, "rm", obj], check=True)
 
 
 def test_daily_snapshots_are_taken_and_pruned_after_seven_days(ceph_lab):
