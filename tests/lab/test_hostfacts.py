@@ -93,7 +93,7 @@ def test_unknown_host_key_is_refused_without_the_insecure_setting(lab, monkeypat
     monkeypatch.setenv("HOME", str(tmp_path))
     problems = F.check_host_facts(load_spec("lab"), hosts=["gw-01"], key_filename=str(lab.private_key))
     assert len(problems) == 1 and problems[0].path == "pools.gateway"
-    assert problems[0].message.startswith("gw-01 (10.42.0.14): cannot gather facts over SSH as root: SSHException")
+    assert problems[0].message.startswith("gw-01 (10.42.0.16): cannot gather facts over SSH as root: SSHException")
     assert "not found in known_hosts" in problems[0].message
 
 
