@@ -2,8 +2,9 @@
 """Benchmark: converge and re-converge wall time of ``ansible/site.yml`` on 2, 4, 8 and 16 lab hosts.
 
 Method. For each size N the ``lab`` stack is resized with ``--set`` overrides (N >= 4: the
-lab's shape, 1 storage node + 1 gateway + N-2 GPU nodes; N = 2: 1 GPU node serving a
-distill model + 1 gateway, no storage pool), a lab of N real hosts is brought up from the
+lab's shape, 1 storage node + 1 gateway + N-2 GPU nodes, without the Ceph cluster, which
+needs the lab's 3 storage hosts; N = 2: 1 GPU node serving a distill model + 1 gateway, no
+storage pool), a lab of N real hosts is brought up from the
 cached base image (fresh host disks: the first converge starts from the bare image; host
 kinds as the stack's ``lab`` section says, or all ``--kind namespace|nspawn``),
 and the playbook runs twice through :func:`llmcluster.converge.run_playbook` with the
@@ -111,9 +112,10 @@ def overrides_for(n: int, kind: str = "stack") -> list[str]:
         out = ["pools.gpu.count=1", "pools.storage.count=0", "storage.ceph=null", f"serving.model={SMALL_MODEL}",
                "serving.replicas=1"]
     elif n == 3:
-        out = ["pools.gpu.count=1", f"serving.model={SMALL_MODEL}", "serving.replicas=1"]
-    else:
-        out = [f"pools.gpu.count={n - 2}"]  # the lab's shape: 1 storage, 1 gateway, the rest GPU nodes
+        out = ["pools.gpu.count=1", "pools.storage.count=1", "storage.ceph=null", f"serving.model={SMALL_MODEL}",
+               "serving.replicas=1"]
+    else:  # the lab's shape: 1 storage (no Ceph: it needs 3 hosts), 1 gateway, the rest GPU nodes
+        out = [f"pools.gpu.count={n - 2}", "pools.storage.count=1", "storage.ceph=null"]
         if n > 8:  # the lab's one leaf takes 64 ports (9 per GPU node): leaf pairs under two spines
             out += ["baremetal.spine_switches=2", f"baremetal.leaf_switches={2 * -(-9 * n // 100)}"]
     if kind == "namespace":

@@ -63,6 +63,13 @@ LAB_PACKAGES: tuple[str, ...] = (
     "python3-venv",
     "containerd",
     "libopenmpi3",  # TensorRT-LLM's MPI runtime (the tensorrt_llm role installs it next to the venv)
+    # The ceph role (Debian's Ceph 16.2; lab hosts reach no mirror): the daemons on the storage
+    # hosts, ceph-common (the ceph/rados clients) on every host, the GPU nodes' client round trip
+    # included. One image for all hosts: the daemons stay disabled where the role does not run.
+    "ceph-mon",
+    "ceph-mgr",
+    "ceph-osd",
+    "ceph-common",
 )
 #: Bump when the customisation in :func:`_customise` changes, so cached images are rebuilt.
 IMAGE_REVISION = 2

@@ -39,6 +39,21 @@ from llmcluster.plan.ipam import HostPlan
 
 Progress = Callable[[str], None]
 
+#: What the lab's Ceph hosts get in the inventory (roles/ceph): OSDs on files (a lab simulation, the
+#: only backend the role accepts with ceph_lab_simulation) and daemons kept small.
+CEPH_LAB_VARS: dict[str, Any] = {
+    "ceph_osd_backend": "file",
+    "ceph_lab_simulation": True,
+    "ceph_conf_overrides": {
+        "osd": {"osd_memory_target": 939524096, "bluestore_cache_autotune": "false",
+                "bluestore_cache_size": 67108864, "osd_op_num_shards": 2, "osd_op_num_threads_per_shard": 1},
+        "mgr": {"mgr_stats_period": 10},
+        # The lab's monitor stores share this machine's disk, which other work fills: warn below 10 %
+        # free instead of 30 % (MON_DISK_LOW would keep the lab from HEALTH_OK). Lab only.
+        "mon": {"mon_data_avail_warn": 10},
+    },
+}
+
 #: Connection settings every lab host gets in the inventory (defined with the hosts).
 LAB_SSH_COMMON_ARGS = H.LAB_SSH_COMMON_ARGS
 
@@ -508,6 +523,13 @@ class LabRuntime:
 
             fixture = model_fixture.ensure_lab_model(self.cache or cache_dir(), self.plan.spec.serving.model)
             inv["all"]["vars"].update(model_fixture.inventory_overrides(fixture))
+        ceph = lab_plan.storage.ceph
+        if ceph is not None:
+            for name in ceph.hosts:
+                # LAB SIMULATION (roles/ceph): each planned NVMe device of a Ceph host is a file of
+                # the host (BlueStore on a file, ceph-osd --mkfs): namespaced hosts have no LVM or
+                # device-mapper for ceph-volume. Small daemons: the lab shares 2 cores with the suite.
+                inv["_meta"]["hostvars"][name].update(CEPH_LAB_VARS)
         # Where the verification suite's firewall matrix starts for external zones (lab only).
         inv["all"]["vars"]["llmcluster_verify_probes"] = {p.zone: p.to_dict() for p in probe_sources(self.plan)}
         return inv

@@ -43,8 +43,8 @@ def test_lab_hosts_differ_from_the_spec_exactly_where_they_should(lab):
     spec = load_spec("lab")
     problems = F.check_host_facts(spec, hosts=["storage-01", "gw-01"], key_filename=str(lab.private_key),
                                   insecure_accept_host_key=True)
-    # storage-01: no NVMe drives in the lab (spec: 3); gw-01: no GPUs, no NVMe, Debian 12 — its spec.
-    assert _messages(problems) == _nvme(lab, "storage-01", 3)
+    # storage-01: no NVMe drives in the lab (spec: 2; OSDs are files); gw-01: no GPUs, no NVMe, Debian 12 — its spec.
+    assert _messages(problems) == _nvme(lab, "storage-01", 2)
 
 
 def test_gpu_node_without_gpus(lab):
@@ -93,7 +93,7 @@ def test_unknown_host_key_is_refused_without_the_insecure_setting(lab, monkeypat
     monkeypatch.setenv("HOME", str(tmp_path))
     problems = F.check_host_facts(load_spec("lab"), hosts=["gw-01"], key_filename=str(lab.private_key))
     assert len(problems) == 1 and problems[0].path == "pools.gateway"
-    assert problems[0].message.startswith("gw-01 (10.42.0.14): cannot gather facts over SSH as root: SSHException")
+    assert problems[0].message.startswith("gw-01 (10.42.0.16): cannot gather facts over SSH as root: SSHException")
     assert "not found in known_hosts" in problems[0].message
 
 
@@ -108,7 +108,7 @@ def test_validate_preflight_runs_the_ssh_checks(lab, monkeypatch):
                    "--set", "baremetal.ssh_insecure_accept_host_key=true"])
     lines = sorted(line.split(": ", 1)[1] for line in err.getvalue().splitlines() if line.strip())
     assert rc == 2, err.getvalue()
-    for host, want in (("storage-01", 3), ("gpu-01", 4)):
+    for host, want in (("storage-01", 2), ("gpu-01", 4)):
         assert set(_nvme(lab, host, want)) <= set(lines)
     assert [x for x in lines if "NVMe" in x], "the lab has no NVMe drives: the preflight says so"
     assert not [x for x in lines if "gw-01" in x], "gw-01 matches its spec"
@@ -118,5 +118,5 @@ def test_validate_preflight_runs_the_ssh_checks(lab, monkeypatch):
 def test_preflight_api_takes_the_key_and_policy(lab):
     problems = preflight(load_spec("lab"), timeout=5, key_filename=str(lab.private_key),
                          insecure_accept_host_key=True)
-    assert set(_nvme(lab, "storage-01", 3)) <= set(_messages(problems))
+    assert set(_nvme(lab, "storage-01", 2)) <= set(_messages(problems))
     assert not [p for p in problems if "does not answer" in p.message or "cannot gather" in p.message]

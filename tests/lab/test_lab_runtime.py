@@ -158,7 +158,7 @@ def test_inventory_has_the_lab_connection_settings(tmp_path):
     assert proc.returncode == 0, proc.stderr
     listed = json.loads(proc.stdout)
     hostvars = listed["_meta"]["hostvars"]
-    assert sorted(hostvars) == ["gpu-01", "gpu-02", "gw-01", "storage-01"]
+    assert sorted(hostvars) == ["gpu-01", "gpu-02", "gw-01", "storage-01", "storage-02", "storage-03"]
     for name, hv in hostvars.items():
         assert hv["ansible_user"] == "root"
         assert hv["ansible_ssh_private_key_file"] == str(runtime.private_key)
@@ -197,7 +197,7 @@ def test_guard_is_loaded_before_any_host_exists(lab):
 
 def test_every_host_answers(lab):
     status = lab.status()
-    assert [s.name for s in status] == ["gpu-01", "gpu-02", "storage-01", "gw-01"]
+    assert [s.name for s in status] == ["gpu-01", "gpu-02", "storage-01", "storage-02", "storage-03", "gw-01"]
     assert all(s.ok for s in status), status
 
 
@@ -339,10 +339,10 @@ def test_down_cleans_up_after_a_crash_in_up(lab, monkeypatch, crash_at):
 def test_up_with_another_plan_replaces_the_lab(lab):
     bigger = LabRuntime(load_plan("lab", ("pools.gateway.count=2",)), lab.state_dir)
     report = bigger.up()
-    assert report.started == ("gpu-01", "gpu-02", "storage-01", "gw-01", "gw-02")
+    assert report.started == ("gpu-01", "gpu-02", "storage-01", "storage-02", "storage-03", "gw-01", "gw-02")
     assert all(s.ok for s in bigger.status())
     assert N.netns_exists(N.netns_name("gw-02"))
-    lab.up()  # the session's plan again: the five-host lab goes, the four-host one comes back
+    lab.up()  # the session's plan again: the seven-host lab goes, the six-host one comes back
     assert not N.netns_exists(N.netns_name("gw-02"))
     assert not (lab.state_dir / "hosts" / "gw-02").exists()
     assert all(s.ok for s in lab.status())

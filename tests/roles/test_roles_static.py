@@ -159,9 +159,9 @@ def test_site_playbook_plays():
         assert play.get("any_errors_fatal") is True, f"{name}: a rolling play must stop at the first failure"
         assert "serial" in play, f"{name}: production plays roll (serial)"
         roles = [r["role"] if isinstance(r, dict) else r for r in play["roles"]]
-        extra = {"gateway": ["gateway", "audit_log"],
-                 "gpu": ["nvidia_driver", "nvidia_fabricmanager", "nvidia_container_toolkit", "dcgm", "nvme_raid",
-                         "model_store", "tensorrt_llm", "serving_tls"]}
+        extra = {"gateway": ["gateway", "audit_log"], "storage": ["ceph"],
+                 "gpu": ["ceph", "nvidia_driver", "nvidia_fabricmanager", "nvidia_container_toolkit", "dcgm",
+                         "nvme_raid", "model_store", "tensorrt_llm", "serving_tls"]}
         expected = ["common", "network", "firewall", "mtls"] + extra.get(play["hosts"], [])
         assert roles == expected, name
         covered.add(play["hosts"])

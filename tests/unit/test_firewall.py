@@ -131,7 +131,7 @@ def test_every_host_gets_only_its_zone_rules():
     assert {h.host: sorted({f for r in h.rules for f in r.flows}) for h in plan.hosts} == {
         "gpu-01": ["metrics-gpu", "nccl", "serve", "ssh-gpu"],
         "gpu-02": ["metrics-gpu", "nccl", "serve", "ssh-gpu"],
-        "storage-01": ["ceph-clients", "ssh-storage"],
+        **{f"storage-0{i}": ["ceph-clients", "ceph-peers", "ceph-replication", "ssh-storage"] for i in (1, 2, 3)},
         "gw-01": ["api", "ssh-gateway"],
     }
 
@@ -194,7 +194,10 @@ def test_lab_matrix():
     for (src, dst, _svc), e in m.items():
         if src == "storage" and dst == "gpu":
             assert not e.allowed and not e.partial, e
-    # Exactly the declared flows are allowed: 12 (zone pair, service) entries.
+    # Ceph among its own hosts: monitors and OSDs on storage_public, replication on storage_cluster.
+    assert m[("storage", "storage", "tcp/6800-7300")].vlans == ("storage_public", "storage_cluster")
+    assert m[("storage", "storage", "tcp/3300")].vlans == ("storage_public",)
+    # Exactly the declared flows are allowed: 15 (zone pair, service) entries.
     allowed = sorted((s, d, v) for (s, d, v), e in m.items() if e.allowed)
     assert allowed == [
         ("admin", "gateway", "tcp/22"),
@@ -204,6 +207,7 @@ def test_lab_matrix():
         ("gateway", "gpu", "tcp/8000"),
         ("gpu", "gpu", "tcp/29500-29510"), ("gpu", "gpu", "udp/4791"),
         ("gpu", "storage", "tcp/3300"), ("gpu", "storage", "tcp/6789"), ("gpu", "storage", "tcp/6800-7300"),
+        ("storage", "storage", "tcp/3300"), ("storage", "storage", "tcp/6789"), ("storage", "storage", "tcp/6800-7300"),
     ]
     # 6 source zones (logs: the egress-only audit collector) x 3 host zones x 11 declared services (tcp/19532:
     # the audit-forward egress flow, which admits nothing into a host zone).
@@ -217,7 +221,7 @@ def test_matrix_reports_overlapping_zones_as_partial():
     m = _matrix("prod-baremetal")
     e = m[("clients", "gpu", "tcp/22")]
     assert (e.allowed, e.partial, e.flows) == (False, True, ("ssh-gpu",))
-    assert m[("storage", "storage", "tcp/6800-7300")].vlans == ("storage_cluster",)
+    assert m[("storage", "storage", "tcp/6800-7300")].vlans == ("storage_public", "storage_cluster")
 
 
 def test_matrix_agrees_with_packet_evaluation():

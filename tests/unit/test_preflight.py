@@ -101,7 +101,7 @@ def test_host_facts_rule_reports_each_difference(monkeypatch):
 
     def gather(host, address, username, **_):
         gpus = {"gpu-01": ("NVIDIA H200",) * 8, "gpu-02": ("NVIDIA H200",) * 7}.get(host, ())
-        nvme = {"gpu-01": 4, "gpu-02": 4, "storage-01": 2}.get(host, 0)
+        nvme = {"gpu-01": 4, "gpu-02": 4, "storage-01": 2, "storage-02": 2, "storage-03": 1}.get(host, 0)
         os_id, version, pretty = ("ubuntu", "24.04", "Ubuntu 24.04 LTS") if host == "gw-01" else \
             ("debian", "12", "Debian GNU/Linux 12 (bookworm)")
         return F.HostFacts(host, address, F.GpuReport(gpus, "nvidia-smi"), tuple(f"nvme{i}n1" for i in range(nvme)),
@@ -113,6 +113,7 @@ def test_host_facts_rule_reports_each_difference(monkeypatch):
     assert sorted((f.rule, str(f.problem)) for f in findings) == [
         ("baremetal.host-facts", "baremetal.os: gw-01 runs Ubuntu 24.04 LTS (ubuntu 24.04), spec says debian-12"),
         ("baremetal.host-facts", "pools.gpu: gpu-02 has 7 GPUs (NVIDIA H200), spec says 8 h200"),
+        ("baremetal.host-facts", "pools.storage: storage-03 has 1 NVMe drives (nvme0n1), spec says 2"),
         ("baremetal.hosts-reachable", "pools.storage: host storage-01 (10.42.0.13) does not answer on tcp/22 "
                                       "within 3s: is it racked, powered and on the mgmt VLAN?"),
     ]

@@ -348,7 +348,7 @@ def test_apply_overrides_copies_and_creates(lab: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(("override", "path"), [
     ("nosuch.x=1", "nosuch.x"),
-    ("flows.9.name=x", "flows.9"),
+    ("flows.19.name=x", "flows.19"),
     ("flows.x.name=x", "flows.x"),
     ("platform.x=1", "platform.x"),
     ("pools.gpu.vlans.7=mgmt", "pools.gpu.vlans.7"),

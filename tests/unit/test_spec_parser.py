@@ -133,8 +133,8 @@ MERGED = LAB_TEXT.replace(
     "  x-defaults: &node {role: storage, count: 1, vlans: [mgmt, storage_public, storage_cluster]}\n"
     "  llmcluster:pools:\n",
 ).replace(
-    "    storage:\n      role: storage\n      count: 1\n      vlans: [mgmt, storage_public, storage_cluster]\n",
-    "    storage:\n      <<: *node\n      count: 1\n",
+    "    storage:\n      role: storage\n      count: 3\n      vlans: [mgmt, storage_public, storage_cluster]\n",
+    "    storage:\n      <<: *node\n      count: 3\n",
 ).replace(
     "    gateway:\n      role: gateway\n      count: 1\n      hostname_prefix: gw\n      vlans: [mgmt, inference]\n",
     "    gateway:\n      <<: *node\n      role: gateway\n      hostname_prefix: gw\n      vlans: [mgmt, inference]\n",

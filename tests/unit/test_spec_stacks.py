@@ -65,7 +65,7 @@ def test_lab_values() -> None:
     assert spec.baremetal is not None and spec.baremetal.os == "debian-12"
     assert spec.aws is None
     assert spec.storage.raid is not None and spec.storage.raid.level == 10
-    assert spec.storage.ceph is not None and spec.storage.ceph.failure_domain == "osd"
+    assert spec.storage.ceph is not None and spec.storage.ceph.failure_domain == "host"
     assert spec.flows[0].from_ == "clients" and spec.flows[0].to == "gateway"
     assert spec.serving.model == "deepseek-r1" and spec.serving.precision == "fp8"
     # Defaults are filled in.

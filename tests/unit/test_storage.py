@@ -201,11 +201,12 @@ def test_prod_ceph():
 
 def test_lab_ceph():
     ceph = plan_of("lab").ceph
-    assert ceph.osd_count == 3  # 1 host x 3 drives
+    assert ceph.osd_count == 6  # 3 hosts x 2 drives
     pools = {p.name: p.pg_num for p in ceph.pools}
-    # models: 3 x 100 x 70 % / 3 = 70 -> 128 is 83 % above -> 64; engines: 20 -> minimum 32
-    assert pools == {"models": 64, "engines": 32}
-    assert ceph.mons == ("storage-01",) and ceph.mgrs == ("storage-01",)
+    # models: 6 x 100 x 70 % / 3 = 140 -> 256 is 83 % above -> 128; engines: 40 -> 64 is 60 % above -> 32
+    assert pools == {"models": 128, "engines": 32}
+    assert ceph.mons == ("storage-01", "storage-02", "storage-03") and ceph.mgrs == ("storage-01", "storage-02")
+    assert ceph.failure_domain == "host" and ceph.pgs_per_osd == 80.0
     assert (ceph.public_network, ceph.cluster_network) == ("10.42.2.0/24", "10.42.3.0/24")
 
 

@@ -50,10 +50,11 @@ def test_pmtu_pings_the_next_host_with_a_full_size_payload(plan, checks):
     assert c.params["payload"] == 8972 and c.params["mtu"] == 9000
     assert c.params["peer"] == "gpu-02" and c.params["source"] == plan.ip.host("gpu-01").addresses["storage_public"]
     # the ring closes: the last host on the VLAN pings the first
-    assert checks["storage-01:pmtu[storage_public]"].params["peer"] == "gpu-01"
+    assert checks["storage-01:pmtu[storage_public]"].params["peer"] == "storage-02"
+    assert checks["storage-03:pmtu[storage_public]"].params["peer"] == "gpu-01"
     # no jumbo ping on the 1500-byte mgmt VLAN, none on a VLAN with a single host
     assert not any(k.endswith("pmtu[mgmt]") for k in checks)
-    assert "storage-01:pmtu[storage_cluster]" not in checks
+    assert checks["storage-03:pmtu[storage_cluster]"].params["peer"] == "storage-01"
 
 
 def test_only_hosts_in_the_inventory_are_checked(plan, hostvars):
@@ -200,7 +201,8 @@ def test_matrix_attempts_follow_the_plan(plan, cases):
     assert api.attempts[0].flows == ("api",)
     # port ranges: first and last port, denied ones have no flow
     ceph = cases["gateway->storage tcp/6800-7300"]
-    assert [(a.vlan, a.port, a.allowed) for a in ceph.attempts] == [("mgmt", 6800, False), ("mgmt", 7300, False)]
+    assert [(a.destination, a.vlan, a.port, a.allowed) for a in ceph.attempts] == [
+        (f"storage-0{i}", "mgmt", port, False) for i in (1, 2, 3) for port in (6800, 7300)]
     assert cases["clients->storage tcp/22"].skip_reason == "probe-clients shares no VLAN with a host of zone storage"
     nccl = cases["gpu->gpu tcp/29500-29510"]
     assert sorted({a.port for a in nccl.attempts}) == [29500, 29510]
@@ -229,7 +231,7 @@ def test_listeners_cover_every_attempted_port(cases):
     for case in cases.values():
         for a in case.attempts:
             assert f"{a.proto}/{a.port}" in wanted[a.destination]
-    assert set(wanted) == {"gpu-01", "gpu-02", "gw-01", "storage-01"}
+    assert set(wanted) == {"gpu-01", "gpu-02", "gw-01", "storage-01", "storage-02", "storage-03"}
 
 
 def test_hostvars_match_the_lab_network_mode(plan, hostvars):
