@@ -289,6 +289,7 @@ naming   =version 2              bsize=4096   ascii-ci=0, ftype=1
 log      =internal log           bsize=4096   blocks=16384, version=2
          =                       sectsz=512   sunit=8 blks, lazy-count=1
 realtime =none                   extsz=4096   blocks=0, rtextents=0
+"""
 
 # --------------------------------------------------------------------------- Ceph 16.2 (the lab, Debian 12)
 # Captured from the lab's cluster (3 monitors, 2 managers, 6 BlueStore OSDs on files, pools models
