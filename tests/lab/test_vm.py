@@ -460,8 +460,6 @@ def test_vms_run_the_kernel_hardening(vm_lab, common_converged):
         assert new.returncode == 0 and new.stdout.split() == ["0", "0", "0", "1"], f"{name}: {new.stdout}{new.stderr}"
 
 
-@pytest.mark.skip(reason="KNOWN FAILING on the VM tier (issue 11 open): the /etc/llmcluster watch is loaded "
-                         "before the folder exists, so the kernel watches the path only, not files in it")
 def test_vms_audit_with_the_rules(vm_lab, common_converged):
     keys = yaml.safe_load((ROOT / "roles/common/vars/main.yml").read_text())["_common_auditd_keys"]
     for name in HARDENED:
@@ -472,9 +470,9 @@ def test_vms_audit_with_the_rules(vm_lab, common_converged):
         missing = [k for k in keys if not re.search(rf"(-k |key=){re.escape(k)}(\s|$)", rules)]
         assert missing == [], f"{name}: no rule with the keys {missing}:\n{rules}"
         assert "-S execve,execveat" in rules or "-S execve -S execveat" in rules, rules
-        # a write under /etc/llmcluster is recorded (the folder is the mtls role's: the common role alone
-        # does not make it, and a watch on a missing path attaches when it appears)
-        touched = _ssh(vm_lab, name, "install -d -m 0755 /etc/llmcluster && touch /etc/llmcluster/lltest"
+        # a write under /etc/llmcluster is recorded: the common role makes the folder before it loads the
+        # rules, so the kernel watches the directory and the files in it, not just the path
+        touched = _ssh(vm_lab, name, "test -d /etc/llmcluster && touch /etc/llmcluster/lltest"
                                      " && rm -f /etc/llmcluster/lltest")
         assert touched.returncode == 0, f"{name}: {touched.stderr}"
         for _ in range(20):
@@ -482,7 +480,11 @@ def test_vms_audit_with_the_rules(vm_lab, common_converged):
             if "lltest" in found:
                 break
             time.sleep(0.5)
-        assert "lltest" in found, f"{name}: no audit record of /etc/llmcluster/lltest"
+        if "lltest" not in found:
+            state = _ssh(vm_lab, name, "ls -ld /etc/llmcluster; auditctl -s; auditctl -l | grep -n llmcluster; "
+                                       "df -h /var/log/audit; systemctl --no-pager status auditd | tail -5; "
+                                       "tail -n 5 /var/log/audit/audit.log")
+            pytest.fail(f"{name}: no audit record of /etc/llmcluster/lltest\n{state.stdout}{state.stderr}")
 
 
 def test_vms_sshd_listens_on_mgmt_only_and_passes_ssh_audit(vm_lab, common_converged):
