@@ -85,7 +85,7 @@ def test_vm_layout_of_the_vm_lab(vm_plan):
     assert storage.role == "access" and [n.ifname for n in storage.nics] == ["mgmt", "stor-pub", "stor-clu"]
     assert [n.bridge for n in storage.nics] == ["llb-10", "llb-30", "llb-31"]
     assert [n.mtu for n in storage.nics] == [1500, 9000, 9000]
-    assert len(storage.data_disks) == 3
+    assert [s for s, _ in storage.data_disks] == ["nvme0", "nvme1"]  # the storage pool's 2 NVMe (Ceph OSDs)
     assert leaf.role == "leaf" and leaf.memory_mb < storage.memory_mb == 1536
     assert [n.ifname for n in leaf.nics] == ["eth0", "swp1", "acc10", "acc20", "acc30", "acc40"]
     assert leaf.mgmt_ip == vm_plan.ip.vlans["mgmt"].reserved_last
