@@ -299,32 +299,20 @@ def _copy(stream: BinaryIO, fd: int, entry: MM.Entry, source: Source, stop: thre
 def _fetch(source: Source, entry: MM.Entry, dest: Path, replace: bool, stop: threading.Event) -> int:
     final = dest / entry.path
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name[:200]}.", suffix=STAGE_SUFFIX, dir=final.parent)
-    try:
+
+    def write(fd: int) -> None:
+        stream = source.open(entry.path)
         try:
-            stream = source.open(entry.path)
-            try:
-                _copy(stream, fd, entry, source, stop)
-            finally:
-                stream.close()
-            os.fchmod(fd, 0o644)
-            os.fsync(fd)
+            _copy(stream, fd, entry, source, stop)
         finally:
-            os.close(fd)
-        if replace:
-            os.replace(tmp, final)
-        else:
-            try:
-                os.link(tmp, final)  # no-clobber: never over a file that appeared meanwhile
-            except FileExistsError:
-                raise StageError([(entry.path, "appeared in the destination while staging: not overwritten")]) \
-                    from None
+            stream.close()
+
+    try:
+        MM.publish(fd, tmp, str(final), replace, write)
+    except FileExistsError:
+        raise StageError([(entry.path, "appeared in the destination while staging: not overwritten")]) from None
     except OSError as exc:
         raise StageError([(entry.path, f"cannot write {final}: {exc.strerror}")]) from None
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
     return entry.size
 
 

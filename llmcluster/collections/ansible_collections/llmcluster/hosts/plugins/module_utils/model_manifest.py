@@ -66,6 +66,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -728,28 +729,45 @@ def write_manifest(manifest: Manifest, out: str, force: bool = False, where: str
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=parent)
     except OSError as exc:
         raise ModelStoreError(where, f"{shown}: cannot write there: {exc.strerror}") from None
+
+    def write(fd: int) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+
+    try:
+        publish(fd, tmp, out, force, write)
+    except FileExistsError:
+        raise ModelStoreError(where, f"{shown}: appeared meanwhile: pass {flag} to replace it") from None
+    except OSError as exc:
+        raise ModelStoreError(where, f"{shown}: cannot write: {exc.strerror}") from None
+
+
+def publish(fd: int, tmp: str, final: str, replace: bool, write: Callable[[int], None]) -> None:
+    """Write ``final`` atomically. ``write(fd)`` fills the temporary file ``tmp`` (open as ``fd``, in
+    the folder of ``final``); it is made 0644, fsynced and closed, then becomes ``final``: renamed
+    over it (``replace``) or hard-linked (no-clobber: ``FileExistsError`` when ``final`` appeared
+    meanwhile; on a file system without hard links, renamed when nothing is there). ``tmp`` is gone
+    afterwards whatever happened; ``OSError`` and whatever ``write`` raises reach the caller. Shared
+    by the manifest writer and the stage-in (llmcluster.modelstore)."""
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write(fd)
             os.fchmod(fd, 0o644)
             os.fsync(fd)
         finally:
             os.close(fd)
-        if force:
-            os.replace(tmp, out)
+        if replace:
+            os.replace(tmp, final)
         else:
             try:
-                os.link(tmp, out)  # no-clobber: fails if something appeared meanwhile
+                os.link(tmp, final)
             except FileExistsError:
-                raise ModelStoreError(where, f"{shown}: appeared meanwhile: pass {flag} to replace it") from None
+                raise
             except OSError:
-                if os.path.lexists(out):
+                if os.path.lexists(final):
                     raise
-                os.rename(tmp, out)  # a file system without hard links
-    except OSError as exc:
-        raise ModelStoreError(where, f"{shown}: cannot write: {exc.strerror}") from None
+                os.rename(tmp, final)  # a file system without hard links
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
