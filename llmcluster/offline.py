@@ -46,6 +46,11 @@ class Recorded:
     parent: str
     custom: bool
     inputs: dict[str, Any]
+    #: The id the mocks gave it (``<name>-id``; components: "") and the state its stand-in returned
+    #: (inputs plus computed outputs such as an ARN): how other resources reference it
+    #: (:mod:`llmcluster.policy.runner`). Not part of the plan document.
+    id: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 def _is_secret(value: Any) -> bool:
@@ -123,6 +128,7 @@ class RecordingMonitor(pmocks.MockMonitor):
             self.recording_mocks.records.append(Recorded(
                 urn=resp.urn, type=request.type, name=request.name, parent=request.parent,
                 custom=bool(request.custom), inputs=dict(rpc.deserialize_properties(request.object)),
+                id=resp.id or "", outputs=dict(rpc.deserialize_properties(resp.object)) if resp.object else {},
             ))
         return resp
 

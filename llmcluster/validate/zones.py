@@ -130,17 +130,23 @@ def _is_admin_flow(f) -> bool:
     return False
 
 
-@rule("zones.admin-cidr-width")
-def admin_cidr_width(spec: Spec) -> Iterator[Problem]:
-    """An admin zone (an external zone that flows give SSH or the mgmt/oob VLAN) and aws.admin_cidrs are no wider
-    than site.admin_min_prefix (/16 by default; 0 is the explicit opt-in for any width, 0.0.0.0/0 included)."""
-    least = spec.site.admin_min_prefix
+def admin_zone_names(spec: Spec) -> dict[str, str]:
+    """The admin zones: external (cidrs) zones that a flow gives SSH or a management VLAN, each with the
+    first such flow (``flows.<i> '<name>'``). The policy rules (llmcluster.policy) admit SSH only from these."""
     admin: dict[str, str] = {}
     for i, f in enumerate(spec.flows):
         zone = spec.zones.get(f.from_)
         if zone is not None and zone.cidrs and _is_admin_flow(f):
             admin.setdefault(f.from_, f"flows.{i} '{f.name}'")
-    for zname, why in admin.items():
+    return admin
+
+
+@rule("zones.admin-cidr-width")
+def admin_cidr_width(spec: Spec) -> Iterator[Problem]:
+    """An admin zone (an external zone that flows give SSH or the mgmt/oob VLAN) and aws.admin_cidrs are no wider
+    than site.admin_min_prefix (/16 by default; 0 is the explicit opt-in for any width, 0.0.0.0/0 included)."""
+    least = spec.site.admin_min_prefix
+    for zname, why in admin_zone_names(spec).items():
         for i, cidr in enumerate(spec.zones[zname].cidrs):
             prefix = netaddr.IPNetwork(cidr).prefixlen
             if prefix < least:
