@@ -1,7 +1,8 @@
 """``llmcluster`` command line: thin — parse, call the library, print, exit meaningfully.
 
 Exit codes: 0 success; 2 invalid input (spec, override, infeasible sizing, unknown stack
-or host, a refused ``model`` input); 3 ``lab status``: a host is not healthy; 4 converge failed;
+or host, a refused ``model`` input; ``plan``: a resource violates a security invariant, one
+``<stack>: <urn>: <rule id>: <message>`` line each); 3 ``lab status``: a host is not healthy; 4 converge failed;
 5 verification found a failing check (``model verify``/``model stage``: the tree does not match
 its manifest); 6 ``model stage``: the source did not deliver a file of the manifest (missing,
 corrupt, unreachable); 70 internal error (a bug: run with ``LLMCLUSTER_DEBUG=1`` for the traceback).
@@ -274,6 +275,11 @@ def cmd_plan(args) -> int:
         inspect(args.out, "plan", replace=args.replace, legacy=legacy_files)  # refuse before any work
     spec = _load(args)
     ev = evaluate(spec)
+    from llmcluster.policy import check_evaluation
+
+    violations = check_evaluation(ev)  # the security invariants (docs/policy.md): refuse before writing anything
+    if violations:
+        return _fail([f"{spec.stack}: {v.resource}: {v.rule}: {v.text}" for v in violations])
     doc = ev.document()
     if args.out is not None:
         from llmcluster.render.artifacts import write_artifacts

@@ -21,6 +21,10 @@ from typing import Any
 #: ``<area>.<words-with-hyphens>``.
 RULE_ID = re.compile(r"^[a-z0-9]+\.[a-z0-9]+(-[a-z0-9]+)*$")
 
+#: In ``Context.kms_keys`` or ``Context.vpc_endpoints``: any reference passes this resource's check
+#: (the CrossGuard pack's per-resource policies, which cannot see the stack's key; its stack policy,
+#: which can, checks the identity). Never set by :mod:`llmcluster.policy.runner`.
+ANY = "*"
 #: The tag that names the zone (``zones.<name>`` of the spec) a security group stands for.
 ZONE_TAG = "llmcluster:zone"
 #: The tag that marks a security group as the EFA group of a GPU pool: its self-referencing
@@ -185,7 +189,40 @@ def stack_key(path: str, value: Any, ctx: Context, what: str) -> Iterable[tuple[
         yield path, f"missing: {what} must be encrypted with the stack's KMS key (set {path.rsplit('.', 1)[-1]})"
     elif not isinstance(value, str):
         yield path, f"{value!r} is not a KMS key reference: cannot judge it"
+    elif ANY in ctx.kms_keys:
+        return
     elif not ctx.kms_keys:
         yield path, f"{value!r}: the stack registers no KMS key to compare with (aws:kms/key:Key)"
     elif value not in ctx.kms_keys:
         yield path, f"{value!r} is not the stack's KMS key: {what} must use the stack's key"
+
+
+#: The keys of a context given as data (the CrossGuard pack's configuration), camelCase as Pulumi config is.
+CONTEXT_KEYS = {"kmsKeys": "kms_keys", "adminCidrs": "admin_cidrs", "adminSecurityGroups": "admin_security_groups",
+                "efaSecurityGroups": "efa_security_groups", "vpcEndpoints": "vpc_endpoints",
+                "publicListeners": "public_listeners"}
+
+
+def context_from_data(data: Mapping[str, Any], where: str = "config") -> Context:
+    """A :class:`Context` from plain data (lists of strings under :data:`CONTEXT_KEYS`); ValueError, one line
+    ``<where>.<key>: what is wrong``, for anything else."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: not a map")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in CONTEXT_KEYS:
+            raise ValueError(f"{where}.{key}: unknown key (known: {', '.join(CONTEXT_KEYS)})")
+        items = as_list(value)
+        if items is None or not all(isinstance(v, str) for v in items):
+            raise ValueError(f"{where}.{key}: must be a list of strings")
+        attr = CONTEXT_KEYS[key]
+        if attr == "public_listeners":
+            try:
+                values[attr] = tuple(PublicListener.parse(v) for v in items)
+            except ValueError as exc:
+                raise ValueError(f"{where}.{key}: {exc}") from None
+        elif attr == "admin_cidrs":
+            values[attr] = tuple(items)
+        else:
+            values[attr] = frozenset(items)
+    return Context(**values)

@@ -227,6 +227,7 @@ def no_ssh_outside_admin(resource_type: str, props: Mapping[str, Any], ctx: Cont
         if carries is None:
             yield from entry.problems or [(entry.path, "cannot tell whether this rule admits SSH")]
             continue
+        yield from entry.problems
         how = "all traffic" if entry.protocol == "all" else f"tcp/{entry.ports[0]}-{entry.ports[1]}" \
             if entry.ports and entry.ports[0] != entry.ports[1] else "tcp/22"
         subject = {entry.group} if entry.group else set(ctx.subject)

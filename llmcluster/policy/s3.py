@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from llmcluster.policy.core import Context, as_list, is_true, join, rule
+from llmcluster.policy.core import ANY, Context, as_list, is_true, join, rule
 
 PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 ACCOUNT_PUBLIC_ACCESS_BLOCK = "aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock"
@@ -121,7 +121,7 @@ def deny_outside_vpce(resource_type: str, props: Mapping[str, Any], ctx: Context
     for i, (op, key, values) in _statements(props):
         if op in ("StringNotEquals", "StringNotEqualsIfExists") and key == "aws:sourcevpce":
             found = True
-            foreign = [v for v in values if v not in ctx.vpc_endpoints]
+            foreign = [v for v in values if v not in ctx.vpc_endpoints and ANY not in ctx.vpc_endpoints]
             if foreign:
                 where = join(join("policy.Statement", i), f"Condition.{op}.aws:SourceVpce")
                 yield where, f"{', '.join(foreign)}: not the stack's VPC endpoint " \
