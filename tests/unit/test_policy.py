@@ -377,3 +377,36 @@ def test_every_stack_offline_evaluation_passes_the_rules(stack):
 def test_violation_lines():
     v = Violation("lb.internal", "urn:a", "internal", "False: must be true")
     assert str(v) == "urn:a: lb.internal: internal: False: must be true"
+
+
+def test_plan_refuses_a_violating_stack_one_line_each_and_writes_nothing(monkeypatch, tmp_path, capsys):
+    """A backend that registers a world-open SSH group: ``llmcluster plan`` exits non-zero, prints
+    ``<stack>: <urn>: <rule id>: <message>`` per violation and writes no artifact."""
+    from llmcluster import backends, cli
+    from tests.conftest import ROOT
+
+    real = backends.BACKENDS["aws"]
+
+    def leaky(name, plan, inputs, opts):
+        import pulumi_aws as aws
+
+        aws.ec2.SecurityGroup("leaky", vpc_id="vpc-1", ingress=[aws.ec2.SecurityGroupIngressArgs(
+            protocol="tcp", from_port=22, to_port=22, cidr_blocks=["0.0.0.0/0"])])
+        return real(name, plan, inputs, opts)
+
+    monkeypatch.setitem(backends.BACKENDS, "aws", leaky)
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "out"
+    code = cli.main(["plan", "--stack", "dev-aws", "--out", str(out)])
+    err = capsys.readouterr().err
+    urn = "urn:pulumi:dev-aws::llmcluster::pulumi:pulumi:Stack$aws:ec2/securityGroup:SecurityGroup::leaky"
+    assert code == 2
+    assert err.splitlines() == [
+        f"dev-aws: {urn}: net.no-ssh-outside-admin: ingress[0].cidrBlocks[0]: tcp/22 (SSH) from 0.0.0.0/0, outside "
+        "the admin zone (10.0.10.0/24)",
+        f"dev-aws: {urn}: net.no-world-ingress: ingress[0].cidrBlocks[0]: ingress from 0.0.0.0/0 or ::/0 (the whole "
+        "internet): not a listener the stack declares public (none declared)",
+    ]
+    assert "Traceback" not in err and not out.exists()
+    monkeypatch.setitem(backends.BACKENDS, "aws", real)
+    assert cli.main(["plan", "--stack", "dev-aws", "--json"]) == 0
