@@ -94,7 +94,13 @@ def instance_types_offered(target: Target) -> list[Problem]:
             import boto3
         except ImportError:
             return [Problem("aws", "preflight needs boto3: pip install boto3")]
-        ec2_client = boto3.client("ec2", region_name=spec.aws.region)
+        from botocore.config import Config
+
+        # The endpoint is boto3's own setting: AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_EC2, or endpoint_url in the
+        # AWS config file), e.g. a moto server in tests. A dead endpoint fails within the preflight timeout.
+        ec2_client = boto3.client("ec2", region_name=spec.aws.region, config=Config(
+            connect_timeout=target.timeout, read_timeout=max(target.timeout, 10.0),
+            retries={"max_attempts": 2, "mode": "standard"}))
     problems: list[Problem] = []
     types = sorted({p.aws.instance_type for p in spec.pools.values() if p.aws is not None})
     try:
@@ -104,7 +110,10 @@ def instance_types_offered(target: Target) -> list[Problem]:
                      {"Name": "instance-type", "Values": types}],
         )
     except Exception as exc:  # botocore raises many types: credentials, endpoint, throttling
-        return [Problem("aws", f"cannot query EC2 offerings in {spec.aws.region}: {exc.__class__.__name__}: {exc}")]
+        reason = " ".join(str(exc).split())[:300]
+        return [Problem("aws", f"cannot query EC2 offerings in {spec.aws.region}: {exc.__class__.__name__}: {reason} "
+                               "(check the credentials, the endpoint (AWS_ENDPOINT_URL) and ec2:DescribeInstanceType"
+                               "Offerings permission)")]
     offered = {o["InstanceType"] for o in resp.get("InstanceTypeOfferings", [])}
     for name, pool in spec.pools.items():
         if pool.aws is not None and pool.aws.instance_type not in offered:
