@@ -13,7 +13,7 @@ from pulumi_policy import (EnforcementLevel, PolicyResource, PolicyResourceOptio
 
 from llmcluster.policy import RULES
 from tests.conftest import ROOT
-from tests.unit.test_policy import CTX, FIXTURES, bucket_policy
+from tests.helpers.policy_fixtures import CTX, FIXTURES, bucket_policy
 
 
 @pytest.fixture(scope="module")
