@@ -702,7 +702,8 @@ class Access(_Model):
 
 AvailabilityZone = Annotated[StrictStr, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$")]
 #: An IAM role or user ARN (EKS access entries).
-IamPrincipalArn = Annotated[StrictStr, Field(pattern=r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]{1,512}$")]
+IamPrincipalArn = Annotated[
+    StrictStr, Field(pattern=r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]{1,512}$")]
 
 
 class AwsEks(_Model):

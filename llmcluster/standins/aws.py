@@ -41,7 +41,8 @@ class AwsStandin:
         return {}
 
     def kms_key(self, name, inputs):
-        kid = f"{_hex(name, 8)}-{_hex(name + '1', 4)}-{_hex(name + '2', 4)}-{_hex(name + '3', 4)}-{_hex(name + '4', 12)}"
+        h = _hex(name, 32)
+        kid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
         return {"keyId": kid, "arn": self._arn("kms", f"key/{kid}")}
 
     def bucket(self, name, inputs):

@@ -18,7 +18,6 @@ import pulumi
 import pulumi_aws as aws
 
 from llmcluster.plan.aws import (
-    ENDPOINTS_SG,
     MODEL_PREFIX,
     SSM_POLICY_ARN,
     AwsPlan,
