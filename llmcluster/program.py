@@ -4,7 +4,8 @@
 :func:`build` under Pulumi's mock runtime. Both run exactly this code.
 
 The compute backend comes from a registry by ``spec.platform`` (:mod:`llmcluster.backends`:
-bare metal registers the node pools and the switch fabric; AWS is the next backend) and reports
+bare metal registers the node pools and the switch fabric; AWS the VPC, security groups, instances and
+entry point of docs/aws.md) and reports
 the hosts; the inventory is built once, here, from the plan and those hosts. Shared layers sit
 beside the backend: the PKI, and the Kubernetes serving layer to come (its provider through
 ``opts``).
