@@ -26,10 +26,10 @@ SWITCH_CONFIGS = "switchConfigs"
 SWITCH_APPLIED = "switchApplied"
 
 #: AWS: VPC, security groups, instance ids, the stack key, the model bucket, the NLB's DNS name,
-#: the EKS cluster (or None), the plan's warnings. Absent on bare metal.
+#: the EKS cluster (or None), the plan's warnings. None on bare metal.
 AWS = "aws"
 #: AWS with EKS: the kubeconfig of the private endpoint (exec auth, no credential), the seam the
-#: Kubernetes serving layer takes its provider from.
+#: Kubernetes serving layer takes its provider from. None without EKS.
 KUBECONFIG = "kubeconfig"
 
 ALL = (SPEC_SUMMARY, IP_PLAN, CAPACITY, INVENTORY, PKI_ROOT_CERT, PKI_CHAIN, PKI_CERTS, PKI_KEYS,

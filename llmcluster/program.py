@@ -52,6 +52,7 @@ def build(spec: Spec, switch_credentials: SwitchCredentials | None = None) -> tu
         outputs.PKI_KEYS: pki.private_key_pems,
         outputs.PKI_INTERMEDIATE_KEY: pki.intermediate.private_key_pem,  # a secret: signs the CRL
         outputs.PKI_ROOT_CRL: pki.root_crl_pem,
+        outputs.AWS: None, outputs.KUBECONFIG: None,  # the AWS backend's; None elsewhere
         **compute.exports,
     }
     return plan, exports

@@ -728,7 +728,7 @@ class Aws(_Model):
     admin_cidrs: tuple[Cidr, ...] = ()
     #: An existing EC2 key pair the instances accept for SSH (Ansible reaches sshd through an SSM
     #: session, never from the network); without it only an SSM shell reaches the hosts.
-    key_name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9 ._:/+=@-]{1,255}$")] | None = None
+    key_name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._:/+=@-]{1,255}$")] | None = None
     #: A subnet for the NAT gateway (and the internet gateway it needs); required only when a flow
     #: from a host zone goes to a zone with public addresses (rule aws.nat-public-subnet).
     public_subnet: Cidr | None = None

@@ -28,8 +28,9 @@ from llmcluster.plan.aws import (
 
 #: The Ubuntu 24.04 AMI as Canonical publishes it in SSM (resolved by EC2 at launch: no invoke).
 UBUNTU_AMI = "resolve:ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
-#: The root device of Canonical's Ubuntu AMIs.
+#: The root device of Canonical's Ubuntu AMIs, and of the EKS-optimised AL2023 AMIs (node groups).
 ROOT_DEVICE = "/dev/sda1"
+EKS_ROOT_DEVICE = "/dev/xvda"
 #: EKS-managed policies a node group's role needs (EKS user guide, "Amazon EKS node IAM role").
 EKS_NODE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
@@ -314,7 +315,7 @@ def launch_template_args(pp: PoolPlan, *, key_arn: Any, profile_arn: Any, group_
         **({"iam_instance_profile": {"arn": profile_arn}} if profile_arn is not None else {}),
         "metadata_options": {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
                              "instance_metadata_tags": "disabled"},
-        "block_device_mappings": [{"device_name": ROOT_DEVICE, "ebs": {
+        "block_device_mappings": [{"device_name": ROOT_DEVICE if image else EKS_ROOT_DEVICE, "ebs": {
             "volume_size": pp.root_volume_gb, "volume_type": "gp3", "encrypted": "true", "kms_key_id": key_arn,
             "delete_on_termination": "true"}}],
         "network_interfaces": _interfaces(pp, inst, subnets or {}, group_id),
