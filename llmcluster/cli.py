@@ -311,6 +311,13 @@ def cmd_plan(args) -> int:
     raid = ev.plan.storage.raid
     if raid is not None:
         c.print(_raid_table(raid))
+    if ev.plan.aws is not None:
+        a = ev.plan.aws
+        c.print(f"aws: {a.region} zones {', '.join(a.zones)}; {len(a.subnets)} subnets, "
+                f"{len(a.security_groups)} security groups, {len(a.rules)} rules, {len(a.instances)} instances, "
+                f"entry {'internal NLB' if a.entry else 'none'}, EKS {'on' if a.eks else 'off'}")
+        for w in a.warnings:
+            c.print(f"[yellow]warning:[/] {w}")
     return EXIT_OK
 
 

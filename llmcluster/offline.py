@@ -94,13 +94,14 @@ class RecordingMocks(pmocks.Mocks):
         #: resource type -> what its provider would compute (llmcluster.standins)
         self.providers: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = standins.providers(
             now or dt.datetime.now(dt.UTC).replace(microsecond=0))
-        self.invokes: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {}
+        self.invokes: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = standins.invokes()
 
     def new_resource(self, args: pmocks.MockResourceArgs):
         compute = self.providers.get(args.typ)
         state = dict(args.inputs)
         if compute is not None:
-            state.update(compute(_unsecret(args.inputs)))
+            inputs = _unsecret(args.inputs)
+            state.update(compute(args.name, inputs) if getattr(compute, "with_name", False) else compute(inputs))
         rid = f"{args.name}-id" if args.custom else ""
         return rid, state
 

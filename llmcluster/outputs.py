@@ -25,7 +25,14 @@ SWITCH_CONFIGS = "switchConfigs"
 #: switch name -> sha256 of the configuration ``pulumi up`` applied (push mode only, else {}).
 SWITCH_APPLIED = "switchApplied"
 
+#: AWS: VPC, security groups, instance ids, the stack key, the model bucket, the NLB's DNS name,
+#: the EKS cluster (or None), the plan's warnings. None on bare metal.
+AWS = "aws"
+#: AWS with EKS: the kubeconfig of the private endpoint (exec auth, no credential), the seam the
+#: Kubernetes serving layer takes its provider from. None without EKS.
+KUBECONFIG = "kubeconfig"
+
 ALL = (SPEC_SUMMARY, IP_PLAN, CAPACITY, INVENTORY, PKI_ROOT_CERT, PKI_CHAIN, PKI_CERTS, PKI_KEYS,
-       PKI_INTERMEDIATE_KEY, PKI_ROOT_CRL, SWITCH_CONFIGS, SWITCH_APPLIED)
+       PKI_INTERMEDIATE_KEY, PKI_ROOT_CRL, SWITCH_CONFIGS, SWITCH_APPLIED, AWS, KUBECONFIG)
 #: Registered as secrets by the program; never in a plain output, the plan document or an artifact.
 SECRET = (PKI_KEYS, PKI_INTERMEDIATE_KEY)

@@ -4,7 +4,8 @@
 :func:`build` under Pulumi's mock runtime. Both run exactly this code.
 
 The compute backend comes from a registry by ``spec.platform`` (:mod:`llmcluster.backends`:
-bare metal registers the node pools and the switch fabric; AWS is the next backend) and reports
+bare metal registers the node pools and the switch fabric; AWS the VPC, security groups, instances and
+entry point of docs/aws.md) and reports
 the hosts; the inventory is built once, here, from the plan and those hosts. Shared layers sit
 beside the backend: the PKI, and the Kubernetes serving layer to come (its provider through
 ``opts``).
@@ -35,7 +36,8 @@ def build(spec: Spec, switch_credentials: SwitchCredentials | None = None) -> tu
     plan = build_plan(spec)
     pki = Pki("pki", PkiArgs(plan=plan.pki))
     compute = get_backend(spec.platform)("compute", plan, BackendInputs(switch_credentials=switch_credentials), None)
-    inventory = _inventory(plan, {n: h.address for n, h in compute.hosts.items()})
+    inventory = _inventory(plan, {n: h.address for n, h in compute.hosts.items()},
+                           {n: dict(h.hostvars) for n, h in compute.hosts.items() if h.hostvars})
     exports: dict[str, Any] = {
         outputs.SPEC_SUMMARY: {
             "stack": spec.stack, "platform": spec.platform, "site": spec.site.name,
@@ -50,15 +52,25 @@ def build(spec: Spec, switch_credentials: SwitchCredentials | None = None) -> tu
         outputs.PKI_KEYS: pki.private_key_pems,
         outputs.PKI_INTERMEDIATE_KEY: pki.intermediate.private_key_pem,  # a secret: signs the CRL
         outputs.PKI_ROOT_CRL: pki.root_crl_pem,
+        outputs.AWS: None, outputs.KUBECONFIG: None,  # the AWS backend's; None elsewhere
         **compute.exports,
     }
     return plan, exports
 
 
-def _inventory(plan: Plan, addresses: dict[str, Any]) -> Any:
-    """The inventory from the plan and the hosts' addresses (an Output when the platform assigns them)."""
-    if any(isinstance(a, pulumi.Output) for a in addresses.values()):
-        return pulumi.Output.all(**addresses).apply(lambda a: build_inventory(plan, a))
+def _inventory(plan: Plan, addresses: dict[str, Any], hostvars: dict[str, dict[str, Any]] | None = None) -> Any:
+    """The inventory from the plan and the hosts' addresses (an Output when the platform assigns them),
+    with the platform's further host variables (connection settings) merged into each host's entry."""
+    hostvars = hostvars or {}
+
+    def merged(addrs: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        inv = build_inventory(plan, addrs)
+        for host, hv in extra.items():
+            inv["_meta"]["hostvars"][host].update(hv)
+        return inv
+
+    if hostvars or any(isinstance(a, pulumi.Output) for a in addresses.values()):
+        return pulumi.Output.all(addresses, hostvars).apply(lambda a: merged(a[0], a[1]))
     return build_inventory(plan, addresses)
 
 

@@ -19,6 +19,9 @@ class ComputeHost:
     #: where Ansible reaches the host (``ansible_host``): a str, or a ``pulumi.Output[str]``
     #: when the platform assigns it at run time
     address: Any
+    #: further host variables the platform sets (connection settings, instance ids; values may be
+    #: Outputs), merged into the host's inventory entry
+    hostvars: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,3 +47,6 @@ class ComputeResult:
 
     hosts: dict[str, ComputeHost]
     exports: dict[str, Any] = field(default_factory=dict)
+    #: the seam of the Kubernetes serving layer: a kubeconfig (an Output) where the backend made a
+    #: cluster (AWS with EKS), else None
+    kubeconfig: Any = None

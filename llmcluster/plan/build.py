@@ -16,6 +16,7 @@ from llmcluster.plan.pki import PkiPlan, build_pki_plan
 from llmcluster.spec.models import Spec
 
 if TYPE_CHECKING:  # pragma: no cover
+    from llmcluster.plan.aws import AwsPlan
     from llmcluster.plan.capacity import CapacityPlan
     from llmcluster.plan.firewall import FirewallPlan
     from llmcluster.plan.hostnet import HostNetPlan
@@ -42,6 +43,8 @@ class Plan:
     switches: SwitchPlan | None = None
     #: who may call the API behind the gateway: named clients and normalised policies (plan.access)
     access: AccessPlan = AccessPlan()
+    #: VPC, subnets, security groups from the zone policy, instances, entry point (platform aws only)
+    aws: AwsPlan | None = None
 
     def in_lab(self) -> Plan:
         """This plan with the hosts as ``llmcluster lab`` realises them (:mod:`llmcluster.plan.hostnet`)."""
@@ -64,10 +67,12 @@ class Plan:
             "hostnet": self.hostnet.to_dict(),
             "switches": self.switches.to_dict() if self.switches is not None else None,
             "access": self.access.to_dict(),
+            "aws": self.aws.to_dict() if self.aws is not None else None,
         }
 
 
 def build_plan(spec: Spec) -> Plan:
+    from llmcluster.plan.aws import build_aws_plan
     from llmcluster.plan.capacity import size_deployment
     from llmcluster.plan.firewall import build_firewall_plan
     from llmcluster.plan.hostnet import build_hostnet_plan
@@ -100,5 +105,6 @@ def build_plan(spec: Spec) -> Plan:
         serving=build_serving_plan(spec, ip, capacity, access),
         hostnet=build_hostnet_plan(spec, ip),
         switches=build_switch_plan(spec, ip, qos, firewall),
+        aws=build_aws_plan(spec, ip, firewall),
         access=access,
     )

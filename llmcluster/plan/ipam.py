@@ -210,12 +210,17 @@ def _exhausted(spec: Spec, role: str, net: netaddr.IPNetwork, what: str, demand:
 
 
 def build_ip_plan(spec: Spec) -> IpPlan:
+    from llmcluster.plan import aws_zones
+
     nets = _carve(spec)
     # Demand per VLAN, in host order.
     hosts_out: list[HostPlan] = []
     next_free: dict[str, int] = {}
     capacity: dict[str, int] = {}
     vlan_specs = dict(spec.fabric.vlans.items())
+    # On AWS a VLAN whose hosts sit in several availability zones is one subnet per zone
+    # (llmcluster.plan.aws_zones): each zone's hosts are numbered in their zone's slice.
+    zone_nets: dict[tuple[str, int], netaddr.IPNetwork] = {}
     for role, net in nets.items():
         vlan = vlan_specs[role]
         size = net.size - 2  # network and broadcast
@@ -226,13 +231,19 @@ def build_ip_plan(spec: Spec) -> IpPlan:
             )
         next_free[role] = net.first + 1 + vlan.reserved
         capacity[role] = size - vlan.reserved
+        parts = aws_zones.slices(spec, role, net)
+        if len(parts) > 1:
+            for z, part in parts.items():
+                zone_nets[(role, z)] = part
+                next_free[f"{role}@{z}"] = part.first + 1 + vlan.reserved
 
-    def take(role: str, what: str) -> str:
-        net = nets[role]
-        ip = next_free[role]
+    def take(role: str, what: str, zone: int = 0) -> str:
+        key = f"{role}@{zone}" if (role, zone) in zone_nets else role
+        net = zone_nets.get((role, zone), nets[role])
+        ip = next_free[key]
         if ip > net.last - 1:
             raise _exhausted(spec, role, net, what, _demand(spec))
-        next_free[role] = ip + 1
+        next_free[key] = ip + 1
         return str(netaddr.IPAddress(ip))
 
     domain = spec.site.domain
@@ -240,7 +251,8 @@ def build_ip_plan(spec: Spec) -> IpPlan:
         prefix = spec.hostname_prefix(pool_name)
         for i in range(1, pool.count + 1):
             name = hostname(prefix, i, pool.count)
-            addrs = {role: take(role, name) for role in VLAN_ROLES if role in pool.vlans and role in nets}
+            zone = aws_zones.host_zone(spec, pool_name, i) if spec.platform == "aws" else 0
+            addrs = {role: take(role, name, zone) for role in VLAN_ROLES if role in pool.vlans and role in nets}
             hosts_out.append(
                 HostPlan(
                     name=name,
@@ -270,6 +282,8 @@ def build_ip_plan(spec: Spec) -> IpPlan:
             continue
         net, vlan = nets[role], vlan_specs[role]
         used = next_free[role] - (net.first + 1 + vlan.reserved)
+        used += sum(next_free[f"{role}@{z}"] - (part.first + 1 + vlan.reserved)
+                    for (r, z), part in zone_nets.items() if r == role)
         vlans[role] = VlanPlan(
             role=role,
             id=vlan.id,

@@ -401,9 +401,16 @@ class Nic(_Model):
     vlans: tuple[VlanRole, ...] = Field(min_length=1)
 
 
+#: How EC2 capacity for a pool is obtained (llmcluster.plan.aws): ``on-demand`` (in the pool's cluster
+#: placement group), ``odcr`` (an On-Demand Capacity Reservation) or ``capacity-block`` (EC2 Capacity
+#: Blocks for ML). Reservations carry their own placement: the plan drops the placement group, with a warning.
+CapacityMode = Literal["on-demand", "odcr", "capacity-block"]
+
+
 class AwsPool(_Model):
     instance_type: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
     ami: Annotated[StrictStr, Field(pattern=r"^ami-[0-9a-f]{8,17}$")] | None = None
+    capacity: CapacityMode = "on-demand"
     capacity_reservation_id: Annotated[StrictStr, Field(pattern=r"^cr-[0-9a-f]{8,17}$")] | None = None
     root_volume_gb: Annotated[StrictInt, Field(ge=50, le=16384)] = 500
 
@@ -693,12 +700,39 @@ class Access(_Model):
 # --------------------------------------------------------------------------- platforms
 
 
+AvailabilityZone = Annotated[StrictStr, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$")]
+#: An IAM role or user ARN (EKS access entries).
+IamPrincipalArn = Annotated[
+    StrictStr, Field(pattern=r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]{1,512}$")]
+
+
+class AwsEks(_Model):
+    """An EKS control plane for the stack (private endpoint only); each GPU pool becomes a node group."""
+
+    version: Annotated[StrictStr, Field(pattern=r"^1\.[0-9]{2}$")] = "1.33"
+    log_retention_days: Annotated[StrictInt, Field(ge=180, le=3653)] = Field(
+        default=365, description="retention of the control-plane log group (at least 180 days)")
+    admin_principals: tuple[IamPrincipalArn, ...] = Field(
+        default=(), description="IAM roles/users given cluster-admin through EKS access entries")
+
+
 class Aws(_Model):
     region: Annotated[StrictStr, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")]
-    availability_zone: Annotated[StrictStr, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$")]
+    availability_zone: AvailabilityZone = Field(
+        description="the zone of the GPU and storage pools and their placement groups")
+    #: Further zones the gateway and control pools are spread over (round robin, after
+    #: availability_zone), and the NLB and interface endpoints span (rule aws.zones).
+    secondary_availability_zones: tuple[AvailabilityZone, ...] = ()
     efa: StrictBool = True
     placement_group: StrictBool = True
     admin_cidrs: tuple[Cidr, ...] = ()
+    #: An existing EC2 key pair the instances accept for SSH (Ansible reaches sshd through an SSM
+    #: session, never from the network); without it only an SSM shell reaches the hosts.
+    key_name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._:/+=@-]{1,255}$")] | None = None
+    #: A subnet for the NAT gateway (and the internet gateway it needs); required only when a flow
+    #: from a host zone goes to a zone with public addresses (rule aws.nat-public-subnet).
+    public_subnet: Cidr | None = None
+    eks: AwsEks | None = None
 
     @field_validator("availability_zone")
     @classmethod

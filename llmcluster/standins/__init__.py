@@ -8,8 +8,11 @@ and is labelled as such:
 * :mod:`~llmcluster.standins.tls` — pulumi-tls: real keys and certificates (``cryptography``);
 * :mod:`~llmcluster.standins.switch` — the switch-config dynamic provider: hashes and staged
   paths from the inputs, no switch contacted;
-* ``aws.py`` (the AWS backend) and ``k8s.py`` (the Kubernetes serving layer) go here, as do the
-  handlers of invokes (data sources) those layers call.
+* :mod:`~llmcluster.standins.aws` — pulumi-aws: ids, ARNs, names, an instance's private IP from its
+  launch template, and the ``getCallerIdentity`` invoke;
+* ``k8s.py`` (the Kubernetes serving layer) goes here, as do the handlers of invokes it calls.
+
+A stand-in whose function has ``with_name = True`` is called with ``(resource name, inputs)``.
 
 :func:`providers` maps resource type tokens to the stand-in that computes their outputs.
 """
@@ -25,7 +28,7 @@ Compute = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 def providers(now: dt.datetime) -> dict[str, Compute]:
     """Resource type -> stand-in; ``now`` is the clock of certificate validity."""
-    from llmcluster.standins import switch, tls
+    from llmcluster.standins import aws, switch, tls
 
     t = tls.TlsStandin(now)
     return {
@@ -34,4 +37,12 @@ def providers(now: dt.datetime) -> dict[str, Compute]:
         "tls:index/certRequest:CertRequest": t.cert_request,
         "tls:index/locallySignedCert:LocallySignedCert": t.locally_signed_cert,
         switch.RESOURCE_TYPE: switch.offline_outputs,
+        **aws.AwsStandin().providers(),
     }
+
+
+def invokes() -> dict[str, Compute]:
+    """Invoke token -> handler (data sources the program calls)."""
+    from llmcluster.standins import aws
+
+    return dict(aws.invokes())

@@ -121,3 +121,111 @@ def instance_types_offered(target: Target) -> list[Problem]:
                                     f"{pool.aws.instance_type} is not offered in {spec.aws.availability_zone}: "
                                     "pick another availability_zone or instance type"))
     return problems
+
+
+@rule("aws.zones", requires=("aws.sections",))
+def zones(spec: Spec) -> Iterator[Problem]:
+    """aws.secondary_availability_zones are zones of aws.region, each listed once, none the primary zone."""
+    if spec.platform != "aws" or spec.aws is None:
+        return
+    a = spec.aws
+    seen = {a.availability_zone}
+    for i, az in enumerate(a.secondary_availability_zones):
+        path = f"aws.secondary_availability_zones.{i}"
+        if not az.startswith(a.region) or az[len(a.region):] not in "abcdefghijklmnopqrstuvwxyz" \
+                or len(az) != len(a.region) + 1:
+            yield Problem(path, f"{az} is not a zone of region {a.region} (e.g. {a.region}b)")
+        elif az in seen:
+            yield Problem(path, f"{az} is listed twice (or is aws.availability_zone): list each other zone once")
+        seen.add(az)
+
+
+@rule("aws.gateways-span-zones", requires=("aws.sections",))
+def gateways_span_zones(spec: Spec) -> Iterator[Problem]:
+    """On AWS a gateway pool of two or more hosts spans two zones: set aws.secondary_availability_zones."""
+    if spec.platform != "aws" or spec.aws is None or spec.aws.secondary_availability_zones:
+        return
+    for name, pool in spec.pools.items():
+        if pool.role == "gateway" and pool.count >= 2:
+            yield Problem("aws.secondary_availability_zones",
+                          f"missing: pool {name} has {pool.count} gateways, all in {spec.aws.availability_zone}; "
+                          "list a second zone so that one zone's outage leaves a gateway")
+
+
+@rule("aws.capacity-reservation")
+def capacity_reservation(spec: Spec) -> Iterator[Problem]:
+    """A pool's capacity mode and capacity_reservation_id agree: odcr and capacity-block name a reservation,
+    on-demand names none."""
+    for name, pool in _ec2_pools(spec):
+        assert pool.aws is not None
+        if pool.aws.capacity != "on-demand" and pool.aws.capacity_reservation_id is None:
+            yield Problem(f"pools.{name}.aws.capacity_reservation_id",
+                          f"missing: capacity '{pool.aws.capacity}' launches into a reservation: give its id (cr-...)")
+        if pool.aws.capacity == "on-demand" and pool.aws.capacity_reservation_id is not None:
+            yield Problem(f"pools.{name}.aws.capacity",
+                          "a capacity_reservation_id is set but capacity is 'on-demand': set capacity to 'odcr' or "
+                          "'capacity-block' (reservations drop the placement group)")
+
+
+@rule("aws.efa-supported")
+def efa_supported(spec: Spec) -> Iterator[Problem]:
+    """With aws.efa, every GPU pool of two or more nodes uses an instance type that has EFA."""
+    if spec.platform != "aws" or spec.aws is None or not spec.aws.efa:
+        return
+    for name, pool in _ec2_pools(spec):
+        assert pool.aws is not None
+        it = INSTANCE_TYPES.get(pool.aws.instance_type)
+        if pool.role == "gpu" and it is not None and it.efa_interfaces == 0 and pool.count >= 2:
+            yield Problem(f"pools.{name}.aws.instance_type",
+                          f"{it.name} has no EFA but aws.efa is true: pick an EFA type or set aws.efa to false")
+
+
+@rule("aws.eks-zones", requires=("aws.sections",))
+def eks_zones(spec: Spec) -> Iterator[Problem]:
+    """EKS needs subnets in two zones: aws.eks needs aws.secondary_availability_zones."""
+    if spec.platform == "aws" and spec.aws is not None and spec.aws.eks is not None \
+            and not spec.aws.secondary_availability_zones:
+        yield Problem("aws.secondary_availability_zones",
+                      "missing: an EKS control plane needs subnets in two availability zones")
+
+
+def _internet_flows(spec: Spec) -> Iterator[tuple[int, str, str]]:
+    """(index, flow name, source zone) of the flows from a host zone to a zone with public addresses."""
+    import netaddr
+
+    private = netaddr.IPSet(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"])
+    for i, f in enumerate(spec.flows):
+        src, dst = spec.zones.get(f.from_), spec.zones.get(f.to)
+        if src is not None and dst is not None and src.pools and dst.cidrs \
+                and not netaddr.IPSet(dst.cidrs).issubset(private):
+            yield i, f.name, f.from_
+
+
+@rule("aws.nat-public-subnet", requires=("aws.sections",))
+def nat_public_subnet(spec: Spec) -> Iterator[Problem]:
+    """A flow from the cluster to public addresses goes through a NAT gateway, which needs aws.public_subnet."""
+    if spec.platform != "aws" or spec.aws is None:
+        return
+    found = list(_internet_flows(spec))
+    if found and spec.aws.public_subnet is None:
+        i, name, _ = found[0]
+        yield Problem("aws.public_subnet", f"missing: flow {name} (flows.{i}) reaches public addresses, which "
+                      "needs a NAT gateway in a public subnet: give one (a /28 of site.supernet outside the VLANs)")
+    if spec.aws.public_subnet is not None:
+        import netaddr
+
+        if netaddr.IPNetwork(spec.aws.public_subnet) not in netaddr.IPNetwork(spec.site.supernet):
+            yield Problem("aws.public_subnet", f"{spec.aws.public_subnet} is outside site.supernet "
+                          f"{spec.site.supernet} (the VPC)")
+
+
+@rule("aws.no-internet-from-gpu")
+def no_internet_from_gpu(spec: Spec) -> Iterator[Problem]:
+    """GPU and storage pools never reach the internet: no flow from their zones to public addresses."""
+    if spec.platform != "aws":
+        return
+    for i, name, src in _internet_flows(spec):
+        roles = {spec.pools[p].role for p in spec.zones[src].pools if p in spec.pools}
+        if roles & {"gpu", "storage"}:
+            yield Problem(f"flows.{i}.to", f"flow {name} lets zone {src} (GPU/storage nodes) reach public addresses; "
+                          "they reach AWS through VPC endpoints only")

@@ -73,7 +73,8 @@ def test_aws_preflight_against_the_ec2_api_emulator():
         from tests.conftest import STACKS
 
         moved = load_stack_file(STACKS / "Pulumi.prod-aws.yaml",
-                                ["aws.region=eu-west-1", "aws.availability_zone=eu-west-1a"])
+                                ["aws.region=eu-west-1", "aws.availability_zone=eu-west-1a",
+                                 'aws.secondary_availability_zones=["eu-west-1b"]'])
         problems = preflight(moved, ec2_client=boto3.client("ec2", region_name="eu-west-1"))
         assert [p.path for p in problems] == ["pools.gpu.aws.instance_type"]
         assert "p5en.48xlarge is not offered in eu-west-1a" in problems[0].message

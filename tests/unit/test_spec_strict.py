@@ -94,7 +94,11 @@ def _enriched() -> dict[str, dict[str, Any]]:
         for n, d, p, b in (("roce", 26, 3, 50), ("cnp", 48, 6, 0), ("inference", 34, 4, 20), ("storage", 10, 1, 20),
                            ("mgmt", 16, 2, 5), ("default", 0, 0, 5))]
     aws = _raw("dev-aws")
-    aws["pools"]["gpu"]["aws"].update(ami="ami-0123456789abcdef0", capacity_reservation_id="cr-0123456789abcdef0")
+    aws["pools"]["gpu"]["aws"].update(ami="ami-0123456789abcdef0", capacity="odcr",
+                                      capacity_reservation_id="cr-0123456789abcdef0")
+    aws["aws"].update(secondary_availability_zones=["us-east-1b"], key_name="ops-2025", public_subnet="10.80.250.0/28",
+                      eks={"version": "1.33", "log_retention_days": 365,
+                           "admin_principals": ["arn:aws:iam::123456789012:role/platform-admin"]})
     aws["fabric"]["vlans"]["mgmt"]["subnet"] = aws["fabric"]["vlans"]["mgmt"].get("subnet") or "10.80.0.0/24"
     aws["fabric"]["vlans"]["mgmt"].pop("prefix", None)
     return {"lab": lab, "dev-aws": aws, "prod-baremetal": prod}
