@@ -61,6 +61,14 @@ ENDPOINTS_SG = "endpoints"
 ENTRY_SG = "entry"
 EKS_SG = "eks-control-plane"
 
+
+def efa_group(zone_group: str) -> str:
+    """The EFA group of a GPU zone: only the pool's EFA-only interfaces are in it. They carry no IP
+    address, so its self-referencing all-traffic rules (AWS's EFA guide) open RDMA between the pool's
+    members and nothing else: SSH and every other port stay as the zone policy says on the primary
+    interface, which is in the zone's group."""
+    return f"{zone_group}-efa"
+
 _PRIVATE = netaddr.IPSet(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"])
 
 
@@ -119,6 +127,12 @@ class PoolPlan:
     root_volume_gb: int
     ami: str | None
     eks_node_group: bool
+    #: the group of the EFA-only interfaces (:func:`efa_group`); None without EFA
+    efa_group: str | None = None
+
+    def group_of(self, iface: Interface) -> str:
+        """The security group of one of the pool's interfaces."""
+        return self.efa_group if iface.kind == "efa-only" and self.efa_group else self.zone_group
 
     @property
     def efa_interfaces(self) -> int:
@@ -126,7 +140,8 @@ class PoolPlan:
 
     def to_dict(self) -> dict:
         return {"pool": self.pool, "role": self.role, "instance_type": self.instance_type,
-                "security_group": self.zone_group, "interfaces": [i.to_dict() for i in self.interfaces],
+                "security_group": self.zone_group, "efa_security_group": self.efa_group,
+                "interfaces": [i.to_dict() for i in self.interfaces],
                 "efa": self.efa, "efa_interfaces": self.efa_interfaces, "capacity": self.capacity,
                 "capacity_reservation_id": self.capacity_reservation_id, "placement_group": self.placement_group,
                 "root_volume_gb": self.root_volume_gb, "ami": self.ami, "eks_node_group": self.eks_node_group}
@@ -303,8 +318,8 @@ def _rules(spec: Spec, fw: FirewallPlan, groups: set[str], efa_groups: set[str],
         add(ENDPOINTS_SG, "ingress", "tcp", 443, 443, "sg", g, "aws-endpoints")
         add(g, "egress", "tcp", 443, 443, "prefix-list", "s3", "aws-s3")
     for g in sorted(efa_groups):
-        add(g, "ingress", "-1", 0, 0, "sg", g, "efa")
-        add(g, "egress", "-1", 0, 0, "sg", g, "efa")
+        add(efa_group(g), "ingress", "-1", 0, 0, "sg", efa_group(g), "efa")
+        add(efa_group(g), "egress", "-1", 0, 0, "sg", efa_group(g), "efa")
     if entry_flows and gw_group is not None and gw_port is not None:
         add(gw_group, "ingress", "tcp", gw_port, gw_port, "sg", ENTRY_SG, "nlb-health")
         add(ENTRY_SG, "egress", "tcp", gw_port, gw_port, "sg", gw_group, "nlb-health")
@@ -372,7 +387,7 @@ def build_aws_plan(spec: Spec, ip: IpPlan, fw: FirewallPlan) -> AwsPlan | None:
             interfaces=layout, efa=efa, capacity=pool.aws.capacity,
             capacity_reservation_id=pool.aws.capacity_reservation_id, placement_group=pg,
             root_volume_gb=pool.aws.root_volume_gb, ami=pool.aws.ami,
-            eks_node_group=aws.eks is not None and pool.role == "gpu")
+            eks_node_group=aws.eks is not None and pool.role == "gpu", efa_group=efa_group(group) if efa else None)
 
     instances: list[InstancePlan] = []
     have = {(s.vlan, s.az) for s in subnets}
@@ -414,7 +429,8 @@ def build_aws_plan(spec: Spec, ip: IpPlan, fw: FirewallPlan) -> AwsPlan | None:
 
     nat_flows = set(internet_flows(spec, fw))
     nat_vlans = tuple(r for r in VLAN_ROLES if any(f.vlan == r and f.name in nat_flows for f in spec.flows))
-    all_groups = sorted(groups) + [ENDPOINTS_SG] + ([ENTRY_SG] if entry is not None else []) + (
+    all_groups = sorted(groups) + sorted(efa_group(g) for g in efa_groups) + [ENDPOINTS_SG] + (
+        [ENTRY_SG] if entry is not None else []) + (
         [EKS_SG] if eks is not None else [])
     return AwsPlan(
         region=aws.region, zones=zones, vpc_cidr=spec.site.supernet, subnets=tuple(subnets),

@@ -4,6 +4,7 @@ outside the stack's VPC endpoint. That every bucket has each of these is checked
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -53,8 +54,21 @@ def _strings(value: Any) -> list[str] | None:
     return items
 
 
-def _denies_everything_on_the_bucket(s: Mapping[str, Any]) -> bool:
-    """Deny, for every principal, every S3 action, on the bucket and its objects."""
+#: The data actions a deny outside the VPC endpoint must cover at least: read, write, delete and list
+#: the objects. A deny of ``s3:*`` from outside the endpoint also locks the deployer's own
+#: ``pulumi up`` (run outside the VPC) out of the bucket's configuration, so a deny of the data
+#: actions alone is accepted for that rule; the non-TLS rule still wants ``s3:*``.
+DATA_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket")
+
+
+def _covers(actions: list[str], action: str) -> bool:
+    """IAM action matching: case-insensitive, ``*`` and ``?`` wildcards."""
+    return any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions)
+
+
+def _denies_everything_on_the_bucket(s: Mapping[str, Any], required: tuple[str, ...] | None = None) -> bool:
+    """Deny, for every principal, every S3 action (or every action in ``required``), on the bucket and
+    its objects."""
     if s.get("Effect") != "Deny" or "NotPrincipal" in s or "NotAction" in s or "NotResource" in s:
         return False
     principal = s.get("Principal")
@@ -62,7 +76,10 @@ def _denies_everything_on_the_bucket(s: Mapping[str, Any]) -> bool:
                                  and _strings(principal["AWS"]) == ["*"]):
         return False
     actions = _strings(s.get("Action")) or []
-    if "s3:*" not in actions and "*" not in actions:
+    if required is None:
+        if "s3:*" not in actions and "*" not in actions:
+            return False
+    elif not all(_covers(actions, a) for a in required):
         return False
     resources = _strings(s.get("Resource")) or []
     if "*" in resources or "arn:aws:s3:::*" in resources:
@@ -86,11 +103,12 @@ def _condition(s: Mapping[str, Any]) -> tuple[str, str, list[str]] | None:
     return (op, str(key).lower(), values) if values is not None else None
 
 
-def _statements(props: Mapping[str, Any]) -> Iterator[tuple[int, tuple[str, str, list[str]]]]:
+def _statements(props: Mapping[str, Any], required: tuple[str, ...] | None = None
+                ) -> Iterator[tuple[int, tuple[str, str, list[str]]]]:
     stmts, _ = policy_document(props)
     for i, s in enumerate(stmts or []):
         c = _condition(s)
-        if c is not None and _denies_everything_on_the_bucket(s):
+        if c is not None and _denies_everything_on_the_bucket(s, required):
             yield i, c
 
 
@@ -110,15 +128,16 @@ def deny_non_tls(resource_type: str, props: Mapping[str, Any], ctx: Context) -> 
 
 
 @rule("s3.deny-outside-vpc-endpoint",
-      "Every bucket policy denies every principal all S3 actions on the bucket and its objects unless the request "
-      "comes through the stack's VPC endpoint (aws:SourceVpce)", BUCKET_POLICY)
+      "Every bucket policy denies every principal reading, writing, deleting and listing the bucket's objects "
+      "(s3:*, or at least " + ", ".join(DATA_ACTIONS) + ") unless the request comes through the stack's VPC "
+      "endpoint (aws:SourceVpce)", BUCKET_POLICY)
 def deny_outside_vpce(resource_type: str, props: Mapping[str, Any], ctx: Context) -> Iterator[tuple[str, str]]:
     stmts, why = policy_document(props)
     if stmts is None:
         yield "policy", why
         return
     found = False
-    for i, (op, key, values) in _statements(props):
+    for i, (op, key, values) in _statements(props, DATA_ACTIONS):
         if op in ("StringNotEquals", "StringNotEqualsIfExists") and key == "aws:sourcevpce":
             found = True
             foreign = [v for v in values if v not in ctx.vpc_endpoints and ANY not in ctx.vpc_endpoints]
@@ -127,6 +146,7 @@ def deny_outside_vpce(resource_type: str, props: Mapping[str, Any], ctx: Context
                 yield where, f"{', '.join(foreign)}: not the stack's VPC endpoint " \
                              f"({', '.join(sorted(ctx.vpc_endpoints)) or 'the stack registers none'})"
     if not found:
-        yield "policy", "no statement denies access from outside the stack's VPC endpoint: add Effect Deny, " \
-                        "Principal *, Action s3:*, Resource the bucket and bucket/*, Condition {StringNotEquals: " \
-                        "{aws:SourceVpce: <the endpoint's id>}} (and no other condition)"
+        yield "policy", ("no statement denies access from outside the stack's VPC endpoint: add Effect Deny, "
+                         f"Principal *, Action s3:* (or at least {', '.join(DATA_ACTIONS)}), Resource the bucket "
+                         "and bucket/*, Condition {StringNotEquals: {aws:SourceVpce: <the endpoint's id>}} (and no "
+                         "other condition)")

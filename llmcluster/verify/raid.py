@@ -246,9 +246,11 @@ def _filesystem(p: Mapping[str, Any], facts: Mapping[str, Any]) -> list[str]:
     problems = []
 
     def types(key: str) -> list[str]:
+        # Distinct kinds: one format may carry several signatures (LUKS2 has its header at 0 and a
+        # second copy at 0x4000; GPT a primary and a backup table).
         r = facts.get(key) or {}
         try:
-            return [s["type"] for s in wipefs_signatures(r.get("out") or "")]
+            return sorted({s["type"] for s in wipefs_signatures(r.get("out") or "")})
         except ValueError:
             return ["unreadable"]
 

@@ -173,7 +173,8 @@ def _zone_policy(e) -> set[tuple]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_security_group_rules_are_the_zone_policy_flow_by_flow(stack):
     e = ev(stack)
-    groups = {_id(r): r.inputs["tags"]["llmcluster:zone"] for r in of(e, "aws:ec2/securityGroup:SecurityGroup")}
+    groups = {_id(r): r.inputs["tags"].get("llmcluster:zone") or r.inputs["tags"]["llmcluster:efa-of"] + "-efa"
+              for r in of(e, "aws:ec2/securityGroup:SecurityGroup")}
     got = set()
     platform = []
     for t, direction in (("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "ingress"),
@@ -201,19 +202,47 @@ def test_security_group_rules_are_the_zone_policy_flow_by_flow(stack):
             assert peer in e.plan.spec.zones["admin"].cidrs, (g, peer, f)
 
 
-def test_the_gpu_group_has_the_efa_self_referencing_all_traffic_rules():
+def test_the_efa_interfaces_have_their_own_group_with_the_self_referencing_all_traffic_rules():
+    """AWS's EFA guide wants all traffic in and out within the EFA's group. The EFA-only interfaces
+    (no IP address) are alone in a group of their own, so that rule opens RDMA between the GPU nodes and
+    nothing else: the primary and inference interfaces stay in the zone's group (SSH only from admin)."""
     e = ev("prod-aws")
-    sg = next(r for r in of(e, "aws:ec2/securityGroup:SecurityGroup") if r.inputs["tags"]["llmcluster:zone"] == "gpu")
+    sgs = of(e, "aws:ec2/securityGroup:SecurityGroup")
+    efa_sg = [r for r in sgs if r.inputs["tags"].get("llmcluster:efa") == "true"]
+    assert len(efa_sg) == 1 and efa_sg[0].inputs["tags"]["llmcluster:efa-of"] == "gpu", [r.urn for r in efa_sg]
+    efa_sg = efa_sg[0]
+    zone_sg = next(r for r in sgs if r.inputs["tags"].get("llmcluster:zone") == "gpu")
     for t in ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
               "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"):
         efa = [r for r in of(e, t) if r.inputs["tags"]["llmcluster:flows"] == "efa"]
         assert len(efa) == 1, [r.urn for r in efa]
         r = efa[0]
-        assert r.inputs["ipProtocol"] == "-1" and r.inputs["securityGroupId"] == _id(sg), r.urn
-        assert r.inputs["referencedSecurityGroupId"] == _id(sg), r.urn
-    dev = ev("dev-aws")  # no EFA: no such rule
+        assert r.inputs["ipProtocol"] == "-1" and r.inputs["securityGroupId"] == _id(efa_sg), r.urn
+        assert r.inputs["referencedSecurityGroupId"] == _id(efa_sg), r.urn
+        # the zone's group has no all-traffic rule at all
+        assert not [r for r in of(e, t) if r.inputs["securityGroupId"] == _id(zone_sg)
+                    and r.inputs["ipProtocol"] == "-1"]
+    for lt in of(e, "aws:ec2/launchTemplate:LaunchTemplate"):
+        if not lt.name.startswith("compute-gpu-"):
+            continue
+        for i in lt.inputs["networkInterfaces"]:
+            want = efa_sg if i["interfaceType"] == "efa-only" else zone_sg
+            assert i["securityGroups"] == [_id(want)], (lt.urn, i)
+    dev = ev("dev-aws")  # no EFA: no such group or rule
+    assert not [r for r in of(dev, "aws:ec2/securityGroup:SecurityGroup") if "llmcluster:efa" in r.inputs["tags"]]
     assert not [r for r in of(dev, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
                 if r.inputs["tags"]["llmcluster:flows"] == "efa"]
+
+
+def test_instances_repeat_the_metadata_options_and_the_encrypted_root_of_their_template():
+    for stack in STACKS:
+        e = ev(stack)
+        key = _key_arn(e)
+        for i in of(e, "aws:ec2/instance:Instance"):
+            m = i.inputs["metadataOptions"]
+            assert (m["httpTokens"], m["httpPutResponseHopLimit"]) == ("required", 1), i.urn
+            root = i.inputs["rootBlockDevice"]
+            assert root["encrypted"] is True and root["kmsKeyId"] == key, i.urn
 
 
 def _key_arn(e) -> str:

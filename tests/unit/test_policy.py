@@ -5,6 +5,8 @@ stack's offline evaluation); ``llmcluster plan`` refuses a violating stack and w
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llmcluster.offline import Recorded, evaluate
@@ -12,7 +14,7 @@ from llmcluster.policy import RULES, Context, PublicListener, Violation, check, 
 from tests.conftest import STACK_NAMES, load_spec
 from tests.helpers.policy_fixtures import (BUCKET, CTX, EKS, FIXTURES, GOOD_EKS, GOOD_INSTANCE, GOOD_LT, GOOD_SSE,
                                            INSTANCE, KMS, LOGS, LT, NLB, PAB, POLICY, SG, SGI, SGR, SSE, VOLUME,
-                                           bucket_policy, with_)
+                                           VPCE, bucket_policy, with_)
 
 RULE = {r.id: r for r in RULES}
 
@@ -125,6 +127,34 @@ def test_a_stack_without_its_own_key_or_endpoint_fails_closed():
     assert "registers no KMS key" in RULE["logs.stack-key"](typ, good, Context())[0].message
     typ, good, _, _ = FIXTURES["s3.deny-outside-vpc-endpoint"]
     assert "registers none" in RULE["s3.deny-outside-vpc-endpoint"](typ, good, Context())[0].message
+
+
+@pytest.mark.parametrize(("actions", "ok"), [
+    (["s3:GetObject*", "s3:PutObject*", "s3:DeleteObject*", "s3:ListBucket*"], True),
+    (["s3:getobject", "s3:putobject", "s3:deleteobject", "s3:listbucket"], True),  # IAM actions ignore case
+    (["s3:Get*", "s3:Put*", "s3:Delete*", "s3:List*"], True),
+    (["s3:GetObject*", "s3:PutObject*", "s3:ListBucket*"], False),  # deleting from outside stays open
+    (["s3:PutObject", "s3:DeleteObject", "s3:ListBucket"], False),  # reading from outside stays open
+    (["s3:GetBucketPolicy"], False),
+])
+def test_the_endpoint_deny_may_cover_the_data_actions_only(actions, ok):
+    """A deny of s3:* outside the endpoint would lock the deployer (outside the VPC) out of the bucket's
+    configuration: the data actions suffice, but every one of them."""
+    doc = json.loads(bucket_policy(vpce=VPCE))
+    for st in doc["Statement"]:
+        if st.get("Sid") == "VpceOnly":
+            st["Action"] = actions
+    typ = POLICY
+    found = RULE["s3.deny-outside-vpc-endpoint"](typ, {"bucket": "models", "policy": json.dumps(doc)}, CTX)
+    assert (found == []) is ok, [str(v) for v in found]
+    if not ok:
+        assert "s3:GetObject, s3:PutObject, s3:DeleteObject, s3:ListBucket" in found[0].message
+    # the non-TLS deny still wants every action
+    doc2 = json.loads(bucket_policy(vpce=VPCE))
+    for st in doc2["Statement"]:
+        if st.get("Sid") == "TlsOnly":
+            st["Action"] = actions
+    assert RULE["s3.deny-non-tls"](typ, {"bucket": "models", "policy": json.dumps(doc2)}, CTX) != []
 
 
 # --------------------------------------------------------------------------- the runner over recorded resources

@@ -111,6 +111,21 @@ def test_mount_options_and_fstab_by_uuid():
     assert "noatime and nofail wanted" in R.judge(_check("mount"), f)[0]
 
 
+def test_filesystem_luks2_with_its_second_header_is_luks():
+    # wipefs on a LUKS2 device (cryptsetup 2.6, found on the VM tier): the header at 0 and its copy at
+    # 0x4000, both crypto_LUKS
+    two = json.dumps({"signatures": [
+        {"device": "md127", "offset": "0x0", "type": "crypto_LUKS", "uuid": UUID, "label": None},
+        {"device": "md127", "offset": "0x4000", "type": "crypto_LUKS", "uuid": UUID, "label": None}]})
+    assert R.judge(_check("filesystem"), _facts(md_wipefs={"rc": 0, "out": two, "err": ""})) == []
+    # a LUKS header next to another format is still refused
+    mixed = json.dumps({"signatures": [
+        {"device": "md127", "offset": "0x0", "type": "crypto_LUKS", "uuid": UUID, "label": None},
+        {"device": "md127", "offset": "0x438", "type": "ext4", "uuid": UUID, "label": None}]})
+    assert "holds ['crypto_LUKS', 'ext4'], plan says LUKS" in R.judge(
+        _check("filesystem"), _facts(md_wipefs={"rc": 0, "out": mixed, "err": ""}))[0]
+
+
 def test_filesystem_luks_and_stripe_geometry():
     assert "plan says LUKS" in R.judge(_check("filesystem"), _facts(md_wipefs={"rc": 0, "out": "", "err": ""}))[0]
     assert R.judge(_check("filesystem", encrypt=False), _facts(md_wipefs={"rc": 0, "out": "", "err": ""})) == []

@@ -89,7 +89,7 @@ class AwsCompute(pulumi.ComponentResource):
                 continue
             members = [i for i in ap.instances if i.pool == pool]
             np_ = AwsNodePool(f"{name}-{pool}", pp, members, facts, plan=ap, stack=stack, subnets=subnet_ids,
-                              group_id=sec.groups[pp.zone_group].id, key_arn=data.key.arn,
+                              groups={g: sg.id for g, sg in sec.groups.items()}, key_arn=data.key.arn,
                               profile_arn=data.profiles[pool].arn, opts=child)
             self.pools[pool] = np_
             self.instances.update(np_.instances)

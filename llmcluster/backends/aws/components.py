@@ -113,11 +113,15 @@ class AwsSecurity(pulumi.ComponentResource):
                  stack: str, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.TYPE, name, {"groups": list(plan.security_groups)}, opts)
         self.groups: dict[str, aws.ec2.SecurityGroup] = {}
+        efa = {pp.efa_group: pp.zone_group for pp in plan.pools.values() if pp.efa_group}
         for g in plan.security_groups:
             # No inline rules: the provider removes the default allow-all egress, every rule below is a flow.
+            # An EFA group is no zone: it holds only the EFA-only interfaces of its zone's GPU pool.
+            tags = ({"llmcluster:efa": "true", "llmcluster:efa-of": efa[g]} if g in efa else {"llmcluster:zone": g})
+            what = f"EFA interfaces of zone {efa[g]}" if g in efa else f"zone {g}"
             self.groups[g] = aws.ec2.SecurityGroup(
-                f"{name}-{g}", vpc_id=vpc_id, name=f"{stack}-{g}", description=f"llmcluster {stack}: zone {g}",
-                revoke_rules_on_delete=True, tags={"Name": f"{stack}-{g}", "llmcluster:zone": g}, opts=_child(self))
+                f"{name}-{g}", vpc_id=vpc_id, name=f"{stack}-{g}", description=f"llmcluster {stack}: {what}",
+                revoke_rules_on_delete=True, tags={"Name": f"{stack}-{g}", **tags}, opts=_child(self))
         for r in plan.rules:
             self._rule(name, r, s3_prefix_list)
         self.register_outputs({"groups": {g: sg.id for g, sg in self.groups.items()}})
@@ -280,12 +284,12 @@ class HostFacts:
     nvme: int
 
 
-def _interfaces(pp: PoolPlan, inst: InstancePlan | None, subnets: Mapping[str, Any], group_id: Any,
+def _interfaces(pp: PoolPlan, inst: InstancePlan | None, subnets: Mapping[str, Any], groups: Mapping[str, Any],
                 pool_subnet: Any = None) -> list[aws.ec2.LaunchTemplateNetworkInterfaceArgs]:
     out = []
     for n, iface in enumerate(pp.interfaces):
         args: dict[str, Any] = {"network_card_index": iface.card, "device_index": iface.device,
-                                "interface_type": iface.kind, "security_groups": [group_id],
+                                "interface_type": iface.kind, "security_groups": [groups[pp.group_of(iface)]],
                                 "delete_on_termination": "true", "associate_public_ip_address": "false"}
         if inst is not None:
             subnet, ip = inst.interfaces[n]
@@ -294,6 +298,11 @@ def _interfaces(pp: PoolPlan, inst: InstancePlan | None, subnets: Mapping[str, A
                 args["private_ip_address"] = ip
         out.append(aws.ec2.LaunchTemplateNetworkInterfaceArgs(**args))
     return out
+
+
+#: IMDSv2 only, one hop: a container on the node cannot reach the instance's credentials.
+METADATA_OPTIONS = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
+                    "instance_metadata_tags": "disabled"}
 
 
 def _capacity(pp: PoolPlan) -> dict[str, Any]:
@@ -306,19 +315,18 @@ def _capacity(pp: PoolPlan) -> dict[str, Any]:
     return out
 
 
-def launch_template_args(pp: PoolPlan, *, key_arn: Any, profile_arn: Any, group_id: Any, az: str,
+def launch_template_args(pp: PoolPlan, *, key_arn: Any, profile_arn: Any, groups: Mapping[str, Any], az: str,
                          placement_group: Any, key_name: str | None, data: str | None,
                          inst: InstancePlan | None = None, subnets: Mapping[str, Any] | None = None,
                          image: bool = True) -> dict[str, Any]:
     args: dict[str, Any] = {
         "instance_type": pp.instance_type,
         **({"iam_instance_profile": {"arn": profile_arn}} if profile_arn is not None else {}),
-        "metadata_options": {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
-                             "instance_metadata_tags": "disabled"},
+        "metadata_options": dict(METADATA_OPTIONS),
         "block_device_mappings": [{"device_name": ROOT_DEVICE if image else EKS_ROOT_DEVICE, "ebs": {
             "volume_size": pp.root_volume_gb, "volume_type": "gp3", "encrypted": "true", "kms_key_id": key_arn,
             "delete_on_termination": "true"}}],
-        "network_interfaces": _interfaces(pp, inst, subnets or {}, group_id),
+        "network_interfaces": _interfaces(pp, inst, subnets or {}, groups),
         "placement": {"availability_zone": az, **({"group_name": placement_group} if placement_group else {})},
         "ebs_optimized": "true",
         "monitoring": {"enabled": True},
@@ -340,7 +348,7 @@ class AwsNodePool(pulumi.ComponentResource):
     TYPE = "llmcluster:aws:NodePool"
 
     def __init__(self, name: str, pp: PoolPlan, hosts: list[InstancePlan], facts: Mapping[str, HostFacts], *,
-                 plan: AwsPlan, stack: str, subnets: Mapping[str, Any], group_id: Any, key_arn: Any,
+                 plan: AwsPlan, stack: str, subnets: Mapping[str, Any], groups: Mapping[str, Any], key_arn: Any,
                  profile_arn: Any, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.TYPE, name, {"pool": pp.pool, "instanceType": pp.instance_type,
                                            "capacity": pp.capacity, "hosts": [h.host for h in hosts]}, opts)
@@ -353,13 +361,18 @@ class AwsNodePool(pulumi.ComponentResource):
         for h in hosts:
             f = facts[h.host]
             lt = aws.ec2.LaunchTemplate(f"{name}-{h.host}", **launch_template_args(
-                pp, key_arn=key_arn, profile_arn=profile_arn, group_id=group_id, az=h.az, placement_group=pg_name,
+                pp, key_arn=key_arn, profile_arn=profile_arn, groups=groups, az=h.az, placement_group=pg_name,
                 key_name=plan.key_name, data=user_data(stack, h.host, f.fqdn, pp.pool, pp.role, f.nvme),
                 inst=h, subnets=subnets), tag_specifications=[
                 {"resource_type": "instance", "tags": {"Name": h.host}},
                 {"resource_type": "volume", "tags": {"Name": h.host}}], opts=_child(self))
+            # The instance repeats what matters of its template (the metadata options, the encrypted root
+            # volume): instance arguments win over the template's, so a policy reads them here.
             self.instances[h.host] = aws.ec2.Instance(
                 f"{name}-{h.host}", launch_template={"id": lt.id, "version": lt.latest_version.apply(str)},
+                metadata_options=dict(METADATA_OPTIONS),
+                root_block_device={"volume_size": pp.root_volume_gb, "volume_type": "gp3", "encrypted": True,
+                                   "kms_key_id": key_arn, "delete_on_termination": True},
                 tags={"Name": h.host, "llmcluster:pool": pp.pool}, opts=_child(self))
         self.register_outputs({"instances": {n: i.id for n, i in self.instances.items()}})
 
@@ -449,7 +462,7 @@ class AwsEks(pulumi.ComponentResource):
             pg = aws.ec2.PlacementGroup(f"{name}-{pool}-pg", name=f"{eks.name}-{pp.placement_group}",
                                         strategy="cluster", opts=_child(self)) if pp.placement_group else None
             lt = aws.ec2.LaunchTemplate(f"{name}-{pool}", **launch_template_args(
-                pp, key_arn=key_arn, profile_arn=None, group_id=groups[pp.zone_group], az=plan.zones[0],
+                pp, key_arn=key_arn, profile_arn=None, groups=groups, az=plan.zones[0],
                 placement_group=pg.name if pg else None, key_name=plan.key_name, data=None, image=False),
                 opts=_child(self))
             # EKS sets the instance profile of a managed node group itself: none in the template.
