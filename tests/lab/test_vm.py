@@ -489,7 +489,9 @@ def test_vms_audit_with_the_rules(vm_lab, common_converged):
                                        "mkdir -p /var/tmp/llprobe; auditctl -w /var/tmp/llprobe -p wa -k llprobe; "
                                        "touch /var/tmp/llprobe/x; sleep 2; echo PROBE; "
                                        "ausearch -i -k llprobe 2>&1 | grep -c x; auditctl -W /var/tmp/llprobe -p wa "
-                                       "-k llprobe; journalctl -b --no-pager | grep -i -E 'augenrules|audit' | tail -n 8")
+                                       "-k llprobe; journalctl -b --no-pager | grep -i -E 'augenrules|audit'"
+                                       " | tail -n 8"
+                         )
             pytest.fail(f"{name}: no audit record of /etc/llmcluster/lltest\n{state.stdout}{state.stderr}")
 
 
