@@ -315,6 +315,26 @@ def test_raid_initramfs_carries_the_array_line_written_before_it(vm_lab, raid_co
     assert proc.stdout.split() == ["conf-ok", "listed", "packed", "ordered"], proc.stdout + proc.stderr
 
 
+def test_raid_read_bandwidth_next_to_the_planner(vm_lab, raid_converged):
+    """Measured, not judged: a sequential O_DIRECT read through LUKS and xfs of the VM's RAID, printed
+    next to the planner's upper bound for the pool's real drives (``llmcluster plan``'s model cache
+    table). The VM's drives are sparse files under TCG: the figure shows the path works end to end and
+    what this machine gives, not what NVMe gives."""
+    raid = vm_lab.plan.storage.raid
+    proc = _ssh(vm_lab, RAID_HOST, """set -e
+        f=/srv/models/.llbench; dd if=/dev/urandom of=$f bs=1M count=256 status=none conv=fsync
+        sync; echo 3 > /proc/sys/vm/drop_caches
+        s=$(date +%s.%N); dd if=$f of=/dev/null bs=4M iflag=direct status=none; e=$(date +%s.%N)
+        rm -f $f; echo "$s $e" """, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    start, end = map(float, proc.stdout.split()[-2:])
+    gbps = 256 * 2**20 / (end - start) / 1e9
+    assert gbps > 0
+    TIMINGS["RAID sequential read (gpu-02 VM, TCG, 256 MiB O_DIRECT)"] = (
+        f"{gbps:.3f} GB/s; planner's bound for {raid.drives} x {raid.drive_read_gbps} GB/s drives RAID "
+        f"{raid.level}: {raid.read_gbps} GB/s (ratio {gbps / raid.read_gbps:.4f})")
+
+
 def test_raid_failed_member_is_reported_degraded_by_verify(vm_lab, raid_converged):
     """Last of the RAID tests: a member failed with mdadm --fail -> the verify check names it."""
     from llmcluster.verify import raid as R
