@@ -22,7 +22,10 @@ the same zone policy the host firewalls and switch ACLs come from):
   reservations and capacity blocks carry their own placement, so the group is dropped with a
   warning); per host its zone and the planned addresses of its ENA interfaces.
 * **entry** — an internal NLB in the gateways' inference subnets, TCP (TLS passthrough) on the
-  gateway port to the gateways' inference addresses: mTLS ends at HAProxy, never at AWS.
+  gateway port to the gateways' inference addresses: mTLS ends at HAProxy, never at AWS. Its private
+  address in each subnet is planned (``IpPlan.nlb``, subnet mappings): the NLB health-checks its
+  targets from them, and the gateways' host firewall admits exactly them (platform flow
+  ``nlb-health`` of the firewall plan) next to the security-group rules of the same name.
 * **data** — the model bucket (name prefix and the ``models/`` prefix GPU nodes may read) and EKS
   (optional): private endpoint, control-plane log retention, node groups per GPU pool.
 """
@@ -36,7 +39,7 @@ import netaddr
 
 from llmcluster.plan import aws_zones
 from llmcluster.plan.aws_instances import FACTS_VERSION, INSTANCE_TYPES, Interface, interface_layout
-from llmcluster.plan.firewall import FirewallPlan, minimal_cidrs, parse_port_spec
+from llmcluster.plan.firewall import NLB_HEALTH, FirewallPlan, minimal_cidrs, parse_port_spec
 from llmcluster.plan.ipam import IpPlan
 from llmcluster.spec.models import VLAN_ROLES, Spec
 
@@ -50,7 +53,7 @@ PLATFORM_FLOWS = {
     "efa": "EFA: all traffic within the GPU zone's own group (AWS EFA guide: self-referencing in and out)",
     "aws-endpoints": "hosts -> interface VPC endpoints on tcp/443 (ECR, STS, SSM, logs)",
     "aws-s3": "hosts -> S3 through the gateway endpoint (its prefix list) on tcp/443",
-    "nlb-health": "the internal NLB -> the gateways' port (health checks; clients' own traffic is the api flow)",
+    NLB_HEALTH: "the internal NLB -> the gateways' port (health checks; clients' own traffic is the api flow)",
     "eks": "EKS control plane <-> nodes (tcp/443, tcp/10250)",
 }
 #: The AWS-managed policy SSM needs on an instance (Session Manager, the converge path).
@@ -168,15 +171,29 @@ class InstancePlan:
 
 @dataclass(frozen=True)
 class EntryPlan:
-    """The internal NLB: TCP passthrough of the gateway port to the gateways' inference addresses."""
+    """The internal NLB: TCP passthrough of the gateway port to the gateways' inference addresses.
+
+    ``addresses``: its planned private address in each of ``subnets`` (same order; from ``IpPlan.nlb``),
+    the sources of its health checks, which the gateways' host firewall admits (``nlb-health``)."""
 
     port: int
     subnets: tuple[str, ...]
     targets: tuple[tuple[str, str], ...]  # (host, inference address)
     source_flows: tuple[str, ...]
+    addresses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.addresses) != len(self.subnets):
+            raise ValueError(f"the NLB needs one planned address per subnet: {self.subnets} vs {self.addresses}")
+
+    @property
+    def subnet_mappings(self) -> tuple[tuple[str, str], ...]:
+        """(subnet name, private IPv4 address) per subnet."""
+        return tuple(zip(self.subnets, self.addresses, strict=True))
 
     def to_dict(self) -> dict:
         return {"internal": True, "protocol": "TCP", "port": self.port, "subnets": list(self.subnets),
+                "subnet_mappings": [{"subnet": s, "private_ipv4_address": a} for s, a in self.subnet_mappings],
                 "targets": [{"host": h, "address": a} for h, a in self.targets],
                 "flows": list(self.source_flows)}
 
@@ -279,7 +296,8 @@ def internet_flows(spec: Spec, fw: FirewallPlan) -> tuple[str, ...]:
 
 
 def _rules(spec: Spec, fw: FirewallPlan, groups: set[str], efa_groups: set[str],
-           entry_flows: set[str], gw_group: str | None, gw_port: int | None, eks: bool) -> list[SgRule]:
+           entry_flows: set[str], gw_group: str | None, gw_port: int | None, eks: bool,
+           nlb: bool = False) -> list[SgRule]:
     rules: dict[tuple, set[str]] = {}
 
     def add(group: str, direction: str, proto: str, lo: int, hi: int, kind: str, peer: str, flow: str) -> None:
@@ -320,9 +338,9 @@ def _rules(spec: Spec, fw: FirewallPlan, groups: set[str], efa_groups: set[str],
     for g in sorted(efa_groups):
         add(efa_group(g), "ingress", "-1", 0, 0, "sg", efa_group(g), "efa")
         add(efa_group(g), "egress", "-1", 0, 0, "sg", efa_group(g), "efa")
-    if entry_flows and gw_group is not None and gw_port is not None:
-        add(gw_group, "ingress", "tcp", gw_port, gw_port, "sg", ENTRY_SG, "nlb-health")
-        add(ENTRY_SG, "egress", "tcp", gw_port, gw_port, "sg", gw_group, "nlb-health")
+    if nlb and gw_group is not None and gw_port is not None:  # the NLB exists: its health checks
+        add(gw_group, "ingress", "tcp", gw_port, gw_port, "sg", ENTRY_SG, NLB_HEALTH)
+        add(ENTRY_SG, "egress", "tcp", gw_port, gw_port, "sg", gw_group, NLB_HEALTH)
     if eks:
         for g in host_groups:
             for port in (443, 10250):
@@ -415,9 +433,10 @@ def build_aws_plan(spec: Spec, ip: IpPlan, fw: FirewallPlan) -> AwsPlan | None:
                 entry_flows.add(f.name)
         targets = tuple((h.name, h.addresses["inference"]) for h in ip.hosts
                         if h.pool == gw.pool and "inference" in h.addresses)
-        gw_azs = sorted({i.az for i in instances if i.pool == gw.pool}, key=zones.index)
+        # one subnet per zone holding a gateway, each with the NLB's planned address (the IP plan's)
+        gw_azs = sorted(ip.nlb, key=zones.index)
         entry = EntryPlan(port=gw.port, subnets=tuple(f"inference-{az}" for az in gw_azs), targets=targets,
-                          source_flows=tuple(sorted(entry_flows)))
+                          source_flows=tuple(sorted(entry_flows)), addresses=tuple(ip.nlb[az] for az in gw_azs))
 
     eks = None
     if aws.eks is not None:
@@ -435,7 +454,8 @@ def build_aws_plan(spec: Spec, ip: IpPlan, fw: FirewallPlan) -> AwsPlan | None:
     return AwsPlan(
         region=aws.region, zones=zones, vpc_cidr=spec.site.supernet, subnets=tuple(subnets),
         security_groups=tuple(all_groups),
-        rules=tuple(_rules(spec, fw, groups, efa_groups, entry_flows, gw_group, gw_port, eks is not None)),
+        rules=tuple(_rules(spec, fw, groups, efa_groups, entry_flows, gw_group, gw_port, eks is not None,
+                          nlb=entry is not None and bool(entry.addresses))),
         interface_endpoints=INTERFACE_ENDPOINTS + (EKS_ENDPOINTS if eks is not None else ()),
         endpoint_subnets=tuple(s.name for s in subnets if s.vlan == "mgmt"),
         pools=pools, instances=tuple(instances), entry=entry, eks=eks, bucket_prefix=_bucket_prefix(spec),

@@ -23,6 +23,13 @@ collector) add no host rule: ``output`` accepts. They are planned as :class:`Egr
 CIDRs, protocol and destination ports) so that the fabric ACL, which would otherwise drop
 host-initiated traffic at the leaf, permits exactly them and their return traffic.
 
+**Platform flows** are what a platform needs that no spec flow states. One exists: on AWS stacks
+with an entry point, ``nlb-health`` admits the gateway port on every gateway's inference address
+from exactly the internal NLB's planned addresses (``IpPlan.nlb``): the NLB health-checks its IP
+targets from those addresses (clients' own traffic keeps their addresses, ``preserve_client_ip``,
+and is the spec's ``api`` flow). It is planned as a :class:`PlatformFlow` (``FirewallPlan.platform``)
+and its rules carry its name like any flow; bare-metal and lab plans have none.
+
 Normalisation: rules with the same VLAN, protocol, source set and destinations are merged,
 their port ranges merged where they overlap or touch (``100-200`` + ``150-300`` ->
 ``100-300``; ``3300``, ``6789`` and ``6800-7300`` stay apart), source addresses collapsed
@@ -56,6 +63,8 @@ ECHO_RATE = "10/second"
 ECHO_BURST = 20
 
 PROTOCOLS = ("tcp", "udp", "icmp")
+#: The platform flow of the internal NLB's health checks (AWS; see the module docstring).
+NLB_HEALTH = "nlb-health"
 _VLAN_ORDER = {r: i for i, r in enumerate(VLAN_ROLES)}
 
 
@@ -227,6 +236,29 @@ class EgressRule:
 
 
 @dataclass(frozen=True)
+class PlatformFlow:
+    """A flow the platform needs and the spec does not state (``nlb-health``): ``sources`` -> the
+    ``to_pool`` hosts' addresses on ``vlan``, ``proto`` ``ports``."""
+
+    name: str
+    description: str
+    vlan: str
+    proto: str
+    sources: tuple[str, ...]  # minimal CIDRs, never empty
+    to_pool: str
+    ports: tuple[tuple[int, int], ...]
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError(f"platform flow {self.name}: no sources (an empty set must never mean 'any')")
+
+    def to_dict(self) -> dict:
+        return {"description": self.description, "vlan": self.vlan, "proto": self.proto,
+                "sources": list(self.sources), "to_pool": self.to_pool,
+                "ports": [format_range(lo, hi) for lo, hi in self.ports]}
+
+
+@dataclass(frozen=True)
 class HostFirewall:
     """The firewall of one host: its addresses and its normalised flow rules."""
 
@@ -314,6 +346,8 @@ class FirewallPlan:
     services: tuple[Service, ...]
     #: flows from host zones to external zones (no host rule: what the fabric ACL must permit out)
     egress: tuple[EgressRule, ...] = ()
+    #: flows of the platform, not of the spec (AWS: ``nlb-health``); empty on bare metal and in the lab
+    platform: tuple[PlatformFlow, ...] = ()
     policy: dict[str, str] = field(default_factory=lambda: {
         "input": INPUT_POLICY, "forward": FORWARD_POLICY, "output": OUTPUT_POLICY,
     })
@@ -361,7 +395,7 @@ class FirewallPlan:
         return tuple(out)
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "stack": self.stack,
             "policy": {
                 **self.policy,
@@ -380,6 +414,9 @@ class FirewallPlan:
             "hosts": {h.host: h.to_dict() for h in self.hosts},
             "egress": [e.to_dict() for e in self.egress],
         }
+        if self.platform:  # only where a platform adds flows: other plans keep their exact shape
+            d["platform_flows"] = {p.name: p.to_dict() for p in self.platform}
+        return d
 
 
 def _evaluate(src: ZoneInfo, dst: ZoneInfo, hosts: list[HostFirewall], svc: Service) -> MatrixEntry:
@@ -491,6 +528,16 @@ def build_firewall_plan(spec: Spec, ip: IpPlan) -> FirewallPlan:
                     ranges.append((lo, hi))
                 szones.add(src.name)
 
+    platform = _platform_flows(spec, ip)
+    for pf in platform:
+        for h in ip.hosts_in_pool(pf.to_pool):
+            if pf.vlan not in h.addresses:
+                continue
+            # the NLB reaches the target address only (not the API VIP): nothing wider than it needs
+            key = (h.name, pf.vlan, pf.proto, pf.sources, (h.addresses[pf.vlan],))
+            by_flow, _ = groups.setdefault(key, ({}, set()))
+            by_flow.setdefault(pf.name, []).extend(pf.ports)
+
     rules_by_host: dict[str, list[FirewallRule]] = {h.name: [] for h in ip.hosts}
     for (host_name, vlan, proto, sources, dests), (by_flow, szones) in groups.items():
         icmp = proto == "icmp"
@@ -515,4 +562,15 @@ def build_firewall_plan(spec: Spec, ip: IpPlan) -> FirewallPlan:
                     flows=tuple(sorted(by_flow)))
          for (vlan, proto, sources, dests), by_flow in egress.items()), key=EgressRule.sort_key))
     return FirewallPlan(stack=spec.stack, hosts=hosts, zones=tuple(zones.values()), services=_services(spec),
-                        egress=egress_rules)
+                        egress=egress_rules, platform=platform)
+
+
+def _platform_flows(spec: Spec, ip: IpPlan) -> tuple[PlatformFlow, ...]:
+    """``nlb-health`` where the IP plan gives the internal NLB addresses (AWS with an entry point)."""
+    gw = spec.serving.gateway
+    if not ip.nlb or gw is None:
+        return ()
+    return (PlatformFlow(
+        name=NLB_HEALTH, description="the internal NLB's health checks of the gateways, from its own addresses",
+        vlan="inference", proto="tcp", sources=minimal_cidrs(tuple(ip.nlb.values())), to_pool=gw.pool,
+        ports=((gw.port, gw.port),)),)

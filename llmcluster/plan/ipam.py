@@ -10,6 +10,9 @@ Pure and deterministic (netaddr only). Rules:
   rest are for switch SVIs and future VIPs.
 * Hosts are numbered per pool (``gpu-01`` ...) in pool declaration order and get the next
   free address in each VLAN their pool attaches to; BMCs follow on the oob VLAN.
+* On AWS the internal NLB takes one address in the inference subnet of each zone that holds a
+  gateway: the last reserved address of that zone's slice (:func:`llmcluster.plan.aws_zones.nlb_address`),
+  where no host is ever numbered (``IpPlan.nlb``).
 * Running out of addresses is a :class:`~llmcluster.errors.PlanError` naming the VLAN key
   to enlarge.
 """
@@ -90,6 +93,8 @@ class IpPlan:
     vlans: dict[str, VlanPlan]
     hosts: tuple[HostPlan, ...]
     vips: dict[str, str] = field(default_factory=dict)
+    #: AWS only: availability zone -> the internal NLB's private address in that zone's inference subnet
+    nlb: dict[str, str] = field(default_factory=dict)
 
     def host(self, name: str) -> HostPlan:
         index = self.__dict__.get("_index")
@@ -102,12 +107,15 @@ class IpPlan:
         return [h for h in self.hosts if h.pool == pool]
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "supernet": self.supernet,
             "vlans": {r: v.to_dict() for r, v in self.vlans.items()},
             "vips": dict(self.vips),
             "hosts": [h.to_dict() for h in self.hosts],
         }
+        if self.nlb:  # AWS stacks with an entry point only: other plans keep their exact shape
+            d["nlb"] = dict(self.nlb)
+        return d
 
 
 def hostname(prefix: str, index: int, count: int) -> str:
@@ -276,6 +284,19 @@ def build_ip_plan(spec: Spec) -> IpPlan:
     if "inference" in nets and spec.serving.gateway is not None:
         vips["api"] = str(netaddr.IPAddress(nets["inference"].first + 2))
 
+    nlb: dict[str, str] = {}
+    if "inference" in nets:
+        reserved = vlan_specs["inference"].reserved
+        names = aws_zones.zones(spec)
+        for z in aws_zones.entry_zones(spec):
+            part = zone_nets.get(("inference", z), nets["inference"])
+            if reserved < aws_zones.MIN_RESERVED_ENTRY:  # rule aws.reserved-addresses reports it first
+                raise PlanError("fabric.vlans.inference.reserved",
+                                f"{reserved}: the internal NLB's address is the last reserved one and AWS reserves "
+                                f"the first {aws_zones.MIN_RESERVED} host addresses of every subnet: use "
+                                f"{aws_zones.MIN_RESERVED_ENTRY} or more")
+            nlb[names[z]] = str(aws_zones.nlb_address(part, reserved))
+
     vlans = {}
     for role in VLAN_ROLES:
         if role not in nets:
@@ -297,7 +318,7 @@ def build_ip_plan(spec: Spec) -> IpPlan:
             capacity=capacity[role],
             used=used,
         )
-    return IpPlan(supernet=spec.site.supernet, vlans=vlans, hosts=tuple(final_hosts), vips=vips)
+    return IpPlan(supernet=spec.site.supernet, vlans=vlans, hosts=tuple(final_hosts), vips=vips, nlb=nlb)
 
 
 def _demand(spec: Spec) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from llmcluster.errors import Problem
+from llmcluster.plan import aws_zones
 from llmcluster.plan.aws_instances import INSTANCE_TYPES
 from llmcluster.spec.loader import did_you_mean
 from llmcluster.spec.models import Pool, Spec
@@ -150,6 +151,26 @@ def gateways_span_zones(spec: Spec) -> Iterator[Problem]:
             yield Problem("aws.secondary_availability_zones",
                           f"missing: pool {name} has {pool.count} gateways, all in {spec.aws.availability_zone}; "
                           "list a second zone so that one zone's outage leaves a gateway")
+
+
+@rule("aws.reserved-addresses", requires=("aws.sections",))
+def reserved_addresses(spec: Spec) -> Iterator[Problem]:
+    """On AWS no planned address is one AWS reserves (a subnet's first four and its last): every VLAN
+    keeps 3 or more reserved addresses, and the inference VLAN of a stack with a gateway 4 or more (its
+    last reserved address is the internal NLB's)."""
+    if spec.platform != "aws" or spec.aws is None:
+        return
+    entry = bool(aws_zones.entry_zones(spec))
+    for role, vlan in spec.fabric.vlans.items():
+        if role == "inference" and entry and vlan.reserved < aws_zones.MIN_RESERVED_ENTRY:
+            yield Problem(f"fabric.vlans.{role}.reserved",
+                          f"{vlan.reserved}: AWS reserves the first {aws_zones.MIN_RESERVED} host addresses of "
+                          "every subnet and the internal NLB takes the last reserved one: use "
+                          f"{aws_zones.MIN_RESERVED_ENTRY} or more")
+        elif vlan.reserved < aws_zones.MIN_RESERVED:
+            yield Problem(f"fabric.vlans.{role}.reserved",
+                          f"{vlan.reserved}: AWS reserves the first {aws_zones.MIN_RESERVED} host addresses of "
+                          f"every subnet, where hosts would be numbered: use {aws_zones.MIN_RESERVED} or more")
 
 
 @rule("aws.capacity-reservation")

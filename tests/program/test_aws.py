@@ -11,6 +11,7 @@ import base64
 import functools
 import json
 
+import netaddr
 import pytest
 
 from llmcluster import outputs
@@ -366,8 +367,30 @@ def test_the_entry_point_is_an_internal_nlb_passing_tls_through_to_the_gateways(
     targets = {a.inputs["targetId"] for a in of(e, "aws:lb/targetGroupAttachment:TargetGroupAttachment")}
     assert targets == {h.addresses["inference"] for h in e.plan.ip.hosts_in_pool("gateway")}
     subnets = {r.name: r for r in of(e, "aws:ec2/subnet:Subnet")}
-    assert set(nlb.inputs["subnets"]) == {_id(subnets["compute-network-inference-us-east-2b"]),
-                                         _id(subnets["compute-network-inference-us-east-2c"])}
+    # subnet mappings with the planned addresses (what the gateways' host firewall admits), no bare subnets
+    assert "subnets" not in nlb.inputs, f"{nlb.urn}: use subnetMappings (planned addresses), not subnets"
+    mappings = nlb.inputs["subnetMappings"]
+    assert mappings == [
+        {"subnetId": _id(subnets["compute-network-inference-us-east-2b"]), "privateIpv4Address": "10.96.4.10"},
+        {"subnetId": _id(subnets["compute-network-inference-us-east-2c"]), "privateIpv4Address": "10.96.6.10"},
+    ], nlb.urn
+    assert [m["privateIpv4Address"] for m in mappings] == [e.plan.ip.nlb[az] for az in ("us-east-2b", "us-east-2c")]
+    for m in mappings:  # each address lies in its own subnet's CIDR (the mapped subnet's input)
+        cidr = next(s.inputs["cidrBlock"] for s in subnets.values() if _id(s) == m["subnetId"])
+        assert netaddr.IPAddress(m["privateIpv4Address"]) in netaddr.IPNetwork(cidr), (nlb.urn, m, cidr)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_nlb_addresses_are_what_the_gateways_firewall_admits_for_health_checks(stack):
+    e = ev(stack)
+    nlb = one(e, "aws:lb/loadBalancer:LoadBalancer")
+    addresses = [m["privateIpv4Address"] for m in nlb.inputs["subnetMappings"]]
+    assert len(addresses) == len(set(addresses)) == len(e.plan.aws.entry.subnets), nlb.urn
+    port = e.plan.spec.serving.gateway.port
+    for h in e.plan.ip.hosts_in_pool(e.plan.spec.serving.gateway.pool):
+        for a in addresses:
+            assert e.plan.firewall.host(h.name).allows(a, h.addresses["inference"], "tcp", port) == ("nlb-health",), \
+                (nlb.urn, h.name, a)
 
 
 def test_eks_variant_private_endpoint_log_group_first_node_groups_and_kubeconfig_seam():

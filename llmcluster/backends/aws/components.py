@@ -382,7 +382,9 @@ class AwsNodePool(pulumi.ComponentResource):
 
 class AwsEntry(pulumi.ComponentResource):
     """The internal NLB: a TCP listener on the gateway port (TLS passthrough) to the gateways'
-    inference addresses, client addresses preserved; mTLS terminates at HAProxy, never at AWS."""
+    inference addresses, client addresses preserved; mTLS terminates at HAProxy, never at AWS. Its
+    private address in each subnet is the plan's (subnet mappings), so the gateways' host firewall can
+    admit its health checks from exactly those addresses."""
 
     TYPE = "llmcluster:aws:Entry"
 
@@ -393,7 +395,9 @@ class AwsEntry(pulumi.ComponentResource):
         super().__init__(self.TYPE, name, {"port": entry.port}, opts)
         self.nlb = aws.lb.LoadBalancer(
             f"{name}-nlb", name=f"{stack}-api"[:32], internal=True, load_balancer_type="network",
-            subnets=[subnets[s] for s in entry.subnets], security_groups=[group_id],
+            # each subnet with the planned address the gateways' host firewall admits (nlb-health)
+            subnet_mappings=[aws.lb.LoadBalancerSubnetMappingArgs(subnet_id=subnets[s], private_ipv4_address=a)
+                             for s, a in entry.subnet_mappings], security_groups=[group_id],
             enable_cross_zone_load_balancing=True, enable_deletion_protection=False, opts=_child(self))
         tg = aws.lb.TargetGroup(
             f"{name}-gateways", name=f"{stack}-gw"[:32], port=entry.port, protocol="TCP", target_type="ip",
