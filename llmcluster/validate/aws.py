@@ -85,8 +85,9 @@ def cpu_instance_for_cpu_pool(spec: Spec) -> Iterator[Problem]:
 
 @rule("aws.instance-types-offered", layer=PREFLIGHT)
 def instance_types_offered(target: Target) -> list[Problem]:
-    """Every pool's instance type is offered in aws.availability_zone (ec2:DescribeInstanceTypeOfferings;
-    needs AWS credentials and boto3)."""
+    """Every pool's instance type is offered in each zone its hosts land in: aws.availability_zone for
+    GPU and storage pools, every zone for the others (ec2:DescribeInstanceTypeOfferings; needs AWS
+    credentials and boto3)."""
     spec = target.spec
     assert spec.aws is not None
     ec2_client = target.ec2_client
@@ -102,25 +103,44 @@ def instance_types_offered(target: Target) -> list[Problem]:
         ec2_client = boto3.client("ec2", region_name=spec.aws.region, config=Config(
             connect_timeout=target.timeout, read_timeout=max(target.timeout, 10.0),
             retries={"max_attempts": 2, "mode": "standard"}))
+    from llmcluster.plan import aws_zones
+
     problems: list[Problem] = []
     types = sorted({p.aws.instance_type for p in spec.pools.values() if p.aws is not None})
+    all_zones = aws_zones.zones(spec)
+    # The zones each pool's hosts land in: GPU and storage pools in the primary zone, the others
+    # spread over every zone (llmcluster.plan.aws_zones.host_zone).
+    pool_zones = {name: sorted({all_zones[aws_zones.host_zone(spec, name, i)] for i in range(1, pool.count + 1)},
+                               key=all_zones.index)
+                  for name, pool in spec.pools.items() if pool.aws is not None}
     try:
-        resp = ec2_client.describe_instance_type_offerings(
-            LocationType="availability-zone",
-            Filters=[{"Name": "location", "Values": [spec.aws.availability_zone]},
-                     {"Name": "instance-type", "Values": types}],
-        )
+        offered: set[tuple[str, str]] = set()
+        token: dict[str, str] = {}
+        for _ in range(100):  # pages: a few types in a few zones fit in one
+            resp = ec2_client.describe_instance_type_offerings(
+                LocationType="availability-zone",
+                Filters=[{"Name": "location", "Values": list(all_zones)},
+                         {"Name": "instance-type", "Values": types}], **token)
+            offered |= {(o["InstanceType"], o.get("Location", spec.aws.availability_zone))
+                        for o in resp.get("InstanceTypeOfferings", [])}
+            if not resp.get("NextToken"):
+                break
+            token = {"NextToken": resp["NextToken"]}
     except Exception as exc:  # botocore raises many types: credentials, endpoint, throttling
         reason = " ".join(str(exc).split())[:300]
         return [Problem("aws", f"cannot query EC2 offerings in {spec.aws.region}: {exc.__class__.__name__}: {reason} "
                                "(check the credentials, the endpoint (AWS_ENDPOINT_URL) and ec2:DescribeInstanceType"
                                "Offerings permission)")]
-    offered = {o["InstanceType"] for o in resp.get("InstanceTypeOfferings", [])}
     for name, pool in spec.pools.items():
-        if pool.aws is not None and pool.aws.instance_type not in offered:
+        if pool.aws is None:
+            continue
+        missing = [z for z in pool_zones[name] if (pool.aws.instance_type, z) not in offered]
+        if missing:
+            which = ("availability_zone" if missing[0] == spec.aws.availability_zone
+                     else "aws.secondary_availability_zones entry")
             problems.append(Problem(f"pools.{name}.aws.instance_type",
-                                    f"{pool.aws.instance_type} is not offered in {spec.aws.availability_zone}: "
-                                    "pick another availability_zone or instance type"))
+                                    f"{pool.aws.instance_type} is not offered in {', '.join(missing)}: "
+                                    f"pick another {which} or instance type"))
     return problems
 
 

@@ -59,6 +59,35 @@ def test_aws_preflight_without_access_is_a_problem_not_a_crash():
     assert problems and problems[0].path == "aws" and "no credentials" in problems[0].message
 
 
+class _FakeEc2Offerings:
+    """EC2 that offers every type in ``zones``, in pages of one offering (NextToken)."""
+
+    def __init__(self, zones):
+        self.zones, self.calls = zones, []
+
+    def describe_instance_type_offerings(self, Filters, NextToken=None, **_):
+        self.calls.append(NextToken)
+        values = {f["Name"]: f["Values"] for f in Filters}
+        rows = [{"InstanceType": t, "Location": z} for z in values["location"] if z in self.zones
+                for t in values["instance-type"]]
+        i = int(NextToken or 0)
+        return {"InstanceTypeOfferings": rows[i:i + 1], **({"NextToken": str(i + 1)} if i + 1 < len(rows) else {})}
+
+
+def test_aws_preflight_checks_every_zone_a_pool_lands_in():
+    spec = load_spec("prod-aws")  # gateways in us-east-2b and us-east-2c, GPUs in us-east-2b only
+    fake = _FakeEc2Offerings({"us-east-2b", "us-east-2c"})
+    assert preflight_aws(spec, ec2_client=fake) == []
+    assert len(fake.calls) > 1  # every page read
+    problems = preflight_aws(spec, ec2_client=_FakeEc2Offerings({"us-east-2b"}))
+    assert [(p.path, p.message) for p in problems] == [
+        ("pools.gateway.aws.instance_type", "c7i.2xlarge is not offered in us-east-2c: pick another "
+                                            "aws.secondary_availability_zones entry or instance type")]
+    problems = preflight_aws(spec, ec2_client=_FakeEc2Offerings({"us-east-2c"}))
+    assert [p.path for p in problems] == ["pools.gpu.aws.instance_type", "pools.gateway.aws.instance_type"]
+    assert "p5en.48xlarge is not offered in us-east-2b: pick another availability_zone" in problems[0].message
+
+
 def test_aws_preflight_against_the_ec2_api_emulator():
     """moto emulates the EC2 API (with AWS's published offering data) in-process."""
     import boto3

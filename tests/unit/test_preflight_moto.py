@@ -60,7 +60,8 @@ def test_offered_in_the_zone_is_no_problem(moto_ec2):
 
 def test_not_offered_is_one_problem_naming_the_pool_and_the_zone(moto_ec2):
     # In moto's offering data (AWS's published one) eu-west-1a has no p5en; the gateways' c7i is offered.
-    r = validate(moto_ec2, "--set", "aws.region=eu-west-1", "--set", "aws.availability_zone=eu-west-1a")
+    r = validate(moto_ec2, "--set", "aws.region=eu-west-1", "--set", "aws.availability_zone=eu-west-1a",
+                 "--set", "aws.secondary_availability_zones=[eu-west-1b]")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.splitlines() == [
         f"{PROD_AWS}: pools.gpu.aws.instance_type: p5en.48xlarge is not offered in eu-west-1a: pick another "
