@@ -23,9 +23,10 @@ lab: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/llmcluster lab converge
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/llmcluster lab verify
 
-## test: the whole suite (unit, program, policy, roles, verify tiers)
+## test: the whole suite (unit, program, policy, roles, verify tiers): the lab's tests and the rest
+## as two pytest processes at once (scripts/test.sh says why not xdist)
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" OUT="$(OUT)" bash scripts/test.sh $(PYTEST_ARGS)
 
 ## test-vm: the VM tier (qemu guests under TCG: md RAID, device-mapper, 802.1Q, vlan_filtering;
 ## docs/lab.md "VM hosts"): slower, so a separate target; CI runs it after `make test`.

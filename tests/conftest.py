@@ -87,15 +87,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Everything that uses the lab runs in one xdist worker (``--dist loadgroup``): one lab per
-    # machine, brought up once per session.
+    # Everything that uses the session's lab is marked ``lab_session``: ``make test`` runs those in
+    # one process of their own (one lab per machine, brought up once) beside a second process for
+    # the rest (scripts/test.sh). xdist's ``--dist loadgroup`` cannot do it with pytest 9: xdist 3.8
+    # groups by rewriting ``item._nodeid``, which pytest 9 no longer reads, so the lab tests were
+    # spread over both workers, the second one waiting on the lab's lock for the first one's whole
+    # session and then bringing up a lab of its own. Tests that reach the lab through
+    # ``request.getfixturevalue`` carry ``xdist_group("lab")`` in their module.
     for item in items:
-        if "lab" in getattr(item, "fixturenames", ()):
+        grouped = any(m.args[:1] == ("lab",) or m.kwargs.get("name") == "lab"
+                      for m in item.iter_markers("xdist_group"))
+        if grouped or "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("lab"))
+            item.add_marker(pytest.mark.lab_session)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): run in the same xdist worker (with --dist loadgroup)")
+    config.addinivalue_line("markers", "lab_session: uses the session's lab (set by tests/conftest.py): make test "
+                                       "runs these in a process of their own, beside the rest (scripts/test.sh)")
     config.addinivalue_line(
         "markers",
         "lab: lab tier (namespaced hosts on this machine; the tests that start hosts need root, "

@@ -30,7 +30,7 @@ def raw_of(stack: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def lab() -> dict[str, Any]:
+def lab_raw() -> dict[str, Any]:
     return raw_of("lab")
 
 
@@ -91,11 +91,11 @@ def test_pool_minimal() -> None:
     assert pool.gpu is None and pool.nics == () and pool.labels == {}
 
 
-def test_field_layer_paths_have_no_pydantic_noise(lab: dict[str, Any]) -> None:
-    lab["zones"]["Bad Name"] = {"pools": ["gateway"]}
-    lab["fabric"]["vlans"]["oob"] = {"id": 0, "prefix": 24}
-    lab["pools"]["gpu"]["gpu"]["driver_version"] = "abc"
-    got = {p.path: p.message for p in problems(lab)}
+def test_field_layer_paths_have_no_pydantic_noise(lab_raw: dict[str, Any]) -> None:
+    lab_raw["zones"]["Bad Name"] = {"pools": ["gateway"]}
+    lab_raw["fabric"]["vlans"]["oob"] = {"id": 0, "prefix": 24}
+    lab_raw["pools"]["gpu"]["gpu"]["driver_version"] = "abc"
+    got = {p.path: p.message for p in problems(lab_raw)}
     assert set(got) == {"zones.Bad Name", "fabric.vlans.oob.id", "pools.gpu.gpu.driver_version"}
     assert "not a valid name" in got["zones.Bad Name"]
     assert "not a version" in got["pools.gpu.gpu.driver_version"]
@@ -104,59 +104,59 @@ def test_field_layer_paths_have_no_pydantic_noise(lab: dict[str, Any]) -> None:
         assert "Value error," not in message
 
 
-def test_type_errors_say_what_was_given(lab: dict[str, Any]) -> None:
-    lab["pools"]["gpu"]["count"] = "2"
-    lab["fabric"]["vlans"]["mgmt"]["id"] = True
-    lab["serving"]["context"] = 1.5
-    got = {p.path: p.message for p in problems(lab)}
+def test_type_errors_say_what_was_given(lab_raw: dict[str, Any]) -> None:
+    lab_raw["pools"]["gpu"]["count"] = "2"
+    lab_raw["fabric"]["vlans"]["mgmt"]["id"] = True
+    lab_raw["serving"]["context"] = 1.5
+    got = {p.path: p.message for p in problems(lab_raw)}
     assert "got string '2'" in got["pools.gpu.count"]
     assert "got boolean True" in got["fabric.vlans.mgmt.id"]
     assert "got number 1.5" in got["serving.context"]
 
 
-def test_literal_errors_list_the_choices(lab: dict[str, Any]) -> None:
-    lab["platform"] = "gcp"
-    (p,) = problems(lab)
+def test_literal_errors_list_the_choices(lab_raw: dict[str, Any]) -> None:
+    lab_raw["platform"] = "gcp"
+    (p,) = problems(lab_raw)
     assert p == Problem("platform", "'gcp' is not allowed: expected 'baremetal' or 'aws'")
 
 
 @pytest.mark.parametrize(("value", "ok"), [(1.3, "1.3"), (1.2, "1.2"), ("1.3", "1.3"), (1.25, None), (1.29, None),
                                           (13, None), ("1.30", None)])
-def test_tls_version_yaml_number(lab: dict[str, Any], value: Any, ok: str | None) -> None:
+def test_tls_version_yaml_number(lab_raw: dict[str, Any], value: Any, ok: str | None) -> None:
     """An unquoted 1.3 is a YAML float: it means "1.3", but 1.25 or 1.29 are not TLS versions."""
-    lab["pki"] = {"min_tls_version": value, "allow_tls12": True}
+    lab_raw["pki"] = {"min_tls_version": value, "allow_tls12": True}
     if ok is None:
-        assert paths(lab, whole_spec=False) == ["pki.min_tls_version"]
+        assert paths(lab_raw, whole_spec=False) == ["pki.min_tls_version"]
     else:
-        assert validate_raw(lab, "test").pki.min_tls_version == ok
+        assert validate_raw(lab_raw, "test").pki.min_tls_version == ok
 
 
-def test_missing_required_keys(lab: dict[str, Any]) -> None:
-    del lab["serving"]
-    del lab["site"]["domain"]
-    got = {p.path: p.message for p in problems(lab)}
+def test_missing_required_keys(lab_raw: dict[str, Any]) -> None:
+    del lab_raw["serving"]
+    del lab_raw["site"]["domain"]
+    got = {p.path: p.message for p in problems(lab_raw)}
     assert got == {"serving": "missing: this key is required", "site.domain": "missing: this key is required"}
 
 
-def test_one_bad_list_item_is_one_problem(lab: dict[str, Any]) -> None:
+def test_one_bad_list_item_is_one_problem(lab_raw: dict[str, Any]) -> None:
     """A tuple with min_length whose only item is invalid: report the item, not 'too short'."""
-    lab["flows"][0]["ports"] = ["tcp/70000"]
-    assert paths(lab) == ["flows.0.ports.0"]
-    lab["flows"][0]["ports"] = []
-    assert paths(lab) == ["flows.0.ports"]
+    lab_raw["flows"][0]["ports"] = ["tcp/70000"]
+    assert paths(lab_raw) == ["flows.0.ports.0"]
+    lab_raw["flows"][0]["ports"] = []
+    assert paths(lab_raw) == ["flows.0.ports"]
 
 
-def test_field_layer_alone_skips_whole_spec_rules(lab: dict[str, Any]) -> None:
-    lab["fabric"]["vlans"]["inference"]["id"] = 10  # duplicate VLAN id: a whole-spec rule
-    spec = parse_raw(lab, "test")
+def test_field_layer_alone_skips_whole_spec_rules(lab_raw: dict[str, Any]) -> None:
+    lab_raw["fabric"]["vlans"]["inference"]["id"] = 10  # duplicate VLAN id: a whole-spec rule
+    spec = parse_raw(lab_raw, "test")
     assert spec.fabric.vlans.inference is not None and spec.fabric.vlans.inference.id == 10
-    assert "fabric.vlans.inference.id" in paths(lab)
+    assert "fabric.vlans.inference.id" in paths(lab_raw)
 
 
-def test_whole_spec_rules_do_not_run_after_field_errors(lab: dict[str, Any]) -> None:
-    lab["fabric"]["vlans"]["inference"]["id"] = 10  # whole-spec problem ...
-    lab["pools"]["gpu"]["count"] = "two"  # ... hidden behind a field problem
-    assert paths(lab) == ["pools.gpu.count"]
+def test_whole_spec_rules_do_not_run_after_field_errors(lab_raw: dict[str, Any]) -> None:
+    lab_raw["fabric"]["vlans"]["inference"]["id"] = 10  # whole-spec problem ...
+    lab_raw["pools"]["gpu"]["count"] = "two"  # ... hidden behind a field problem
+    assert paths(lab_raw) == ["pools.gpu.count"]
 
 
 # --------------------------------------------------------------------------- layer 2: whole spec
@@ -167,50 +167,50 @@ def test_validate_spec_on_a_valid_spec_is_empty(prod: dict[str, Any]) -> None:
     assert validate_spec(spec) == []
 
 
-def test_validate_spec_returns_every_problem(lab: dict[str, Any]) -> None:
-    lab["pki"] = {"algorithm": "RSA", "min_tls_version": "1.2", "leaf_validity_days": 30}
-    lab["storage"]["raid"]["drives"] = 3
-    lab["flows"][1]["to"] = "gpus"
-    spec = parse_raw(lab, "test")
+def test_validate_spec_returns_every_problem(lab_raw: dict[str, Any]) -> None:
+    lab_raw["pki"] = {"algorithm": "RSA", "min_tls_version": "1.2", "leaf_validity_days": 30}
+    lab_raw["storage"]["raid"]["drives"] = 3
+    lab_raw["flows"][1]["to"] = "gpus"
+    spec = parse_raw(lab_raw, "test")
     found = validate_spec(spec)
     assert {"pki.algorithm", "pki.min_tls_version", "storage.raid.drives", "flows.1.to"} <= {p.path for p in found}
     # RAID 10 over 3 drives breaks two rules at one key.
     assert len([p for p in found if p.path == "storage.raid.drives"]) == 2
 
 
-def test_whole_spec_problems_are_collected_into_one_error(lab: dict[str, Any]) -> None:
-    lab["pki"] = {"algorithm": "RSA", "min_tls_version": "1.2"}
-    lab["serving"]["model"] = "deepseek-r2"
-    got = paths(lab)
+def test_whole_spec_problems_are_collected_into_one_error(lab_raw: dict[str, Any]) -> None:
+    lab_raw["pki"] = {"algorithm": "RSA", "min_tls_version": "1.2"}
+    lab_raw["serving"]["model"] = "deepseek-r2"
+    got = paths(lab_raw)
     assert got == sorted(got)
     assert {"pki.algorithm", "pki.min_tls_version", "serving.model"} <= set(got)
 
 
-def test_opt_ins_make_the_rules_pass(lab: dict[str, Any]) -> None:
-    lab["pki"] = {"algorithm": "RSA", "allow_rsa": True, "min_tls_version": "1.2", "allow_tls12": True}
-    lab["storage"]["ceph"]["pools"][0].update(size=2, min_size=1)
-    lab["storage"]["ceph"]["allow_reduced_redundancy"] = True
-    spec = validate_raw(lab, "test")
+def test_opt_ins_make_the_rules_pass(lab_raw: dict[str, Any]) -> None:
+    lab_raw["pki"] = {"algorithm": "RSA", "allow_rsa": True, "min_tls_version": "1.2", "allow_tls12": True}
+    lab_raw["storage"]["ceph"]["pools"][0].update(size=2, min_size=1)
+    lab_raw["storage"]["ceph"]["allow_reduced_redundancy"] = True
+    spec = validate_raw(lab_raw, "test")
     assert spec.pki.algorithm == "RSA"
     assert spec.storage.ceph is not None and spec.storage.ceph.pools[0].size == 2
 
 
-def test_infeasible_serving_is_reported_at_serving(lab: dict[str, Any]) -> None:
-    lab["pools"]["gpu"]["gpu"]["model"] = "a100-80gb"
-    (p,) = [p for p in problems(lab) if p.path == "serving"]
+def test_infeasible_serving_is_reported_at_serving(lab_raw: dict[str, Any]) -> None:
+    lab_raw["pools"]["gpu"]["gpu"]["model"] = "a100-80gb"
+    (p,) = [p for p in problems(lab_raw) if p.path == "serving"]
     assert "fp8" in p.message and "a100-80gb" in p.message
 
 
-def test_unknown_gpu_is_reported_once(lab: dict[str, Any]) -> None:
-    lab["pools"]["gpu"]["gpu"]["model"] = "h10"
-    got = problems(lab)
+def test_unknown_gpu_is_reported_once(lab_raw: dict[str, Any]) -> None:
+    lab_raw["pools"]["gpu"]["gpu"]["model"] = "h10"
+    got = problems(lab_raw)
     assert [p.path for p in got] == ["pools.gpu.gpu.model"]
     assert "did you mean 'h100'" in got[0].message
 
 
-def test_address_exhaustion_names_the_vlan_prefix(lab: dict[str, Any]) -> None:
-    lab["pools"]["gpu"]["count"] = 300
-    found = {p.path: p.message for p in problems(lab)}
+def test_address_exhaustion_names_the_vlan_prefix(lab_raw: dict[str, Any]) -> None:
+    lab_raw["pools"]["gpu"]["count"] = 300
+    found = {p.path: p.message for p in problems(lab_raw)}
     p = found["fabric.vlans.mgmt.prefix"]
     assert "exhausted" in p and "use /23 or larger" in p
     # every VLAN that runs out is named in the same run, not only the first one
@@ -272,17 +272,17 @@ def test_did_you_mean(word: Any, choices: list[str], text: str) -> None:
     assert did_you_mean(word, choices) == text
 
 
-def test_unknown_key_without_a_close_match_lists_the_allowed_keys(lab: dict[str, Any]) -> None:
-    lab["site"]["qqqqq"] = 1
-    (p,) = problems(lab)
+def test_unknown_key_without_a_close_match_lists_the_allowed_keys(lab_raw: dict[str, Any]) -> None:
+    lab_raw["site"]["qqqqq"] = 1
+    (p,) = problems(lab_raw)
     assert p.path == "site.qqqqq"
     assert p.message.startswith("unknown key (allowed: admin_min_prefix, dns_servers, domain, name, ")
 
 
-def test_unknown_key_did_you_mean_at_depth(lab: dict[str, Any]) -> None:
-    lab["pools"]["gpu"]["nics"][0]["speed"] = lab["pools"]["gpu"]["nics"][0].pop("speed_gbps")
-    lab["flows"][2]["form"] = lab["flows"][2].pop("from")
-    got = {p.path: p.message for p in problems(lab)}
+def test_unknown_key_did_you_mean_at_depth(lab_raw: dict[str, Any]) -> None:
+    lab_raw["pools"]["gpu"]["nics"][0]["speed"] = lab_raw["pools"]["gpu"]["nics"][0].pop("speed_gbps")
+    lab_raw["flows"][2]["form"] = lab_raw["flows"][2].pop("from")
+    got = {p.path: p.message for p in problems(lab_raw)}
     assert got["pools.gpu.nics.0.speed"] == "unknown key; did you mean 'speed_gbps'?"
     assert got["flows.2.form"] == "unknown key; did you mean 'from'?"
 
@@ -336,10 +336,10 @@ def test_parse_override_errors(text: str) -> None:
         parse_override(text)
 
 
-def test_apply_overrides_copies_and_creates(lab: dict[str, Any]) -> None:
-    before = copy.deepcopy(lab)
-    out = apply_overrides(lab, ["pools.gpu.count=4", "pki.allow_rsa=true", ("serving.replicas", 2)])
-    assert lab == before  # the input is not modified
+def test_apply_overrides_copies_and_creates(lab_raw: dict[str, Any]) -> None:
+    before = copy.deepcopy(lab_raw)
+    out = apply_overrides(lab_raw, ["pools.gpu.count=4", "pki.allow_rsa=true", ("serving.replicas", 2)])
+    assert lab_raw == before  # the input is not modified
     assert out["pools"]["gpu"]["count"] == 4 and out["pki"]["allow_rsa"] is True
     assert out["serving"]["replicas"] == 2
     out = apply_overrides({}, ["storage.raid.pool=gpu"])
@@ -353,9 +353,9 @@ def test_apply_overrides_copies_and_creates(lab: dict[str, Any]) -> None:
     ("platform.x=1", "platform.x"),
     ("pools.gpu.vlans.7=mgmt", "pools.gpu.vlans.7"),
 ])
-def test_apply_overrides_errors(lab: dict[str, Any], override: str, path: str) -> None:
+def test_apply_overrides_errors(lab_raw: dict[str, Any], override: str, path: str) -> None:
     with pytest.raises(SpecError) as ei:
-        apply_overrides(lab, [override])
+        apply_overrides(lab_raw, [override])
     assert [p.path for p in ei.value.problems] == [path]
 
 
