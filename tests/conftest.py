@@ -85,6 +85,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)  # the packaged verification suite's options (tests/verify runs it)
 
 
+#: Test paths that use the converged lab (``lab_converged``): they run after every other lab test.
+_AFTER_CONVERGE = ("tests/lab/test_ceph.py", "tests/roles/", "tests/verify/")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Everything that uses the session's lab is marked ``lab_session``: ``make test`` runs those in
@@ -100,6 +104,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if grouped or "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("lab"))
             item.add_marker(pytest.mark.lab_session)
+    # The lab's own tests (they take it down and up, look at unconverged hosts) before the session's
+    # converge; the tests that use the converged lab after them (stable: collection order otherwise).
+    # The converge's idempotence test first among those: nothing else has touched the hosts since.
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        after = item.get_closest_marker("lab_session") is not None and item.nodeid.startswith(_AFTER_CONVERGE)
+        return after, not item.nodeid.startswith("tests/roles/test_roles_converge.py")
+
+    items.sort(key=order)
 
 
 def pytest_configure(config: pytest.Config) -> None:
