@@ -39,8 +39,9 @@ AWS_STACK = ROOT / "stacks" / "Pulumi.prod-aws.yaml"
 
 
 def aws_overrides(nodes: int) -> list[str]:
-    """``nodes`` p5en GPU nodes, one replica each, VLANs large enough for them in the GPU zone."""
-    return [f"pools.gpu.count={nodes}", f"serving.replicas={nodes}",
+    """``nodes`` p5en GPU nodes, one replica each (up to 512), VLANs large enough for them in the GPU zone."""
+    # serving.replicas is at most 512: past that, the nodes beyond 512 are spares of the pool
+    return [f"pools.gpu.count={nodes}", f"serving.replicas={min(nodes, 512)}",
             'fabric.vlans.mgmt={"id": 10, "prefix": 20}', 'fabric.vlans.inference={"id": 20, "prefix": 20}',
             'fabric.vlans.rdma={"id": 40, "prefix": 20, "mtu": 9000}']
 
