@@ -24,7 +24,7 @@ boot-time units). Details:
 * The console (systemd's boot messages) goes to ``<state>/hosts/<host>/console.log``.
 * In the host's own layer (never the shared image) the runtime writes
   :data:`SSH_DROPIN` (``ssh-keygen -A`` before ``sshd -t``: the image carries no host keys)
-  and masks :data:`MASKED_UNITS` (they need a mirror no lab host can reach).
+  and masks :data:`MASKED_UNITS` (a mirror no lab host can reach, NVMe-oF a container lacks).
 
 Stopping: SIGTERM to ``systemd-nspawn``, which sends SIGRTMIN+3 to the container's systemd (an
 orderly shutdown; services stop, the journal is flushed); wait; SIGKILL to the container's
@@ -79,7 +79,12 @@ ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 """
 #: Units masked on nspawn lab hosts: daily apt runs need a mirror, and lab hosts reach none.
-MASKED_UNITS: tuple[str, ...] = ("apt-daily.timer", "apt-daily-upgrade.timer")
+MASKED_UNITS: tuple[str, ...] = (
+    "apt-daily.timer", "apt-daily-upgrade.timer",
+    # nvme-cli (in the image as a dependency of ceph-osd) connects NVMe-oF subsystems at boot: a container has no
+    # /dev/nvme-fabrics, so the unit fails and the host reports "degraded".
+    "nvmf-autoconnect.service",
+)
 
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
 

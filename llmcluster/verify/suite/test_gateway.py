@@ -176,6 +176,14 @@ def _failover(env, verify_target, address: str, what: str) -> list[str]:
         pytest.skip("needs two upstreams")
     if _ok_within(env, address, 20).status != 200:
         return [f"{what}: the gateway does not answer 200 before the test"]
+    # Every upstream in the pool first (bounded): an upstream still starting (its unit's model
+    # verification, the engine load) would leave the failover nowhere to go, and the check would
+    # blame the gateway for it.
+    serving = _upstreams_serving(env, address, {u["name"] for u in ups}, 90)
+    if serving != {u["name"] for u in ups}:
+        missing = sorted({u["name"] for u in ups} - serving)
+        return [f"{what}: {', '.join(missing)} served no request through the gateway within 90 s before the "
+                "test (not in the pool: is its trtllm-serve up?)"]
     down = ups[0]
     h = verify_target.host(down["name"])
     if env["units"]:
@@ -202,6 +210,19 @@ def _failover(env, verify_target, address: str, what: str) -> list[str]:
                                "/health && exit 0; sleep 0.5; done; exit 1"], timeout=90)
         else:
             _start_standin(h, down, env["backend_port"], env["script"])
+
+
+def _upstreams_serving(env, address: str, names: set[str], seconds: float) -> set[str]:
+    """The upstreams that answered requests through the gateway before all of ``names`` did or
+    ``seconds`` passed (the balancer takes turns; a server back in the pool gets requests again)."""
+    seen: set[str] = set()
+    end = time.monotonic() + seconds
+    while not names <= seen and time.monotonic() < end:
+        res = _curl(env, address, _api_client(env))
+        if res.status == 200 and (name := G.upstream_of(res)):
+            seen.add(name)
+        time.sleep(0.3)  # under the per-certificate rate limit
+    return seen
 
 
 def _api_client(env) -> G.ClientCert:
