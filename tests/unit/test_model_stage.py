@@ -29,6 +29,7 @@ from llmcluster.collections.ansible_collections.llmcluster.hosts.plugins.module_
 from tests.conftest import ROOT
 from tests.helpers.fs import changes, snapshot
 from tests.helpers.models import data_offset, flip_bit, make_model, write_manifest
+from tests.helpers.tools import moto_server
 
 SHARD = "model-00002-of-00003.safetensors"
 
@@ -301,13 +302,8 @@ def test_credentials_in_the_url_are_never_shown(src):
 
 @pytest.fixture(scope="module")
 def moto_s3():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 def _upload(endpoint: str, bucket: str, prefix: str, root: Path, corrupt: str | None = None) -> None:

@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import ROOT, STACKS
+from tests.helpers.tools import moto_server
 
 PROD_AWS = str(STACKS / "Pulumi.prod-aws.yaml")
 FAKE = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -35,13 +36,8 @@ def validate(endpoint: str, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def moto_ec2():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 def _free_port() -> int:
