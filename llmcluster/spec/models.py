@@ -645,6 +645,9 @@ class Serving(_Model):
     #: here. Must differ from ``port`` (rule serving.backend-port).
     backend_port: Annotated[StrictInt, Field(ge=1, le=65535)] = 8001
     gateway: Gateway | None = None
+    #: Where the model servers run: ``systemd`` units on the hosts (roles tensorrt_llm, serving_tls,
+    #: gateway) or ``kubernetes`` (llmcluster.plan.kubernetes; needs the ``kubernetes`` section).
+    runtime: Literal["systemd", "kubernetes"] = "systemd"
 
 
 # --------------------------------------------------------------------------- API access control
@@ -908,6 +911,93 @@ class Nvidia(_Model):
     trtllm: Trtllm = Trtllm()
 
 
+# --------------------------------------------------------------------------- Kubernetes serving layer
+
+_DIGEST_IMAGE = re.compile(r"(?P<repo>[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)+)"
+                           r"@sha256:(?P<digest>[0-9a-f]{64})")
+
+
+def _digest_image(v: str) -> str:
+    if _DIGEST_IMAGE.fullmatch(v):
+        return v
+    if "@" not in v:
+        raise ValueError(f"{_short_text(v)} is pinned by tag, not by digest: a tag can be moved to other bytes; "
+                         "write '<registry>/<repository>@sha256:<64 hex digits>'")
+    raise ValueError(f"{_short_text(v)} is not an image reference by digest "
+                     "('<registry>/<repository>@sha256:<64 hex digits>')")
+
+
+#: A container image pinned by digest (``registry/repository@sha256:<64 hex>``); tags are refused.
+DigestImage = Annotated[StrictStr, AfterValidator(_digest_image)]
+ChartVersion = Annotated[StrictStr, Field(pattern=r"^v?[0-9]+\.[0-9]+\.[0-9]+$")]
+#: ``<namespace>:<key>`` of a Pulumi config secret (``pulumi config set --secret <namespace>:<key>``).
+ConfigKey = Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}:[A-Za-z][A-Za-z0-9_]{0,63}$")]
+Sha256 = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class KubernetesPin(_Model):
+    """One deployable version: the model (name, revision, manifest digest) and the serving image digest."""
+
+    model: Annotated[Text, Field(max_length=64)]
+    revision: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{7,40}$|^main$")]
+    manifest_sha256: Sha256 = Field(description="sha256 of the model's manifest (llmcluster model manifest)")
+    image: DigestImage = Field(description="the TensorRT-LLM serving image, by digest")
+
+
+class KubernetesAutoscaling(_Model):
+    """Replicas follow the queue: KEDA ScaledObject (default) or an HPA on a custom metric."""
+
+    engine: Literal["keda", "hpa"] = "keda"
+    metric: Literal["trtllm_num_requests_waiting", "gateway_queue", "kv_cache_utilization"] = (
+        "trtllm_num_requests_waiting")
+    #: per replica: requests waiting (queue metrics) or percent of the KV cache in use
+    target: Annotated[StrictInt, Field(ge=1, le=10_000)] = 8
+    min_replicas: Annotated[StrictInt, Field(ge=1, le=512)] | None = Field(
+        default=None, description="default serving.replicas; at least 1 (never scaled to zero)")
+    max_replicas: Annotated[StrictInt, Field(ge=1, le=512)] | None = Field(
+        default=None, description="default: every replica the serving pool's hosts can hold")
+    prometheus_url: Annotated[StrictStr, Field(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$")] = (
+        "http://prometheus-operated.monitoring.svc:9090")
+
+
+class KubernetesGpuOperator(_Model):
+    """The NVIDIA GPU Operator (Helm chart, pinned). Driver and toolkit default to off on bare metal, where
+    the host roles (nvidia_driver, nvidia_container_toolkit) own them, and on on EKS node groups."""
+
+    chart_version: ChartVersion = "v25.3.2"
+    driver: StrictBool | None = None
+    toolkit: StrictBool | None = None
+    dcgm_exporter: StrictBool = True
+
+
+class Kubernetes(_Model):
+    """The Kubernetes serving layer (serving.runtime: kubernetes; llmcluster.plan.kubernetes)."""
+
+    namespace: DnsLabel = "llmcluster"
+    #: Target Kubernetes version: the manifests are validated against its schemas (1.25-1.37).
+    version: Annotated[StrictStr, Field(pattern=r"^1\.[0-9]{2}$")] = "1.33"
+    #: Bare metal: the Pulumi config secret holding the kubeconfig of the existing cluster.
+    kubeconfig_secret: ConfigKey | None = None
+    gpu_operator: KubernetesGpuOperator = KubernetesGpuOperator()
+    lws_chart_version: ChartVersion = "0.7.0"
+    gateway_image: DigestImage | None = Field(
+        default=None, description="HAProxy image of the gateway Deployment, by digest (required with a gateway)")
+    #: Pin history, newest first; ``active`` indexes it (0: the newest). ``llmcluster rollback`` moves ``active``.
+    pins: Annotated[tuple[KubernetesPin, ...], Field(min_length=1)]
+    active: Annotated[StrictInt, Field(ge=0, le=63)] = 0
+    keep_pins: Annotated[StrictInt, Field(ge=1, le=64)] = 5
+    model_volume: Literal["pvc", "host"] = Field(
+        default="host", description="pvc: a PersistentVolumeClaim of storage_class (Ceph RBD, EBS); host: the "
+        "nodes' NVMe RAID at storage.model_dir (storage.raid)")
+    storage_class: Annotated[StrictStr, Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")] | None = None
+    autoscaling: KubernetesAutoscaling = KubernetesAutoscaling()
+
+    @property
+    def pin(self) -> KubernetesPin:
+        """The pin the program renders (``pins[active]``; rule kubernetes.pins)."""
+        return self.pins[min(self.active, len(self.pins) - 1)]
+
+
 # --------------------------------------------------------------------------- the spec
 
 
@@ -930,6 +1020,8 @@ class Spec(_Model):
     aws: Aws | None = None
     baremetal: Baremetal | None = None
     lab: Lab | None = None
+    #: The Kubernetes serving layer (serving.runtime: kubernetes)
+    kubernetes: Kubernetes | None = None
 
     def hostname_prefix(self, pool_name: str) -> str:
         p = self.pools[pool_name]

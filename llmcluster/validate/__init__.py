@@ -54,6 +54,7 @@ from llmcluster.validate import (  # noqa: F401  (registers the rules; run order
     baremetal,
     fabric,
     fields,
+    kubernetes,
     lab,
     nvidia,
     pki,
