@@ -30,6 +30,7 @@ MANAGED = "Ansible managed: rendered by llmcluster (Kubernetes serving layer) fr
 def _filters(env: jinja2.Environment) -> None:
     env.filters["dirname"] = os.path.dirname
     env.filters["basename"] = os.path.basename
+    env.filters["ansible.utils.ipwrap"] = lambda v: f"[{v}]" if ":" in str(v) else v
     env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on")
 
 

@@ -1,0 +1,37 @@
+"""Stack overlays that turn the shipped stacks into Kubernetes-runtime stacks (no stack file changes)."""
+
+from __future__ import annotations
+
+import json
+
+D1 = "1" * 64
+D2 = "2" * 64
+IMAGE1 = "nvcr.io/nvidia/tensorrt-llm/release@sha256:" + "a" * 64
+IMAGE2 = "nvcr.io/nvidia/tensorrt-llm/release@sha256:" + "b" * 64
+HAPROXY = "registry.example.internal/haproxy@sha256:" + "c" * 64
+
+
+def pin(revision: str, manifest: str, image: str, model: str = "deepseek-r1") -> dict:
+    return {"model": model, "revision": revision, "manifest_sha256": manifest, "image": image}
+
+
+def section(**extra) -> dict:
+    k = {"namespace": "llm", "version": "1.33", "gateway_image": HAPROXY,
+         "pins": [pin("0123abcd", D2, IMAGE2), pin("00aa11bb", D1, IMAGE1)]}
+    k.update(extra)
+    return k
+
+
+def overrides(*sets: str, **extra) -> tuple[str, ...]:
+    return ("serving.runtime=kubernetes", f"kubernetes={json.dumps(section(**extra))}") + tuple(sets)
+
+
+#: Bare metal, single-node replicas (8x H200 per node): a Deployment.
+BAREMETAL = overrides(**{"kubeconfig_secret": "llmcluster-k8s:kubeconfig"})
+#: Bare metal, 2-node replicas (8x H100: DeepSeek-R1 FP8 needs 16 GPUs): a LeaderWorkerSet.
+BAREMETAL_LWS = overrides('pools.gpu.gpu={"model": "h100", "count": 8, "nvswitch": true, '
+                          '"driver_version": "580.95.05"}', "serving.replicas=2",
+                          **{"kubeconfig_secret": "llmcluster-k8s:kubeconfig"})
+#: prod-aws on its EKS cluster (the GPU pool becomes a node group); the model on an EBS-backed PVC.
+AWS_EKS = overrides('aws.eks={"admin_principals": ["arn:aws:iam::123456789012:role/platform-admin"]}',
+                    model_volume="pvc", storage_class="gp3")
