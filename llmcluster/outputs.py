@@ -32,7 +32,12 @@ AWS = "aws"
 #: Kubernetes serving layer takes its provider from. None without EKS.
 KUBECONFIG = "kubeconfig"
 
+#: serving.runtime kubernetes: namespace, workload (Deployment | LeaderWorkerSet), the active pin and the
+#: objects registered (llmcluster.components.kubernetes). None for systemd stacks.
+KUBERNETES_SERVING = "kubernetesServing"
+
 ALL = (SPEC_SUMMARY, IP_PLAN, CAPACITY, INVENTORY, PKI_ROOT_CERT, PKI_CHAIN, PKI_CERTS, PKI_KEYS,
-       PKI_INTERMEDIATE_KEY, PKI_ROOT_CRL, SWITCH_CONFIGS, SWITCH_APPLIED, AWS, KUBECONFIG)
+       PKI_INTERMEDIATE_KEY, PKI_ROOT_CRL, SWITCH_CONFIGS, SWITCH_APPLIED, AWS, KUBECONFIG,
+       KUBERNETES_SERVING)
 #: Registered as secrets by the program; never in a plain output, the plan document or an artifact.
 SECRET = (PKI_KEYS, PKI_INTERMEDIATE_KEY)

@@ -26,7 +26,8 @@ from llmcluster.spec.models import Spec
 from llmcluster.spec.secrets import SwitchCredentials, missing_credentials_error, needs_switch_credentials
 
 
-def build(spec: Spec, switch_credentials: SwitchCredentials | None = None) -> tuple[Plan, dict[str, Any]]:
+def build(spec: Spec, switch_credentials: SwitchCredentials | None = None,
+          kubeconfig: Any = None) -> tuple[Plan, dict[str, Any]]:
     """Register every resource for ``spec``; return the plan and the stack outputs.
 
     ``switch_credentials`` (secret Outputs) are needed when ``baremetal.switch_apply`` is ``push``.
@@ -55,6 +56,10 @@ def build(spec: Spec, switch_credentials: SwitchCredentials | None = None) -> tu
         outputs.AWS: None, outputs.KUBECONFIG: None,  # the AWS backend's; None elsewhere
         **compute.exports,
     }
+    # The Kubernetes serving layer (serving.runtime: kubernetes): provider from EKS or the kubeconfig secret.
+    from llmcluster.components.kubernetes import serving_layer
+
+    exports[outputs.KUBERNETES_SERVING] = serving_layer(plan, pki, getattr(compute, "kubeconfig", None), kubeconfig)
     return plan, exports
 
 
@@ -82,7 +87,12 @@ def main() -> None:
 
     try:
         spec = load_from_pulumi()
-        _, exports = build(spec, switch_credentials=switch_credentials_from_pulumi(spec))
+        kubeconfig = None
+        k = spec.kubernetes
+        if spec.serving.runtime == "kubernetes" and k is not None and k.kubeconfig_secret:
+            ns, _, key = k.kubeconfig_secret.partition(":")
+            kubeconfig = pulumi.Config(ns).require_secret(key)
+        _, exports = build(spec, switch_credentials=switch_credentials_from_pulumi(spec), kubeconfig=kubeconfig)
     except LLMClusterError as exc:
         # A clean, key-path error instead of a Python traceback; nothing was registered.
         raise pulumi.RunError(f"invalid llmcluster configuration:\n{exc}") from None

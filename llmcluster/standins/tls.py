@@ -43,8 +43,13 @@ class TlsStandin:
             raise ValueError(f"tls.PrivateKey: unsupported algorithm {algo!r}")
         pub = key.public_key().public_bytes(serialization.Encoding.PEM,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+        # OpenSSH encodings (what the provider computes too): the LWS workers' sshd keys use them
+        ossh_pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        ossh_priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                      serialization.NoEncryption())
         return {"privateKeyPem": pem.decode(), "publicKeyPem": pub.decode(),
-                "publicKeyFingerprintSha256": hashlib.sha256(pub).hexdigest()}
+                "publicKeyFingerprintSha256": hashlib.sha256(pub).hexdigest(),
+                "publicKeyOpenssh": ossh_pub.decode() + "\n", "privateKeyOpenssh": ossh_priv.decode()}
 
     @staticmethod
     def _load_key(pem: str):

@@ -1,0 +1,176 @@
+"""The Kubernetes serving layer as pulumi-kubernetes resources (shared by EKS and bare metal).
+
+``KubernetesServing(name, args, opts)``: ``opts`` carries the provider (``providers={"kubernetes": p}``):
+on AWS a ``kubernetes.Provider`` from the EKS cluster's kubeconfig, on bare metal one from the
+kubeconfig secret the stack config names (``kubernetes.kubeconfig_secret``). Every object of the plan
+(:mod:`llmcluster.plan.kubernetes`) is registered as its typed resource (CRDs as ``CustomResource``),
+the Secrets are filled from the PKI component's outputs, and the GPU Operator and the LeaderWorkerSet
+controller are pinned Helm releases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_tls as tls
+
+from llmcluster.plan.kubernetes import KubernetesPlan
+
+#: Helm repositories of the charts (versions pinned by the spec).
+GPU_OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"
+LWS_CHART = "oci://registry.k8s.io/lws/charts/lws"
+
+_TYPED = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+}
+
+
+@dataclass
+class KubernetesServingArgs:
+    plan: KubernetesPlan
+    #: the PKI component (llmcluster.components.pki.Pki): certificates and keys for the Secrets
+    pki: Any
+    #: the serving Service's DNS name (its certificate's SAN) and the leaf lifetime
+    service_fqdn: str
+    leaf_validity_hours: int = 90 * 24
+
+
+def _resource_name(name: str, o: dict[str, Any]) -> str:
+    return f"{name}-{o['kind'].lower()}-{o['metadata']['name']}"
+
+
+class KubernetesServing(pulumi.ComponentResource):
+    TYPE = "llmcluster:kubernetes:Serving"
+
+    def __init__(self, name: str, args: KubernetesServingArgs, opts: pulumi.ResourceOptions | None = None):
+        kp = args.plan
+        super().__init__(self.TYPE, name, {"namespace": kp.namespace, "workload": kp.workload}, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        for w in kp.warnings:
+            pulumi.log.warn(w, resource=self)
+        self.resources: dict[str, pulumi.CustomResource] = {}
+        ns_obj = kp.objects[0]
+        assert ns_obj["kind"] == "Namespace"
+        ns = self._register(name, ns_obj, child)
+        after_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        # the cluster's GPU stack: pinned charts (driver/toolkit off where the host roles own them)
+        gpu_op = k8s.helm.v3.Release(
+            f"{name}-gpu-operator", chart="gpu-operator", version=kp.gpu_operator_chart_version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=GPU_OPERATOR_REPO), namespace="gpu-operator",
+            create_namespace=True, atomic=True, values=kp.gpu_operator_values, opts=child)
+        charts = [gpu_op]
+        if kp.workload == "LeaderWorkerSet":
+            charts.append(k8s.helm.v3.Release(
+                f"{name}-lws", chart=LWS_CHART, version=kp.lws_chart_version, namespace="lws-system",
+                create_namespace=True, atomic=True, opts=child))
+        self.secrets = self._secrets(name, kp, args, after_ns)
+        deps = [ns, *charts, *self.secrets.values()]
+        for o in kp.objects[1:]:
+            self._register(name, o, pulumi.ResourceOptions(parent=self, depends_on=deps))
+        self.register_outputs({"namespace": kp.namespace, "workload": kp.workload,
+                               "objects": [f"{o['kind']}/{o['metadata']['name']}" for o in kp.objects]})
+
+    def _register(self, name: str, o: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+        rname = _resource_name(name, o)
+        cls = _TYPED.get((o["apiVersion"], o["kind"]))
+        body = {k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
+        if cls is None:  # CRDs: LeaderWorkerSet, ScaledObject
+            res = k8s.apiextensions.CustomResource(rname, api_version=o["apiVersion"], kind=o["kind"],
+                                                   opts=opts, **body)
+        else:
+            res = cls(rname, opts=opts, **body)
+        self.resources[f"{o['kind']}/{o['metadata']['name']}"] = res
+        return res
+
+    def _secrets(self, name: str, kp: KubernetesPlan, args: KubernetesServingArgs,
+                 opts: pulumi.ResourceOptions) -> dict[str, k8s.core.v1.Secret]:
+        pki = args.pki
+        meta = {"namespace": kp.namespace, "labels": {"app.kubernetes.io/part-of": "llmcluster"}}
+        child = pulumi.ResourceOptions(parent=self)
+        crl = pki.root_crl_pem
+        chain = pki.chain_pem
+        out: dict[str, k8s.core.v1.Secret] = {}
+        wanted = {s.name for s in kp.secrets}
+        # the serving Service's certificate, issued by the intermediate CA (SAN: the Service's DNS name)
+        key = tls.PrivateKey(f"{name}-serving-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        csr = tls.CertRequest(f"{name}-serving-tls-csr", private_key_pem=key.private_key_pem,
+                              subject=tls.CertRequestSubjectArgs(common_name=args.service_fqdn,
+                                                                 organizational_unit="serving"),
+                              dns_names=[args.service_fqdn], opts=child)
+        cert = tls.LocallySignedCert(f"{name}-serving-tls", cert_request_pem=csr.cert_request_pem,
+                                     ca_private_key_pem=pki.intermediate.key.private_key_pem,
+                                     ca_cert_pem=pki.intermediate.cert_pem,
+                                     validity_period_hours=args.leaf_validity_hours,
+                                     allowed_uses=["digital_signature", "key_agreement", "server_auth"], opts=child)
+        bundle = pulumi.Output.secret(pulumi.Output.concat(cert.cert_pem, chain, key.private_key_pem))
+        out["serving-tls"] = k8s.core.v1.Secret(
+            f"{name}-secret-serving-tls", metadata={**meta, "name": "serving-tls"}, type="Opaque",
+            string_data={"serving-tls.pem": bundle, "ca-chain.pem": chain, "crl.pem": crl}, opts=opts)
+        if "gateway-tls" in wanted:
+            certs, keys = pki.cert_pems, pki.private_key_pems
+
+            def leaf(n: str) -> pulumi.Output:
+                return pulumi.Output.secret(pulumi.Output.all(certs, keys, chain).apply(
+                    lambda a: a[0][n] + a[2] + a[1][n]))
+
+            out["gateway-tls"] = k8s.core.v1.Secret(
+                f"{name}-secret-gateway-tls", metadata={**meta, "name": "gateway-tls"}, type="Opaque",
+                string_data={"api.pem": leaf("gateway-api"), "upstream.pem": leaf("gateway-upstream"),
+                             "ca-chain.pem": chain, "crl.pem": crl}, opts=opts)
+        if "mpi-ssh" in wanted:
+            user = tls.PrivateKey(f"{name}-mpi-user-key", algorithm="ED25519", opts=child)
+            host = tls.PrivateKey(f"{name}-mpi-host-key", algorithm="ED25519", opts=child)
+            known = host.public_key_openssh.apply(lambda k: f"* {k.strip()}\n")
+            sshd = ("# sshd of the LWS workers: non-root, key only, the leader's key only\n"
+                    "HostKey /etc/llmcluster/mpi/ssh_host_ed25519_key\nAuthorizedKeysFile /etc/llmcluster/mpi/"
+                    "authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                    "PermitRootLogin no\nUsePAM no\nPidFile /tmp/sshd.pid\nStrictModes no\n")
+            out["mpi-ssh"] = k8s.core.v1.Secret(
+                f"{name}-secret-mpi-ssh", metadata={**meta, "name": "mpi-ssh"}, type="Opaque",
+                string_data={"id_ed25519": pulumi.Output.secret(user.private_key_openssh),
+                             "authorized_keys": user.public_key_openssh, "known_hosts": known,
+                             "sshd_config": sshd,
+                             "ssh_host_ed25519_key": pulumi.Output.secret(host.private_key_openssh)}, opts=opts)
+        return out
+
+
+#: What the offline evaluation uses for a bare-metal kubeconfig secret it cannot read (never connects).
+OFFLINE_KUBECONFIG = "<offline evaluation: kubeconfig from the stack's secret>"
+
+
+def serving_layer(plan, pki, eks_kubeconfig: Any, kubeconfig_secret: Any) -> Any:
+    """Register the layer for a ``serving.runtime: kubernetes`` stack; its summary (None for systemd stacks).
+
+    The provider: on AWS from the EKS cluster's kubeconfig (the backend's seam), on bare metal from the
+    kubeconfig secret (``kubeconfig_secret``, an Output the program read from the stack config; a secret
+    placeholder offline)."""
+    from llmcluster.render.kubernetes import kubernetes_plan
+
+    kp = kubernetes_plan(plan)
+    if kp is None:
+        return None
+    spec = plan.spec
+    if spec.platform == "aws":
+        if eks_kubeconfig is None:
+            raise ValueError("aws.eks: serving.runtime kubernetes needs the stack's EKS cluster")
+        source = eks_kubeconfig
+    else:
+        source = kubeconfig_secret if kubeconfig_secret is not None else pulumi.Output.secret(OFFLINE_KUBECONFIG)
+    provider = k8s.Provider("kubernetes", kubeconfig=source, enable_server_side_apply=True)
+    layer = KubernetesServing("k8s", KubernetesServingArgs(
+        plan=kp, pki=pki, service_fqdn=f"serving.{kp.namespace}.svc.cluster.local",
+        leaf_validity_hours=spec.pki.leaf_validity_days * 24),
+        pulumi.ResourceOptions(providers={"kubernetes": provider}))
+    return {"namespace": kp.namespace, "workload": kp.workload, "groupSize": kp.group_size,
+            "replicas": kp.replicas, "pin": dict(kp.pin), "objects": sorted(layer.resources),
+            "warnings": list(kp.warnings)}
