@@ -436,34 +436,30 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
         objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("gateway-config", ns, "gateway"),
                         "data": {"haproxy.cfg": texts.gateway_cfg or "", "llmcluster-clients.map":
                                  texts.clients_map or ""}})
+        gw_container = {
+            "name": "haproxy", "image": k.gateway_image, "imagePullPolicy": "IfNotPresent",
+            "command": ["haproxy", "-W", "-db", "-f", f"{CONFIG_DIR}/haproxy.cfg"],
+            "ports": [{"name": "https", "containerPort": gw.port, "protocol": "TCP"}],
+            "securityContext": _container_security(), "resources": _limits("4", "2Gi"),
+            "readinessProbe": {"tcpSocket": {"port": gw.port}, "periodSeconds": 5},
+            "livenessProbe": {"tcpSocket": {"port": gw.port}, "periodSeconds": 20},
+            "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                             {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+                             {"name": "run", "mountPath": "/run/haproxy"}]}
+        gw_pod = {
+            # bind the gateway port (443) without NET_BIND_SERVICE: a safe sysctl (Pod Security allows it)
+            "securityContext": _pod_security([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]),
+            "automountServiceAccountToken": False, "enableServiceLinks": False,
+            "affinity": _anti_affinity(gw_selector), "containers": [gw_container],
+            "volumes": [{"name": "config", "configMap": {"name": "gateway-config", "defaultMode": 0o444}},
+                        {"name": "tls", "secret": {"secretName": "gateway-tls", "defaultMode": 0o440}},
+                        {"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}]}
         objects.append({
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta("gateway", ns, "gateway"),
             "spec": {"replicas": gw_replicas, "selector": {"matchLabels": dict(gw_selector)},
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                      "template": {"metadata": {"labels": {**gw_selector, ZONE_LABEL: gateway_zone or "gateway"}},
-                                  "spec": {
-                                      # bind the gateway port (443) without NET_BIND_SERVICE: a safe sysctl
-                                      "securityContext": _pod_security(
-                                          [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]),
-                                      "automountServiceAccountToken": False, "enableServiceLinks": False,
-                                      "affinity": _anti_affinity(gw_selector),
-                                      "containers": [{
-                                          "name": "haproxy", "image": k.gateway_image, "imagePullPolicy": "IfNotPresent",
-                                          "command": ["haproxy", "-W", "-db", "-f", f"{CONFIG_DIR}/haproxy.cfg"],
-                                          "ports": [{"name": "https", "containerPort": gw.port, "protocol": "TCP"}],
-                                          "securityContext": _container_security(),
-                                          "resources": _limits("4", "2Gi"),
-                                          "readinessProbe": {"tcpSocket": {"port": gw.port}, "periodSeconds": 5},
-                                          "livenessProbe": {"tcpSocket": {"port": gw.port}, "periodSeconds": 20},
-                                          "volumeMounts": [
-                                              {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                                              {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
-                                              {"name": "run", "mountPath": "/run/haproxy"}]}],
-                                      "volumes": [
-                                          {"name": "config", "configMap": {"name": "gateway-config",
-                                                                           "defaultMode": 0o444}},
-                                          {"name": "tls", "secret": {"secretName": "gateway-tls", "defaultMode": 0o440}},
-                                          {"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}]}}}})
+                                  "spec": gw_pod}}})
         objects.append({"apiVersion": "v1", "kind": "Service", "metadata": _meta("gateway", ns, "gateway"),
                         "spec": {"type": "ClusterIP", "selector": dict(gw_selector),
                                  "ports": [{"name": "https", "port": gw.port, "targetPort": gw.port,
