@@ -71,7 +71,7 @@ def pins(spec: Spec) -> Iterator[Problem]:
         return
     for i, p in enumerate(k.pins):
         if p.model != spec.serving.model:
-            yield Problem(f"kubernetes.pins[{i}].model", f"'{p.model}' is not serving.model "
+            yield Problem(f"kubernetes.pins.{i}.model", f"'{p.model}' is not serving.model "
                                                          f"'{spec.serving.model}': a pin changes the revision, "
                                                          "manifest and image, not the model (sized by the planner)")
     if len(k.pins) > k.keep_pins:
@@ -82,7 +82,7 @@ def pins(spec: Spec) -> Iterator[Problem]:
     for i, p in enumerate(k.pins):
         key = (p.revision, p.manifest_sha256, p.image)
         if key in seen:
-            yield Problem(f"kubernetes.pins[{i}]", f"the same pin as pins[{seen[key]}]: list each version once")
+            yield Problem(f"kubernetes.pins.{i}", f"the same pin as pins.{seen[key]}: list each version once")
         seen.setdefault(key, i)
 
 
