@@ -1,0 +1,270 @@
+"""The Kubernetes serving layer's manifests (llmcluster.plan.kubernetes): pure, no API server."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+
+from llmcluster.errors import SpecError
+from llmcluster.plan.kubernetes import (LWS_API, firewall_pod_matrix, leader_script, netpol_matrix,
+                                        pdb_min_available, startup_budget_s)
+from llmcluster.render.kubernetes import kubernetes_plan
+from tests.conftest import load_plan, load_spec
+from tests.helpers import k8s
+
+CASES = {"baremetal": ("prod-baremetal", k8s.BAREMETAL), "baremetal-lws": ("prod-baremetal", k8s.BAREMETAL_LWS),
+         "aws-eks": ("prod-aws", k8s.AWS_EKS)}
+
+
+@functools.cache
+def kp(case: str):
+    stack, over = CASES[case]
+    plan = load_plan(stack, over)
+    return plan, kubernetes_plan(plan)
+
+
+def pod_specs(obj):
+    if obj["kind"] == "Deployment":
+        return [obj["spec"]["template"]["spec"]]
+    t = obj["spec"]["leaderWorkerTemplate"]
+    return [t["leaderTemplate"]["spec"], t["workerTemplate"]["spec"]]
+
+
+def test_systemd_stacks_have_no_kubernetes_layer():
+    assert kubernetes_plan(load_plan("prod-baremetal")) is None
+
+
+@pytest.mark.parametrize("replicas", range(1, 9))
+@pytest.mark.parametrize("group", [1, 2, 3, 4, 8])
+def test_pdb_keeps_every_replica_but_one_in_whole_groups(replicas, group):
+    got = pdb_min_available(replicas, group)
+    if replicas == 1:
+        assert got is None
+        return
+    assert got == (replicas - 1) * group
+    # evicting one whole group is allowed, one pod more is not
+    total = replicas * group
+    assert total - group >= got and total - group - 1 < got
+
+
+def test_pdb_refuses_nonsense():
+    with pytest.raises(ValueError):
+        pdb_min_available(0, 1)
+    with pytest.raises(ValueError):
+        pdb_min_available(2, 0)
+
+
+def test_one_replica_makes_no_pdb_and_says_so():
+    plan = load_plan("prod-baremetal", k8s.BAREMETAL + ('kubernetes.autoscaling={"min_replicas": 1}',))
+    p = kubernetes_plan(plan)
+    assert not [o for o in p.by_kind("PodDisruptionBudget") if o["metadata"]["name"] == "serving"]
+    assert any("no PodDisruptionBudget" in w for w in p.warnings)
+
+
+@pytest.mark.parametrize("case, workload, group", [("baremetal", "Deployment", 1),
+                                                    ("baremetal-lws", "LeaderWorkerSet", 2),
+                                                    ("aws-eks", "Deployment", 1)])
+def test_workload_kind_and_group_size_follow_the_plan(case, workload, group):
+    plan, p = kp(case)
+    assert p.workload == workload and p.group_size == group == plan.serving.nodes
+    pdb = p.get("PodDisruptionBudget", "serving")
+    assert pdb["spec"]["minAvailable"] == (p.replicas - 1) * group
+    obj = p.get(workload, "serving")
+    if workload == "LeaderWorkerSet":
+        assert obj["apiVersion"] == LWS_API
+        assert obj["spec"]["leaderWorkerTemplate"]["size"] == group
+        assert obj["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"] == {"maxUnavailable": 0, "maxSurge": 1}
+    else:
+        assert obj["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+
+
+def test_namespace_enforces_pod_security_restricted_at_the_target_version():
+    _, p = kp("baremetal")
+    labels = p.get("Namespace", "llm")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/enforce-version"] == "v1.33"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_pod_is_hardened_limited_and_spread(case):
+    plan, p = kp(case)
+    pods = [ps for o in p.objects if o["kind"] in ("Deployment", "LeaderWorkerSet") for ps in pod_specs(o)]
+    assert pods
+    for ps in pods:
+        assert ps["securityContext"]["runAsNonRoot"] is True
+        assert ps["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert ps["automountServiceAccountToken"] is False
+        anti = ps["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
+        for c in ps.get("initContainers", []) + ps["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]} and sc["runAsNonRoot"] is True
+            assert c["resources"]["limits"] == c["resources"]["requests"]
+            assert {"cpu", "memory"} <= set(c["resources"]["limits"])
+            assert "@sha256:" in c["image"]
+    serving = [c for ps in pods for c in ps["containers"] if c["name"] == "trtllm"]
+    assert serving and all(c["resources"]["limits"]["nvidia.com/gpu"] == str(plan.serving.gpus_per_node)
+                           for c in serving)
+
+
+def test_startup_budget_comes_from_the_planned_load_time():
+    plan, p = kp("baremetal")
+    load = plan.storage.raid.load_time_s
+    c = p.get("Deployment", "serving")["spec"]["template"]["spec"]["containers"][0]
+    sp = c["startupProbe"]
+    assert sp["periodSeconds"] * sp["failureThreshold"] >= startup_budget_s(load) >= 3 * load
+    assert "/health" in " ".join(sp["exec"]["command"]) and "/health" in " ".join(c["livenessProbe"]["exec"]["command"])
+    assert startup_budget_s(1000.0) == 3300 and startup_budget_s(1.0) == 600
+
+
+def test_init_container_checks_the_pinned_manifest_then_verifies_the_model():
+    plan, p = kp("baremetal")
+    spec = plan.spec.kubernetes
+    init = p.get("Deployment", "serving")["spec"]["template"]["spec"]["initContainers"][0]
+    cmd = init["command"][-1]
+    assert f"{spec.pins[0].manifest_sha256}  /etc/llmcluster/models/deepseek-r1.json" in cmd
+    assert "sha256sum -c -" in cmd and " verify " in cmd and "--manifest" in cmd
+    assert init["image"] == spec.pins[0].image
+    verifier = p.get("ConfigMap", "model-verifier")["data"]["model_verify.py"]
+    assert "def main(" in verifier and '__name__ == "__main__"' in verifier
+
+
+STUB = textwrap.dedent("""\
+    #!/bin/sh
+    for a in "$@"; do printf '%s\\n' "$a"; done
+    """)
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell")
+def test_lws_leader_command_bridges_lws_env_to_mpirun_and_trtllm_llmapi_launch(tmp_path):
+    plan, p = kp("baremetal-lws")
+    leader = p.get("LeaderWorkerSet", "serving")["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
+    script = leader["containers"][0]["command"][-1]
+    stub = tmp_path / "mpirun"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "LWS_LEADER_ADDRESS": "serving-1.serving.llm",
+           "LWS_GROUP_SIZE": "2", "LWS_WORKER_INDEX": "0"}
+    out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    argv = out.stdout.splitlines()
+    gpn = plan.serving.gpus_per_node
+    assert argv[argv.index("-H") + 1] == f"serving-1.serving.llm:{gpn},serving-1-1.serving.llm:{gpn}"
+    assert argv[argv.index("-np") + 1] == str(plan.serving.tp * plan.serving.pp) == "16"
+    launch = argv.index("trtllm-llmapi-launch")
+    assert argv[launch + 1] == "trtllm-serve" and argv[launch + 2] == plan.serving.model_path
+    assert argv[argv.index("--tp_size") + 1] == str(plan.serving.tp)
+    # not on a worker, not with another group size, not without the LWS environment
+    for bad in ({"LWS_WORKER_INDEX": "1"}, {"LWS_GROUP_SIZE": "3"}, {"LWS_LEADER_ADDRESS": ""}):
+        r = subprocess.run(["sh", "-c", script], env={**env, **bad}, capture_output=True, text=True, timeout=10)
+        assert r.returncode != 0 and not r.stdout, bad
+
+
+def test_leader_script_lists_every_worker_of_a_larger_group(tmp_path):
+    script = leader_script(nodes=4, gpus_per_node=8, ranks=32, serve_argv=["trtllm-serve", "/m"])
+    (tmp_path / "mpirun").write_text(STUB)
+    (tmp_path / "mpirun").chmod(0o755)
+    out = subprocess.run(["sh", "-c", script], env={"PATH": f"{tmp_path}:/usr/bin:/bin", "LWS_LEADER_ADDRESS":
+                                                     "s-0.s.ns", "LWS_GROUP_SIZE": "4", "LWS_WORKER_INDEX": "0"},
+                         capture_output=True, text=True, timeout=10, check=True)
+    argv = out.stdout.splitlines()
+    assert argv[argv.index("-H") + 1] == "s-0.s.ns:8,s-0-1.s.ns:8,s-0-2.s.ns:8,s-0-3.s.ns:8"
+
+
+def test_workers_run_sshd_and_no_model_server():
+    _, p = kp("baremetal-lws")
+    worker = p.get("LeaderWorkerSet", "serving")["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
+    cmd = worker["containers"][0]["command"]
+    assert cmd[0].endswith("sshd") and "trtllm-serve" not in " ".join(cmd)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_network_policy_matrix_equals_the_firewall_matrix(case):
+    plan, p = kp(case)
+    pols = p.by_kind("NetworkPolicy")
+    deny = [x for x in pols if x["metadata"]["name"] == "default-deny"]
+    assert deny and deny[0]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    got = netpol_matrix(list(p.objects), plan.firewall, p.pod_zones)
+    want = firewall_pod_matrix(plan.firewall, p.pod_zones)
+    assert want and got == want
+
+
+def test_the_matrix_evaluator_sees_a_widened_or_missing_policy():
+    plan, p = kp("baremetal")
+    objs = [o for o in p.objects if o["metadata"]["name"] != "in-serve-serving"]
+    assert netpol_matrix(objs, plan.firewall, p.pod_zones) != firewall_pod_matrix(plan.firewall, p.pod_zones)
+    wide = [dict(o) for o in p.objects]
+    extra = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": "x", "labels": {}},
+             "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                      "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]}}
+    assert netpol_matrix(wide + [extra], plan.firewall, p.pod_zones) != firewall_pod_matrix(plan.firewall,
+                                                                                              p.pod_zones)
+
+
+def test_gateway_runs_the_gateway_roles_config_in_front_of_the_serving_service():
+    _, p = kp("baremetal")
+    cfg = p.get("ConfigMap", "gateway-config")["data"]["haproxy.cfg"]
+    assert "server serving serving.llm.svc.cluster.local:8000" in cfg
+    assert "verify required" in cfg and "crl-file /etc/haproxy/certs/crl.pem" in cfg
+    for line in ("chroot", "user haproxy", "daemon"):
+        assert f"\n    {line}" not in cfg
+    dep = p.get("Deployment", "gateway")
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert vols["tls"]["secret"]["secretName"] == "gateway-tls"
+    assert {s.name for s in p.secrets} >= {"gateway-tls", "serving-tls"}
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed on this machine")
+def test_rendered_haproxy_configs_parse(tmp_path):
+    """haproxy -c on the gateway and terminator configs (binds and TLS servers replaced: the rest's syntax)."""
+    _, p = kp("baremetal")
+    gw = p.get("ConfigMap", "gateway-config")["data"]["haproxy.cfg"]
+    term = p.get("ConfigMap", "serving-config")["data"]["serving-tls.cfg"]
+    for name, text in (("gw", gw), ("term", term)):
+        # TLS material is made up here: bind plain on loopback, drop the TLS servers (syntax of the rest)
+        lines = [ln for ln in text.splitlines() if not ln.strip().startswith(("server ", "default-server "))]
+        body = "\n".join("    bind 127.0.0.1:18443" if ln.strip().startswith("bind ") else ln for ln in lines)
+        f = tmp_path / f"{name}.cfg"
+        f.write_text(body.replace("/etc/haproxy/config/", f"{tmp_path}/") + "\n")
+        (tmp_path / "llmcluster-clients.map").write_text("")
+        r = subprocess.run(["haproxy", "-c", "-f", str(f)], capture_output=True, text=True, timeout=30,
+                           env={**os.environ})
+        assert r.returncode == 0, (name, r.stdout + r.stderr)
+
+
+def test_autoscaling_keeps_at_least_one_replica_and_scales_the_workload():
+    _, p = kp("baremetal-lws")
+    so = p.get("ScaledObject", "serving")
+    assert so["spec"]["minReplicaCount"] >= 1
+    assert so["spec"]["scaleTargetRef"] == {"apiVersion": LWS_API, "kind": "LeaderWorkerSet", "name": "serving"}
+    assert "trtllm_num_requests_waiting" in so["spec"]["triggers"][0]["metadata"]["query"]
+    plan = load_plan("prod-baremetal", k8s.BAREMETAL + ('kubernetes.autoscaling={"engine": "hpa"}',))
+    hpa = kubernetes_plan(plan).get("HorizontalPodAutoscaler", "serving")
+    assert hpa["spec"]["minReplicas"] >= 1 and hpa["spec"]["maxReplicas"] >= hpa["spec"]["minReplicas"]
+
+
+def test_gpu_operator_driver_and_toolkit_off_on_bare_metal_on_for_eks():
+    _, bm = kp("baremetal")
+    _, eks = kp("aws-eks")
+    assert bm.gpu_operator_values["driver"] == {"enabled": False} == bm.gpu_operator_values["toolkit"]
+    assert eks.gpu_operator_values["driver"] == {"enabled": True} == eks.gpu_operator_values["toolkit"]
+
+
+@pytest.mark.parametrize("image, words", [
+    ("nvcr.io/nvidia/tensorrt-llm/release:1.0.0", "pinned by tag"),
+    ("nvcr.io/nvidia/tensorrt-llm/release", "pinned by tag"),
+    ("nvcr.io/nvidia/tensorrt-llm/release@sha256:abc", "not an image reference by digest"),
+])
+def test_images_by_tag_are_refused_with_the_key_path(image, words):
+    over = k8s.overrides(**{"kubeconfig_secret": "llmcluster-k8s:kubeconfig", "gateway_image": image})
+    with pytest.raises(SpecError) as e:
+        load_spec("prod-baremetal", over)
+    text = str(e.value)
+    assert "kubernetes.gateway_image" in text and words in text
