@@ -51,6 +51,9 @@ class Recorded:
     #: (:mod:`llmcluster.policy.runner`). Not part of the plan document.
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: The explicit provider reference (``<provider URN>::<id>``; "" for the default provider). Not part
+    #: of the plan document.
+    provider: str = ""
 
 
 def _is_secret(value: Any) -> bool:
@@ -130,6 +133,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                 urn=resp.urn, type=request.type, name=request.name, parent=request.parent,
                 custom=bool(request.custom), inputs=dict(rpc.deserialize_properties(request.object)),
                 id=resp.id or "", outputs=dict(rpc.deserialize_properties(resp.object)) if resp.object else {},
+                provider=getattr(request, "provider", "") or "",
             ))
         return resp
 
