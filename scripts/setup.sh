@@ -62,4 +62,12 @@ echo "setup: installing Python packages (pinned in pyproject.toml)"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 touch .venv/.installed
+# checkov (the Kubernetes manifests' policy linter, tests/unit/test_kubernetes_validate.py) pins many
+# packages of its own: it gets its own virtualenv, never the project's.
+CHECKOV_VERSION=3.3.30
+if [ ! -x .tools/checkov/bin/checkov ] || ! .tools/checkov/bin/checkov --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
+  echo "setup: installing checkov $CHECKOV_VERSION into .tools/checkov"
+  "$PYTHON" -m venv .tools/checkov
+  .tools/checkov/bin/python -m pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+fi
 echo "setup: done"

@@ -52,8 +52,8 @@ ZONE_LABEL = "llmcluster.io/zone"
 #: LWS's labels on its pods.
 LWS_NAME = "leaderworkerset.sigs.k8s.io/name"
 LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
-#: Non-root identity of every container.
-UID = 1000
+#: Non-root identity of every container (a high UID: no clash with host users, checkov CKV_K8S_40).
+UID = 10001
 #: Where things are mounted in the serving pods.
 VERIFIER_DIR = "/opt/llmcluster/verifier"
 VERIFIER_FILE = "model_verify.py"
@@ -336,6 +336,7 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
         "ports": [{"name": "https", "containerPort": sp.port, "protocol": "TCP"}],
         "securityContext": _container_security(), "resources": _limits("2", "1Gi"),
         "readinessProbe": {"tcpSocket": {"port": sp.port}, "periodSeconds": 10},
+        "livenessProbe": {"tcpSocket": {"port": sp.port}, "periodSeconds": 30},
         "volumeMounts": [{"name": "serving-config", "mountPath": SERVING_CONFIG_DIR, "readOnly": True},
                          {"name": "serving-tls", "mountPath": TLS_DIR, "readOnly": True},
                          {"name": "haproxy-run", "mountPath": "/run/haproxy"}]}
@@ -378,7 +379,8 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
                                      "-p", str(MPI_SSH_PORT)],
                          "ports": [{"name": "mpi-ssh", "containerPort": MPI_SSH_PORT, "protocol": "TCP"}],
                          "volumeMounts": common_mounts + [mpi_mount],
-                         "readinessProbe": {"tcpSocket": {"port": MPI_SSH_PORT}, "periodSeconds": 10}})
+                         "readinessProbe": {"tcpSocket": {"port": MPI_SSH_PORT}, "periodSeconds": 10},
+                         "livenessProbe": {"tcpSocket": {"port": MPI_SSH_PORT}, "periodSeconds": 30}})
         lws_selector = {LWS_NAME: "serving"}
         labels = dict(pod_labels)
         objects.append({

@@ -9,6 +9,8 @@ Layout::
     hosts/<host>/qos.sh            tc htb classes and DSCP filters
     switches/<switch>.<ext>        bare metal: every leaf/spine config in baremetal.switch_os
                                    (.nvue.yaml Cumulus NVUE, .config_db.json SONiC, .eos.cfg EOS)
+    kubernetes/NN-<kind>-<name>.yaml  serving.runtime kubernetes: every object of the serving layer,
+                                   in apply order (Secrets excepted), and kubernetes/plan.json
     .llmcluster-export.json        the files above (what a later run may replace; see llmcluster.outdir)
 
 Private keys are never written here: they stay Pulumi secrets and reach hosts through the
@@ -51,6 +53,12 @@ def artifacts(ev: Evaluation, switch_os: str | None = None) -> dict[str, tuple[s
         files[f"hosts/{h.name}/qos.sh"] = (tc.render_host_tc(h.name, plan.ip, plan.qos, tagged), 0o755)
     for name, text in sorted(render_switches(plan, switch_os).items()):
         files[f"switches/{name}"] = (text, 0o644)
+    from llmcluster.render.kubernetes import kubernetes_plan, manifest_files
+
+    kp = kubernetes_plan(plan)
+    if kp is not None:
+        for name, text in manifest_files(kp).items():
+            files[name] = (text, 0o644)
     return files
 
 
