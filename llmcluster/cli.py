@@ -696,6 +696,21 @@ def _bounded(kind: type, lo: float, hi: float, unit: str = "", *, low_open: bool
     return parse
 
 
+def cmd_rollback(args) -> int:
+    """Point the stack's Kubernetes serving layer at an earlier pin (llmcluster.rollback)."""
+    from llmcluster.rollback import rollback
+
+    r = rollback(stack_file(args.stack, stacks_dir(args.stacks_dir)), args.to)
+    if args.json:
+        _print_json({"stack": args.stack, "file": str(r.path), "active": {"from": r.before, "to": r.after},
+                     "pin": r.pin})
+    else:
+        _console().print(f"{args.stack}: kubernetes.active {r.before} -> {r.after}: {r.pin['model']} "
+                         f"{r.pin['revision']} manifest {r.pin['manifest_sha256'][:12]} image "
+                         f"{r.pin['image'].rsplit('@', 1)[-1][:19]} (run pulumi up to apply)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from llmcluster.plan import capacity as C
 
@@ -742,6 +757,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "plan --out)")
     pl.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     pl.set_defaults(func=cmd_plan)
+
+    rb = sub.add_parser("rollback", help="render an earlier pin (model, manifest, image) of the Kubernetes serving "
+                                         "layer: rewrites kubernetes.active in the stack file")
+    stack_args(rb, with_set=False)
+    rb.add_argument("--to", type=_bounded(int, 0, 63), metavar="N",
+                    help="the pin to render (0: the newest; default: one older than the active pin)")
+    rb.add_argument("--json", action="store_true")
+    rb.set_defaults(func=cmd_rollback)
 
     inv = sub.add_parser("inventory", help="Ansible dynamic inventory (--list / --host)")
     stack_args(inv)

@@ -35,3 +35,19 @@ BAREMETAL_LWS = overrides('pools.gpu.gpu={"model": "h100", "count": 8, "nvswitch
 #: prod-aws on its EKS cluster (the GPU pool becomes a node group); the model on an EBS-backed PVC.
 AWS_EKS = overrides('aws.eks={"admin_principals": ["arn:aws:iam::123456789012:role/platform-admin"]}',
                     model_volume="pvc", storage_class="gp3")
+
+
+def stack_text(pins: list[dict], extra: str = "") -> str:
+    """prod-baremetal's stack file as a Kubernetes-runtime stack (block style, as a person writes it)."""
+    from tests.conftest import STACKS
+
+    base = (STACKS / "Pulumi.prod-baremetal.yaml").read_text()
+    assert "\n    pool: gpu\n    gateway:\n" in base
+    text = base.replace("\n    pool: gpu\n    gateway:\n", "\n    pool: gpu\n    runtime: kubernetes\n    gateway:\n", 1)
+    lines = ["  llmcluster:kubernetes:", "    # the cluster and its pins (newest first)", "    namespace: llm",
+             '    version: "1.33"', "    kubeconfig_secret: llmcluster-k8s:kubeconfig",
+             f"    gateway_image: {HAPROXY}", "    pins:"]
+    for p in pins:
+        lines += [f"      - model: {p['model']}", f"        revision: \"{p['revision']}\"",
+                  f"        manifest_sha256: \"{p['manifest_sha256']}\"", f"        image: {p['image']}"]
+    return text.rstrip("\n") + "\n" + "\n".join(lines) + "\n" + extra
