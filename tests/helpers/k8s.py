@@ -42,8 +42,9 @@ def stack_text(pins: list[dict], extra: str = "") -> str:
     from tests.conftest import STACKS
 
     base = (STACKS / "Pulumi.prod-baremetal.yaml").read_text()
-    assert "\n    pool: gpu\n    gateway:\n" in base
-    text = base.replace("\n    pool: gpu\n    gateway:\n", "\n    pool: gpu\n    runtime: kubernetes\n    gateway:\n", 1)
+    anchor = "\n    pool: gpu\n    gateway:\n"
+    assert anchor in base
+    text = base.replace(anchor, "\n    pool: gpu\n    runtime: kubernetes\n    gateway:\n", 1)
     lines = ["  llmcluster:kubernetes:", "    # the cluster and its pins (newest first)", "    namespace: llm",
              '    version: "1.33"', "    kubeconfig_secret: llmcluster-k8s:kubeconfig",
              f"    gateway_image: {HAPROXY}", "    pins:"]
