@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llmcluster.policy import compute, encryption, exposure, network, s3  # noqa: F401  (registers the rules)
+from llmcluster.policy import compute, encryption, exposure, kubernetes, network, s3  # noqa: F401  (registers the rules)
 from llmcluster.policy.core import EFA_TAG, RULES, ZONE_TAG, Context, PublicListener, Violation, is_true
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -145,6 +145,7 @@ def check_resources(resources: Iterable[Resource], ctx: Context | None = None,
     ctx = context_from_resources(resources, ctx, admin_zone_names)
     found = [v for r in resources for v in check_resource(r, ctx)]
     found.extend(bucket_coverage(resources))
+    found.extend(kubernetes.default_deny_coverage(resources))
     return sorted(set(found), key=lambda v: (v.resource, v.rule, v.path, v.message))
 
 

@@ -116,3 +116,8 @@ FIXTURES: dict[str, tuple[str, dict, dict, str]] = {
     "lb.internal": (NLB, {"internal": True, "loadBalancerType": "network"},
                     {"internal": False, "loadBalancerType": "network"}, "internal"),
 }
+
+# the Kubernetes pod rules (llmcluster.policy.kubernetes)
+from tests.helpers.k8s_policy_fixtures import K8S_FIXTURES  # noqa: E402
+
+FIXTURES.update(K8S_FIXTURES)

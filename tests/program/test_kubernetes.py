@@ -114,3 +114,23 @@ def test_the_layer_passes_the_security_rules():
 
     for case in CASES:
         assert check_evaluation(ev(case)) == [], case
+
+
+def test_the_pod_rules_read_the_registered_inputs():
+    """The rules judge what pulumi-kubernetes registers: a weakened copy of a registered workload is caught."""
+    import copy
+
+    from llmcluster.policy import check
+    from llmcluster.policy.runner import Resource, check_resources
+
+    e = ev("baremetal-lws")
+    lws = next(r for r in e.resources if r.type.endswith(":LeaderWorkerSet"))
+    props = copy.deepcopy(lws.inputs)
+    assert check(lws.type, props) == []
+    c = props["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]
+    c["securityContext"]["readOnlyRootFilesystem"] = False
+    assert [v.rule for v in check(lws.type, props)] == ["k8s.read-only-root-fs"]
+    # without its default-deny policy the namespace is refused
+    rest = [Resource(r.urn, r.type, r.inputs) for r in e.resources
+            if not (r.type.endswith(":NetworkPolicy") and r.inputs["metadata"]["name"] == "default-deny")]
+    assert {v.rule for v in check_resources(rest)} >= {"k8s.default-deny"}
