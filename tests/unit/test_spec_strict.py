@@ -101,6 +101,17 @@ def _enriched() -> dict[str, dict[str, Any]]:
                            "admin_principals": ["arn:aws:iam::123456789012:role/platform-admin"]})
     aws["fabric"]["vlans"]["mgmt"]["subnet"] = aws["fabric"]["vlans"]["mgmt"].get("subnet") or "10.80.0.0/24"
     aws["fabric"]["vlans"]["mgmt"].pop("prefix", None)
+    # the Kubernetes serving layer (docs/kubernetes.md), every field
+    prod["serving"]["runtime"] = "kubernetes"
+    prod["kubernetes"] = {
+        "namespace": "llm", "version": "1.33", "kubeconfig_secret": "llmcluster-k8s:kubeconfig",
+        "gpu_operator": {"chart_version": "v25.3.2", "driver": False, "toolkit": False, "dcgm_exporter": True},
+        "lws_chart_version": "0.7.0", "gateway_image": "registry.example:5000/haproxy@sha256:" + "c" * 64,
+        "pins": [{"model": "deepseek-r1", "revision": "0123abcd", "manifest_sha256": "2" * 64,
+                  "image": "registry.example:5000/nvidia/tensorrt-llm/release@sha256:" + "b" * 64}],
+        "active": 0, "keep_pins": 5, "model_volume": "pvc", "storage_class": "ceph-rbd",
+        "autoscaling": {"engine": "keda", "metric": "trtllm_num_requests_waiting", "target": 8, "min_replicas": 2,
+                        "max_replicas": 4, "prometheus_url": "http://prometheus.monitoring.svc:9090"}}
     return {"lab": lab, "dev-aws": aws, "prod-baremetal": prod}
 
 
