@@ -82,6 +82,9 @@ class KubernetesServing(pulumi.ComponentResource):
 
     def _register(self, name: str, o: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
         rname = _resource_name(name, o)
+        if o["kind"] in ("Deployment", "LeaderWorkerSet") and o["metadata"]["name"] == "serving":
+            # the autoscaler owns the replica count after creation: an update must not reset it
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["spec.replicas"]))
         cls = _TYPED.get((o["apiVersion"], o["kind"]))
         body = {k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
         if cls is None:  # CRDs: LeaderWorkerSet, ScaledObject
