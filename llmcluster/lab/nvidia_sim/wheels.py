@@ -602,6 +602,18 @@ def _scalar(text):
     return text
 
 
+# The top-level LLM API options the stand-in accepts: the TorchLlmArgs / TrtLlmArgs fields of
+# TensorRT-LLM 1.0.0 that llmcluster's engine configuration (llmcluster.plan.engine) and NVIDIA's
+# published recipes use; anything else is refused as the real pydantic model refuses extra inputs.
+LLM_API_OPTIONS = frozenset((
+    "tensor_parallel_size", "pipeline_parallel_size", "moe_expert_parallel_size", "moe_tensor_parallel_size",
+    "enable_attention_dp", "attention_dp_config", "max_batch_size", "max_num_tokens", "max_seq_len",
+    "max_beam_width", "enable_chunked_prefill", "kv_cache_config", "cuda_graph_config", "moe_config",
+    "speculative_config", "trust_remote_code", "print_iter_log", "stream_interval", "backend",
+    "disable_overlap_scheduler", "scheduler_config", "enable_iter_perf_stats", "num_postprocess_workers",
+))
+
+
 def parse_yaml(text):
     """The block-style YAML subset of an options file (mappings, lists of scalars)."""
     root = {}
@@ -696,6 +708,18 @@ def check(args):
             options = yaml.safe_load(text) or {}
         if not isinstance(options, dict):
             raise SimError(f"{args.extra_llm_api_options}: the options must be a mapping")
+        unknown = sorted(set(options) - LLM_API_OPTIONS)
+        if unknown:
+            raise SimError(f"{args.extra_llm_api_options}: unknown LLM API option(s) {', '.join(unknown)} "
+                           f"(TensorRT-LLM {tensorrt_llm.__version__} refuses extra inputs)")
+        # The options file wins over the flags (as in trtllm-serve): its parallel sizes decide the ranks.
+        ranks = int(options.get("tensor_parallel_size", args.tp_size)) * int(options.get("pipeline_parallel_size",
+                                                                                          args.pp_size))
+        if options.get("enable_attention_dp") and int(options.get("tensor_parallel_size", args.tp_size)) < 2:
+            raise SimError("enable_attention_dp needs tensor_parallel_size >= 2")
+        if ranks > gpus * nodes:
+            raise SimError(f"the options' tensor_parallel_size x pipeline_parallel_size = {ranks} ranks, but only "
+                           f"{gpus} GPU(s) per node x {nodes} node(s)")
     return os.path.basename(os.path.abspath(model)), options
 
 
