@@ -848,6 +848,11 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--json", action="store_true")
     ms.set_defaults(func=cmd_model_stage)
 
+    # llmcluster bench serve (llmcluster.bench_serve): the load-test harness
+    from llmcluster import bench_serve
+
+    bench_serve.add_parser(sub, _bounded, stack_args)
+
     lab = sub.add_parser("lab", help="the local lab: real isolated Linux hosts (needs root)")
     lab.add_argument("action", choices=("up", "converge", "verify", "down", "status"))
     lab.add_argument("--stack", "-s", default="lab")
