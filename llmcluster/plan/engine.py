@@ -99,9 +99,12 @@ def _moe_backend(arch: str, precision: str, attention_dp: bool, row: Recipe | No
     return backend, "deployment guide support matrix"
 
 
-def engine_config(cap: CapacityPlan, *, isl: int | None = None, osl: int | None = None) -> EngineConfig:
+def engine_config(cap: CapacityPlan, *, isl: int | None = None, osl: int | None = None,
+                  backend: str | None = None) -> EngineConfig:
     """The ``--extra_llm_api_options`` of ``cap`` for inputs of ``isl`` and outputs of ``osl`` tokens
-    (default: OSL 1024, at most half the context, and the rest of the context as input)."""
+    (default: OSL 1024, at most half the context, and the rest of the context as input).
+    ``backend``: ``pytorch`` to serve a dense checkpoint through the PyTorch flow instead of the
+    plan's TensorRT engine (scripts/gpu_check.py does, to skip the engine build)."""
     for name, value in (("isl", isl), ("osl", osl)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InfeasibleError(f"{name} must be a positive whole number (got {value!r})")
@@ -115,7 +118,9 @@ def engine_config(cap: CapacityPlan, *, isl: int | None = None, osl: int | None 
     model = lookup_model(cap.model)
     gpu = lookup_gpu(cap.gpu)
     version, _ = table()
-    pytorch = cap.backend == "pytorch"
+    if backend not in (None, "pytorch", "engine"):
+        raise InfeasibleError(f"backend must be pytorch or engine (got {backend!r})")
+    pytorch = (backend or cap.backend) == "pytorch"
     deepseek = model.family == "deepseek_v3"
     row = nearest(cap.model, cap.gpu, cap.precision, isl=isl, osl=osl, concurrency=cap.concurrency, tp=cap.tp)
     dp = cap.tp if cap.attention_dp else 1
