@@ -539,8 +539,9 @@ def roofline_of(plan: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- CLI (registered by llmcluster.cli)
 
 
-def add_parser(sub: Any, bounded: Callable[..., Any], stack_args: Callable[..., Any]) -> None:
-    """``llmcluster bench serve``: the subcommand's options (``bounded``: the CLI's checked numbers)."""
+def add_parser(sub: Any, bounded: Callable[..., Any], load_spec: Callable[[Any], Any]) -> None:
+    """``llmcluster bench serve``: the subcommand's options (``bounded``: the CLI's checked numbers;
+    ``load_spec(args)``: the CLI's stack loader, for ``--stack``)."""
     b = sub.add_parser("bench", help="load tests (bench serve: the OpenAI API through the gateway, with mTLS)")
     bs = b.add_subparsers(dest="action", required=True)
     p = bs.add_parser("serve", help="load-test the OpenAI-compatible API: TTFT, TPOT, latency percentiles, "
@@ -577,17 +578,14 @@ def add_parser(sub: Any, bounded: Callable[..., Any], stack_args: Callable[..., 
                    help="per-request timeout in seconds")
     p.add_argument("--json", action="store_true", help="print the report as JSON (summary and every request)")
     p.add_argument("--out", help="also write the JSON report to this new file (never overwrites)")
-    p.set_defaults(func=cmd_bench_serve, set=None)
+    p.set_defaults(func=cmd_bench_serve, set=None, load_spec=load_spec)
 
 
 def _stack_endpoint(args: Any) -> tuple[Any, str, str]:
     """(plan, URL, connect address) of ``--stack``'s gateway."""
-    from llmcluster.cli import stack_file, stacks_dir
     from llmcluster.plan.build import build_plan
-    from llmcluster.validate import load_stack_file
 
-    spec = load_stack_file(stack_file(args.stack, stacks_dir(args.stacks_dir)), [])
-    plan = build_plan(spec)
+    plan = build_plan(args.load_spec(args))
     gw = plan.serving.gateway
     if gw is None:
         if args.url is None:

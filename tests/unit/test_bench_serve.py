@@ -247,7 +247,10 @@ def test_stack_gives_gateway_endpoint_model_and_roofline(monkeypatch) -> None:
     from llmcluster.cli import stack_file, stacks_dir
 
     plan = build_plan(load_stack_file(stack_file("lab", stacks_dir(None)), []))
-    args = type("A", (), {"stack": "lab", "stacks_dir": None, "url": None, "connect": None})()
+    from llmcluster.cli import _load
+
+    args = type("A", (), {"stack": "lab", "stacks_dir": None, "url": None, "connect": None, "set": None,
+                          "load_spec": staticmethod(_load)})()
     got_plan, url, connect = B._stack_endpoint(args)
     gw = plan.serving.gateway
     assert url == f"https://{gw.hostname}:{gw.port}" and connect
