@@ -273,6 +273,10 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=20)
     ap.add_argument("--workdir")
     ap.add_argument("--out", help="write the JSON results here")
+    ap.add_argument("--serve", type=int, default=0, metavar="N",
+                    help="also run `llmcluster bench serve`'s harness through the gateway: N streamed requests "
+                         "(closed loop at --concurrency, ISL normal:256:64, OSL uniform:16:64), printed as its table")
+    ap.add_argument("--only-serve", action="store_true", help="with --serve: skip the other scenarios")
     ap.add_argument("--upstream", nargs=5, metavar=("PORT", "CERT", "KEY", "CLIENT_CA", "TOKEN_MS"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -316,6 +320,22 @@ def main() -> int:
                                      "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True,
                                                                check=False).stdout.splitlines()[0]},
                          "setup_s": round(setup_s, 1), "params": vars(args) | {"upstream": None}}
+        if args.serve:
+            from llmcluster import bench_serve as BS
+
+            ep = BS.endpoint_from_url(f"https://{HOSTNAME}:{gw.port}", connect="127.0.0.1", cacert=cacert,
+                                      cert=client.cert, key=client.key)
+            cfg = BS.Config(model=MODEL, isl=BS.Dist.parse("normal:256:64", "--isl"),
+                            osl=BS.Dist.parse("uniform:16:64", "--osl"), mode="closed",
+                            concurrency=args.concurrency, requests=args.serve, warmup=2)
+            rep = BS.run(ep, cfg)
+            results["serve"] = rep.summary()
+            width = max(len(k) for k, _ in BS.table_rows(rep))
+            for k, v in BS.table_rows(rep):
+                print(f"| {k:<{width}} | {v} |")
+            if args.only_serve:
+                args.out and Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n")
+                return 0
         for t in (direct, via):  # warm up both paths
             closed_loop(t, 2, 0.5, True)
         for reuse in (True, False):
