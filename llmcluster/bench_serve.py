@@ -424,6 +424,8 @@ def run(ep: Endpoint, cfg: Config, *, roofline: dict[str, Any] | None = None,
         for t in threads:
             t.join()
     else:
+        pool: list[http.client.HTTPConnection] = []  # idle keep-alive connections of this run
+        pool_lock = threading.Lock()
         sem = threading.BoundedSemaphore(cfg.max_in_flight)
         threads = []
         arrival_rng = random.Random(cfg.seed + 1)
@@ -445,7 +447,7 @@ def run(ep: Endpoint, cfg: Config, *, roofline: dict[str, Any] | None = None,
                 try:
                     record(one_request(ep, ctx, _Conn(), cfg.model, isl, osl, seed, cfg.timeout_s, False,
                                        cfg.ignore_eos, clock) if not cfg.reuse else
-                           _pooled(ep, ctx, cfg, isl, osl, seed, clock))
+                           _pooled(ep, ctx, cfg, isl, osl, seed, clock, pool, pool_lock))
                 finally:
                     sem.release()
 
@@ -454,26 +456,24 @@ def run(ep: Endpoint, cfg: Config, *, roofline: dict[str, Any] | None = None,
             threads.append(t)
         for t in threads:
             t.join()
+        for c in pool:
+            c.close()
     wall = clock() - t0
     config = {**asdict(cfg), "isl": str(cfg.isl), "osl": str(cfg.osl)}
     return Report(endpoint=ep.url, config=config, wall_s=wall, results=sorted(results, key=lambda r: r.start),
                   roofline=roofline)
 
 
-_POOL: list[http.client.HTTPConnection] = []
-_POOL_LOCK = threading.Lock()
-
-
 def _pooled(ep: Endpoint, ctx: ssl.SSLContext | None, cfg: Config, isl: int, osl: int, seed: int,
-            clock: Callable[[], float]) -> Result:
-    """Fixed-rate requests reuse idle keep-alive connections from a shared pool."""
+            clock: Callable[[], float], pool: list[http.client.HTTPConnection], lock: threading.Lock) -> Result:
+    """Fixed-rate requests reuse the run's idle keep-alive connections."""
     local = _Conn()
-    with _POOL_LOCK:
-        local.conn = _POOL.pop() if _POOL else None
+    with lock:
+        local.conn = pool.pop() if pool else None
     r = one_request(ep, ctx, local, cfg.model, isl, osl, seed, cfg.timeout_s, True, cfg.ignore_eos, clock)
     if local.conn is not None:
-        with _POOL_LOCK:
-            _POOL.append(local.conn)
+        with lock:
+            pool.append(local.conn)
     return r
 
 

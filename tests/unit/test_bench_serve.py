@@ -35,6 +35,8 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         # as real servers do: no Nagle delay between the small SSE writes
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.lock:
+            self.server.conns += 1
 
     def do_GET(self):
         body = json.dumps({"object": "list", "data": [{"id": "standin-model", "object": "model"}]}).encode()
@@ -83,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
 def _server(ctx: ssl.SSLContext | None = None, fail_every: int = 0):
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.daemon_threads = True
-    srv.lock, srv.count, srv.seen, srv.fail_every = threading.Lock(), 0, [], fail_every
+    srv.lock, srv.count, srv.seen, srv.fail_every, srv.conns = threading.Lock(), 0, [], fail_every, 0
     if ctx is not None:
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -156,6 +158,7 @@ def test_closed_loop_measures_every_request(plain) -> None:
     s = rep.summary()
     assert (s["requests"], s["ok"], s["errors"]) == (24, 24, 0)
     assert plain.count == 25  # + the warm-up
+    assert plain.conns <= 5  # keep-alive: one connection per worker, one for the warm-up
     assert s["output_tokens"] == 24 * 20 and s["output_tokens_mean"] == 20
     assert all(8 <= len(r["messages"][0]["content"].split()) <= 16 for r in plain.seen)
     # the stand-in waits 20 ms before the first token, then 2 ms per token
@@ -185,6 +188,11 @@ def test_fixed_rate_and_errors_are_counted(plain) -> None:
     assert time.perf_counter() - t0 >= 19 / 100  # 20 arrivals 10 ms apart
     assert s["requests"] == 20 and s["errors"] == 5 and s["ok"] == 15
     assert s["error_kinds"] == {"HTTP 500": 5}
+    # without reuse every request opens its own connection
+    plain.fail_every, before = 0, plain.conns
+    s = B.run(ep, B.Config(model="m", isl=B.Dist.parse("4", "--isl"), osl=B.Dist.parse("2", "--osl"),
+                           mode="closed", concurrency=2, requests=6, warmup=0, reuse=False)).summary()
+    assert s["ok"] == 6 and plain.conns - before == 6
 
 
 def test_mtls_with_pki_export_folder(mtls, pki, capsys) -> None:
