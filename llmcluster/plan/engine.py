@@ -47,6 +47,25 @@ from llmcluster.plan.capacity import MAX_NUM_TOKENS_CAP, CapacityPlan
 from llmcluster.plan.catalog import lookup_gpu, lookup_model
 from llmcluster.plan.recipes import Recipe, nearest, split_context, table
 
+#: The LLM-API options (``TorchLlmArgs`` / ``TrtLlmArgs`` fields of TensorRT-LLM 1.0.0, the pinned
+#: version) this planner and NVIDIA's recipes use, with the fields of the nested configurations
+#: (``KvCacheConfig``, ``CudaGraphConfig``, ``MoeConfig``, ``MTPDecodingConfig``, ``AttentionDpConfig``);
+#: None: a scalar. The lab's stand-in trtllm-serve refuses anything else, as the real pydantic models
+#: refuse extra inputs (llmcluster.lab.nvidia_sim.wheels).
+LLM_API_OPTIONS: dict[str, tuple[str, ...] | None] = {
+    "tensor_parallel_size": None, "pipeline_parallel_size": None, "moe_expert_parallel_size": None,
+    "moe_tensor_parallel_size": None, "enable_attention_dp": None,
+    "attention_dp_config": ("enable_balance", "batching_wait_iters", "timeout_iters"),
+    "max_batch_size": None, "max_num_tokens": None, "max_seq_len": None, "max_beam_width": None,
+    "enable_chunked_prefill": None,
+    "kv_cache_config": ("dtype", "free_gpu_memory_fraction", "enable_block_reuse", "max_tokens"),
+    "cuda_graph_config": ("enable_padding", "batch_sizes", "max_batch_size"),
+    "moe_config": ("backend",),
+    "speculative_config": ("decoding_type", "num_nextn_predict_layers", "use_relaxed_acceptance_for_thinking",
+                           "relaxed_topk", "relaxed_delta"),
+    "trust_remote_code": None, "print_iter_log": None, "stream_interval": None, "backend": None,
+    "disable_overlap_scheduler": None, "enable_iter_perf_stats": None, "num_postprocess_workers": None,
+}
 #: attention_dp_config of every published DeepSeek-R1 row with attention DP.
 ATTENTION_DP_CONFIG = {"enable_balance": True, "batching_wait_iters": 0, "timeout_iters": 60}
 #: NVIDIA's DeepSeek-R1 deployment guide, "MoE Backend Support Matrix" (no published row).

@@ -235,12 +235,15 @@ def test_serve_refuses_what_the_real_server_refuses(venv, model, tmp_path):
     port = _free_port()
     bad_key, too_wide = tmp_path / "bad-key.yml", tmp_path / "too-wide.yml"
     bad_key.write_text(yaml.safe_dump({"kv_cache_fraction": 0.9}), encoding="utf-8")
+    bad_field = tmp_path / "bad-field.yml"
+    bad_field.write_text(yaml.safe_dump({"moe_config": {"backends": "CUTLASS"}}), encoding="utf-8")
     too_wide.write_text(yaml.safe_dump({"tensor_parallel_size": 8}), encoding="utf-8")
     cases = [
         (_serve_args(model, port, tp=4), "2 GPU(s) per node x 1 node(s)"),
         (_serve_args(tmp_path / "missing", port), "no such model directory"),
         (_serve_args(model, port, backend="tensorrt"), "not a TensorRT engine directory"),
         (_serve_args(model, port, options=bad_key), "unknown LLM API option(s) kv_cache_fraction"),
+        (_serve_args(model, port, options=bad_field), "unknown LLM API option(s) moe_config.backends"),
         (_serve_args(model, port, options=too_wide), "= 8 ranks, but only 2 GPU(s) per node"),
     ]
     for args, message in cases:

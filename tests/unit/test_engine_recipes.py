@@ -171,3 +171,29 @@ def test_nearest_prefers_the_same_layout_and_gpu() -> None:
 def test_options_file_round_trips_as_yaml() -> None:
     eng = engine_config(size_deployment("deepseek-r1", "b200", "fp8", concurrency=256, context=2048))
     assert yaml.safe_load(yaml.safe_dump(eng.options)) == eng.options
+
+
+def _names(options: dict) -> set[str]:
+    out = set()
+    for k, v in options.items():
+        out.add(k)
+        if isinstance(v, dict):
+            out |= {f"{k}.{f}" for f in v}
+    return out
+
+
+def test_option_names_are_the_pinned_versions() -> None:
+    from llmcluster.plan.engine import LLM_API_OPTIONS
+
+    known = set(LLM_API_OPTIONS) | {f"{k}.{f}" for k, fs in LLM_API_OPTIONS.items() if fs for f in fs}
+    for r in recipes():
+        assert _names(r.options) <= known, (r.id, _names(r.options) - known)
+    for args in (("deepseek-r1", "h200", "fp8", 2048, 256), ("deepseek-r1", "b200", "fp4", 32768, 8),
+                 ("deepseek-r1", "h100", "fp8", 32768, 16), ("deepseek-r1-distill-qwen-7b", "l40s", "fp8", 8192, 4)):
+        model, gpu, precision, context, conc = args
+        cap = size_deployment(model, gpu, precision, context=context, concurrency=conc)
+        for backend in (None, "pytorch"):
+            opts = engine_config(cap, backend=backend).options
+            assert _names(opts) <= known, (args, _names(opts) - known)
+    # a typo is not a known name
+    assert "kv_cache_config.free_gpu_mem_fraction" not in known and "attention_dp" not in known
