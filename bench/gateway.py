@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 import platform
+import shutil
 import socket
 import ssl
 import subprocess
@@ -371,6 +372,8 @@ def main() -> int:
             if p.poll() is None:
                 p.terminate()
                 p.wait(timeout=10)
+        if args.workdir is None:  # the temporary folder this run made (lab PKI keys included)
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

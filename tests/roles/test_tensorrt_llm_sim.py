@@ -223,6 +223,13 @@ def test_serve_answers_like_trtllm_serve(venv, model, tmp_path):
         assert _http("GET", base + "/nope")[0] == 404
         status, metrics = _http("GET", base + "/metrics")
         assert status == 200 and "trtllm_request_success_total 5" in metrics.decode()
+        # llmcluster bench serve's harness streams from it (SSE, usage in the last chunk)
+        from llmcluster import bench_serve as BS
+
+        rep = BS.run(BS.endpoint_from_url(base), BS.Config(
+            model="Qwen2-7B", isl=BS.Dist.parse("8", "--isl"), osl=BS.Dist.parse("6", "--osl"), mode="closed",
+            concurrency=2, requests=4, warmup=0)).summary()
+        assert rep["ok"] == 4 and rep["output_tokens_mean"] == 6 and rep["ttft_s"]["p50"] is not None, rep
         assert "trtllm_kv_cache_utilization" in metrics.decode()
     finally:
         _stop(proc)
