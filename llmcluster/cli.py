@@ -236,6 +236,9 @@ def cmd_size(args) -> int:
     plan = size_deployment(model=args.model, gpu=args.gpu, precision=args.precision, context=args.context,
                            concurrency=args.concurrency, gpus_per_node=args.gpus_per_node, kv_dtype=args.kv_dtype)
     d = plan.to_dict()
+    from llmcluster.plan.engine import engine_config  # the trtllm-serve options (NVIDIA's recipes + workload)
+
+    d["engine"] = engine_config(plan).to_dict()
     if args.json:
         _print_json(d)
         return EXIT_OK
@@ -245,11 +248,15 @@ def cmd_size(args) -> int:
     t.add_column("key")
     t.add_column("value")
     for key, val in (
-        ("deployment", f"{d['gpus']} GPUs on {d['nodes']} node(s) | tp={d['tp']} pp={d['pp']} ep={d['ep']}"),
+        ("deployment", f"{d['gpus']} GPUs on {d['nodes']} node(s) | tp={d['tp']} pp={d['pp']} ep={d['ep']}"
+                       f"{' | attention DP' if d['attention_dp'] else ''}"),
+        ("engine configuration", f"from recipe {d['engine']['recipe']}" if d["engine"]["recipe"]
+         else "from rules (no published recipe)"),
         ("weights", _human_bytes(d["weights_bytes"])),
         ("KV cache / token", f"{d['kv_bytes_per_token']:,} B ({d['kv_dtype']})"),
         ("backend", d["backend"]),
-        ("max_batch_size / max_num_tokens", f"{d['max_batch_size']} / {d['max_num_tokens']}"),
+        ("max_batch_size / max_num_tokens", f"{d['engine']['options']['max_batch_size']}"
+         f"{' per rank' if d['attention_dp'] else ''} / {d['engine']['options']['max_num_tokens']}"),
         ("kv_cache_free_gpu_memory_fraction", str(d["kv_cache_free_gpu_memory_fraction"])),
         ("decode bound (aggregate)", f"{d['decode_tokens_per_s_bound']} tokens/s"),
         ("decode bound (per user)", f"{d.get('decode_tokens_per_s_per_user_bound', '-')} tokens/s"),
@@ -870,6 +877,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"network timeout per request (seconds, at most {MAX_TIMEOUT_S})")
     ms.add_argument("--json", action="store_true")
     ms.set_defaults(func=cmd_model_stage)
+
+    # llmcluster bench serve (llmcluster.bench_serve): the load-test harness
+    from llmcluster import bench_serve
+
+    bench_serve.add_parser(sub, _bounded, _load)
 
     lab = sub.add_parser("lab", help="the local lab: real isolated Linux hosts (needs root)")
     lab.add_argument("action", choices=("up", "converge", "verify", "down", "status"))

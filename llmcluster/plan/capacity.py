@@ -10,8 +10,10 @@ deterministic; its assumptions are:
 * **Even sharding**: every GPU of a replica holds ``weights_bytes / (tp x pp)``. Real shards
   differ a little (embeddings sit in the first stage, lm_head in the last, stages get
   ``ceil(layers / pp)`` or ``floor`` layers).
-* **KV cache**: TensorRT-LLM gives ``kv_cache_free_gpu_memory_fraction`` (0.90) of the memory
-  left after weights and buffers to the KV cache. MLA's latent cache has no heads to shard, so
+* **KV cache**: TensorRT-LLM gives ``kv_cache_free_gpu_memory_fraction`` of the memory left after
+  weights and buffers to the KV cache: 0.90 for dense models, 0.80 for DeepSeek-V3/R1 (NVIDIA's
+  published configurations for DeepSeek-R1 use 0.75-0.8: MTP's draft layers and the CUDA graphs
+  need the rest; ``llmcluster/plan/data/trtllm_recipes.yaml``). MLA's latent cache has no heads to shard, so
   every TP rank holds the full latent of its stage's layers; GQA shards the KV heads across TP
   ranks (and replicates them when ``tp > num_key_value_heads``). The busiest pipeline stage
   (``ceil(layers / pp)`` layers) decides.
@@ -20,6 +22,15 @@ deterministic; its assumptions are:
   the TP group (``ep = tp``). For each GPU count the largest valid TP is tried first; when it
   does not fit, smaller TP with more pipeline stages (also inside a node) is tried at the same
   GPU count, which matters for MLA, whose replicated KV cache only pipeline stages divide.
+* **Attention data parallelism** (MLA models): each TP rank runs attention for its own requests
+  with the full latent cache of those requests (the cache is split by request, not replicated)
+  and holds the attention weights whole; the MoE layers stay expert-parallel over all ranks. It
+  is chosen, at the same TP size and before any pipeline split, where NVIDIA's nearest published
+  configuration enables it (high concurrency), where no published row exists and every rank
+  would serve >= 16 sequences (:data:`ADP_MIN_SEQUENCES_PER_RANK`), and wherever the replicated
+  cache does not fit but the split one does. MLA models get no pipeline stages inside one node
+  (NVIDIA's recipes for DeepSeek-R1 never split a node into stages; attention DP divides the cache
+  instead): where neither fits, the next GPU count is tried.
 
 The decode throughput it reports is a memory-bandwidth **roofline**, an upper bound no real
 deployment reaches: see :func:`decode_step_bytes`.
@@ -54,6 +65,11 @@ RUNTIME_RESERVE_FIXED_BYTES = 3 * GiB
 RUNTIME_RESERVE_PERCENT = 5
 #: Share of the memory left after weights and reserve that TensorRT-LLM gives the KV cache.
 KV_CACHE_FREE_GPU_MEMORY_FRACTION = 0.90
+#: The same for DeepSeek-V3/R1 (MTP and CUDA graphs need headroom: NVIDIA's recipes use 0.75-0.8).
+KV_CACHE_FREE_GPU_MEMORY_FRACTION_MLA_MOE = 0.80
+#: Without a published row, attention DP is chosen when every rank serves at least this many
+#: sequences (NVIDIA's DeepSeek-R1 1k/1k rows turn it on from 128 concurrent requests on 8 GPUs).
+ADP_MIN_SEQUENCES_PER_RANK = 16
 #: Chunked-prefill token budget per scheduler iteration (``max_num_tokens``) upper cap.
 MAX_NUM_TOKENS_CAP = 8192
 #: Precisions whose default KV cache is FP8 (on sm >= 8.9).
@@ -104,6 +120,8 @@ class CapacityPlan:
     memory_bytes_per_gpu: int
     kv_tokens_capacity: int
     warnings: tuple[str, ...] = ()
+    #: attention data parallelism (``enable_attention_dp``): the MLA cache split by request
+    attention_dp: bool = False
 
     @property
     def trtllm_args(self) -> dict[str, Any]:
@@ -168,7 +186,8 @@ def _kv_shard(model: ModelSpec, tp: int) -> int:
 
 
 def decode_step_bytes(
-    model: ModelSpec, precision: PrecisionSpec, kv_dtype_bytes: int, tp: int, context: int, concurrency: int
+    model: ModelSpec, precision: PrecisionSpec, kv_dtype_bytes: int, tp: int, context: int, concurrency: int,
+    attention_dp: bool = False,
 ) -> float:
     """Bytes the GPUs of one replica read, stage after stage, for one decode step.
 
@@ -176,7 +195,14 @@ def decode_step_bytes(
     (:func:`decode_weight_bytes` / ``tp``) and their share of the batch's KV cache, taking every
     sequence at ``context / 2`` tokens (the average over a sequence's life). Summed over the
     stages (pipeline stages run one after another for a single batch), so ``pp`` cancels out.
+    With ``attention_dp`` every rank reads the attention weights whole and the full cache of its
+    ``concurrency / tp`` sequences (the busiest rank decides).
     """
+    if attention_dp:
+        attn = model.weight_bytes_by_group(precision).get("attention", 0)
+        weights = (decode_weight_bytes(model, precision, concurrency) - attn) / tp + attn
+        kv = model.kv_bytes_per_token(kv_dtype_bytes) * (-(-concurrency // tp)) * (context / 2)
+        return weights + kv
     weights = decode_weight_bytes(model, precision, concurrency) / tp
     kv = model.kv_bytes_per_token(kv_dtype_bytes) * concurrency * (context / 2) / _kv_shard(model, tp)
     return weights + kv
@@ -185,6 +211,13 @@ def decode_step_bytes(
 def runtime_reserve_bytes(gpu: GPUSpec) -> int:
     """Per-GPU memory kept out of weights and KV cache (see module docstring)."""
     return RUNTIME_RESERVE_FIXED_BYTES + gpu.memory_bytes * RUNTIME_RESERVE_PERCENT // 100
+
+
+def kv_fraction_for(model: ModelSpec) -> float:
+    """``kv_cache_free_gpu_memory_fraction`` the plan sizes with and configures (module docstring)."""
+    if model.family == "deepseek_v3":
+        return KV_CACHE_FREE_GPU_MEMORY_FRACTION_MLA_MOE
+    return KV_CACHE_FREE_GPU_MEMORY_FRACTION
 
 
 def backend_for(model: ModelSpec) -> Backend:
@@ -309,6 +342,8 @@ class _Fit:
     kv_per_gpu: int
     pool: int
     kv_per_token_per_gpu: int
+    frac_pct: int = round(KV_CACHE_FREE_GPU_MEMORY_FRACTION * 100)
+    attention_dp: bool = False
 
     @property
     def fits(self) -> bool:
@@ -318,7 +353,7 @@ class _Fit:
     def shortfall(self) -> int:
         """Bytes per GPU this layout lacks (weights plus the KV cache grossed up by the KV
         fraction, minus usable memory): picks the closest layout for the error message."""
-        kv_gross = self.kv_per_gpu * 100 // round(KV_CACHE_FREE_GPU_MEMORY_FRACTION * 100)
+        kv_gross = self.kv_per_gpu * 100 // self.frac_pct
         return self.weights_per_gpu + kv_gross - self.usable
 
 
@@ -331,22 +366,33 @@ def _fit(
     pp: int,
     context: int,
     concurrency: int,
+    attention_dp: bool = False,
+    attn_weights: int = 0,
 ) -> _Fit:
-    weights_per_gpu = -(-weights // (tp * pp))
+    if attention_dp:
+        # attention weights whole on every rank (of its stage), the rest sharded as before
+        weights_per_gpu = -(-(weights - attn_weights) // (tp * pp)) + -(-attn_weights // pp)
+    else:
+        weights_per_gpu = -(-weights // (tp * pp))
+    frac_pct = round(kv_fraction_for(model) * 100)
     usable = gpu.memory_bytes - runtime_reserve_bytes(gpu)
     free = usable - weights_per_gpu
-    pool = free * round(KV_CACHE_FREE_GPU_MEMORY_FRACTION * 100) // 100 if free > 0 else -1
+    pool = free * frac_pct // 100 if free > 0 else -1
     layers_per_stage = -(-model.num_hidden_layers // pp)
     per_layer = kv_per_token // model.num_hidden_layers
-    kv_per_token_per_gpu = -(-per_layer * layers_per_stage // _kv_shard(model, tp))
+    shard = 1 if attention_dp else _kv_shard(model, tp)
+    kv_per_token_per_gpu = -(-per_layer * layers_per_stage // shard)
+    sequences = -(-concurrency // tp) if attention_dp else concurrency
     return _Fit(
         tp=tp,
         pp=pp,
         usable=usable,
         weights_per_gpu=weights_per_gpu,
-        kv_per_gpu=kv_per_token_per_gpu * context * concurrency,
+        kv_per_gpu=kv_per_token_per_gpu * context * sequences,
         pool=pool,
         kv_per_token_per_gpu=kv_per_token_per_gpu,
+        frac_pct=frac_pct,
+        attention_dp=attention_dp,
     )
 
 
@@ -400,20 +446,49 @@ def size_deployment(
     for nodes, count in candidates:
         for tp in _tp_options(count, gpn, tp_limit):
             pp = count // tp
+            if spec.attention == "mla" and nodes == 1 and pp > 1:
+                continue  # no pipeline stages inside one node for MLA (module docstring)
             problem = _shape_problem(spec, tp, pp)
             if problem:
                 shape_problems.append(problem)
                 continue
             fit = _fit(spec, hw, weights, kv_per_token, tp, pp, context, concurrency)
-            if fit.fits:
+            adp = _adp_fit(spec, hw, prec, weights, kv_per_token, tp, pp, context, concurrency, fit.fits)
+            chosen = adp if adp is not None and adp.fits else fit
+            if chosen.fits:
                 return _plan(
-                    spec, hw, prec, kv_name, kv_per_token, weights, context, concurrency, gpn, nodes, fit
+                    spec, hw, prec, kv_name, kv_per_token, weights, context, concurrency, gpn, nodes, chosen
                 )
-            if closest is None or fit.shortfall < closest.shortfall:
-                closest = fit
+            for f in (fit, adp):
+                if f is not None and (closest is None or f.shortfall < closest.shortfall):
+                    closest = f
     raise InfeasibleError(
         _no_fit_message(spec, hw, prec, context, concurrency, gpn, max_nodes, closest, shape_problems)
     )
+
+
+def _adp_pays(spec: ModelSpec, hw: GPUSpec, prec: PrecisionSpec, tp: int, context: int, concurrency: int) -> bool:
+    """Attention DP where NVIDIA publishes it for the nearest workload, else from 16 sequences a rank."""
+    from llmcluster.plan.recipes import published_attention_dp
+
+    published = published_attention_dp(spec.name, hw.name, prec.name, context=context, concurrency=concurrency,
+                                       tp=tp)
+    if published is not None:
+        return published
+    return concurrency >= ADP_MIN_SEQUENCES_PER_RANK * tp
+
+
+def _adp_fit(spec: ModelSpec, hw: GPUSpec, prec: PrecisionSpec, weights: int, kv_per_token: int, tp: int, pp: int,
+             context: int, concurrency: int, plain_fits: bool) -> _Fit | None:
+    """The attention-DP layout at this tp x pp when it is worth trying (module docstring), else None:
+    where the plain layout fits, only where attention DP pays; where it does not, whenever every rank
+    gets a sequence."""
+    if spec.attention != "mla" or tp < 2 or concurrency < tp:
+        return None
+    if plain_fits and not _adp_pays(spec, hw, prec, tp, context, concurrency):
+        return None
+    attn = spec.weight_bytes_by_group(prec).get("attention", 0)
+    return _fit(spec, hw, weights, kv_per_token, tp, pp, context, concurrency, attention_dp=True, attn_weights=attn)
 
 
 def _no_fit_message(
@@ -438,7 +513,7 @@ def _no_fit_message(
     detail = (
         f"the closest layout (tp {closest.tp} x pp {closest.pp}) needs "
         f"{_gib(closest.weights_per_gpu)} of weights + {_gib(closest.kv_per_gpu)} of KV cache per GPU, "
-        f"but a GPU has {_gib(usable)} usable ({int(KV_CACHE_FREE_GPU_MEMORY_FRACTION * 100)}% of what "
+        f"but a GPU has {_gib(usable)} usable ({closest.frac_pct}% of what "
         f"the weights leave goes to the KV cache)"
     )
     smaller = [
@@ -480,17 +555,19 @@ def _plan(
             f"pipeline parallelism spans {nodes} nodes: stages exchange activations over the node "
             "network; use an RDMA fabric (InfiniBand, RoCE or EFA)"
         )
-    if spec.attention == "mla" and tp > 1:
+    if spec.attention == "mla" and tp > 1 and not fit.attention_dp:
         warnings.append(
             f"the MLA latent KV cache is replicated on all {tp} TP ranks (it has no heads to shard); "
-            "attention data parallelism would split it by request"
+            "attention data parallelism is off: at this concurrency NVIDIA's published configurations "
+            "keep it off (latency-bound; it pays from high concurrency)"
         )
     if spec.attention == "gqa" and tp > spec.num_key_value_heads:
         warnings.append(
             f"tp {tp} exceeds {spec.num_key_value_heads} KV heads: KV heads are replicated "
             f"{tp // spec.num_key_value_heads}x"
         )
-    step_bytes = decode_step_bytes(spec, prec, KV_CACHE_DTYPES[kv_name], tp, context, concurrency)
+    step_bytes = decode_step_bytes(spec, prec, KV_CACHE_DTYPES[kv_name], tp, context, concurrency,
+                                   attention_dp=fit.attention_dp)
     step_s = step_bytes / hw.hbm_bandwidth_bytes_per_s
     return CapacityPlan(
         model=spec.name,
@@ -513,7 +590,7 @@ def _plan(
         # than one decode token per scheduled sequence.
         max_num_tokens=max(min(MAX_NUM_TOKENS_CAP, context), concurrency),
         max_seq_len=context,
-        kv_cache_free_gpu_memory_fraction=KV_CACHE_FREE_GPU_MEMORY_FRACTION,
+        kv_cache_free_gpu_memory_fraction=fit.frac_pct / 100,
         decode_tokens_per_s_bound=round(concurrency / step_s, 1),
         decode_tokens_per_s_per_user_bound=round(1 / step_s, 1),
         decode_bytes_per_step=round(step_bytes),
@@ -522,8 +599,10 @@ def _plan(
         kv_cache_pool_bytes_per_gpu=fit.pool,
         runtime_reserve_bytes_per_gpu=runtime_reserve_bytes(hw),
         memory_bytes_per_gpu=hw.memory_bytes,
-        kv_tokens_capacity=fit.pool // fit.kv_per_token_per_gpu,
+        # tokens the replica's cache holds: per rank, times the ranks that hold distinct requests
+        kv_tokens_capacity=fit.pool // fit.kv_per_token_per_gpu * (tp if fit.attention_dp else 1),
         warnings=tuple(warnings),
+        attention_dp=fit.attention_dp,
     )
 
 
@@ -541,18 +620,21 @@ def extra_llm_api_options(plan: CapacityPlan) -> dict[str, Any]:
 
 
 def trtllm_serve_command(
-    plan: CapacityPlan, model_dir: str, host: str, port: int, extra_options_file: str | None = None
+    plan: CapacityPlan, model_dir: str, host: str, port: int, extra_options_file: str | None = None,
+    serve_args: dict[str, Any] | None = None,
 ) -> list[str]:
     """argv for ``trtllm-serve`` serving ``plan``.
 
     ``model_dir`` is the Hugging Face checkpoint (pytorch backend) or the built engine
     directory (engine backend, ``--backend tensorrt`` as in TensorRT-LLM 1.x). ``--ep_size`` is
     passed for MoE models only. ``extra_options_file`` names a YAML file holding
-    :func:`extra_llm_api_options` (needed for an FP8 KV cache).
+    :func:`extra_llm_api_options` (needed for an FP8 KV cache). ``serve_args``: the serving plan's
+    ``args`` (``llmcluster.plan.serving.serve_args``: the engine configuration's batch, token and
+    KV-fraction values), replacing the capacity plan's where given.
     """
     if not 1 <= port <= 65535:
         raise InfeasibleError(f"port must be 1-65535 (got {port})")
-    args = plan.trtllm_args
+    args = {**plan.trtllm_args, **(serve_args or {})}
     argv = [
         "trtllm-serve",
         model_dir,

@@ -6,7 +6,9 @@ role's inputs, the gateway's upstreams, the verification suite and the Kubernete
 all read this object and never recompute it:
 
 * **model facts** — checkpoint path, precision, KV dtype, backend, TP/PP/EP, nodes per replica,
-  the ``trtllm-serve`` arguments and the extra LLM-API options file (from the capacity plan);
+  the ``trtllm-serve`` arguments and the extra LLM-API options file (the engine configuration,
+  :mod:`llmcluster.plan.engine`: NVIDIA's nearest published recipe adapted to the workload; the
+  role templates exactly this file and the flags agree with it);
 * **replica layout** — the serving pool's hosts taken in order, ``capacity.nodes`` per replica;
   hosts beyond ``serving.replicas`` replicas serve nothing (spares). Each member knows its
   replica, its rank, the replica's head (rank 0, the host that serves HTTP and that the gateway
@@ -38,8 +40,9 @@ from functools import cached_property
 from typing import Any
 
 from llmcluster.plan.access import AccessPlan, build_access_plan
-from llmcluster.plan.capacity import CapacityPlan, extra_llm_api_options
+from llmcluster.plan.capacity import CapacityPlan
 from llmcluster.plan.catalog import lookup_model
+from llmcluster.plan.engine import EngineConfig, engine_config
 from llmcluster.plan.ipam import HostPlan, IpPlan
 from llmcluster.plan.pki import upstream_client_cn
 from llmcluster.spec.models import Spec
@@ -218,6 +221,8 @@ class ServingPlan:
     args: dict[str, Any]
     extra_llm_api_options: dict[str, Any]
     replicas: tuple[Replica, ...] = field(default=())
+    #: where the options come from (nearest published recipe, departures); the plan document's
+    engine: EngineConfig | None = None
     #: the API gateway (``serving.gateway``), None without one
     gateway: GatewayPlan | None = None
     #: where trtllm-serve listens: 127.0.0.1 at this port (behind the TLS terminator)
@@ -256,6 +261,7 @@ class ServingPlan:
     def to_dict(self) -> dict[str, Any]:
         """The plan document's ``serving`` section: the role inputs plus the replica layout."""
         return {**self.to_vars(), "pool": self.pool,
+                "engine": self.engine.to_dict() if self.engine is not None else None,
                 "replicas": [{"index": r.index, "head": r.head.name, "hosts": [m.name for m in r.members]}
                              for r in self.replicas],
                 "gateway": self.gateway.to_dict() if self.gateway is not None else None}
@@ -269,6 +275,7 @@ def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan, access: Access
     """The serving plan; ``access``: the access plan when already built (else it is built here)."""
     s = spec.serving
     m = lookup_model(s.model)
+    eng = engine_config(cap)
     pool_hosts = ip.hosts_in_pool(s.pool)
     replicas: list[Replica] = []
     for r in range(s.replicas):
@@ -300,9 +307,18 @@ def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan, access: Access
         model_path=f"{spec.storage.model_dir.rstrip('/')}/{m.hf_repo}", revision=s.revision,
         precision=cap.precision, kv_dtype=cap.kv_dtype, backend=cap.backend, tp=cap.tp, pp=cap.pp, ep=cap.ep,
         nodes=cap.nodes, gpus_per_node=cap.gpus_per_node, port=s.port, backend_port=s.backend_port, pool=s.pool,
-        args={k: cap.trtllm_args[k] for k in SERVE_ARGS},
-        extra_llm_api_options=extra_llm_api_options(cap), replicas=tuple(replicas), gateway=gateway,
+        args=serve_args(eng), extra_llm_api_options=eng.options, engine=eng,
+        replicas=tuple(replicas), gateway=gateway,
     )
+
+
+def serve_args(eng: EngineConfig) -> dict[str, Any]:
+    """The ``trtllm-serve`` flags of :data:`SERVE_ARGS`, equal to the options file's values (the file
+    wins in trtllm-serve; the flags say the same so that nothing depends on which wins)."""
+    o = eng.options
+    return {"max_batch_size": o["max_batch_size"], "max_num_tokens": o["max_num_tokens"],
+            "max_seq_len": o["max_seq_len"],
+            "kv_cache_free_gpu_memory_fraction": o["kv_cache_config"]["free_gpu_memory_fraction"]}
 
 
 def engine_key_plan_fields(serving_plan: Mapping[str, Any]) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def test_rendered_config_has_the_policy(gateway):
     plan = _plan(gateway)
     hs = plan["handshake_timeout_s"]
     for needle in ("ssl-min-ver TLSv1.3", "verify required", "no-tls-tickets", "tune.ssl.cachesize 0",
-                   f"crl-file {gateway.crl} no-tls-tickets", "balance leastconn", "http-reuse safe",
+                   f"crl-file {gateway.crl} no-tls-tickets", "balance leastconn", "http-reuse always",
                    "uri /health", "timeout check 3s", "timeout server 900s", f"timeout client {hs}s",
                    f"timeout http-request {hs}s", f"timeout http-keep-alive {plan['idle_timeout_s']}s",
                    "curves P-256", "client=\\\"%[ssl_c_s_dn]\\\"", "decision=%[var(txn.decision)]",

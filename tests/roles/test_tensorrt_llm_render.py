@@ -156,7 +156,8 @@ def test_single_node_pytorch_unit(rendered):
     out, cases, caps = rendered
     sp = cases["single"]["plan"]
     argv = exec_start(out, "single")
-    want = trtllm_serve_command(caps["single"], sp["model_path"], "127.0.0.1", sp["backend_port"], OPTIONS)
+    want = trtllm_serve_command(caps["single"], sp["model_path"], "127.0.0.1", sp["backend_port"], OPTIONS,
+                                serve_args=sp["args"])
     assert argv == [f"{VENV_BIN}/trtllm-serve", *want[1:]]
     assert argv[argv.index("--backend") + 1] == "pytorch" and "--ep_size" in argv
     # Loopback only, at the backend port: the head's TLS terminator (serving_tls) owns serving.port.
@@ -187,7 +188,8 @@ def test_two_node_unit_wraps_mpirun_over_both_hosts(rendered):
     launch = argv.index(f"{VENV_BIN}/trtllm-llmapi-launch")
     exported = argv[6:launch]
     assert exported[::2] == ["-x"] * (len(exported) // 2) and "HF_HUB_OFFLINE" in exported[1::2]
-    want = trtllm_serve_command(caps["multi"], sp["model_path"], "127.0.0.1", sp["backend_port"], OPTIONS)
+    want = trtllm_serve_command(caps["multi"], sp["model_path"], "127.0.0.1", sp["backend_port"], OPTIONS,
+                                serve_args=sp["args"])
     assert argv[launch + 1:] == [f"{VENV_BIN}/trtllm-serve", *want[1:]]
     assert argv[argv.index("--tp_size") + 1] == "16"
     assert derived(out, "multi")["packages"] == ["python3-venv", "libopenmpi3", "openmpi-bin"]
@@ -208,7 +210,8 @@ def test_engine_backend_in_containerd(rendered):
     for path in (sp["model_path"], cache, "/etc/llmcluster/trtllm"):
         assert f"--mount=type=bind,src={path},dst={path},options=rbind:ro" in mounts, path
     assert argv[i + 1:i + 3] == ["trtllm-serve", "trtllm-serve"]
-    want = trtllm_serve_command(caps["engine_ctr"], f"{cache}/current/engine", "127.0.0.1", sp["backend_port"], OPTIONS)
+    want = trtllm_serve_command(caps["engine_ctr"], f"{cache}/current/engine", "127.0.0.1", sp["backend_port"], OPTIONS,
+                                serve_args=sp["args"])
     assert argv[i + 2:] == [*want, "--tokenizer", sp["model_path"]]
     assert argv[argv.index("--backend") + 1] == "tensorrt" and "--ep_size" not in argv
     u = unit(out, "engine_ctr")
@@ -233,7 +236,7 @@ def test_engine_backend_in_docker(rendered):
     assert f"--volume={sp['model_path']}:{sp['model_path']}:ro" in argv[:i]
     cache = "/var/lib/llmcluster/engines/deepseek-r1-distill-qwen-7b"
     want = trtllm_serve_command(caps["engine_docker"], f"{cache}/current/engine", "127.0.0.1", sp["backend_port"],
-                                OPTIONS)
+                                OPTIONS, serve_args=sp["args"])
     assert argv[i + 1:] == [*want, "--tokenizer", sp["model_path"]]
     u = unit(out, "engine_docker")
     assert "nvidia-fabricmanager.service" not in u["After"][0] and "docker.service" in u["After"][0]

@@ -23,6 +23,8 @@ import pytest
 import yaml
 
 from llmcluster.lab.nvidia_sim.wheels import TORCH_VERSION, TRTLLM_VERSION, build_wheels
+from llmcluster.plan.capacity import size_deployment
+from llmcluster.plan.engine import engine_config
 from tests.conftest import ROOT
 
 CONVERT = ROOT / "roles" / "tensorrt_llm" / "files" / "trtllm_convert.py"
@@ -181,8 +183,12 @@ def _serve_args(model: Path, port: int, *, backend="pytorch", tp=2, options: Pat
 def test_serve_answers_like_trtllm_serve(venv, model, tmp_path):
     env = _fake_smi(tmp_path / "bin", 2, "9.0")
     options = tmp_path / "extra-llm-api-options.yml"
-    options.write_text(yaml.safe_dump({"kv_cache_config": {"dtype": "fp8", "free_gpu_memory_fraction": 0.9},
-                                       "cuda_graph_config": {"batch_sizes": [1, 2, 4]}}, indent=2), encoding="utf-8")
+    # The planner's full engine configuration (llmcluster.plan.engine) for DeepSeek-R1 at high
+    # concurrency (attention DP, MTP, MoE backend, CUDA graphs), its parallel sizes cut to these 2 GPUs.
+    full = engine_config(size_deployment("deepseek-r1", "h200", "fp8", concurrency=256, context=2048)).options
+    assert {"enable_attention_dp", "speculative_config", "moe_config", "cuda_graph_config"} <= set(full)
+    full = {**full, "tensor_parallel_size": 2, "moe_expert_parallel_size": 2}
+    options.write_text(yaml.safe_dump(full, indent=2), encoding="utf-8")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _serve(venv, {**env, "LLMCLUSTER_SIM_NODES": "1"}, _serve_args(model, port, tp=2, options=options))
@@ -217,6 +223,13 @@ def test_serve_answers_like_trtllm_serve(venv, model, tmp_path):
         assert _http("GET", base + "/nope")[0] == 404
         status, metrics = _http("GET", base + "/metrics")
         assert status == 200 and "trtllm_request_success_total 5" in metrics.decode()
+        # llmcluster bench serve's harness streams from it (SSE, usage in the last chunk)
+        from llmcluster import bench_serve as BS
+
+        rep = BS.run(BS.endpoint_from_url(base), BS.Config(
+            model="Qwen2-7B", isl=BS.Dist.parse("8", "--isl"), osl=BS.Dist.parse("6", "--osl"), mode="closed",
+            concurrency=2, requests=4, warmup=0)).summary()
+        assert rep["ok"] == 4 and rep["output_tokens_mean"] == 6 and rep["ttft_s"]["p50"] is not None, rep
         assert "trtllm_kv_cache_utilization" in metrics.decode()
     finally:
         _stop(proc)
@@ -227,10 +240,18 @@ def test_serve_answers_like_trtllm_serve(venv, model, tmp_path):
 def test_serve_refuses_what_the_real_server_refuses(venv, model, tmp_path):
     env = _fake_smi(tmp_path / "bin", 2, "9.0")
     port = _free_port()
+    bad_key, too_wide = tmp_path / "bad-key.yml", tmp_path / "too-wide.yml"
+    bad_key.write_text(yaml.safe_dump({"kv_cache_fraction": 0.9}), encoding="utf-8")
+    bad_field = tmp_path / "bad-field.yml"
+    bad_field.write_text(yaml.safe_dump({"moe_config": {"backends": "CUTLASS"}}), encoding="utf-8")
+    too_wide.write_text(yaml.safe_dump({"tensor_parallel_size": 8}), encoding="utf-8")
     cases = [
         (_serve_args(model, port, tp=4), "2 GPU(s) per node x 1 node(s)"),
         (_serve_args(tmp_path / "missing", port), "no such model directory"),
         (_serve_args(model, port, backend="tensorrt"), "not a TensorRT engine directory"),
+        (_serve_args(model, port, options=bad_key), "unknown LLM API option(s) kv_cache_fraction"),
+        (_serve_args(model, port, options=bad_field), "unknown LLM API option(s) moe_config.backends"),
+        (_serve_args(model, port, options=too_wide), "= 8 ranks, but only 2 GPU(s) per node"),
     ]
     for args, message in cases:
         r = subprocess.run([str(venv / "bin" / "trtllm-serve"), *args], env=env, capture_output=True, text=True,

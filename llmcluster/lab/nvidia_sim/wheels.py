@@ -45,6 +45,8 @@ import hashlib
 import zipfile
 from pathlib import Path
 
+from llmcluster.plan.engine import LLM_API_OPTIONS
+
 TORCH_VERSION = "2.7.1+cu129"
 TORCH_CUDA = "12.9"
 TRTLLM_VERSION = "1.0.0"
@@ -602,6 +604,13 @@ def _scalar(text):
     return text
 
 
+# The LLM API options the stand-in accepts (top level -> fields of a nested configuration, None for a
+# scalar): llmcluster.plan.engine.LLM_API_OPTIONS, the TensorRT-LLM 1.0.0 fields llmcluster's engine
+# configuration and NVIDIA's published recipes use; anything else is refused as the real pydantic
+# models refuse extra inputs. Filled in when the wheel is built.
+LLM_API_OPTIONS = __LLM_API_OPTIONS__
+
+
 def parse_yaml(text):
     """The block-style YAML subset of an options file (mappings, lists of scalars)."""
     root = {}
@@ -696,6 +705,21 @@ def check(args):
             options = yaml.safe_load(text) or {}
         if not isinstance(options, dict):
             raise SimError(f"{args.extra_llm_api_options}: the options must be a mapping")
+        unknown = sorted(set(options) - set(LLM_API_OPTIONS))
+        for name, fields in LLM_API_OPTIONS.items():
+            if fields is not None and isinstance(options.get(name), dict):
+                unknown += [f"{name}.{k}" for k in sorted(set(options[name]) - set(fields))]
+        if unknown:
+            raise SimError(f"{args.extra_llm_api_options}: unknown LLM API option(s) {', '.join(unknown)} "
+                           f"(TensorRT-LLM {tensorrt_llm.__version__} refuses extra inputs)")
+        # The options file wins over the flags (as in trtllm-serve): its parallel sizes decide the ranks.
+        ranks = int(options.get("tensor_parallel_size", args.tp_size)) * int(options.get("pipeline_parallel_size",
+                                                                                          args.pp_size))
+        if options.get("enable_attention_dp") and int(options.get("tensor_parallel_size", args.tp_size)) < 2:
+            raise SimError("enable_attention_dp needs tensor_parallel_size >= 2")
+        if ranks > gpus * nodes:
+            raise SimError(f"the options' tensor_parallel_size x pipeline_parallel_size = {ranks} ranks, but only "
+                           f"{gpus} GPU(s) per node x {nodes} node(s)")
     return os.path.basename(os.path.abspath(model)), options
 
 
@@ -1044,7 +1068,8 @@ def trtllm_files() -> dict[str, str]:
         "tensorrt_llm/models/modeling_utils.py": _TRTLLM_MODELING_UTILS,
         "tensorrt_llm/commands/__init__.py": '"""SIMULATED TensorRT-LLM command-line tools."""\n',
         "tensorrt_llm/commands/build.py": _TRTLLM_BUILD,
-        "tensorrt_llm/commands/serve.py": _TRTLLM_SERVE,
+        "tensorrt_llm/commands/serve.py": _TRTLLM_SERVE.replace("__LLM_API_OPTIONS__", repr(
+            {k: (tuple(v) if v is not None else None) for k, v in sorted(LLM_API_OPTIONS.items())})),
         "tensorrt_llm/llmapi/__init__.py": '"""SIMULATED TensorRT-LLM LLM API (the MPI launcher only)."""\n',
         "tensorrt_llm/llmapi/trtllm_llmapi_launch.py": _TRTLLM_LAUNCH,
     }
