@@ -861,6 +861,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("-k", metavar="EXPR", help="with verify: only checks matching this pytest -k expression")
     lab.add_argument("--failures-only", action="store_true", help="with verify: table rows for failed checks only")
     lab.set_defaults(func=cmd_lab, set=None)
+
+    # monitoring: the central audit store (docs/observability.md)
+    from llmcluster.monitoring.audit_cli import add_parser as _add_audit_parser
+
+    _add_audit_parser(sub)
     return p
 
 

@@ -223,3 +223,28 @@ def monitoring_plan(plan) -> MonitoringPlan | None:
         cached = build_monitoring_plan(plan.spec, plan.ip, plan.serving, plan.pki)
         object.__setattr__(plan, "_monitoring", cached)
     return cached
+
+
+def required_ports(spec: Spec) -> dict[str, dict[int, str]]:
+    """pool -> {port: job} the monitor hosts scrape on that pool's mgmt addresses (from the spec alone, so
+    that validation can check the zone policy before any other plan exists)."""
+    mon = spec.monitoring
+    if mon is None:
+        return {}
+    jobs = {j.name: j for j in _jobs(spec)}
+    out: dict[str, dict[int, str]] = {}
+
+    def add(pool: str, job: str) -> None:
+        if pool != mon.pool and spec.pools.get(pool) is not None and spec.pools[pool].count > 0:
+            out.setdefault(pool, {})[jobs[job].port] = job
+
+    for name, p in spec.pools.items():
+        add(name, "node")
+        if p.gpu is not None:
+            add(name, "dcgm")
+    add(spec.serving.pool, "trtllm")
+    if spec.serving.gateway is not None:
+        add(spec.serving.gateway.pool, "haproxy")
+    if spec.storage.ceph is not None:
+        add(spec.storage.ceph.pool, "ceph")
+    return out

@@ -55,6 +55,7 @@ from llmcluster.validate import (  # noqa: F401  (registers the rules; run order
     fabric,
     fields,
     lab,
+    monitoring,
     nvidia,
     pki,
     pools,
