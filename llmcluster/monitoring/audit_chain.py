@@ -103,7 +103,7 @@ def append(store: Path, records: list[dict]) -> dict:
         line = {**rec, "seq": seq, "prev": prev}
         line["hash"] = line_hash(line)
         prev = line["hash"]
-        day = dt.datetime.fromtimestamp(float(rec["ts"]), dt.timezone.utc).strftime("%Y-%m-%d")
+        day = dt.datetime.fromtimestamp(float(rec["ts"]), dt.UTC).strftime("%Y-%m-%d")
         by_file.setdefault(store / f"chain-{day}.jsonl", []).append(json.dumps(line, sort_keys=True) + "\n")
     for path, lines in by_file.items():
         with open(path, "a", encoding="utf-8") as f:
@@ -170,7 +170,7 @@ def verify(store: Path, checkpoint: dict | None = None) -> tuple[list[str], dict
 def prune(store: Path, retention_days: int, max_bytes: int, now: float) -> list[str]:
     """Delete day files past the retention, then the oldest above the cap; chain an anchor for each."""
     removed = []
-    cutoff = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() - dt.timedelta(days=retention_days)
+    cutoff = dt.datetime.fromtimestamp(now, dt.UTC).date() - dt.timedelta(days=retention_days)
     files = chain_files(store)
     total = sum(p.stat().st_size for p in files)
     for path in files[:-1]:  # never the newest (it holds the head)
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     store.mkdir(parents=True, exist_ok=True)
     if a.command == "ingest":
         head = append(store, journal_records(a.journal, store / "cursor"))
-        prune(store, a.retention_days, a.max_bytes, dt.datetime.now(dt.timezone.utc).timestamp())
+        prune(store, a.retention_days, a.max_bytes, dt.datetime.now(dt.UTC).timestamp())
         write_metrics(Path(a.textfile), head, store)
         return 0
     problems, head = verify(store)

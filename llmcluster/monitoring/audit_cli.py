@@ -31,7 +31,7 @@ _REL = re.compile(r"^(\d{1,5})([mhd])$")
 
 def parse_since(text: str, now: dt.datetime | None = None) -> float:
     """``24h``, ``7d``, ``30m``, an ISO date or date-time (UTC unless it says otherwise) -> epoch seconds."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     m = _REL.match(text.strip())
     if m:
         n, unit = int(m.group(1)), m.group(2)
@@ -43,7 +43,7 @@ def parse_since(text: str, now: dt.datetime | None = None) -> float:
         raise SpecError(Problem("--since", f"{text[:40]!r} is not a time: use 24h, 7d, 30m, 2026-01-31 or "
                                            "2026-01-31T12:00:00")) from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
+        t = t.replace(tzinfo=dt.UTC)
     return t.timestamp()
 
 
@@ -124,7 +124,7 @@ def cmd_audit(args) -> int:
 
         t = Table("time (UTC)", "gateway", "client", "serial", "decision", "method", "path", "status", "ms")
         for r in rows:
-            t.add_row(dt.datetime.fromtimestamp(float(r["ts"]), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            t.add_row(dt.datetime.fromtimestamp(float(r["ts"]), dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
                       r.get("host", ""), r.get("client_cn", "") or r.get("client", ""), r.get("serial", ""),
                       r.get("decision", ""), r.get("method", ""), r.get("path", ""), str(r.get("status", "")),
                       str(r.get("Ta", "")))

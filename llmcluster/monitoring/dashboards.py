@@ -30,8 +30,8 @@ PANELS: dict[str, list[tuple[str, str, str]]] = {
         ("NVLink traffic", "sum by (host) (rate(DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL[5m]))", "short"),
     ],
     "serving": [
-        ("TTFT P99", "histogram_quantile(0.99, sum by (le, host) (rate(trtllm_time_to_first_token_seconds_bucket[5m])))",
-         "s"),
+        ("TTFT P99", "histogram_quantile(0.99, sum by (le, host) "
+         "(rate(trtllm_time_to_first_token_seconds_bucket[5m])))", "s"),
         ("Latency P99", "histogram_quantile(0.99, sum by (le, host) "
          "(rate(trtllm_e2e_request_latency_seconds_bucket[5m])))", "s"),
         ("Time per output token P50", "histogram_quantile(0.5, sum by (le, host) "
@@ -63,8 +63,8 @@ PANELS: dict[str, list[tuple[str, str, str]]] = {
         ("Filesystem free", 'min by (host, mountpoint) (node_filesystem_avail_bytes{fstype!~"tmpfs|overlay"} / '
          "node_filesystem_size_bytes)", "percentunit"),
         ("Read-only filesystems", "sum by (host) (node_filesystem_readonly)", "short"),
-        ("Certificates: days left", "min by (host, path) (llmcluster_cert_not_after_timestamp_seconds - time()) / 86400",
-         "d"),
+        ("Certificates: days left",
+         "min by (host, path) (llmcluster_cert_not_after_timestamp_seconds - time()) / 86400", "d"),
         ("Audit store size", "max(llmcluster_audit_store_bytes)", "bytes"),
     ],
 }
@@ -83,7 +83,8 @@ def build_dashboards(mp=None) -> dict[str, dict[str, Any]]:
                 "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"},
                 "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
                 "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-                "targets": [{"refId": "A", "expr": expr, "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}}],
+                "targets": [{"refId": "A", "expr": expr,
+                             "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}}],
             })
         out[name] = {
             "uid": f"llmcluster-{name}", "title": TITLES[name], "schemaVersion": 39, "version": 1,

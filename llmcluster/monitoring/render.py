@@ -45,7 +45,8 @@ def prometheus_config(mp: MonitoringPlan, stack: str, tls_dir: str = PROMETHEUS_
                    "external_labels": {"stack": stack}},
         "rule_files": [RULE_FILE],
         "alerting": {"alertmanagers": [{"static_configs": [
-            {"targets": [f"{a}:{ALERTMANAGER_PORT}" for a in mp.server_addresses] or [f"127.0.0.1:{ALERTMANAGER_PORT}"]}]}]},
+            {"targets": [f"{a}:{ALERTMANAGER_PORT}" for a in mp.server_addresses]
+             or [f"127.0.0.1:{ALERTMANAGER_PORT}"]}]}]},
         "scrape_configs": scrape,
     }
 

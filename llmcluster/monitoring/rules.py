@@ -56,7 +56,7 @@ class Rule:
         out = {}
         for k, v in self.to_dict()["annotations"].items():
             for lk, lv in labels.items():
-                v = v.replace("{{ $labels.%s }}" % lk, lv)
+                v = v.replace("{{ $labels." + lk + " }}", lv)
             out[k] = v
         return out
 
@@ -73,7 +73,7 @@ def _num(x: float) -> str:
     return repr(float(x)) if not float(x).is_integer() else str(int(x))
 
 
-def build_rules(mp: MonitoringPlan) -> list[Rule]:  # noqa: C901 - one catalogue, read top to bottom
+def build_rules(mp: MonitoringPlan) -> list[Rule]:
     th = mp.thresholds
     jobs = {j.name for j in mp.jobs}
     rules: list[Rule] = []
@@ -392,7 +392,8 @@ def build_rules(mp: MonitoringPlan) -> list[Rule]:  # noqa: C901 - one catalogue
         "The audit store's hash chain on {{ $labels.host }} does not verify",
         "Someone edited or removed stored lines: `llmcluster audit --stack S --since 180d` names the first bad "
         "line; keep a copy of the store before anything else.",
-        fire=[(_s("llmcluster_audit_chain_ok", **al), "0x10")], silent=[(_s("llmcluster_audit_chain_ok", **al), "1x10")],
+        fire=[(_s("llmcluster_audit_chain_ok", **al), "0x10")],
+        silent=[(_s("llmcluster_audit_chain_ok", **al), "1x10")],
         fire_labels=[{"host": srv, "pool": mon_pool}], eval_time="5m"))
     cap = mp.audit.max_bytes
     rules.append(Rule(

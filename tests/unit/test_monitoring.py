@@ -214,7 +214,8 @@ def test_prometheus_config_checks(plan, mp, tmp_path):
     tls.mkdir()
     # promtool opens the TLS files: real PEM material (a throwaway self-signed pair)
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-subj", "/CN=t", "-days", "1", "-keyout", str(tls / "client.key"), "-out", str(tls / "client.crt")],
+                    "-subj", "/CN=t", "-days", "1", "-keyout", str(tls / "client.key"),
+                    "-out", str(tls / "client.crt")],
                    check=True, capture_output=True)
     shutil.copy(tls / "client.crt", tls / "ca-chain.pem")
     cfg = prometheus_config(mp, plan.spec.stack, str(tls))
