@@ -112,6 +112,20 @@ def gateway_vars(plan: Plan) -> dict[str, Any]:
     return {} if gw is None else {"llmcluster_gateway": gw.to_dict()}
 
 
+def monitoring_vars(plan: Plan) -> dict[str, Any]:
+    """What the monitoring roles read (``{}`` without ``monitoring``): the plan, the rendered Prometheus and
+    Alertmanager configurations and the rule groups (docs/observability.md)."""
+    from llmcluster.monitoring.render import alertmanager_config, prometheus_config
+    from llmcluster.monitoring.rules import rule_file
+    from llmcluster.plan.monitoring import monitoring_plan
+
+    mp = monitoring_plan(plan)
+    if mp is None:
+        return {}
+    return {"llmcluster_monitoring": {**mp.to_dict(), "prometheus_config": prometheus_config(mp, plan.spec.stack),
+                                      "alertmanager_config": alertmanager_config(mp), "rules": rule_file(mp)}}
+
+
 def build_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The whole inventory; ``addresses``: host -> address as the compute backend reports them
     (the program's; offline callers use the plan's mgmt addresses)."""
@@ -155,6 +169,7 @@ def build_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> d
         "llmcluster_min_tls_version": spec.pki.min_tls_version,
         "llmcluster_ntp_servers": list(spec.site.ntp_servers),
         **gateway_vars(plan),
+        **monitoring_vars(plan),
     }
     out: dict[str, Any] = {
         "all": {"children": sorted(["ungrouped", *groups]), "vars": all_vars},

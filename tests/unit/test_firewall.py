@@ -129,10 +129,12 @@ def test_overlapping_ranges_of_two_flows_merge():
 def test_every_host_gets_only_its_zone_rules():
     plan = plan_of("lab")
     assert {h.host: sorted({f for r in h.rules for f in r.flows}) for h in plan.hosts} == {
-        "gpu-01": ["metrics-gpu", "nccl", "serve", "ssh-gpu"],
-        "gpu-02": ["metrics-gpu", "nccl", "serve", "ssh-gpu"],
-        **{f"storage-0{i}": ["ceph-clients", "ceph-peers", "ceph-replication", "ssh-storage"] for i in (1, 2, 3)},
-        "gw-01": ["api", "ssh-gateway"],
+        "gpu-01": ["metrics-gpu", "metrics-mon-gpu", "nccl", "serve", "ssh-gpu"],
+        "gpu-02": ["metrics-gpu", "metrics-mon-gpu", "nccl", "serve", "ssh-gpu"],
+        **{f"storage-0{i}": ["ceph-clients", "ceph-peers", "ceph-replication", "metrics-mon-storage", "ssh-storage"]
+           for i in (1, 2, 3)},
+        "gw-01": ["api", "metrics-mon-gateway", "ssh-gateway"],
+        "mon-01": ["audit-store", "ssh-monitor"],
     }
 
 
