@@ -199,21 +199,26 @@ def test_lab_matrix():
     # Ceph among its own hosts: monitors and OSDs on storage_public, replication on storage_cluster.
     assert m[("storage", "storage", "tcp/6800-7300")].vlans == ("storage_public", "storage_cluster")
     assert m[("storage", "storage", "tcp/3300")].vlans == ("storage_public",)
-    # Exactly the declared flows are allowed: 15 (zone pair, service) entries.
+    # Exactly the declared flows are allowed: 26 (zone pair, service) entries.
     allowed = sorted((s, d, v) for (s, d, v), e in m.items() if e.allowed)
     assert allowed == [
         ("admin", "gateway", "tcp/22"),
         ("admin", "gpu", "tcp/22"), ("admin", "gpu", "tcp/9100"), ("admin", "gpu", "tcp/9400"),
+        ("admin", "monitor", "tcp/22"), ("admin", "monitor", "tcp/9090"), ("admin", "monitor", "tcp/9093"),
         ("admin", "storage", "tcp/22"),
         ("clients", "gateway", "tcp/443"),
         ("gateway", "gpu", "tcp/8000"),
+        ("gateway", "monitor", "tcp/19532"),
         ("gpu", "gpu", "tcp/29500-29510"), ("gpu", "gpu", "udp/4791"),
         ("gpu", "storage", "tcp/3300"), ("gpu", "storage", "tcp/6789"), ("gpu", "storage", "tcp/6800-7300"),
+        ("monitor", "gateway", "tcp/8405"), ("monitor", "gateway", "tcp/9100"),
+        ("monitor", "gpu", "tcp/9100"), ("monitor", "gpu", "tcp/9400"), ("monitor", "gpu", "tcp/9401"),
+        ("monitor", "storage", "tcp/9100"), ("monitor", "storage", "tcp/9283"),
         ("storage", "storage", "tcp/3300"), ("storage", "storage", "tcp/6789"), ("storage", "storage", "tcp/6800-7300"),
     ]
-    # 6 source zones (logs: the egress-only audit collector) x 3 host zones x 11 declared services (tcp/19532:
-    # the audit-forward egress flow, which admits nothing into a host zone).
-    assert len(m) == 6 * 3 * 11
+    # 7 source zones (logs: the egress-only audit collector; monitor) x 4 host zones (monitor) x 17 declared
+    # services (tcp/19093: the alert-webhook egress flow, which admits nothing into a host zone).
+    assert len(m) == 7 * 4 * 17
     assert not any(e.allowed or e.partial for (s, _d, v), e in m.items() if s == "logs" or v == "tcp/19532")
 
 
