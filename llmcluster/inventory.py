@@ -9,9 +9,12 @@ valid Ansible identifiers.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from typing import Any
+
+import yaml
 
 from llmcluster.plan.build import Plan
 from llmcluster.plan.hostsec import rp_filter
@@ -122,8 +125,10 @@ def monitoring_vars(plan: Plan) -> dict[str, Any]:
     mp = monitoring_plan(plan)
     if mp is None:
         return {}
+    # The rules carry Prometheus templates ({{ $labels.host }}): base64, so that Ansible never templates them.
+    rules = base64.b64encode(yaml.safe_dump(rule_file(mp), sort_keys=False).encode()).decode()
     return {"llmcluster_monitoring": {**mp.to_dict(), "prometheus_config": prometheus_config(mp, plan.spec.stack),
-                                      "alertmanager_config": alertmanager_config(mp), "rules": rule_file(mp)}}
+                                      "alertmanager_config": alertmanager_config(mp), "rules_b64": rules}}
 
 
 def build_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -108,11 +108,13 @@ class AuditStorePlan:
     requests_per_s: float
     max_bytes: int
     port: int = AUDIT_STORE_PORT
+    #: the certificate CNs admitted to ship logs: the gateways' host certificates (their FQDNs)
+    client_cns: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"retention_days": self.retention_days, "requests_per_s": self.requests_per_s,
                 "max_bytes": self.max_bytes, "max_use": f"{math.ceil(self.max_bytes / 2**20)}M",
-                "port": self.port}
+                "port": self.port, "client_cns": list(self.client_cns)}
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,10 @@ class MonitoringPlan:
     audit: AuditStorePlan
     #: exporter -> the version the contract is checked against
     versions: dict[str, str] = field(default_factory=dict)
+    #: the monitor hosts' FQDNs: their host certificates' CNs, what the exporters' mTLS frontends admit
+    server_fqdns: tuple[str, ...] = ()
+    #: where trtllm-serve serves Prometheus text (behind the TLS terminator's metrics frontend)
+    trtllm_backend_path: str = "/prometheus/metrics"
 
     def job(self, name: str) -> Job:
         return next(j for j in self.jobs if j.name == name)
@@ -151,7 +157,8 @@ class MonitoringPlan:
                 "prometheus_port": PROMETHEUS_PORT, "alertmanager_port": ALERTMANAGER_PORT,
                 "jobs": [j.to_dict() for j in self.jobs], "targets": [t.to_dict() for t in self.targets],
                 "thresholds": self.thresholds.to_dict(), "audit": self.audit.to_dict(),
-                "versions": dict(self.versions)}
+                "versions": dict(self.versions), "trtllm_backend_path": self.trtllm_backend_path,
+                "server_fqdns": list(self.server_fqdns)}
 
 
 def audit_max_bytes(requests_per_s: float, retention_days: int) -> int:
@@ -205,7 +212,8 @@ def build_monitoring_plan(spec: Spec, ip, serving, pki) -> MonitoringPlan | None
         audit_stall_s=max(900, 10 * mon.scrape_interval_s),
     )
     audit = AuditStorePlan(retention_days=mon.audit_retention_days, requests_per_s=float(mon.audit_requests_per_s),
-                           max_bytes=audit_max_bytes(float(mon.audit_requests_per_s), mon.audit_retention_days))
+                           max_bytes=audit_max_bytes(float(mon.audit_requests_per_s), mon.audit_retention_days),
+                           client_cns=tuple(h.fqdn for h in ip.hosts_in_pool(gw.pool)) if gw is not None else ())
     versions = {"dcgm-exporter": spec.nvidia.dcgm_exporter_version, "trtllm-serve": spec.nvidia.trtllm.version,
                 "node_exporter": NODE_EXPORTER_VERSION, "haproxy": HAPROXY_VERSION, "ceph-mgr": CEPH_VERSION,
                 "llmcluster": "1"}
@@ -213,7 +221,19 @@ def build_monitoring_plan(spec: Spec, ip, serving, pki) -> MonitoringPlan | None
         servers=servers, server_addresses=tuple(ip.host(s).mgmt_ip for s in servers),
         scrape_interval_s=mon.scrape_interval_s, evaluation_interval_s=mon.evaluation_interval_s,
         retention_days=mon.retention_days, webhooks=tuple(mon.webhooks), jobs=jobs, targets=tuple(targets),
-        thresholds=thresholds, audit=audit, versions=versions)
+        thresholds=thresholds, audit=audit, versions=versions,
+        trtllm_backend_path=trtllm_metrics_path(spec.nvidia.trtllm.version),
+        server_fqdns=tuple(ip.host(s).fqdn for s in servers))
+
+
+def trtllm_metrics_path(version: str) -> str:
+    """trtllm-serve's Prometheus endpoint: ``/prometheus/metrics`` from the release with the collector on;
+    earlier releases answer ``/metrics`` with JSON iteration statistics (the lab's simulated server, pinned
+    at 1.0.0, serves Prometheus text there)."""
+    from llmcluster.monitoring.contract import load_contract, version_key
+
+    since = load_contract().metrics["trtllm_time_to_first_token_seconds_bucket"].since
+    return "/prometheus/metrics" if version_key(version) >= version_key(since) else "/metrics"
 
 
 def monitoring_plan(plan) -> MonitoringPlan | None:
