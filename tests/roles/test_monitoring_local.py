@@ -55,7 +55,8 @@ def pipeline(tmp_path):
     faults.write_text("{}")
     p_dcgm, p_am, p_prom = free_port(), free_port(), free_port()
     env = {**os.environ, "LLMCLUSTER_SIM_ROOT": str(sim), "PYTHONPATH": str(ROOT)}
-    run_sim = "import sys; from llmcluster.lab.nvidia_sim.tools import dcgm_exporter as d; sys.exit(d.main(sys.argv[1:]))"
+    run_sim = ("import sys; from llmcluster.lab.nvidia_sim.tools import dcgm_exporter as d; "
+               "sys.exit(d.main(sys.argv[1:]))")
     procs.append(_start([sys.executable, "-c", run_sim, "-a", f"127.0.0.1:{p_dcgm}"], tmp_path / "dcgm.log", env))
     receiver = V.WebhookReceiver()
     receiver.__enter__()
