@@ -263,7 +263,7 @@ def test_gateway_hosts_get_the_access_plan_in_their_inventory():
     plan = load_plan("lab")
     gw = gateway_vars(plan)["llmcluster_gateway"]
     assert gw["access"]["clients"][0]["cert"] == "client-lab-analyst"
-    assert gw["audit"]["forward_to"] == ["https://10.42.0.9:19532"]
+    assert gw["audit"]["forward_to"] == ["https://10.42.0.17:19532"]  # the monitor host's audit store
     assert gw["max_body_bytes"] == 327680
 
 
@@ -277,13 +277,15 @@ def test_egress_flows_to_external_zones_are_accepted():
     assert not check_spec(spec)
 
 
-def test_the_lab_collector_is_the_address_the_logs_probe_gets():
-    from llmcluster.lab.probes import probe_sources
-
+def test_the_lab_collector_is_the_monitor_hosts_audit_store():
+    """The gateways ship to the central audit store on the monitor host (docs/observability.md), over
+    the audit-store flow; the logs zone's probe (the former collector) stays for the egress-flow checks."""
     plan = load_plan("lab")
-    probes = {p.zone: p for p in probe_sources(plan)}
     host, port = url_host_port(plan.spec.serving.gateway.audit.forward_to[0])
-    assert probes["logs"].addresses == {"mgmt": host} and port == 19532
+    mon = plan.ip.host("mon-01")
+    assert mon.pool == plan.spec.monitoring.pool and host == mon.mgmt_ip and port == 19532
+    flow = next(f for f in plan.spec.flows if f.name == "audit-store")
+    assert (flow.from_, flow.to, flow.vlan, flow.ports) == ("gateway", "monitor", "mgmt", ("tcp/19532",))
 
 
 def test_short_retention_only_with_the_opt_in():
