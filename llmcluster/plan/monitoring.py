@@ -268,3 +268,36 @@ def required_ports(spec: Spec) -> dict[str, dict[int, str]]:
     if spec.storage.ceph is not None:
         add(spec.storage.ceph.pool, "ceph")
     return out
+
+
+#: CloudWatch Logs accepts only these retention periods (days).
+CLOUDWATCH_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                             2922, 3288, 3653)
+
+
+@dataclass(frozen=True)
+class AwsAuditPlan:
+    """The audit trail on AWS: a CloudWatch log group (KMS, retention >= 180 days) and an S3 archive
+    bucket with Object Lock (COMPLIANCE, the same days) that nobody can shorten or delete early."""
+
+    log_group: str
+    retention_days: int  # a CloudWatch-valid period >= the spec's retention
+    archive_prefix: str
+    lock_days: int
+    lock_mode: str = "COMPLIANCE"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def aws_audit_plan(spec: Spec) -> AwsAuditPlan | None:
+    """None unless the stack runs on AWS with a gateway (whose access log is the audit trail)."""
+    gw = spec.serving.gateway
+    if spec.platform != "aws" or gw is None:
+        return None
+    days = max(MIN_AUDIT_RETENTION_DAYS, spec.monitoring.audit_retention_days if spec.monitoring else 0,
+               gw.audit.retention_days)
+    cw = next(d for d in CLOUDWATCH_RETENTION_DAYS if d >= days) if days <= CLOUDWATCH_RETENTION_DAYS[-1] else 3653
+    prefix = f"llmcluster-{spec.stack}-audit-".lower().replace("_", "-")[:37]
+    return AwsAuditPlan(log_group=f"/llmcluster/{spec.stack}/audit", retention_days=cw, archive_prefix=prefix,
+                        lock_days=days)
