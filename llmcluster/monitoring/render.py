@@ -63,3 +63,16 @@ def alertmanager_config(mp: MonitoringPlan) -> dict[str, Any]:
             # a critical alert of a host silences its warnings (one page per fault)
             "inhibit_rules": [{"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
                                "equal": ["host"]}]}
+
+
+def kubernetes_data(plan) -> dict[str, Any]:
+    """What the Kubernetes layer wraps (PrometheusRule ``spec.groups``, one ServiceMonitor per job): plain data,
+    ``{}`` without monitoring. Built here so that the rules and targets stay those of the plan."""
+    from llmcluster.monitoring.rules import rule_groups
+    from llmcluster.plan.monitoring import monitoring_plan
+
+    mp = monitoring_plan(plan)
+    if mp is None:
+        return {}
+    return {"rule_groups": rule_groups(mp), "jobs": [j.to_dict() for j in mp.jobs],
+            "scrape_targets": scrape_targets(mp), "alertmanager": alertmanager_config(mp)}

@@ -177,8 +177,9 @@ def _jobs(spec: Spec) -> tuple[Job, ...]:
     )
 
 
-def build_monitoring_plan(spec: Spec, ip, serving, pki) -> MonitoringPlan | None:
-    """The plan of ``spec.monitoring`` (None without it). ``ip``/``serving``/``pki``: the other plans."""
+def build_monitoring_plan(spec: Spec, ip, serving, pki, storage=None) -> MonitoringPlan | None:
+    """The plan of ``spec.monitoring`` (None without it). ``ip``/``serving``/``pki``/``storage``: the other plans
+    (the Ceph targets are the storage plan's managers; without it, every host of the Ceph pool)."""
     mon = spec.monitoring
     if mon is None:
         return None
@@ -198,8 +199,10 @@ def build_monitoring_plan(spec: Spec, ip, serving, pki) -> MonitoringPlan | None
             targets.append(Target("haproxy", h.name, h.pool, h.mgmt_ip))
     ceph = spec.storage.ceph
     if ceph is not None:
+        mgrs = getattr(getattr(storage, "ceph", None), "mgrs", None)
         for h in ip.hosts_in_pool(ceph.pool):
-            targets.append(Target("ceph", h.name, h.pool, h.mgmt_ip))
+            if mgrs is None or h.name in mgrs:
+                targets.append(Target("ceph", h.name, h.pool, h.mgmt_ip))
     jobs = tuple(j for j in _jobs(spec) if any(t.job == j.name for t in targets))
     slo = mon.slo
     renew = [c.early_renewal_hours for c in pki.leaves] if getattr(pki, "leaves", None) else []
@@ -240,7 +243,7 @@ def monitoring_plan(plan) -> MonitoringPlan | None:
     """The monitoring plan of a built :class:`~llmcluster.plan.build.Plan` (computed once per plan)."""
     cached = plan.__dict__.get("_monitoring")
     if cached is None and "_monitoring" not in plan.__dict__:
-        cached = build_monitoring_plan(plan.spec, plan.ip, plan.serving, plan.pki)
+        cached = build_monitoring_plan(plan.spec, plan.ip, plan.serving, plan.pki, plan.storage)
         object.__setattr__(plan, "_monitoring", cached)
     return cached
 

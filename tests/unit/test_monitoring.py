@@ -56,7 +56,7 @@ def test_targets_cover_every_host_and_exporter_over_mgmt(plan, mp):
     assert {t.host for t in mp.targets_of("dcgm")} == {"gpu-01", "gpu-02"}
     assert {t.host for t in mp.targets_of("trtllm")} == set(plan.serving.heads)
     assert {t.host for t in mp.targets_of("haproxy")} == {"gw-01"}
-    assert {t.host for t in mp.targets_of("ceph")} == {h for h in hosts if h.startswith("storage-")}
+    assert {t.host for t in mp.targets_of("ceph")} == set(plan.storage.ceph.mgrs)  # the managers
     for t in mp.targets:  # scraping only over the mgmt VLAN
         assert t.address == hosts[t.host].addresses["mgmt"], t
     assert mp.servers == ("mon-01",)
@@ -266,3 +266,12 @@ def test_dashboards_parse_and_use_only_contract_metrics(mp):
             assert C.unknown_metrics(e) == set(), (name, e)
         shipped = json.loads((DASHBOARD_DIR / f"{name}.json").read_text())
         assert shipped == json.loads(json.dumps(doc)), f"{name}.json is stale: regenerate it"
+
+
+def test_kubernetes_layer_gets_plain_data(plan, mp):
+    from llmcluster.monitoring.render import kubernetes_data
+
+    data = kubernetes_data(plan)
+    assert data["rule_groups"] == rule_groups(mp)
+    assert json.loads(json.dumps(data)) == data  # plain, serialisable
+    assert {t["job"] for t in data["scrape_targets"]} == {j["name"] for j in data["jobs"]}
