@@ -863,9 +863,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=cmd_lab, set=None)
 
     # monitoring: the central audit store (docs/observability.md)
-    from llmcluster.monitoring.audit_cli import add_parser as _add_audit_parser
+    from llmcluster.monitoring import audit_cli
 
-    _add_audit_parser(sub)
+    audit_cli.add_parser(sub).set_defaults(func=lambda a: audit_cli.cmd_audit(
+        a, console=_console, load=_load, print_json=_print_json))
     return p
 
 

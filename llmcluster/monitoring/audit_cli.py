@@ -93,9 +93,9 @@ def _write_checkpoint(path: Path, head: dict) -> None:
     os.replace(tmp, path)
 
 
-def cmd_audit(args) -> int:
-    from llmcluster.cli import _console, _load, _print_json
-
+def cmd_audit(args, *, console, load, print_json) -> int:
+    """``console``/``load``/``print_json``: the CLI's helpers (passed in: this module never imports the CLI)."""
+    _console, _load, _print_json = console, load, print_json
     since = parse_since(args.since)
     ckpt_path = Path(args.checkpoint) if args.checkpoint else None
     if ckpt_path is not None and not ckpt_path.parent.is_dir():
@@ -142,8 +142,8 @@ def cmd_audit(args) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
-    """The ``audit`` subcommand (registered by llmcluster.cli)."""
+def add_parser(sub):
+    """The ``audit`` subcommand (registered by llmcluster.cli, which sets its ``func``); returns the parser."""
     au = sub.add_parser("audit", help="query the central audit store (the gateways' access log) and verify its "
                                       "hash chain (exit 5 when it does not verify)")
     au.add_argument("--stack", default="lab")
@@ -156,4 +156,5 @@ def add_parser(sub) -> None:
     au.add_argument("--checkpoint", default=None, help="file holding the last verified head (kept off the "
                                                        "monitor host); updated after a chain that verifies")
     au.add_argument("--json", action="store_true")
-    au.set_defaults(func=cmd_audit, set=None)
+    au.set_defaults(set=None)
+    return au
