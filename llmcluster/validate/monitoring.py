@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from llmcluster.errors import Problem
-from llmcluster.plan.monitoring import required_ports
+from llmcluster.plan.monitoring import AUDIT_STORE_PORT, required_ports
 from llmcluster.spec.models import Spec
 from llmcluster.validate.access import _allows_tcp, _zone_of
 from llmcluster.validate.registry import rule
@@ -51,3 +51,21 @@ def scrape_flows(spec: Spec) -> Iterator[Problem]:
                 yield Problem("flows", f"no flow from zone '{mzone}' (monitoring.pool {mon.pool}) admits tcp/{port} "
                                        f"on mgmt to zone '{zone}' (pool {pool}): Prometheus could not scrape {job}; "
                                        f"add a flow {{from: {mzone}, to: {zone}, ports: [tcp/{port}], vlan: mgmt}}")
+
+
+@rule("monitoring.audit-store-flow", requires=("monitoring.pool",), unless=("zones", "flows", "pools"))
+def audit_store_flow(spec: Spec) -> Iterator[Problem]:
+    """When the gateways ship to the monitor host's audit store (serving.gateway.audit.forward_to empty), a flow
+    from the gateway's zone to the monitor zone admits the store's port on mgmt."""
+    mon, gw = spec.monitoring, spec.serving.gateway
+    if mon is None or gw is None or gw.audit.forward_to:
+        return
+    gzone, mzone = _zone_of(spec, gw.pool), _zone_of(spec, mon.pool)
+    if gzone is None or mzone is None:
+        return  # zones.every-pool-zoned, monitoring.flows
+    if not any(f.from_ == gzone and f.to == mzone and f.vlan == "mgmt" and _allows_tcp(f.ports, AUDIT_STORE_PORT)
+               for f in spec.flows):
+        yield Problem("flows", f"no flow from zone '{gzone}' (the gateway) to '{mzone}' (monitoring.pool) admits "
+                               f"tcp/{AUDIT_STORE_PORT} on mgmt: the audit trail could not reach the audit store; add "
+                               f"{{from: {gzone}, to: {mzone}, ports: [tcp/{AUDIT_STORE_PORT}], vlan: mgmt}}")
+

@@ -275,3 +275,21 @@ def test_kubernetes_layer_gets_plain_data(plan, mp):
     assert data["rule_groups"] == rule_groups(mp)
     assert json.loads(json.dumps(data)) == data  # plain, serialisable
     assert {t["job"] for t in data["scrape_targets"]} == {j["name"] for j in data["jobs"]}
+
+
+def test_the_gateways_ship_to_the_monitor_host_wherever_it_is_numbered():
+    plan4 = build_plan(load_stack_file(LAB, ["pools.gpu.count=4"]))
+    mon = plan4.ip.host("mon-01")
+    assert plan4.serving.gateway.audit.forward_to == (f"https://{mon.mgmt_ip}:19532",)
+
+
+def test_shipping_to_the_store_needs_its_flow(tmp_path):
+    text = LAB.read_text().replace(
+        "    - {name: audit-store, from: gateway, to: monitor, ports: [tcp/19532], vlan: mgmt}\n", "")
+    bad = tmp_path / "Pulumi.lab.yaml"
+    bad.write_text(text)
+    from llmcluster.errors import SpecError
+
+    with pytest.raises(SpecError) as exc:
+        load_stack_file(bad, [])
+    assert any(": flows: " in line and "tcp/19532" in line and "audit store" in line for line in exc.value.lines())
