@@ -126,3 +126,63 @@ def test_up_problems_name_missing_and_down_targets():
         "dcgm on gpu-01: up == 0 (the target does not answer the scrape)",
         "node on gw-01: not a target of Prometheus (scrape configuration)"]
     assert V.up_problems(q, [("node", "gpu-01")]) == []
+
+
+def test_gateway_exporter_serves_only_the_monitor_host(tmp_path):
+    """The gateway role's HAProxy with its metrics frontend (rendered by Ansible from the role's template,
+    real HAProxy on loopback): the monitor host's certificate scrapes HAProxy's exporter over mTLS,
+    another cluster host's certificate gets 403, no certificate no TLS session."""
+    from tests.helpers import gateway_local as L
+    from tests.helpers.role_local import bundle, haproxy_check, local_config, start_haproxy, stop
+
+    if shutil.which("haproxy") is None or shutil.which("curl") is None:
+        pytest.skip("haproxy / curl missing")
+    pki = L.lab_pki(tmp_path / "pki")
+    d = tmp_path / "gw"
+    d.mkdir()
+    port, mport = free_port(), free_port()
+    ca_chain = pki.dir / "ca-chain.pem"
+    crl = d / "crl.pem"
+    pki.write_crl(crl)
+    variables = {
+        "out": str(d / "haproxy.cfg"),
+        "llmcluster_gateway": L.gateway_plan(pki, port, L.healthy_upstreams(pki)),
+        "llmcluster_addresses": {"inference": "127.0.0.1"},
+        "llmcluster_pki": {"ca_chain": str(ca_chain), "root_ca": str(pki.dir / "root-ca.pem"), "crl": str(crl)},
+        "gateway_bundle_path": str(bundle(d / "api.pem", pki.dir / "certs" / "gateway-api.pem", ca_chain,
+                                          pki.dir / "private" / "gateway-api.key")),
+        "gateway_upstream_bundle_path": str(bundle(d / "upstream.pem", pki.dir / "certs" / "gateway-upstream.pem",
+                                                   ca_chain, pki.dir / "private" / "gateway-upstream.key")),
+        "gateway_crl_install_path": str(crl),
+        "gateway_clients_map_path": str(d / "llmcluster-clients.map"),
+        "gateway_log_target": "stdout format raw",
+        "_gateway_stats_socket": str(d / "admin.sock"),
+        "ansible_check_mode": False, "__gateway_dpkg": {"stdout_lines": []},
+        # the metrics frontend, as the inventory's llmcluster_monitoring turns it on
+        "gateway_metrics_port": mport, "gateway_metrics_address": "127.0.0.1",
+        "gateway_metrics_client_cns": [f"mon-01.{pki.domain}"],
+        "gateway_metrics_bundle_path": str(bundle(d / "host.pem", pki.dir / "certs" / "host-gw-01.pem", ca_chain,
+                                                  pki.dir / "private" / "host-gw-01.key")),
+    }
+    rendered, _map = L.render(d, variables)
+    assert "frontend metrics" in rendered and "prometheus-exporter" in rendered
+    haproxy_check(d / "haproxy.cfg")
+    (d / "local.cfg").write_text(local_config(rendered))
+    proc = start_haproxy(d / "local.cfg", mport, d / "haproxy.log")
+    fqdn = f"gw-01.{pki.domain}"
+
+    def scrape(host: str | None) -> subprocess.CompletedProcess:
+        cert = ["--cert", str(pki.dir / "certs" / f"host-{host}.pem"), "--key",
+                str(pki.dir / "private" / f"host-{host}.key")] if host else []
+        return subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", str(pki.dir / "root-ca.pem"), *cert,
+                               "--resolve", f"{fqdn}:{mport}:127.0.0.1", "-w", "\n%{http_code}",
+                               f"https://{fqdn}:{mport}/metrics"], capture_output=True, text=True)
+
+    try:
+        ok = scrape("mon-01")
+        assert ok.stdout.rstrip().endswith("200") and "haproxy_frontend_http_requests_total" in ok.stdout, ok
+        other = scrape("gpu-01")
+        assert other.stdout.rstrip().endswith("403"), other
+        assert scrape(None).returncode != 0  # no client certificate: no TLS session
+    finally:
+        stop(proc)
