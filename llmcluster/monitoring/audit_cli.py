@@ -62,11 +62,16 @@ def query(store: Path, since: float, client: str | None, checkpoint: dict | None
     return problems, head, rows
 
 
-def fetch_store(address: str, user: str, dest: Path) -> Path:
+def fetch_store(address: str, user: str, dest: Path, key: Path | None = None, accept_new: bool = False) -> Path:
     """Copy the monitor host's store here (read-only on the host: ``tar -c``)."""
     parent, name = STORE_DIR.rsplit("/", 1)
-    out = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", f"{user}@{address}",
-                          "tar", "-C", parent, "-cf", "-", name], capture_output=True, check=False, timeout=600)
+    opts = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    if key is not None:
+        opts += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
+    if accept_new:
+        opts += ["-o", "StrictHostKeyChecking=accept-new"]
+    out = subprocess.run(["ssh", *opts, f"{user}@{address}", "tar", "-C", parent, "-cf", "-", name],
+                         capture_output=True, check=False, timeout=600)
     if out.returncode != 0:
         raise SpecError(Problem("--stack", f"could not read the audit store on {address}: "
                                            f"{out.stderr.decode(errors='replace').strip()[:200] or 'ssh failed'}"))
@@ -115,7 +120,11 @@ def cmd_audit(args, *, console, load, print_json) -> int:
             if mp is None or not mp.servers:
                 raise SpecError(Problem("monitoring", f"stack {plan.spec.stack} has no monitor host "
                                                       "(monitoring.pool): nothing stores the audit trail"))
-            store = fetch_store(mp.server_addresses[0], plan.hostnet.ssh_user, Path(tmp))
+            key = Path(args.ssh_key) if args.ssh_key else None
+            if key is not None and not key.is_file():
+                raise SpecError(Problem("--ssh-key", f"{args.ssh_key}: no such file"))
+            store = fetch_store(mp.server_addresses[0], plan.hostnet.ssh_user, Path(tmp), key,
+                                args.accept_new_host_key)
         problems, head, rows = query(store, since, args.client, checkpoint)
     if args.json:
         _print_json({"chain_ok": not problems, "problems": problems, "head": head, "entries": rows})
@@ -155,6 +164,10 @@ def add_parser(sub):
                                                   "monitor host")
     au.add_argument("--checkpoint", default=None, help="file holding the last verified head (kept off the "
                                                        "monitor host); updated after a chain that verifies")
+    au.add_argument("--ssh-key", default=None, help="private key for the monitor host (the lab's: "
+                                                    "<lab state dir>/ssh/id_ed25519)")
+    au.add_argument("--accept-new-host-key", action="store_true",
+                    help="trust the monitor host's SSH key on first use (labs; production keeps known_hosts)")
     au.add_argument("--json", action="store_true")
     au.set_defaults(set=None)
     return au

@@ -141,3 +141,9 @@ def test_cli_audit_bad_input_is_one_line(tmp_path, capsys, argv, key):
     rc = main(["audit", *argv] if "--store" in argv else ["audit", "--store", str(_store(tmp_path)), *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith(key) and "Traceback" not in err[0], err
+
+
+def test_cli_audit_refuses_a_missing_ssh_key(capsys):
+    rc = main(["audit", "--since", "1d", "--ssh-key", "/nonexistent-key"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("--ssh-key"), err
