@@ -67,14 +67,14 @@ def parse_access(message: str) -> dict:
     return d
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, text: str, mode: int = 0o640) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o640)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -202,7 +202,8 @@ def write_metrics(textfile_dir: Path, head: dict, store: Path, chain_ok: int | N
         "llmcluster_audit_last_entry_timestamp_seconds", 0),
         "llmcluster_audit_store_bytes": size,
         "llmcluster_audit_chain_ok": chain_ok if chain_ok is not None else old.get("llmcluster_audit_chain_ok", 1)}
-    _atomic_write(path, "".join(f"# TYPE {k} gauge\n{k} {v}\n" for k, v in vals.items()))
+    # node_exporter (user prometheus) reads it
+    _atomic_write(path, "".join(f"# TYPE {k} gauge\n{k} {v}\n" for k, v in vals.items()), 0o644)
 
 
 def journal_records(journal_dir: str, cursor_file: Path, identifier: str = "haproxy") -> list[dict]:

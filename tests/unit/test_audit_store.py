@@ -106,7 +106,9 @@ def test_a_file_deleted_by_hand_is_detected(tmp_path):
 def test_metrics_textfile(tmp_path):
     store = _store(tmp_path)
     A.write_metrics(tmp_path / "tf", {"ts": 123.0}, store, chain_ok=1)
-    text = (tmp_path / "tf" / "llmcluster_audit.prom").read_text()
+    prom = tmp_path / "tf" / "llmcluster_audit.prom"
+    assert prom.stat().st_mode & 0o777 == 0o644  # node_exporter runs as another user
+    text = prom.read_text()
     assert "llmcluster_audit_last_entry_timestamp_seconds 123.0" in text and "llmcluster_audit_chain_ok 1" in text
 
 
