@@ -61,7 +61,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 1.0)
         try:
             if predicate():
                 return time.monotonic() - t0
-        except OSError:
+        except (OSError, ValueError):  # not answering yet, or not JSON yet
             pass
         if time.monotonic() - t0 > timeout:
             return None

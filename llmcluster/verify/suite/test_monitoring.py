@@ -172,7 +172,8 @@ def test_audit_store(verify_target, mon, admin_source, tmp_path_factory):
     assert problems == [], problems
     rows = [line for _p, _n, line in AC.read_lines(found) if line and marker in line.get("message", "")]
     # the identity: the admin client certificate's subject and serial
-    assert "CN=" in rows[0]["client"] and rows[0]["serial"], rows[0]
+    assert "CN=" in rows[0].get("client", "") and rows[0].get("serial"), \
+        f"the chained line lacks the client's identity (not parsed as HAProxy's access log?): {rows[0]}"
     # tamper evidence on a copy: an edited line and a deleted line are both named
     f, lines = AC.chain_files(found)[-1], AC.chain_files(found)[-1].read_text().splitlines()
     doc = json.loads(lines[-1])
