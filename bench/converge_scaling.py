@@ -118,6 +118,8 @@ def overrides_for(n: int, kind: str = "stack") -> list[str]:
         out = [f"pools.gpu.count={n - 2}", "pools.storage.count=1", "storage.ceph=null"]
         if n > 8:  # the lab's one leaf takes 64 ports (9 per GPU node): leaf pairs under two spines
             out += ["baremetal.spine_switches=2", f"baremetal.leaf_switches={2 * -(-9 * n // 100)}"]
+    # no monitor host: the bench's sizes count the hosts of the roles it times (docs/observability.md)
+    out += ["monitoring=null", "pools.monitor.count=0"]
     if kind == "namespace":
         out.append("lab=null")
     elif kind == "nspawn":

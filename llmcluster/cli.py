@@ -896,6 +896,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("-k", metavar="EXPR", help="with verify: only checks matching this pytest -k expression")
     lab.add_argument("--failures-only", action="store_true", help="with verify: table rows for failed checks only")
     lab.set_defaults(func=cmd_lab, set=None)
+
+    # monitoring: the central audit store (docs/observability.md)
+    from llmcluster.monitoring import audit_cli
+
+    audit_cli.add_parser(sub).set_defaults(func=lambda a: audit_cli.cmd_audit(
+        a, console=_console, load=_load, print_json=_print_json))
     return p
 
 

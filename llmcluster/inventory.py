@@ -9,9 +9,12 @@ valid Ansible identifiers.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from typing import Any
+
+import yaml
 
 from llmcluster.plan.build import Plan
 from llmcluster.plan.hostsec import rp_filter
@@ -112,6 +115,22 @@ def gateway_vars(plan: Plan) -> dict[str, Any]:
     return {} if gw is None else {"llmcluster_gateway": gw.to_dict()}
 
 
+def monitoring_vars(plan: Plan) -> dict[str, Any]:
+    """What the monitoring roles read (``{}`` without ``monitoring``): the plan, the rendered Prometheus and
+    Alertmanager configurations and the rule groups (docs/observability.md)."""
+    from llmcluster.monitoring.render import alertmanager_config, prometheus_config
+    from llmcluster.monitoring.rules import rule_file
+    from llmcluster.plan.monitoring import monitoring_plan
+
+    mp = monitoring_plan(plan)
+    if mp is None:
+        return {}
+    # The rules carry Prometheus templates ({{ $labels.host }}): base64, so that Ansible never templates them.
+    rules = base64.b64encode(yaml.safe_dump(rule_file(mp), sort_keys=False).encode()).decode()
+    return {"llmcluster_monitoring": {**mp.to_dict(), "prometheus_config": prometheus_config(mp, plan.spec.stack),
+                                      "alertmanager_config": alertmanager_config(mp), "rules_b64": rules}}
+
+
 def build_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The whole inventory; ``addresses``: host -> address as the compute backend reports them
     (the program's; offline callers use the plan's mgmt addresses)."""
@@ -155,6 +174,7 @@ def build_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> d
         "llmcluster_min_tls_version": spec.pki.min_tls_version,
         "llmcluster_ntp_servers": list(spec.site.ntp_servers),
         **gateway_vars(plan),
+        **monitoring_vars(plan),
     }
     out: dict[str, Any] = {
         "all": {"children": sorted(["ungrouped", *groups]), "vars": all_vars},

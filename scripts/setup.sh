@@ -29,6 +29,10 @@ command -v lynis >/dev/null 2>&1 || [ -x /usr/sbin/lynis ] || need_apt+=(lynis)
 # systemd-journal-upload and systemd-journal-remote for real (tests/roles/test_audit_log_local.py),
 # and the verification suite's collector runs journal-remote in a lab probe namespace.
 [ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] || need_apt+=(systemd-journal-remote)
+# Monitoring (docs/observability.md): promtool check|test rules and amtool check-config run in the tests
+# (tests/unit/test_monitoring.py); node_exporter's metric names were checked against Debian's.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 # The nvme_raid role's safety rules run against loop devices (tests/roles/test_nvme_raid_local.py):
 # a GPT by sfdisk, xfs, and mdadm --examine of a hand-written md superblock (no md in the kernel needed).
 command -v sfdisk >/dev/null 2>&1 || [ -x /usr/sbin/sfdisk ] || need_apt+=(fdisk)

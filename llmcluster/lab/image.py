@@ -70,9 +70,16 @@ LAB_PACKAGES: tuple[str, ...] = (
     "ceph-mgr",
     "ceph-osd",
     "ceph-common",
+    # Monitoring (docs/observability.md): node_exporter on every host, Prometheus and Alertmanager on
+    # the monitor host (their units are disabled in the image: the roles enable them where they run).
+    "prometheus-node-exporter",
+    "prometheus",
+    "prometheus-alertmanager",
 )
+#: Units the packages above enable that only their role may start (removed from the image's wants).
+DISABLED_UNITS = ("prometheus.service", "prometheus-alertmanager.service")
 #: Bump when the customisation in :func:`_customise` changes, so cached images are rebuilt.
-IMAGE_REVISION = 2
+IMAGE_REVISION = 3
 
 #: The lab's sshd settings (a drop-in: Debian's sshd_config includes sshd_config.d/*.conf).
 SSHD_DROPIN = """\
@@ -293,6 +300,9 @@ def _customise(rootfs: Path) -> None:
     ssh_dir.chmod(0o700)
     (rootfs / "etc/resolv.conf").write_text("")  # hosts have no DNS: fact gathering must not wait on it
     (rootfs / "etc/hostname").write_text("localhost\n")
+    for unit in DISABLED_UNITS:
+        for link in (rootfs / "etc/systemd/system").glob(f"*.wants/{unit}"):
+            link.unlink()
     for stale in ("etc/machine-id", "var/lib/dbus/machine-id"):
         p = rootfs / stale
         if p.is_file():

@@ -271,6 +271,16 @@ def _inference_address(h: HostPlan) -> str:
     return h.addresses.get("inference", h.mgmt_ip)
 
 
+def audit_store_urls(spec: Spec, ip: IpPlan) -> tuple[str, ...]:
+    """Where the gateways ship their audit trail when serving.gateway.audit.forward_to is empty: the audit store
+    of the first monitor host (monitoring.pool; docs/observability.md), else nowhere."""
+    from llmcluster.plan.monitoring import AUDIT_STORE_PORT
+
+    mon = spec.monitoring
+    hosts = ip.hosts_in_pool(mon.pool) if mon is not None and mon.pool in spec.pools else []
+    return (f"https://{hosts[0].mgmt_ip}:{AUDIT_STORE_PORT}",) if hosts else ()
+
+
 def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan, access: AccessPlan | None = None) -> ServingPlan:
     """The serving plan; ``access``: the access plan when already built (else it is built here)."""
     s = spec.serving
@@ -300,7 +310,7 @@ def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan, access: Access
             upstream_client_cn=upstream_client_cn(spec.site.domain),
             access=access if access is not None else build_access_plan(spec, ip),
             audit=AuditPlan(retention_days=gw.audit.retention_days, max_use=gw.audit.max_use,
-                            forward_to=tuple(gw.audit.forward_to),
+                            forward_to=tuple(gw.audit.forward_to) or audit_store_urls(spec, ip),
                             allow_short_retention=gw.audit.allow_short_retention))
     return ServingPlan(
         model=s.model, hf_repo=m.hf_repo, model_type=m.family,

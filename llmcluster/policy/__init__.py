@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from llmcluster.policy import compute, encryption, exposure, kubernetes, network, s3  # noqa: F401  (registers the rules)
+from llmcluster.policy import audit, compute, encryption, exposure, kubernetes, network, s3  # noqa: F401  (registers the rules)
 from llmcluster.policy.core import EFA_TAG, RULES, ZONE_TAG, Context, PublicListener, Rule, Violation
 from llmcluster.policy.runner import (Resource, bucket_coverage, check_evaluation, check_records, check_resources,
                                       context_from_resources, context_from_spec)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llmcluster.policy import compute, encryption, exposure, kubernetes, network, s3  # noqa: F401  (registers the rules)
+from llmcluster.policy import audit, compute, encryption, exposure, kubernetes, network, s3  # noqa: F401  (registers the rules)
 from llmcluster.policy.core import EFA_TAG, RULES, ZONE_TAG, Context, PublicListener, Violation, is_true
 
 if TYPE_CHECKING:  # pragma: no cover

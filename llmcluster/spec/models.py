@@ -234,7 +234,7 @@ TlsVersion = Annotated[
 
 VlanRole = Literal["mgmt", "oob", "inference", "storage_public", "storage_cluster", "rdma"]
 VLAN_ROLES: tuple[str, ...] = ("mgmt", "oob", "inference", "storage_public", "storage_cluster", "rdma")
-PoolRole = Literal["gpu", "storage", "gateway", "control"]
+PoolRole = Literal["gpu", "storage", "gateway", "control", "monitor"]
 TrafficKind = Literal["roce", "cnp", "inference", "storage", "mgmt", "default"]
 
 
@@ -650,6 +650,45 @@ class Serving(_Model):
     runtime: Literal["systemd", "kubernetes"] = "systemd"
 
 
+# --------------------------------------------------------------------------- monitoring (docs/observability.md)
+
+WebhookUrl = Annotated[StrictStr, Field(pattern=r"^https?://[!-~]+$")]
+
+
+class MonitoringSlo(_Model):
+    """Thresholds a user sets (SLOs); the alert rules read them (llmcluster.monitoring.rules)."""
+
+    ttft_p99_s: Annotated[Real, Field(gt=0, le=600)] = Field(
+        default=2.0, description="time to first token, P99 over 5 min, seconds")
+    latency_p99_s: Annotated[Real, Field(gt=0, le=7200)] = Field(
+        default=120.0, description="end-to-end request latency, P99 over 5 min, seconds")
+    error_ratio: Annotated[Real, Field(gt=0, le=1)] = Field(
+        default=0.02, description="share of 5xx answers at the gateway over 5 min")
+    queue_depth: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = Field(
+        default=None, description="requests waiting per replica head; default 2 x serving.concurrency")
+    kv_cache_ratio: Annotated[Real, Field(gt=0, le=1)] = Field(
+        default=0.95, description="KV-cache blocks in use, as a fraction, for 10 min")
+    gpu_memory_ratio: Annotated[Real, Field(gt=0, le=1)] = Field(
+        default=0.85, description="GPU framebuffer in use, as a fraction, for 5 min")
+
+
+class Monitoring(_Model):
+    """Prometheus and Alertmanager on a monitor pool, and the central audit store there."""
+
+    pool: Name = Field(description="the pool (role monitor) that runs Prometheus, Alertmanager and the audit store")
+    scrape_interval_s: Annotated[StrictInt, Field(ge=5, le=300)] = 15
+    evaluation_interval_s: Annotated[StrictInt, Field(ge=5, le=300)] = 15
+    retention_days: Annotated[StrictInt, Field(ge=1, le=3650)] = Field(
+        default=30, description="days Prometheus keeps samples")
+    webhooks: Annotated[tuple[WebhookUrl, ...], AfterValidator(_unique)] = Field(
+        default=(), description="Alertmanager webhook receivers (http(s) URLs)")
+    slo: MonitoringSlo = MonitoringSlo()
+    audit_retention_days: Annotated[StrictInt, Field(ge=180, le=3650)] = Field(
+        default=180, description="days the central audit store keeps the chained access log (at least 180)")
+    audit_requests_per_s: Annotated[Real, Field(gt=0, le=100_000)] = Field(
+        default=1.0, description="expected API requests per second (average): sizes the audit store's cap")
+
+
 # --------------------------------------------------------------------------- API access control
 
 # Lists in a policy: each item listed once (a repeated item is a typo for another).
@@ -1016,6 +1055,8 @@ class Spec(_Model):
     serving: Serving
     #: Who may call the API (required with serving.gateway: validate.access)
     access: Access | None = None
+    #: Prometheus, Alertmanager and the central audit store (docs/observability.md)
+    monitoring: Monitoring | None = None
     nvidia: Nvidia = Nvidia()
     aws: Aws | None = None
     baremetal: Baremetal | None = None

@@ -56,6 +56,7 @@ from llmcluster.validate import (  # noqa: F401  (registers the rules; run order
     fields,
     kubernetes,
     lab,
+    monitoring,
     nvidia,
     pki,
     pools,

@@ -18,7 +18,7 @@ LAYERS = (FIELD, SPEC, PLAN, PREFLIGHT)
 #: The domains (one module of this package each), in run order within a layer. The order matters
 #: only where a rule is skipped by what rules before it found (``requires``, ``unless``).
 DOMAINS = ("fields", "fabric", "qos", "pools", "aws", "baremetal", "zones", "storage", "pki", "serving", "access",
-           "lab", "switches", "nvidia", "addresses", "kubernetes")
+           "lab", "switches", "nvidia", "addresses", "kubernetes", "monitoring")
 
 #: ``<domain>.<name>``: lower case words joined by hyphens, the domain is the rule's module.
 RULE_ID = re.compile(r"^[a-z]+\.[a-z0-9]+(-[a-z0-9]+)*$")

@@ -32,7 +32,7 @@ SUITE = Path(__file__).resolve().parent / "suite"
 #: What running the suite needs from the package (a partial installation fails with their names).
 SUITE_FILES = ("conftest.py", "pytest.ini", "plugin.py", "test_hosts.py", "test_firewall_matrix.py",
                "test_gateway.py", "test_gpu.py", "test_audit.py", "test_model.py",
-               "test_storage_raid.py", "test_storage_ceph.py")
+               "test_storage_raid.py", "test_storage_ceph.py", "test_monitoring.py")
 #: Exit code of ``llmcluster verify`` when a check fails (0: all passed; 2: bad input).
 EXIT_FAILED = 5
 

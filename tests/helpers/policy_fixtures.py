@@ -83,7 +83,16 @@ def with_(props: dict, path: str, value: Any) -> dict:
 
 
 #: rule id -> (resource type, compliant props, violating props, the property path the violation names)
+LOCK = "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"
+GOOD_LOCK = {"bucket": "archive", "rule": {"defaultRetention": {"mode": "COMPLIANCE", "days": 180.0}}}
+
 FIXTURES: dict[str, tuple[str, dict, dict, str]] = {
+    # the audit trail (docs/observability.md)
+    "audit.log-retention": (LOGS, {"name": "/llmcluster/s/audit", "retentionInDays": 180.0, "kmsKeyId": KEY},
+                            {"name": "/llmcluster/s/audit", "retentionInDays": 90.0, "kmsKeyId": KEY},
+                            "retentionInDays"),
+    "audit.archive-object-lock": (LOCK, GOOD_LOCK, with_(GOOD_LOCK, "rule.defaultRetention.mode", "GOVERNANCE"),
+                                  "rule.defaultRetention.mode"),
     "net.no-world-ingress": (SG, GOOD_SG, with_(GOOD_SG, "ingress[2].cidrBlocks", ["0.0.0.0/0"]),
                              "ingress[2].cidrBlocks[0]"),
     "net.no-ssh-outside-admin": (SGI, {"securityGroupId": "sg-gpu", "ipProtocol": "tcp", "fromPort": 22.0,

@@ -41,6 +41,12 @@ def one(e, type_):
     return found[0]
 
 
+def _named(e, type_, name):
+    found = [r for r in of(e, type_) if r.name == name]
+    assert len(found) == 1, [r.urn for r in of(e, type_)]
+    return found[0]
+
+
 def by_urn(e):
     return {r.urn: r for r in e.resources}
 
@@ -263,9 +269,10 @@ def test_every_encryption_key_is_the_stack_key(stack, overrides):
             assert bd["ebs"]["encrypted"] == "true" and bd["ebs"]["kmsKeyId"] == key, lt.urn
             assert bd["ebs"]["volumeType"] == "gp3", lt.urn
             seen += 1
-    sse = one(e, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
-    rule = sse.inputs["rules"][0]["applyServerSideEncryptionByDefault"]
-    assert rule == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": key}, sse.urn
+    # the model bucket and the audit archive (docs/observability.md)
+    for sse in of(e, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"):
+        rule = sse.inputs["rules"][0]["applyServerSideEncryptionByDefault"]
+        assert rule == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": key}, sse.urn
     for lg in of(e, "aws:cloudwatch/logGroup:LogGroup"):
         assert lg.inputs["kmsKeyId"] == key, lg.urn
         seen += 1
@@ -326,12 +333,12 @@ def test_nat_only_for_a_flow_to_public_addresses_and_never_on_gpu_vlans():
 
 def test_the_model_bucket_blocks_public_access_and_denies_plain_http_and_other_paths():
     e = ev("prod-aws")
-    pab = one(e, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    pab = _named(e, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "compute-data-models")
     for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"):
         assert pab.inputs[k] is True, f"{pab.urn}: {k}"
-    v = one(e, "aws:s3/bucketVersioning:BucketVersioning")
+    v = _named(e, "aws:s3/bucketVersioning:BucketVersioning", "compute-data-models")
     assert v.inputs["versioningConfiguration"]["status"] == "Enabled", v.urn
-    pol = one(e, "aws:s3/bucketPolicy:BucketPolicy")
+    pol = _named(e, "aws:s3/bucketPolicy:BucketPolicy", "compute-data-models")
     doc = json.loads(pol.inputs["policy"])
     s3ep = next(r for r in of(e, "aws:ec2/vpcEndpoint:VpcEndpoint") if r.inputs["vpcEndpointType"] == "Gateway")
     st = {s["Sid"]: s for s in doc["Statement"]}
@@ -343,7 +350,7 @@ def test_the_model_bucket_blocks_public_access_and_denies_plain_http_and_other_p
 
 def test_gpu_nodes_may_read_the_model_prefix_and_write_nothing():
     e = ev("prod-aws")
-    pols = of(e, "aws:iam/rolePolicy:RolePolicy")
+    pols = [p for p in of(e, "aws:iam/rolePolicy:RolePolicy") if p.name != "compute-audit-writer"]
     assert [p.name for p in pols] == ["compute-data-gpu-model"]
     doc = json.loads(pols[0].inputs["policy"])
     actions = [a for s in doc["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
@@ -398,7 +405,7 @@ def test_eks_variant_private_endpoint_log_group_first_node_groups_and_kubeconfig
     c = one(e, "aws:eks/cluster:Cluster")
     vc = c.inputs["vpcConfig"]
     assert vc["endpointPrivateAccess"] is True and vc["endpointPublicAccess"] is False, c.urn
-    lg = one(e, "aws:cloudwatch/logGroup:LogGroup")
+    lg = _named(e, "aws:cloudwatch/logGroup:LogGroup", "compute-eks-logs")
     assert lg.inputs["retentionInDays"] >= 180 and lg.inputs["name"] == f"/aws/eks/{c.inputs['name']}/cluster"
     order = [r.urn for r in e.resources]
     assert order.index(lg.urn) < order.index(c.urn), "the log group exists before the cluster"
@@ -426,3 +433,24 @@ def test_resources_per_gpu_node_are_constant():
     big = ev("prod-aws", ("pools.gpu.count=6", "serving.replicas=6"))
     per_node = (len(big.resources) - len(small.resources)) / 4
     assert per_node <= 8, per_node
+
+
+# --------------------------------------------------------------------------- audit trail (docs/observability.md)
+
+
+def test_audit_log_group_kept_180_days_and_archive_locked():
+    e = ev("prod-aws")
+    key = _key_arn(e)
+    lg = _named(e, "aws:cloudwatch/logGroup:LogGroup", "compute-audit-logs")
+    assert lg.inputs["retentionInDays"] >= 180 and lg.inputs["kmsKeyId"] == key, lg.urn
+    assert lg.inputs["name"] == "/llmcluster/prod-aws/audit"
+    b = _named(e, "aws:s3/bucket:Bucket", "compute-audit-archive")
+    assert b.inputs["objectLockEnabled"] is True and b.inputs["forceDestroy"] is False, b.urn
+    lock = _named(e, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration", "compute-audit-archive")
+    ret = lock.inputs["rule"]["defaultRetention"]
+    assert ret["mode"] == "COMPLIANCE" and ret["days"] >= 180, lock.urn
+    w = _named(e, "aws:iam/rolePolicy:RolePolicy", "compute-audit-writer")
+    doc = json.loads(w.inputs["policy"])
+    actions = {a for s in doc["Statement"] for a in s["Action"]}
+    assert actions == {"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"}  # no delete
+

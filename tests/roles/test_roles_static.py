@@ -161,11 +161,13 @@ def test_site_playbook_plays():
         roles = [r["role"] if isinstance(r, dict) else r for r in play["roles"]]
         extra = {"gateway": ["gateway", "audit_log"], "storage": ["ceph"],
                  "gpu": ["ceph", "nvidia_driver", "nvidia_fabricmanager", "nvidia_container_toolkit", "dcgm",
-                         "nvme_raid", "model_store", "tensorrt_llm", "serving_tls"]}
-        expected = ["common", "network", "firewall", "mtls"] + extra.get(play["hosts"], [])
+                         "nvme_raid", "model_store", "tensorrt_llm", "serving_tls"],
+                 "monitor": ["audit_store", "alertmanager", "prometheus"]}
+        # node_exporter on every host (docs/observability.md)
+        expected = ["common", "network", "firewall", "mtls", "node_exporter"] + extra.get(play["hosts"], [])
         assert roles == expected, name
         covered.add(play["hosts"])
-    assert {"gpu", "storage", "gateway"} <= covered
+    assert {"gpu", "storage", "gateway", "monitor"} <= covered
     assert any(h.startswith("all:!") for h in covered), "hosts of no known group must be converged too"
 
 

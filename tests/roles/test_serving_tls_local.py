@@ -55,7 +55,11 @@ def _configure_play() -> str:
              "serving_tls_crl_copy_path": "{{ out }}/{{ case }}/certs/serving-tls-crl.pem",
              "_serving_tls_unit_path": "{{ out }}/{{ case }}/serving-tls.service",
              "__serving_tls_crl_stat": {"stat": {"exists": f"{case}.crl_present }}}}"}},
-             "__serving_tls_dpkg": {"stdout_lines": []}},
+             "__serving_tls_dpkg": {"stdout_lines": []},
+             # the metrics frontend for the monitor hosts (docs/observability.md): the main case only
+             "llmcluster_monitoring": f"{case}.monitoring | default({{}}) }}}}",
+             "serving_tls_metrics_address": "127.0.0.1",
+             "serving_tls_metrics_port": f"{case}.metrics_port | default(0) }}}}"},
          "loop": "{{ cases.keys() | list }}", "loop_control": {"loop_var": "case"}},
     ])
 
@@ -143,10 +147,14 @@ def terminators(pki, tmp_path_factory):
     plan = pki["plan"]
     sp, gw = plan.serving.to_vars(), plan.serving.gateway.to_dict()
     backend, slow_backend = R.free_port(), R.free_port()
-    ports = {"main": R.free_port(), "revoked": R.free_port(), "slow": R.free_port(), "nocrl": R.free_port()}
+    ports = {"main": R.free_port(), "revoked": R.free_port(), "slow": R.free_port(), "nocrl": R.free_port(),
+             "metrics": R.free_port()}
     cases = {
+        # with the metrics frontend; its backend path is /version here, so a scrape shows the rewrite
         "main": {"plan": {**sp, "port": ports["main"], "backend_port": backend}, "gateway": gw,
-                 "pki": _pki_vars(pki, pki["crl"]), "crl_present": True},
+                 "pki": _pki_vars(pki, pki["crl"]), "crl_present": True, "metrics_port": ports["metrics"],
+                 "monitoring": {"server_fqdns": [f"mon-01.{plan.spec.site.domain}"],
+                                "trtllm_backend_path": "/version"}},
         "revoked": {"plan": {**sp, "port": ports["revoked"], "backend_port": backend}, "gateway": gw,
                     "pki": _pki_vars(pki, pki["crl_revoked"]), "crl_present": True},
         # A short handshake bound, a slow generation behind it.
@@ -500,4 +508,26 @@ def test_preflight_refuses(preflight, case, message):
 @pytest.mark.parametrize("case", ["good", "no-crl-allowed", "gateway-host-other-port"])
 def test_preflight_accepts(preflight, case):
     assert preflight[case] == "ok", preflight[case]
+
+
+@pytest.mark.parametrize("who, status", [("host-mon-01", 200), ("host-gpu-02", 403), ("gateway-upstream", 403)])
+def test_the_metrics_frontend_admits_only_the_monitor_host(terminators, who, status):
+    """mTLS on the metrics port (the mgmt address in production): only the monitor host's certificate
+    reaches trtllm-serve's metrics path (rewritten: here /version of the stand-in)."""
+    t = terminators
+    argv = G.curl_argv(t["fqdn"], "127.0.0.1", t["ports"]["metrics"], str(t["pki"] / "root-ca.pem"),
+                       client=_cert(t, who), path="/metrics", data=None)
+    p = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    res = G.parse_curl(p.returncode, p.stdout, p.stderr)
+    assert res.status == status, res.describe()
+    if status == 200:
+        assert "lab-standin" in res.body, res.describe()
+
+
+def test_the_metrics_frontend_serves_nothing_else(terminators):
+    t = terminators
+    argv = G.curl_argv(t["fqdn"], "127.0.0.1", t["ports"]["metrics"], str(t["pki"] / "root-ca.pem"),
+                       client=_cert(t, "host-mon-01"), path="/v1/models", data=None)
+    p = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    assert G.parse_curl(p.returncode, p.stdout, p.stderr).status == 404
 

@@ -202,7 +202,10 @@ def test_gateway_keys_and_determinism(stack):
                                                g.max_conn_rate_per_source)
     assert d["upstream_client_cn"] == plan.pki.leaf("gateway-upstream").common_name == f"gateway.{spec.site.domain}"
     assert d["audit"] == {"retention_days": g.audit.retention_days, "max_use": g.audit.max_use,
-                          "forward_to": list(g.audit.forward_to),
+                          # empty in the spec with monitoring: the monitor host's audit store (plan.serving)
+                          "forward_to": list(g.audit.forward_to) or [
+                              f"https://{h.mgmt_ip}:19532" for h in (plan.ip.hosts_in_pool(spec.monitoring.pool)[:1]
+                                                                    if spec.monitoring else [])],
                           "allow_short_retention": g.audit.allow_short_retention}
     assert d["access"] == plan.access.to_dict() == plan.to_dict()["access"]
     assert set(d["access"]) == {"api_paths", "clients", "policies"}
@@ -263,7 +266,7 @@ def test_gateway_hosts_get_the_access_plan_in_their_inventory():
     plan = load_plan("lab")
     gw = gateway_vars(plan)["llmcluster_gateway"]
     assert gw["access"]["clients"][0]["cert"] == "client-lab-analyst"
-    assert gw["audit"]["forward_to"] == ["https://10.42.0.9:19532"]
+    assert gw["audit"]["forward_to"] == ["https://10.42.0.17:19532"]  # derived: the monitor host's audit store
     assert gw["max_body_bytes"] == 327680
 
 
@@ -277,13 +280,16 @@ def test_egress_flows_to_external_zones_are_accepted():
     assert not check_spec(spec)
 
 
-def test_the_lab_collector_is_the_address_the_logs_probe_gets():
-    from llmcluster.lab.probes import probe_sources
-
+def test_the_lab_collector_is_the_monitor_hosts_audit_store():
+    """The gateways ship to the central audit store on the monitor host (docs/observability.md), over
+    the audit-store flow; the logs zone's probe (the former collector) stays for the egress-flow checks."""
     plan = load_plan("lab")
-    probes = {p.zone: p for p in probe_sources(plan)}
-    host, port = url_host_port(plan.spec.serving.gateway.audit.forward_to[0])
-    assert probes["logs"].addresses == {"mgmt": host} and port == 19532
+    assert plan.spec.serving.gateway.audit.forward_to == ()  # derived by the plan (llmcluster.plan.serving)
+    host, port = url_host_port(plan.serving.gateway.audit.forward_to[0])
+    mon = plan.ip.host("mon-01")
+    assert mon.pool == plan.spec.monitoring.pool and host == mon.mgmt_ip and port == 19532
+    flow = next(f for f in plan.spec.flows if f.name == "audit-store")
+    assert (flow.from_, flow.to, flow.vlan, flow.ports) == ("gateway", "monitor", "mgmt", ("tcp/19532",))
 
 
 def test_short_retention_only_with_the_opt_in():

@@ -149,7 +149,8 @@ def test_ansible_inventory_parses_the_dynamic_inventory():
                         "--list"], capture_output=True, text=True, env=env, cwd=ROOT / "ansible", timeout=120)
     assert r.returncode == 0, r.stderr
     inv = json.loads(r.stdout)
-    assert sorted(inv["_meta"]["hostvars"]) == ["gpu-01", "gpu-02", "gw-01", "storage-01", "storage-02", "storage-03"]
+    assert sorted(inv["_meta"]["hostvars"]) == ["gpu-01", "gpu-02", "gw-01", "mon-01", "storage-01", "storage-02",
+                                                   "storage-03"]
     assert inv["_meta"]["hostvars"]["gpu-01"]["ansible_host"] == "10.42.0.11"
     assert inv["_meta"]["hostvars"]["gpu-01"]["llmcluster_stack"] == "lab"  # group var from all.vars
 

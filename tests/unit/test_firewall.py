@@ -129,10 +129,12 @@ def test_overlapping_ranges_of_two_flows_merge():
 def test_every_host_gets_only_its_zone_rules():
     plan = plan_of("lab")
     assert {h.host: sorted({f for r in h.rules for f in r.flows}) for h in plan.hosts} == {
-        "gpu-01": ["metrics-gpu", "nccl", "serve", "ssh-gpu"],
-        "gpu-02": ["metrics-gpu", "nccl", "serve", "ssh-gpu"],
-        **{f"storage-0{i}": ["ceph-clients", "ceph-peers", "ceph-replication", "ssh-storage"] for i in (1, 2, 3)},
-        "gw-01": ["api", "ssh-gateway"],
+        "gpu-01": ["metrics-gpu", "metrics-mon-gpu", "nccl", "serve", "ssh-gpu"],
+        "gpu-02": ["metrics-gpu", "metrics-mon-gpu", "nccl", "serve", "ssh-gpu"],
+        **{f"storage-0{i}": ["ceph-clients", "ceph-peers", "ceph-replication", "metrics-mon-storage", "ssh-storage"]
+           for i in (1, 2, 3)},
+        "gw-01": ["api", "metrics-mon-gateway", "ssh-gateway"],
+        "mon-01": ["audit-store", "ssh-monitor"],
     }
 
 
@@ -197,22 +199,29 @@ def test_lab_matrix():
     # Ceph among its own hosts: monitors and OSDs on storage_public, replication on storage_cluster.
     assert m[("storage", "storage", "tcp/6800-7300")].vlans == ("storage_public", "storage_cluster")
     assert m[("storage", "storage", "tcp/3300")].vlans == ("storage_public",)
-    # Exactly the declared flows are allowed: 15 (zone pair, service) entries.
+    # Exactly the declared flows are allowed: 26 (zone pair, service) entries.
     allowed = sorted((s, d, v) for (s, d, v), e in m.items() if e.allowed)
     assert allowed == [
         ("admin", "gateway", "tcp/22"),
         ("admin", "gpu", "tcp/22"), ("admin", "gpu", "tcp/9100"), ("admin", "gpu", "tcp/9400"),
+        ("admin", "monitor", "tcp/22"), ("admin", "monitor", "tcp/9090"), ("admin", "monitor", "tcp/9093"),
         ("admin", "storage", "tcp/22"),
         ("clients", "gateway", "tcp/443"),
         ("gateway", "gpu", "tcp/8000"),
+        ("gateway", "monitor", "tcp/19532"),
         ("gpu", "gpu", "tcp/29500-29510"), ("gpu", "gpu", "udp/4791"),
         ("gpu", "storage", "tcp/3300"), ("gpu", "storage", "tcp/6789"), ("gpu", "storage", "tcp/6800-7300"),
+        ("monitor", "gateway", "tcp/8405"), ("monitor", "gateway", "tcp/9100"),
+        ("monitor", "gpu", "tcp/9100"), ("monitor", "gpu", "tcp/9400"), ("monitor", "gpu", "tcp/9401"),
+        ("monitor", "storage", "tcp/9100"), ("monitor", "storage", "tcp/9283"),
         ("storage", "storage", "tcp/3300"), ("storage", "storage", "tcp/6789"), ("storage", "storage", "tcp/6800-7300"),
     ]
-    # 6 source zones (logs: the egress-only audit collector) x 3 host zones x 11 declared services (tcp/19532:
-    # the audit-forward egress flow, which admits nothing into a host zone).
-    assert len(m) == 6 * 3 * 11
-    assert not any(e.allowed or e.partial for (s, _d, v), e in m.items() if s == "logs" or v == "tcp/19532")
+    # 7 source zones (logs: the egress-only audit collector; monitor) x 4 host zones (monitor) x 17 declared
+    # services (tcp/19093: the alert-webhook egress flow, which admits nothing into a host zone).
+    assert len(m) == 7 * 4 * 17
+    # (tcp/19532 into the monitor zone is the audit-store flow, gateway -> monitor)
+    assert not any(e.allowed or e.partial for (s, d, v), e in m.items()
+                   if s == "logs" or (v == "tcp/19532" and d != "monitor"))
 
 
 def test_matrix_reports_overlapping_zones_as_partial():

@@ -31,7 +31,8 @@ def test_lab_subnets_are_carved_in_role_order_from_the_supernet():
 
 def test_lab_hosts_and_addresses():
     ip = build_ip_plan(load_spec("lab"))
-    assert [h.name for h in ip.hosts] == ["gpu-01", "gpu-02", "storage-01", "storage-02", "storage-03", "gw-01"]
+    assert [h.name for h in ip.hosts] == ["gpu-01", "gpu-02", "storage-01", "storage-02", "storage-03", "gw-01",
+                                         "mon-01"]
     gpu1 = ip.host("gpu-01")
     assert gpu1.addresses == {"mgmt": "10.42.0.11", "inference": "10.42.1.11",
                               "storage_public": "10.42.2.11", "rdma": "10.42.4.11"}

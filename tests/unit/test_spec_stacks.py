@@ -116,7 +116,7 @@ def test_provider_keys_of_other_namespaces_are_ignored() -> None:
 def test_sections_match_the_model() -> None:
     assert "stack" not in SECTIONS
     assert {"platform", "site", "fabric", "zones", "flows", "pools", "storage", "pki", "serving", "access", "nvidia",
-            "aws", "baremetal", "lab", "kubernetes"} == set(SECTIONS)
+            "aws", "baremetal", "lab", "kubernetes", "monitoring"} == set(SECTIONS)
 
 
 # --------------------------------------------------------------------------- frozen

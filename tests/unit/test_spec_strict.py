@@ -80,6 +80,9 @@ def _enriched() -> dict[str, dict[str, Any]]:
     lab["baremetal"]["port_map"]["leaf-01"]["swp52"] = {"host": "gpu-01", "nic": "bf3", "port": 1}
     lab["lab"]["pools"]["gateway"]["network"] = "access"
     lab["nvidia"].update(container_runtime="containerd", dcgm_diag_level=1, kubernetes_drain=False, skip_reboot=False)
+    lab["monitoring"].update(retention_days=30, audit_retention_days=365, slo={
+        "ttft_p99_s": 2.0, "latency_p99_s": 120, "error_ratio": 0.02, "queue_depth": 32, "kv_cache_ratio": 0.95,
+        "gpu_memory_ratio": 0.85})
     lab["nvidia"]["trtllm"]["install"] = "venv"
     lab["pki"].update(algorithm="ECDSA", allow_rsa=False, allow_tls12=False, ecdsa_curve="P256",
                       intermediate_validity_days=1825, root_validity_days=3650)

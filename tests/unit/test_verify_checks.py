@@ -231,7 +231,7 @@ def test_listeners_cover_every_attempted_port(cases):
     for case in cases.values():
         for a in case.attempts:
             assert f"{a.proto}/{a.port}" in wanted[a.destination]
-    assert set(wanted) == {"gpu-01", "gpu-02", "gw-01", "storage-01", "storage-02", "storage-03"}
+    assert set(wanted) == {"gpu-01", "gpu-02", "gw-01", "mon-01", "storage-01", "storage-02", "storage-03"}
 
 
 def test_hostvars_match_the_lab_network_mode(plan, hostvars):

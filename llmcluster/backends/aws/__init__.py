@@ -78,6 +78,15 @@ class AwsCompute(pulumi.ComponentResource):
         AwsEndpoints(f"{name}-endpoints", ap, net.vpc.id, [subnet_ids[s] for s in ap.endpoint_subnets],
                      sec.groups[ENDPOINTS_SG].id, child)
         data = AwsData(f"{name}-data", ap, stack, net.s3_endpoint.id, child)
+        # The audit trail (docs/observability.md): CloudWatch log group >= 180 days, S3 archive with Object Lock.
+        from llmcluster.backends.aws.audit import AwsAudit
+        from llmcluster.plan.monitoring import aws_audit_plan
+
+        audit_plan = aws_audit_plan(spec)
+        if audit_plan is not None:
+            gw_pool = spec.serving.gateway.pool
+            AwsAudit(f"{name}-audit", audit_plan, stack, key_arn=data.key.arn, s3_endpoint_id=net.s3_endpoint.id,
+                     writer_role=data.roles.get(gw_pool), opts=child)
         self.key_arn = data.key.arn
         self.bucket = data.bucket.bucket
         facts = {h.name: HostFacts(h.fqdn, (spec.pools[h.pool].nvme.count if spec.pools[h.pool].nvme else 0))

@@ -99,7 +99,8 @@ def write_hardware(root: Path, doc: dict[str, Any]) -> None:
         "SIMULATION (llmcluster lab): this host has no GPUs. hardware.json describes the simulated\n"
         "board the stand-in NVIDIA tools (nvidia-smi, fabric manager, DCGM, container toolkit) report.\n"
         "Optional fault injection: faults.json, e.g.\n"
-        '{"nvlink_down": [[0, 3]], "ecc_disabled": [2], "missing_gpus": [7], "dcgm_diag_fail": "reason"}\n',
+        '{"nvlink_down": [[0, 3]], "ecc_disabled": [2], "missing_gpus": [7], "dcgm_diag_fail": "reason",\n'
+        ' "xid": {"3": 79}}  (xid: the last XID dcgm-exporter reports for a GPU index)\n',
         encoding="utf-8",
     )
     (etc / "hardware.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

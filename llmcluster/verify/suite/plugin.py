@@ -38,7 +38,7 @@ from llmcluster.verify.remote import Inventory, LocalHost, local_ipv4_addresses
 TIMINGS: dict[str, float | str] = {}
 #: The suite's test modules (the results file lists their tests only).
 SUITE_MODULES = ("test_hosts.py", "test_firewall_matrix.py", "test_gateway.py", "test_gpu.py", "test_audit.py",
-                 "test_model.py", "test_storage_raid.py", "test_storage_ceph.py")
+                 "test_model.py", "test_storage_raid.py", "test_storage_ceph.py", "test_monitoring.py")
 
 #: Seconds a probe waits for a connection (denied flows are dropped: they all take this long).
 PROBE_TIMEOUT = 2.0

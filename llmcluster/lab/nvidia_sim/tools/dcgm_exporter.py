@@ -45,7 +45,8 @@ METRICS = [
     ("DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %).", lambda g: 0),
     ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).", lambda g: g["memory_total_mib"] - 1),
     ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", lambda g: 1),
-    ("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered.", lambda g: 0),
+    # faults.json {"xid": {"<gpu index>": <xid>}}: the last XID of that GPU (a gauge that never resets, as the real one)
+    ("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered.", lambda g: g.get("xid", 0)),
     ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "counter", "Total number of double-bit volatile ECC errors.", lambda g: 0),
     ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "counter",
      "Total number of NVLink bandwidth counters for all lanes.", lambda g: 0),
@@ -89,7 +90,14 @@ ENABLED: set = set()
 def render() -> str:
     hw = load_hardware()
     driver = installed_driver_version() or ""
-    gpus = visible_gpus(hw, load_faults()) if hw else []
+    faults = load_faults()
+    gpus = visible_gpus(hw, faults) if hw else []
+    xids = faults.get("xid") if isinstance(faults.get("xid"), dict) else {}
+    for gpu in gpus:
+        try:
+            gpu["xid"] = int(xids.get(str(gpu["index"]), 0))
+        except (TypeError, ValueError):
+            gpu["xid"] = 0
     host = hostname()
     out = []
     metrics = [m for m in METRICS if m[0] in ENABLED] or METRICS

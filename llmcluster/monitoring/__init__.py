@@ -1,0 +1,1 @@
+"""Monitoring, alerting and the audit store (docs/observability.md)."""
