@@ -861,6 +861,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("-k", metavar="EXPR", help="with verify: only checks matching this pytest -k expression")
     lab.add_argument("--failures-only", action="store_true", help="with verify: table rows for failed checks only")
     lab.set_defaults(func=cmd_lab, set=None)
+
+    from llmcluster.diff.cli import register as register_diff  # diff, pr-comment, diagram
+
+    register_diff(sub)
     return p
 
 
