@@ -148,15 +148,30 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
         for k in sorted(obj, key=str):
             out.update(flatten(obj[k], f"{prefix}.{k}" if prefix else str(k)))
     elif isinstance(obj, list) and obj and any(isinstance(v, (Mapping, list)) for v in obj):
+        key = _identity(obj)
         for i, v in enumerate(obj):
-            out.update(flatten(v, f"{prefix}[{i}]"))
+            out.update(flatten(v, f"{prefix}[{key}={v[key]}]" if key else f"{prefix}[{i}]"))
     else:
         out[prefix] = obj
     return out
 
 
+#: Keys that name an item of a list of mappings (so an item inserted shows as one item added, not as
+#: every later item changed).
+IDENTITY_KEYS = ("name", "host", "urn", "role", "id")
+
+
+def _identity(items: list[Any]) -> str | None:
+    for key in IDENTITY_KEYS:
+        values = [v.get(key) for v in items if isinstance(v, Mapping)]
+        if (len(values) == len(items) and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in values)
+                and len(set(values)) == len(values)):
+            return key
+    return None
+
+
 def _last_key(path: str) -> str:
-    return path.rsplit(".", 1)[-1].split("[", 1)[0]
+    return path.split("[", 1)[0].rsplit(".", 1)[-1] if path.endswith("]") else path.rsplit(".", 1)[-1].split("[", 1)[0]
 
 
 def _changes(before: Any, after: Any, red: Redactor) -> list[dict[str, Any]]:
@@ -260,20 +275,57 @@ def flows(doc: dict | None) -> set[tuple[str, str, str, str]]:
     return out
 
 
+def _ports(text: str) -> set[int]:
+    lo, _, hi = str(text).partition("-")
+    try:
+        return set(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        return set()
+
+
+def _ranges(ports: set[int]) -> list[str]:
+    out, run = [], []
+    for p in sorted(ports):
+        if run and p == run[-1] + 1:
+            run.append(p)
+            continue
+        if run:
+            out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+        run = [p]
+    if run:
+        out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return out
+
+
+def port_sets(doc: dict | None) -> dict[tuple[str, str, str, str], set[int]]:
+    """(from zone, to zone, proto, vlan) -> the ports allowed (ranges expanded, so a port added to a
+    range shows as that port opened)."""
+    out: dict[tuple[str, str, str, str], set[int]] = {}
+    for f, t, port, vlan in flows(doc):
+        proto, _, p = port.partition("/")
+        out.setdefault((f, t, proto, vlan), set()).update(_ports(p))
+    return out
+
+
 def _firewall(a: dict | None, b: dict | None) -> dict[str, Any]:
-    fa, fb = flows(a), flows(b)
-
-    def rows(s):
-        return [{"from": f, "to": t, "port": p, "vlan": v} for f, t, p, v in sorted(s)]
-
-    opened, closed = fb - fa, fa - fb
+    pa, pb = port_sets(a), port_sets(b)
+    opened, closed = [], []
     matrix: dict[str, dict[str, list[str]]] = {}
-    for mark, items in (("+", opened), ("-", closed), ("", fa & fb)):
-        for f, t, p, _v in items:
-            matrix.setdefault(f, {}).setdefault(t, []).append(mark + p)
-    return {"opened": rows(opened), "closed": rows(closed),
+    for key in sorted(pa.keys() | pb.keys()):
+        f, t, proto, vlan = key
+        x, y = pa.get(key, set()), pb.get(key, set())
+        cell = matrix.setdefault(f, {}).setdefault(t, [])
+        for r in _ranges(y - x):
+            opened.append({"from": f, "to": t, "port": f"{proto}/{r}", "vlan": vlan})
+            cell.append(f"+{proto}/{r}")
+        for r in _ranges(x - y):
+            closed.append({"from": f, "to": t, "port": f"{proto}/{r}", "vlan": vlan})
+            cell.append(f"-{proto}/{r}")
+        cell += [f"{proto}/{r}" for r in _ranges(x & y)]
+    changed = bool(opened or closed)
+    return {"opened": opened, "closed": closed,
             "matrix": {f: {t: sorted(set(v), key=lambda s: (s.lstrip("+-"), s)) for t, v in sorted(row.items())}
-                       for f, row in sorted(matrix.items())} if opened or closed else {}}
+                       for f, row in sorted(matrix.items())} if changed else {}}
 
 
 def _artifacts(a: Side, b: Side) -> list[dict[str, Any]]:
@@ -297,10 +349,13 @@ def _hostvars(a: dict | None, b: dict | None, red: Redactor) -> list[dict[str, A
     ha, hb = hv(a), hv(b)
     out = []
     for host in sorted(ha.keys() | hb.keys()):
+        if host not in ha or host not in hb:  # a whole host: its keys are in the other sections' numbers
+            out.append({"host": host, "status": "added" if host not in ha else "removed", "changes": [],
+                        "keys": len(hb.get(host) or ha.get(host) or {})})
+            continue
         ch = _changes(ha.get(host), hb.get(host), red)
         if ch:
-            status = "added" if host not in ha else "removed" if host not in hb else "changed"
-            out.append({"host": host, "status": status, "changes": ch})
+            out.append({"host": host, "status": "changed", "changes": ch})
     return out
 
 

@@ -31,7 +31,7 @@ _PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY|[A-Z0-9 ]*SECRET[A-Z
 _PEM_END = re.compile(r"-----END ([A-Z0-9 ]*PRIVATE KEY|[A-Z0-9 ]*SECRET[A-Z0-9 ]*)-----")
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?(-----END \1-----|\Z)", re.S)
 _PAIR = re.compile(
-    r"(?i)(\b[\w.-]*(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|"
+    r"(?i)((?<![/$:])\b[\w.-]*(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|"
     r"credential)s?\b[\"']?\s*[:=]\s*)(\"[^\"\n]*\"|'[^'\n]*'|[^\s,;}\]\"']+)")
 _TOKENS = (
     (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "<redacted:aws-access-key-id>"),

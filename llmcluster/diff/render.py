@@ -132,6 +132,9 @@ def markdown_blocks(report: dict[str, Any]) -> list[str]:
     if report["hostvars"]:
         blocks.append(f"#### Inventory hostvars ({len(report['hostvars'])} host(s))\n")
         for h in report["hostvars"]:
+            if not h["changes"]:
+                blocks.append(f"- {h['status']} host `{h['host']}` ({h.get('keys', 0)} hostvars)\n")
+                continue
             blocks.append(_details(f"{h['status']} <code>{h['host']}</code> ({len(h['changes'])})",
                                    _code(_changes_text(h["changes"]))))
     if report["config"]:

@@ -106,5 +106,7 @@ def evaluate_rev(root: Path, rev: str, stacks_rel: Path, stack: str, option: str
         if tree.exists():
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=root, capture_output=True,
                            timeout=120, check=False)
+        if tree.exists():  # git could not remove it: remove it, then its record (only records of gone trees)
+            shutil.rmtree(parent, ignore_errors=True)
+            subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True, timeout=120, check=False)
         shutil.rmtree(parent, ignore_errors=True)
-        subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True, timeout=120, check=False)
