@@ -127,13 +127,18 @@ def _infra_report(args) -> dict[str, Any]:
     return report
 
 
-def _secret_values_from_roles(red) -> None:
-    """Role defaults and group_vars whose keys name secrets: their values are redacted by value."""
+def _secret_values_from_roles(red, playbook: Path) -> None:
+    """Role defaults, role vars and group_vars (the project's and those beside the playbook) whose keys name
+    secrets: their values are redacted by value wherever they show up (a template rendering one)."""
     import yaml
 
     from llmcluster.converge import ANSIBLE_DIR, ROOT
 
-    for f in [*sorted((ROOT / "roles").glob("*/defaults/main.yml")), *sorted(ANSIBLE_DIR.glob("group_vars/**/*.yml"))]:
+    files = []
+    for base in dict.fromkeys((ROOT, ANSIBLE_DIR, playbook.parent, playbook.parent.parent)):
+        files += sorted(base.glob("roles/*/defaults/main.yml")) + sorted(base.glob("roles/*/vars/*.yml"))
+        files += sorted(base.glob("group_vars/**/*.yml")) + sorted(base.glob("host_vars/**/*.yml"))
+    for f in dict.fromkeys(files):
         try:
             red.collect(yaml.safe_load(f.read_text(encoding="utf-8")))
         except (OSError, yaml.YAMLError):
@@ -154,7 +159,7 @@ def _hosts_report(args) -> tuple[dict[str, Any], bool]:
     playbook = (_file_option("--playbook", args.playbook, "playbook") if args.playbook
                 else ANSIBLE_DIR / "site.yml")
     red = Redactor()
-    _secret_values_from_roles(red)
+    _secret_values_from_roles(red, Path(playbook).resolve())
     if args.inventory is not None:
         inventory = _file_option("--inventory", args.inventory, "inventory", folder_ok=True)
         env: dict[str, str] = {}

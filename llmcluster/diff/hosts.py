@@ -4,7 +4,9 @@
 :func:`llmcluster.converge.run_playbook` hands them on, or the ``job_events/*.json`` of a recorded
 run) and keeps, per host, per role, the tasks that would change with their diffs. It respects
 what the playbook asks for: a ``no_log`` task's result is censored by Ansible and shows only as
-"changed (output hidden: no_log)"; a task with ``diff: false`` carries no diff and shows as
+"changed (output hidden: no_log)"; (ansible-runner's event drops even
+``changed``; the recap's count of changed tasks, from ``playbook_on_stats``, still includes it); a
+task with ``diff: false`` carries no diff and shows as
 "changed (no diff: diff disabled)". Every diff text goes through the redactor (a template that
 renders a password still never shows it).
 """
@@ -63,17 +65,28 @@ def summarise_events(events: Iterable[Mapping[str, Any]], *, label: str = "", st
         return hosts.setdefault(name, {"host": name, "changed": 0, "ok": 0, "failed": 0, "unreachable": 0,
                                        "skipped": 0, "error": "", "roles": {}})
 
+    stats: dict[str, int] | None = None
     for ev in events:
         data = ev.get("event_data") or {}
         name = data.get("host")
         kind = ev.get("event", "")
+        if kind == "playbook_on_stats":
+            stats = {h: int(n) for h, n in (data.get("changed") or {}).items()}
+            for h in data.get("processed") or {}:
+                host(h)
+            continue
         if not name or not kind.startswith("runner_on_"):
             continue
         h = host(name)
         res = data.get("res") or {}
         if kind == "runner_on_ok":
             h["ok"] += 1
-            if res.get("changed"):
+            if res.get("censored"):  # no_log: Ansible hides the result, whether it changed included
+                h["roles"].setdefault(data.get("role") or PLAY, []).append({
+                    "task": red.text(str(data.get("task", "")).split(" : ", 1)[-1]),
+                    "action": str(data.get("task_action", "")), "diff": "",
+                    "note": "output hidden: no_log (whether it changes is hidden too)"})
+            elif res.get("changed"):
                 h["changed"] += 1
                 diff, note = task_diff(res, red)
                 role = data.get("role") or PLAY
@@ -92,6 +105,8 @@ def summarise_events(events: Iterable[Mapping[str, Any]], *, label: str = "", st
     rows = []
     for name in sorted(hosts):
         h = hosts[name]
+        if stats is not None:  # the recap counts the no_log tasks that changed too
+            h["changed"] = stats.get(name, 0)
         ordered = sorted(h["roles"].items(), key=lambda x: (x[0] == PLAY, x[0]))
         h["roles"] = [{"role": r, "tasks": t} for r, t in ordered]
         rows.append(h)

@@ -29,7 +29,8 @@ SECRET_KEY = re.compile(
     r"client[_-]?secret|bearer)$")
 _PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY|[A-Z0-9 ]*SECRET[A-Z0-9 ]*)-----")
 _PEM_END = re.compile(r"-----END ([A-Z0-9 ]*PRIVATE KEY|[A-Z0-9 ]*SECRET[A-Z0-9 ]*)-----")
-_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?(-----END \1-----|\Z)", re.S)
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?-----END \1-----", re.S)
+_PEM_BODY = re.compile(r"^([A-Za-z0-9+/=]*|[A-Za-z-]+: .*)$")
 _PAIR = re.compile(
     r"(?i)((?<![/$:])\b[\w.-]*(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|"
     r"credential)s?\b[\"']?\s*[:=]\s*)(\"[^\"\n]*\"|'[^'\n]*'|[^\s,;}\]\"']+)")
@@ -124,6 +125,11 @@ def _lines_in_blocks(s: str) -> str:
     for line in s.splitlines(keepends=True):
         if _PEM_BEGIN.search(line):
             inside = True
+        elif inside and not _PEM_END.search(line):
+            body = line.rstrip("\n")
+            body = body[1:] if body[:1] in "+- " else body
+            if not _PEM_BODY.match(body.strip()):
+                inside = False  # the block was cut (a diff hunk's end): the next line is not key material
         if inside:
             prefix = line[:1] if line[:1] in "+- " and not line.startswith("-----") else ""
             out.append(f"{prefix}{REDACTED}\n" if line.endswith("\n") else f"{prefix}{REDACTED}")
