@@ -109,14 +109,14 @@ def dot_source(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(doc: dict[str, Any], out: Path) -> Path:
+def render(doc: dict[str, Any], out: Path, *, replace: bool = False) -> Path:
     """Write the picture of ``doc`` to ``out`` (its suffix picks svg, png or dot), atomically."""
     from llmcluster.diff.cli import write_atomic
 
     fmt = out.suffix.lstrip(".").lower()
     src = dot_source(doc)
     if fmt == "dot":
-        write_atomic(out, src.encode())
+        write_atomic(out, src.encode(), replace=replace, option="-o")
         return out
     dot = shutil.which("dot")
     if dot is None:
@@ -124,5 +124,5 @@ def render(doc: dict[str, Any], out: Path) -> Path:
     p = subprocess.run([dot, f"-T{fmt}"], input=src.encode(), capture_output=True, timeout=120, check=False)
     if p.returncode != 0:
         raise LLMClusterError(f"dot failed: {p.stderr.decode(errors='replace').strip()[:300]}")
-    write_atomic(out, p.stdout)
+    write_atomic(out, p.stdout, replace=replace, option="-o")
     return out

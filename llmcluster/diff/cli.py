@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from llmcluster.errors import LLMClusterError, Problem, SpecError
+from llmcluster.errors import Problem, SpecError
 
 EXIT_NO_CHANGE, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 FORMATS = ("rich", "markdown", "json")
@@ -257,10 +257,7 @@ def cmd_diagram(args) -> int:
         if not args.stack:
             raise SpecError(Problem("--stack", "give --stack S (or --plan FILE)"))
         doc = evaluate(_load(args)).document()
-    try:
-        draw(doc, out)
-    except LLMClusterError:
-        raise
+    draw(doc, out, replace=args.replace)
     sys.stdout.write(f"wrote {out}\n")
     return 0
 

@@ -265,13 +265,23 @@ def flows(doc: dict | None) -> set[tuple[str, str, str, str]]:
     """Every allowed flow of a plan document: (from zone, to zone, proto/port, vlan), from the
     firewall plan's per-host rules (what the hosts' rulesets let in)."""
     out: set[tuple[str, str, str, str]] = set()
-    hosts = (((doc or {}).get("plan") or {}).get("firewall") or {}).get("hosts") or {}
-    for h in hosts.values():
+    fw = ((doc or {}).get("plan") or {}).get("firewall") or {}
+    for h in (fw.get("hosts") or {}).values():
         for rule in h.get("rules", []):
             for src in rule.get("source_zones") or ["(any)"]:
                 for port in rule.get("ports") or ["*"]:
                     out.add((src, h.get("zone") or "(none)", f"{rule.get('proto', 'any')}/{port}",
                              rule.get("vlan") or "-"))
+    # egress to external zones (what the hosts' rulesets let out): zones by their CIDRs and addresses
+    zones = fw.get("zones") or {}
+    by_cidr = {c: z for z, v in zones.items() for c in v.get("cidrs") or []}
+    by_addr = {a: z for z, v in zones.items() for addrs in (v.get("addresses") or {}).values() for a in addrs}
+    for rule in fw.get("egress") or []:
+        for dst in rule.get("destinations") or []:
+            for src in rule.get("sources") or []:
+                for port in rule.get("ports") or ["*"]:
+                    out.add((by_addr.get(src.split("/")[0], src), by_cidr.get(dst, dst),
+                             f"{rule.get('proto', 'any')}/{port}", rule.get("vlan") or "-"))
     return out
 
 
