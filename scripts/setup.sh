@@ -29,6 +29,8 @@ command -v lynis >/dev/null 2>&1 || [ -x /usr/sbin/lynis ] || need_apt+=(lynis)
 # systemd-journal-upload and systemd-journal-remote for real (tests/roles/test_audit_log_local.py),
 # and the verification suite's collector runs journal-remote in a lab probe namespace.
 [ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] || need_apt+=(systemd-journal-remote)
+# llmcluster diagram (and the README's lab picture) lays out its topology with Graphviz's dot.
+command -v dot >/dev/null 2>&1 || need_apt+=(graphviz)
 # The nvme_raid role's safety rules run against loop devices (tests/roles/test_nvme_raid_local.py):
 # a GPT by sfdisk, xfs, and mdadm --examine of a hand-written md superblock (no md in the kernel needed).
 command -v sfdisk >/dev/null 2>&1 || [ -x /usr/sbin/sfdisk ] || need_apt+=(fdisk)
