@@ -862,9 +862,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--failures-only", action="store_true", help="with verify: table rows for failed checks only")
     lab.set_defaults(func=cmd_lab, set=None)
 
+    from llmcluster.diff.cli import Context
     from llmcluster.diff.cli import register as register_diff  # diff, pr-comment, diagram
 
-    register_diff(sub)
+    register_diff(sub, Context(load=_load, stacks_dir=stacks_dir, stack_name=STACK_NAME, file_option=_file_option,
+                               console=_console))
     return p
 
 

@@ -111,7 +111,7 @@ def dot_source(doc: dict[str, Any]) -> str:
 
 def render(doc: dict[str, Any], out: Path, *, replace: bool = False) -> Path:
     """Write the picture of ``doc`` to ``out`` (its suffix picks svg, png or dot), atomically."""
-    from llmcluster.diff.cli import write_atomic
+    from llmcluster.diff.files import write_atomic
 
     fmt = out.suffix.lstrip(".").lower()
     src = dot_source(doc)

@@ -8,43 +8,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmcluster.errors import Problem, SpecError
 
+from llmcluster.diff.files import write_atomic
+
 EXIT_NO_CHANGE, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 FORMATS = ("rich", "markdown", "json")
-
-
-def write_atomic(path: Path, data: bytes, *, replace: bool = False, option: str = "--out") -> None:
-    """Write ``data`` to ``path`` through a temporary file in its folder; refuse an existing file unless
-    ``replace`` (never a folder or a symlink)."""
-    from llmcluster.outdir import check_path_text, os_reason
-
-    check_path_text(path, where=option)
-    if os.path.lexists(path) and (not replace or os.path.islink(path) or not os.path.isfile(path)):
-        raise SpecError(Problem(option, f"{path}: exists" + ("" if replace else " (pass --replace to replace it)")
-                                + (": not a plain file" if replace else "")))
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise SpecError(Problem(option, f"{folder}: no such folder"))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise SpecError(Problem(option, f"{path}: {os_reason(exc)}")) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        os.unlink(tmp)
-        raise SpecError(Problem(option, f"{path}: {os_reason(exc)}")) from None
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _check_out(option: str, value: str | None, replace: bool) -> Path | None:
@@ -85,8 +59,9 @@ def _load_plans(paths: list[str]) -> tuple[Any, Any]:
 
 
 def _infra_report(args) -> dict[str, Any]:
-    from llmcluster.cli import STACK_NAME, stacks_dir
     from llmcluster.diff import revs
+
+    stacks_dir, STACK_NAME = args.ctx.stacks_dir, args.ctx.stack_name
     from llmcluster.diff.core import compare
 
     if args.plans:
@@ -146,7 +121,6 @@ def _secret_values_from_roles(red, playbook: Path) -> None:
 
 
 def _hosts_report(args) -> tuple[dict[str, Any], bool]:
-    from llmcluster.cli import _file_option, _load, stacks_dir
     from llmcluster.converge import ANSIBLE_DIR, run_playbook
     from llmcluster.diff.hosts import summarise_events
     from llmcluster.diff.redact import Redactor
@@ -156,21 +130,18 @@ def _hosts_report(args) -> tuple[dict[str, Any], bool]:
                                            "no --base/--head/--plans"))
     if not args.stack and args.inventory is None:
         raise SpecError(Problem("--stack", "give --stack S (dynamic inventory) or --inventory FILE"))
-    playbook = (_file_option("--playbook", args.playbook, "playbook") if args.playbook
+    ctx = args.ctx
+    playbook = (ctx.file_option("--playbook", args.playbook, "playbook") if args.playbook
                 else ANSIBLE_DIR / "site.yml")
     red = Redactor()
     _secret_values_from_roles(red, Path(playbook).resolve())
     if args.inventory is not None:
-        inventory = _file_option("--inventory", args.inventory, "inventory", folder_ok=True)
+        inventory = ctx.file_option("--inventory", args.inventory, "inventory", folder_ok=True)
         env: dict[str, str] = {}
     else:
-        from llmcluster.inventory import build_inventory
-        from llmcluster.plan.build import build_plan
-
-        spec = _load(args)
-        red.collect(build_inventory(build_plan(spec)))
+        ctx.load(args)  # unknown stack or invalid spec: a clean error before touching any host
         inventory = ANSIBLE_DIR / "inventory" / "llmcluster.py"
-        env = {"LLMCLUSTER_STACK": args.stack, "LLMCLUSTER_STACKS_DIR": str(stacks_dir(args.stacks_dir))}
+        env = {"LLMCLUSTER_STACK": args.stack, "LLMCLUSTER_STACKS_DIR": str(ctx.stacks_dir(args.stacks_dir))}
     events: list[dict[str, Any]] = []
     result = run_playbook(playbook, inventory, check=True, diff=True, tags=args.tags or (), limit=args.limit,
                           envvars=env, on_event=events.append)
@@ -180,7 +151,6 @@ def _hosts_report(args) -> tuple[dict[str, Any], bool]:
 
 
 def cmd_diff(args) -> int:
-    from llmcluster.cli import _console
     from llmcluster.diff import render
 
     save = _check_out("--save", args.save, args.replace)
@@ -199,7 +169,7 @@ def cmd_diff(args) -> int:
     elif args.format == "markdown":
         sys.stdout.write(render.markdown(report) + "\n")
     else:
-        render.print_rich(report, _console())
+        render.print_rich(report, args.ctx.console())
     if not ok:
         failed = report["summary"]["hosts"]
         sys.stderr.write(f"hosts: {failed['failed']} host(s) failed, {failed['unreachable']} unreachable: the "
@@ -238,7 +208,6 @@ def cmd_pr_comment(args) -> int:
 
 
 def cmd_diagram(args) -> int:
-    from llmcluster.cli import _load
     from llmcluster.diagram import FORMATS as DFORMATS
     from llmcluster.diagram import render as draw
     from llmcluster.offline import evaluate
@@ -256,13 +225,24 @@ def cmd_diagram(args) -> int:
     else:
         if not args.stack:
             raise SpecError(Problem("--stack", "give --stack S (or --plan FILE)"))
-        doc = evaluate(_load(args)).document()
+        doc = evaluate(args.ctx.load(args)).document()
     draw(doc, out, replace=args.replace)
     sys.stdout.write(f"wrote {out}\n")
     return 0
 
 
-def register(sub) -> None:
+@dataclass(frozen=True)
+class Context:
+    """What these commands use of :mod:`llmcluster.cli` (handed in by its parser: no import cycle)."""
+
+    load: Callable[[Any], Any]            # args -> the validated spec of --stack
+    stacks_dir: Callable[[str | None], Path]
+    stack_name: Any                       # the compiled pattern of a stack name
+    file_option: Callable[..., Path]
+    console: Callable[[], Any]
+
+
+def register(sub, ctx: Context) -> None:
     """Add ``diff``, ``pr-comment`` and ``diagram`` to the top-level subparsers."""
     d = sub.add_parser("diff", help="preview diff of a stack between two revisions (exit 0 none, 1 changes, 2 error)")
     d.add_argument("--stack", "-s", help="stack name (stacks/Pulumi.<stack>.yaml)")
@@ -283,7 +263,7 @@ def register(sub) -> None:
     d.add_argument("--save", metavar="FILE", help="also write the JSON report to FILE (for pr-comment)")
     d.add_argument("--markdown", metavar="FILE", help="also write the full markdown report to FILE")
     d.add_argument("--replace", action="store_true", help="replace existing --save/--markdown files")
-    d.set_defaults(func=cmd_diff, set=None)
+    d.set_defaults(func=cmd_diff, set=None, ctx=ctx)
 
     c = sub.add_parser("pr-comment", help="create or update the sticky pull-request comment of diff reports "
                                           "(GITHUB_TOKEN from the environment)")
@@ -303,4 +283,4 @@ def register(sub) -> None:
     g.add_argument("--plan", help="draw a plan --json file or plan --out folder instead of evaluating --stack")
     g.add_argument("-o", "--out", required=True, metavar="FILE", help="FILE.svg, FILE.png or FILE.dot")
     g.add_argument("--replace", action="store_true", help="replace an existing FILE")
-    g.set_defaults(func=cmd_diagram)
+    g.set_defaults(func=cmd_diagram, ctx=ctx)
