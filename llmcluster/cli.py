@@ -5,7 +5,8 @@ or host, a refused ``model`` input; ``plan``: a resource violates a security inv
 ``<stack>: <urn>: <rule id>: <message>`` line each); 3 ``lab status``: a host is not healthy; 4 converge failed;
 5 verification found a failing check (``model verify``/``model stage``: the tree does not match
 its manifest); 6 ``model stage``: the source did not deliver a file of the manifest (missing,
-corrupt, unreachable); 70 internal error (a bug: run with ``LLMCLUSTER_DEBUG=1`` for the traceback).
+corrupt, unreachable); ``diff``: 0 no change,
+1 changes (docs/ci.md); 70 internal error (a bug: run with ``LLMCLUSTER_DEBUG=1`` for the traceback).
 """
 
 from __future__ import annotations
@@ -902,6 +903,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit_cli.add_parser(sub).set_defaults(func=lambda a: audit_cli.cmd_audit(
         a, console=_console, load=_load, print_json=_print_json))
+
+    from llmcluster.diff.cli import Context
+    from llmcluster.diff.cli import register as register_diff  # diff, pr-comment, diagram
+
+    register_diff(sub, Context(load=_load, stacks_dir=stacks_dir, stack_name=STACK_NAME, file_option=_file_option,
+                               console=_console))
     return p
 
 

@@ -80,8 +80,10 @@ def run_playbook(
     envvars: Mapping[str, str] | None = None,
     on_progress: Callable[[dict[str, HostProgress]], None] | None = None,
     quiet: bool = True,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> ConvergeResult:
-    """Run ``playbook`` against ``inventory`` (a file or a dynamic inventory script)."""
+    """Run ``playbook`` against ``inventory`` (a file or a dynamic inventory script); ``on_event``
+    sees every ansible-runner event (``llmcluster diff --layer hosts`` summarises their diffs)."""
     import ansible_runner
 
     playbook = Path(playbook).resolve()
@@ -89,6 +91,8 @@ def run_playbook(
     changed_tasks: dict[str, list[str]] = {}
 
     def handler(event: dict[str, Any]) -> bool:
+        if on_event is not None:
+            on_event(event)
         data = event.get("event_data") or {}
         host = data.get("host")
         kind = event.get("event", "")

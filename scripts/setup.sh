@@ -33,6 +33,8 @@ command -v lynis >/dev/null 2>&1 || [ -x /usr/sbin/lynis ] || need_apt+=(lynis)
 # (tests/unit/test_monitoring.py); node_exporter's metric names were checked against Debian's.
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+# llmcluster diagram (and the README's lab picture) lays out its topology with Graphviz's dot.
+command -v dot >/dev/null 2>&1 || need_apt+=(graphviz)
 # The nvme_raid role's safety rules run against loop devices (tests/roles/test_nvme_raid_local.py):
 # a GPT by sfdisk, xfs, and mdadm --examine of a hand-written md superblock (no md in the kernel needed).
 command -v sfdisk >/dev/null 2>&1 || [ -x /usr/sbin/sfdisk ] || need_apt+=(fdisk)

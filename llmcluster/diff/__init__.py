@@ -1,0 +1,1 @@
+"""Preview diffs: the offline evaluation at two revisions, host-configuration diffs, the sticky PR comment."""
