@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -409,6 +410,89 @@ def test_upstream_down_is_taken_out_by_health_checks(gateway):
             seen.append(res.json()["llmcluster_upstream"])
         assert down.name not in seen, seen
     finally:
+        L.start_standin(gateway.pki, gateway.dir, down, _plan(gateway)["upstream_client_cn"])
+        L.wait_port(down.port)
+        time.sleep(2 * 1 + 0.5)  # rise x interval: back in the pool
+
+
+class _Answers503:
+    """An upstream whose engine is not serving, as its TLS terminator answers then: the head's own
+    certificate, the gateway's client certificate required, and 503 to every request (health
+    checks included). Runs in a thread on the stopped upstream's port."""
+
+    def __init__(self, gateway, u):
+        leaf = gateway.pki.leaf(u.cert)
+        cert = L.bundle(gateway.dir / f"answers503-{u.name}.pem", Path(leaf.cert), gateway.pki.dir / "ca-chain.pem")
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), leaf.key)
+        self.ctx.load_verify_locations(str(gateway.pki.dir / "ca-chain.pem"))
+        self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.sock = socket.create_server(("127.0.0.1", u.port))
+        self.sock.settimeout(0.2)
+        self.requests = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._one, args=(raw,), daemon=True).start()
+
+    def _one(self, raw) -> None:
+        try:
+            raw.settimeout(5)
+            with self.ctx.wrap_socket(raw, server_side=True) as c:
+                buf = b""
+                while True:  # keep-alive: answer each request head (and its body) with a 503
+                    while b"\r\n\r\n" not in buf:
+                        chunk = c.recv(65536)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    head, _, buf = buf.partition(b"\r\n\r\n")
+                    length = next((int(h.split(b":", 1)[1]) for h in head.split(b"\r\n")
+                                   if h.lower().startswith(b"content-length:")), 0)
+                    while len(buf) < length:
+                        buf += c.recv(65536)
+                    buf = buf[length:]
+                    if not head.startswith(b"GET /health"):
+                        self.requests += 1
+                    c.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                              b"content-length: 2\r\n\r\n{}")
+        except (OSError, ValueError):
+            return
+
+    def close(self) -> None:
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_a_503_from_a_stopped_engine_is_retried_on_another_upstream(gateway):
+    """In the seconds before the health checks mark an upstream down, its terminator answers 503
+    (the engine behind it stopped): the gateway retries the request on another upstream (L7 retry:
+    nothing was processed) instead of handing the client the 503."""
+    client = gateway.clients["chat-frontend"]
+    gateway.wait_ok(client)
+    down = gateway.upstreams[0]
+    down.proc.terminate()
+    down.proc.wait(10)
+    fake = _Answers503(gateway, down)
+    try:
+        seen = []
+        for _ in range(6):  # at once: before two failed checks (fall 2) can have marked it down
+            time.sleep(0.25)  # under the per-client rate limit (5/s)
+            res = gateway.curl(client)
+            assert res.status == 200, res.describe()
+            seen.append(res.json()["llmcluster_upstream"])
+        assert down.name not in seen, seen
+        assert fake.requests >= 1, "no request reached the upstream answering 503: the test proved nothing"
+    finally:
+        fake.close()
         L.start_standin(gateway.pki, gateway.dir, down, _plan(gateway)["upstream_client_cn"])
         L.wait_port(down.port)
         time.sleep(2 * 1 + 0.5)  # rise x interval: back in the pool

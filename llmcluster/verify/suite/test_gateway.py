@@ -164,11 +164,11 @@ def test_gateway(gateway_check, verify_target, record_property) -> None:
         r = env["source"].run(["sh", "-c", " ".join(shlex.quote(a) for a in argv) + " </dev/null"])
         problems = G.expect_handshake_fails(r.rc, r.stdout + r.stderr, what)
     else:
-        problems = _failover(env, verify_target, address, what)
+        problems = _failover(env, verify_target, gateway_check.host, address, what)
     assert not problems, "; ".join(problems)
 
 
-def _failover(env, verify_target, address: str, what: str) -> list[str]:
+def _failover(env, verify_target, gw_host: str, address: str, what: str) -> list[str]:
     ups = env["gw"]["upstreams"]
     if not env["lab"]:
         pytest.skip("stops an upstream: runs on lab inventories only (the stand-in upstreams)")
@@ -200,6 +200,8 @@ def _failover(env, verify_target, address: str, what: str) -> list[str]:
             problems += G.expect_ok(res, f"{what} with {down['name']} down")
         if down["name"] in seen:
             problems.append(f"{what}: {down['name']} is down but still got requests: {seen}")
+        if problems:  # what the gateway itself thought of its servers, for the report
+            problems.append(f"{what}: the gateway's server states: {_server_states(verify_target.host(gw_host))}")
         return problems
     finally:
         if env["units"]:
@@ -210,6 +212,26 @@ def _failover(env, verify_target, address: str, what: str) -> list[str]:
                                "/health && exit 0; sleep 0.5; done; exit 1"], timeout=90)
         else:
             _start_standin(h, down, env["backend_port"], env["script"])
+
+
+#: The gateway role's admin socket (roles/gateway/vars/main.yml ``_gateway_stats_socket``).
+GATEWAY_STATS_SOCKET = "/run/haproxy/admin.sock"
+
+
+def _server_states(gw) -> str:
+    """``show servers state inference`` from the gateway's admin socket, one ``name:state`` per
+    server (HAProxy's srv_op_state: 0 stopped, 2 running; the check status next to it), or why not."""
+    code = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1]); "
+            "s.sendall(b'show servers state inference\\n'); d=b''\n"
+            "while True:\n c=s.recv(65536)\n if not c: break\n d+=c\nprint(d.decode())")
+    r = gw.run(["python3", "-c", code, GATEWAY_STATS_SOCKET], timeout=15)
+    if r.rc != 0:
+        return f"unreadable ({(r.stderr or r.stdout).strip()[-200:]})"
+    rows = [line.split() for line in r.stdout.splitlines() if not line.startswith("#")]
+    # columns: be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight
+    # srv_time_since_last_change srv_check_status srv_check_result ...
+    states = [f"{c[3]}: op_state {c[5]} check_status {c[10]} check_result {c[11]}" for c in rows if len(c) > 11]
+    return ", ".join(states) or r.stdout.strip()[-300:]
 
 
 def _upstreams_serving(env, address: str, names: set[str], seconds: float) -> set[str]:
