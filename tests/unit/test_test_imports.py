@@ -67,3 +67,25 @@ def test_the_check_sees_each_form_of_import(tmp_path):
         f = tmp_path / "test_case.py"
         f.write_text(source)
         assert imports_of_test_modules(f) == want, source
+
+
+def duplicate_basenames(root: Path) -> dict[str, list[str]]:
+    """Test module basenames that occur in more than one folder under ``root``: the suite's folders
+    are not packages (rootdir import mode), so pytest refuses the second one at collection and the
+    whole run stops with "import file mismatch" (CI failed that way once)."""
+    seen: dict[str, list[str]] = {}
+    for f in sorted(root.rglob("test_*.py")):
+        seen.setdefault(f.name, []).append(str(f.parent.relative_to(root)))
+    return {name: dirs for name, dirs in seen.items() if len(dirs) > 1}
+
+
+def test_every_test_module_basename_is_unique():
+    assert not duplicate_basenames(TESTS), "rename one of each pair (pytest collects only the first)"
+
+
+def test_the_basename_check_finds_a_clash(tmp_path):
+    for sub in ("unit", "verify"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "test_x.py").write_text("")
+    (tmp_path / "unit" / "test_y.py").write_text("")
+    assert duplicate_basenames(tmp_path) == {"test_x.py": ["unit", "verify"]}
