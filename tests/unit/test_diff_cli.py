@@ -100,7 +100,7 @@ def test_diff_plans_and_errors(tmp_path, capsys):
     assert rc == 0, err
     rc, out, err = _run(["diff", "--plans", str(a / "plan.json"), str(b), "--format", "json"], capsys)
     assert rc == 1
-    assert json.loads(out)["summary"]["resources"]["replace"] == 11
+    assert json.loads(out)["summary"]["resources"]["replace"] == 12
     (tmp_path / "junk.json").write_text("{")
     for args, expected in (([str(a), str(tmp_path / "none")], "--plans: "),
                            ([str(a), str(tmp_path / "junk.json")], "--plans: "),

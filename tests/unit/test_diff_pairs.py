@@ -38,31 +38,31 @@ def _arts(report):
     return [(a["path"], a["status"], a["added_lines"], a["removed_lines"]) for a in report["artifacts"]]
 
 
-LAB_HOSTS = ["gpu-01", "gpu-02", "gw-01", "storage-01", "storage-02", "storage-03"]
+LAB_HOSTS = ["gpu-01", "gpu-02", "gw-01", "mon-01", "storage-01", "storage-02", "storage-03"]
 
 
 def test_port_opened(reports):
     r = reports["port-opened"]
-    assert r["summary"] == _summary(update=1, opened=1, plan=5, changed=7, hostvars=6)
+    assert r["summary"] == _summary(update=1, opened=1, plan=4, changed=3, hostvars=2)
     assert r["firewall"]["opened"] == [{"from": "admin", "to": "gpu", "port": "tcp/9401", "vlan": "mgmt"}]
     assert r["firewall"]["closed"] == []
     assert r["firewall"]["matrix"]["admin"]["gpu"] == ["tcp/22", "tcp/9100", "tcp/9400", "+tcp/9401"]
     assert _ops(r) == [("update", "fabric", ["configSha256.leaf-01"])]
-    assert _arts(r) == [("hosts/gpu-01/nftables.nft", "changed", 3, 3), ("hosts/gpu-02/nftables.nft", "changed", 3, 3),
-                        *[(f"hosts/{h}/nftables.nft", "changed", 2, 2) for h in LAB_HOSTS[2:]],
+    # only the GPU hosts accept the port (the admin zone's sources are not lab hosts); the leaf's ACL opens it too
+    assert _arts(r) == [("hosts/gpu-01/nftables.nft", "changed", 1, 1), ("hosts/gpu-02/nftables.nft", "changed", 1, 1),
                         ("switches/leaf-01.nvue.yaml", "changed", 4, 4)]
     gpu = next(a["diff"] for a in r["artifacts"] if a["path"] == "hosts/gpu-01/nftables.nft")
     assert any(line.startswith("+") and "9400-9401" in line for line in gpu.splitlines()), gpu
     assert r["config"] == [{"path": "llmcluster:flows[name=metrics-gpu].ports", "before": ["tcp/9100", "tcp/9400"],
                             "after": ["tcp/9100", "tcp/9400", "tcp/9401"]}]
-    assert [h["host"] for h in r["hostvars"]] == LAB_HOSTS
+    assert [h["host"] for h in r["hostvars"]] == ["gpu-01", "gpu-02"]
     assert {c["path"] for h in r["hostvars"] for c in h["changes"]} == {"llmcluster_nftables_ruleset"}
 
 
 def test_node_added(reports):
     r = reports["node-added"]
-    assert r["summary"] == _summary(create=4, replace=5, update=6, addresses=21, capacity=7, plan=r["summary"]["plan"],
-                                    added=3, changed=16, hostvars=7, config=2)
+    assert r["summary"] == _summary(create=4, replace=6, update=7, addresses=22, capacity=8, plan=r["summary"]["plan"],
+                                    added=3, changed=19, hostvars=8, config=2)
     created = [(name, typ) for op, name, _ in _ops(r) if op == "create"
                for typ in [next(x["type"] for x in r["resources"] if x["urn"].endswith("::" + name))]]
     assert created == [("compute-gpu-03", "llmcluster:baremetal:Host"),
@@ -72,7 +72,7 @@ def test_node_added(reports):
     # the hosts numbered after the gpu pool move up one address: their CSRs change their IP SANs (a replacement)
     assert [(op, n, p) for op, n, p in _ops(r) if op == "replace"] == [
         ("replace", f"pki-{n}-csr", ["ipAddresses"]) for n in
-        ("gateway-api", "host-gw-01", "host-storage-01", "host-storage-02", "host-storage-03")]
+        ("gateway-api", "host-gw-01", "host-mon-01", "host-storage-01", "host-storage-02", "host-storage-03")]
     added = [a for a in r["addresses"] if a.get("absent") == "before"]
     assert {a["path"]: a["after"] for a in added} == {
         "ip.hosts[name=gpu-03].addresses.inference": "10.42.1.13", "ip.hosts[name=gpu-03].addresses.mgmt": "10.42.0.13",
@@ -94,8 +94,15 @@ def test_node_added(reports):
 
 def test_model_changed(reports):
     r = reports["model-changed"]
-    assert r["summary"] == _summary(capacity=8, plan=2)
-    assert r["capacity"] == [
+    assert r["summary"] == _summary(capacity=11, plan=2)
+    # R1 on H200 has NVIDIA's published recipe; V3 has none: the engine's rules apply and say so
+    engine = {c["path"]: c for c in r["capacity"] if c["path"].startswith("serving.engine.")}
+    assert engine["serving.engine.recipe"] == {"path": "serving.engine.recipe", "before": "r1-h200-fp8-8k1k-c4",
+                                               "after": None}
+    assert engine["serving.engine.recipe_source"]["after"] is None
+    assert engine["serving.engine.departures"]["after"][-1] == \
+        "no published configuration for deepseek-v3 on h200 in fp8: rules of llmcluster.plan.engine apply"
+    assert [c for c in r["capacity"] if not c["path"].startswith("serving.engine.")] == [
         {"path": "capacity.model", "before": "deepseek-r1", "after": "deepseek-v3"},
         {"path": "serving.engine_key.model", "before": "deepseek-r1", "after": "deepseek-v3"},
         {"path": "serving.gateway.access.policies[name=analysts].models", "before": ["deepseek-r1"],
@@ -115,7 +122,7 @@ def test_certificate_lifetime_changed(reports):
     r = reports["cert-lifetime"]
     leaves = ["admin", "client-lab-analyst", "client-lab-app", "gateway-api", "gateway-upstream",
               *[f"host-{h}" for h in LAB_HOSTS]]
-    assert r["summary"] == _summary(replace=11, plan=33, changed=11, hostvars=6)
+    assert r["summary"] == _summary(replace=12, plan=36, changed=12, hostvars=7)
     assert _ops(r) == [("replace", f"pki-{n}", ["earlyRenewalHours", "validityPeriodHours"]) for n in leaves]
     assert all(x["replace_reasons"] == ["earlyRenewalHours", "validityPeriodHours"] for x in r["resources"])
     assert next(c for c in r["resources"][0]["changes"] if c["path"] == "validityPeriodHours") == \
@@ -129,7 +136,7 @@ def test_certificate_lifetime_changed(reports):
 
 def test_vlan_mtu_changed(reports):
     r = reports["vlan-mtu"]
-    assert r["summary"] == _summary(update=1, addresses=1, plan=2, changed=1, hostvars=6)
+    assert r["summary"] == _summary(update=1, addresses=1, plan=2, changed=1, hostvars=7)
     assert r["addresses"] == [{"path": "ip.vlans.mgmt.mtu", "before": 1500, "after": 9000}]
     assert r["plan"] == [{"path": "switches.switches.leaf-01.svis[role=mgmt].mtu", "before": 1500, "after": 9000},
                          {"path": "switches.vlans[role=mgmt].mtu", "before": 1500, "after": 9000}]
