@@ -100,7 +100,8 @@ class KubernetesServing(pulumi.ComponentResource):
         pki = args.pki
         meta = {"namespace": kp.namespace, "labels": {"app.kubernetes.io/part-of": "llmcluster"}}
         child = pulumi.ResourceOptions(parent=self)
-        crl = pki.root_crl_pem
+        # a CRL for every CA of the chain (intermediate, then root): HAProxy's crl-file checks them all
+        crl = pki.chain_crl_pem
         chain = pki.chain_pem
         out: dict[str, k8s.core.v1.Secret] = {}
         wanted = {s.name for s in kp.secrets}
