@@ -75,12 +75,33 @@ DEFAULT_LOAD_S = 1800.0
 DNS_FLOW = "platform-dns"
 GROUP_FLOW = "platform-lws-group"
 
-#: Queries of the autoscaling metrics (per replica: the scaler divides by the target).
+#: Queries of the autoscaling metrics (per replica: the scaler divides by the target). Every metric they use is
+#: in the metrics contract (llmcluster/monitoring/contract.yaml; a test fails otherwise). gateway_queue: the
+#: requests the gateway has in flight to the serving backend (``inference``) plus those waiting for a slot.
 METRIC_QUERIES = {
     "trtllm_num_requests_waiting": 'sum(trtllm_num_requests_waiting{{namespace="{ns}"}})',
-    "gateway_queue": 'sum(haproxy_backend_current_queue{{namespace="{ns}",proxy="serving"}})',
+    "gateway_queue": ('sum(haproxy_backend_current_sessions{{namespace="{ns}",proxy="inference"}})'
+                      ' + sum(haproxy_backend_current_queue{{namespace="{ns}",proxy="inference"}})'),
     "kv_cache_utilization": 'avg(trtllm_kv_cache_utilization{{namespace="{ns}"}}) * 100',
 }
+
+
+def autoscaling_metric(spec) -> str:
+    """The autoscaler's metric: the spec's, else ``gateway_queue`` with a gateway (HAProxy's exporter: the pinned
+    trtllm-serve 1.0.0 exports no Prometheus metrics), else ``trtllm_num_requests_waiting``."""
+    a = spec.kubernetes.autoscaling
+    if a.metric is not None:
+        return a.metric
+    return "gateway_queue" if spec.serving.gateway is not None else "trtllm_num_requests_waiting"
+
+
+def autoscaling_metric_gaps(spec) -> list[str]:
+    """Metrics of the autoscaler's query that the pinned exporter versions do not serve (the contract's ranges)."""
+    from llmcluster.monitoring.contract import gaps
+    from llmcluster.plan.monitoring import exporter_versions
+
+    query = METRIC_QUERIES[autoscaling_metric(spec)].format(ns=spec.kubernetes.namespace)
+    return gaps([query], exporter_versions(spec))
 
 
 @dataclass(frozen=True)
@@ -412,7 +433,8 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
         objects.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
                         "metadata": _meta("serving", ns, "serving"),
                         "spec": {"minAvailable": min_avail, "selector": {"matchLabels": pdb_selector}}})
-    query = METRIC_QUERIES[a.metric].format(ns=ns)
+    metric = autoscaling_metric(spec)
+    query = METRIC_QUERIES[metric].format(ns=ns)
     if a.engine == "keda":
         objects.append({"apiVersion": KEDA_API, "kind": "ScaledObject", "metadata": _meta("serving", ns, "serving"),
                         "spec": {"scaleTargetRef": scale_ref, "minReplicaCount": min_r, "maxReplicaCount": max_r,
@@ -425,7 +447,7 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
                         "metadata": _meta("serving", ns, "serving"),
                         "spec": {"scaleTargetRef": scale_ref, "minReplicas": min_r, "maxReplicas": max_r,
                                  "metrics": [{"type": "External", "external": {
-                                     "metric": {"name": a.metric},
+                                     "metric": {"name": metric},
                                      "target": {"type": "AverageValue", "averageValue": str(a.target)}}}],
                                  "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}}}})
 

@@ -987,9 +987,10 @@ class KubernetesAutoscaling(_Model):
     """Replicas follow the queue: KEDA ScaledObject (default) or an HPA on a custom metric."""
 
     engine: Literal["keda", "hpa"] = "keda"
-    metric: Literal["trtllm_num_requests_waiting", "gateway_queue", "kv_cache_utilization"] = (
-        "trtllm_num_requests_waiting")
-    #: per replica: requests waiting (queue metrics) or percent of the KV cache in use
+    metric: Literal["trtllm_num_requests_waiting", "gateway_queue", "kv_cache_utilization"] | None = Field(
+        default=None, description="default: gateway_queue with serving.gateway (the pinned trtllm-serve 1.0.0 "
+                                  "exports no Prometheus metrics), else trtllm_num_requests_waiting")
+    #: per replica: requests in flight or waiting (queue metrics) or percent of the KV cache in use
     target: Annotated[StrictInt, Field(ge=1, le=10_000)] = 8
     min_replicas: Annotated[StrictInt, Field(ge=1, le=512)] | None = Field(
         default=None, description="default serving.replicas; at least 1 (never scaled to zero)")

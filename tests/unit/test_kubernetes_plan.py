@@ -244,7 +244,10 @@ def test_autoscaling_keeps_at_least_one_replica_and_scales_the_workload():
     so = p.get("ScaledObject", "serving")
     assert so["spec"]["minReplicaCount"] >= 1
     assert so["spec"]["scaleTargetRef"] == {"apiVersion": LWS_API, "kind": "LeaderWorkerSet", "name": "serving"}
-    assert "trtllm_num_requests_waiting" in so["spec"]["triggers"][0]["metadata"]["query"]
+    # the default trigger: the gateway's backend (the pinned trtllm-serve 1.0.0 exports no Prometheus metrics)
+    assert so["spec"]["triggers"][0]["metadata"]["query"] == (
+        'sum(haproxy_backend_current_sessions{namespace="llm",proxy="inference"})'
+        ' + sum(haproxy_backend_current_queue{namespace="llm",proxy="inference"})')
     plan = load_plan("prod-baremetal", k8s.BAREMETAL + ('kubernetes.autoscaling={"engine": "hpa"}',))
     hpa = kubernetes_plan(plan).get("HorizontalPodAutoscaler", "serving")
     assert hpa["spec"]["minReplicas"] >= 1 and hpa["spec"]["maxReplicas"] >= hpa["spec"]["minReplicas"]
@@ -268,3 +271,39 @@ def test_images_by_tag_are_refused_with_the_key_path(image, words):
         load_spec("prod-baremetal", over)
     text = str(e.value)
     assert "kubernetes.gateway_image" in text and words in text
+
+
+def test_every_autoscaling_metric_is_in_the_metrics_contract():
+    """The autoscaler reads only metrics of the contract (a name outside it fails here), from the exporter the
+    gateway backend's name matches."""
+    from llmcluster.monitoring.contract import load_contract, metric_names, unknown_metrics
+    from llmcluster.plan.kubernetes import METRIC_QUERIES
+
+    contract = load_contract()
+    for name, q in METRIC_QUERIES.items():
+        query = q.format(ns="llm")
+        assert metric_names(query), name
+        assert unknown_metrics(query, contract) == set(), name
+    # and the check can fail: a query on a name the contract lacks is caught
+    assert unknown_metrics('sum(haproxy_backend_queue_depth{proxy="inference"})', contract) == {
+        "haproxy_backend_queue_depth"}
+    # the HAProxy backend the query names is the gateway's (role template)
+    from tests.conftest import ROOT
+
+    assert "\nbackend inference\n" in (ROOT / "roles/gateway/templates/haproxy.cfg.j2").read_text()
+
+
+def test_a_trtllm_metric_the_pinned_version_lacks_is_refused():
+    over = k8s.BAREMETAL + ('kubernetes.autoscaling={"metric": "trtllm_num_requests_waiting"}',)
+    with pytest.raises(SpecError) as e:
+        load_spec("prod-baremetal", over)
+    text = str(e.value)
+    assert "kubernetes.autoscaling.metric" in text and "1.0.0" in text and "gateway_queue" in text
+    # a tensorrt_llm that exports it is accepted
+    ok = over + ('nvidia.trtllm.version=1.2.0',)
+    assert kubernetes_plan(load_plan("prod-baremetal", ok)).get("ScaledObject", "serving")["spec"]["triggers"][0][
+        "metadata"]["query"] == 'sum(trtllm_num_requests_waiting{namespace="llm"})'
+    # without a gateway the default (trtllm_num_requests_waiting) on 1.0.0 is refused too, with the fix
+    with pytest.raises(SpecError) as e:
+        load_spec("prod-baremetal", k8s.BAREMETAL + ("serving.gateway=null", "access=null"))
+    assert "the default without a gateway" in str(e.value) and "add serving.gateway" in str(e.value)
