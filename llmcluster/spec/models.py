@@ -1031,6 +1031,12 @@ class Kubernetes(_Model):
         "nodes' NVMe RAID at storage.model_dir (storage.raid)")
     storage_class: Annotated[StrictStr, Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")] | None = None
     autoscaling: KubernetesAutoscaling = KubernetesAutoscaling()
+    prometheus_operator: StrictBool = Field(
+        default=True, description="the cluster runs the Prometheus Operator (monitoring.coreos.com/v1): "
+                                  "ServiceMonitors for the serving pods, the gateway and dcgm-exporter, the alert "
+                                  "rules as a PrometheusRule; false: none of them (scrape them another way)")
+    prometheus_namespace: DnsLabel = Field(
+        default="monitoring", description="the namespace of the Prometheus pods (admitted to the metrics ports)")
 
     @property
     def pin(self) -> KubernetesPin:

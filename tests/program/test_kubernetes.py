@@ -91,7 +91,8 @@ def test_secrets_come_from_the_pki_and_stay_secret():
     e = ev("baremetal-lws")
     doc = e.document()
     secrets = {x["name"]: x for x in doc["resources"] if x["type"] == "kubernetes:core/v1:Secret"}
-    assert set(secrets) == {"k8s-secret-serving-tls", "k8s-secret-gateway-tls", "k8s-secret-mpi-ssh"}
+    assert set(secrets) == {"k8s-secret-serving-tls", "k8s-secret-gateway-tls", "k8s-secret-mpi-ssh",
+                            "k8s-secret-metrics-client-tls"}
     for x in secrets.values():  # registered as secrets: redacted whole in the plan document
         assert x["inputs"]["stringData"] == "<secret>", x["name"]
     # the gateway's bundle is the PKI's gateway-api certificate, the chain and its key (real material offline)
@@ -202,3 +203,22 @@ def test_program_crl_file_refuses_a_revoked_client(tmp_path):
     root_key_like = _unsecret(e.outputs[outputs.PKI_KEYS])["gateway-api"]
     with pytest.raises(ValueError, match="does not match the CA"):
         C.program_crl_file(root_key_like, inter, e.outputs[outputs.PKI_ROOT_CRL])
+
+
+def test_the_scrapers_client_certificate_is_admitted_by_the_metrics_frontends(tmp_path):
+    """The metrics-client-tls Secret holds a client certificate of the PKI's intermediate whose CN is the one the
+    metrics frontends admit, and it verifies against the Secret's chain and the gateway Secret's CRLs."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from llmcluster.offline import _unsecret
+    from llmcluster.plan.kubernetes import metrics_client_cn
+
+    e = ev("baremetal")
+    raw = _unsecret(next(r for r in e.resources if r.name == "k8s-secret-metrics-client-tls").inputs["stringData"])
+    gw = _unsecret(next(r for r in e.resources if r.name == "k8s-secret-gateway-tls").inputs["stringData"])
+    cert = x509.load_pem_x509_certificate(raw["tls.crt"].encode())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == metrics_client_cn("llm")
+    assert raw["tls.key"].rstrip().endswith("PRIVATE KEY-----")
+    rc, out = _openssl_verify(tmp_path, raw["ca-chain.pem"], gw["crl.pem"], raw["tls.crt"])
+    assert rc == 0, out

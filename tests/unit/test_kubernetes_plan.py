@@ -307,3 +307,56 @@ def test_a_trtllm_metric_the_pinned_version_lacks_is_refused():
     with pytest.raises(SpecError) as e:
         load_spec("prod-baremetal", k8s.BAREMETAL + ("serving.gateway=null", "access=null"))
     assert "the default without a gateway" in str(e.value) and "add serving.gateway" in str(e.value)
+
+
+def test_service_monitors_scrape_the_pods_over_mtls_with_the_hosts_labels():
+    from llmcluster.plan.kubernetes import METRICS_SECRET, metrics_client_cn
+
+    _, p = kp("baremetal")
+    names = {o["metadata"]["name"] for o in p.by_kind("ServiceMonitor")}
+    assert names == {"serving", "gateway", "dcgm-exporter"}
+    for name, job in (("serving", "trtllm"), ("gateway", "haproxy")):
+        ep = p.get("ServiceMonitor", name)["spec"]["endpoints"][0]
+        assert ep["scheme"] == "https" and ep["tlsConfig"]["keySecret"]["name"] == METRICS_SECRET
+        assert ep["tlsConfig"]["insecureSkipVerify"] is False and ep["tlsConfig"]["serverName"]
+        assert {"action": "replace", "targetLabel": "job", "replacement": job} in ep["relabelings"]
+        # the Service the monitor selects has the port it names
+        svc = p.get("Service", name)
+        assert ep["port"] in {x["name"] for x in svc["spec"]["ports"]}
+    dcgm = p.get("ServiceMonitor", "dcgm-exporter")["spec"]
+    assert dcgm["namespaceSelector"] == {"matchNames": ["gpu-operator"]} and dcgm["endpoints"][0]["scheme"] == "http"
+    assert METRICS_SECRET in {s.name for s in p.secrets}
+    # the metrics frontends in the pods admit only the scraper's certificate (the roles' templates)
+    gw_cfg = p.get("ConfigMap", "gateway-config")["data"]["haproxy.cfg"]
+    term = p.get("ConfigMap", "serving-config")["data"]["serving-tls.cfg"]
+    for cfg, port in ((gw_cfg, 8405), (term, 9401)):
+        assert f"bind 0.0.0.0:{port} ssl" in cfg and metrics_client_cn("llm") in cfg, cfg
+    # the Prometheus namespace may reach the metrics ports, nothing else
+    pol = p.get("NetworkPolicy", "in-metrics-gateway")["spec"]["ingress"]
+    assert pol == [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                    "ports": [{"protocol": "TCP", "port": 8405}]}]
+
+
+def test_no_prometheus_operator_no_monitors_and_no_metrics_frontends():
+    plan = load_plan("prod-baremetal", k8s.BAREMETAL[:-1] + (
+        'kubernetes=' + __import__("json").dumps(k8s.section(kubeconfig_secret="llmcluster-k8s:kubeconfig",
+                                                             prometheus_operator=False)),))
+    p = kubernetes_plan(plan)
+    assert not p.by_kind("ServiceMonitor") and not p.by_kind("PrometheusRule")
+    assert "frontend metrics" not in p.get("ConfigMap", "gateway-config")["data"]["haproxy.cfg"]
+    assert all(x["name"] != "metrics" for x in p.get("Service", "serving")["spec"]["ports"])
+
+
+def test_prometheus_rule_holds_the_host_rules_for_what_the_cluster_scrapes():
+    """One source: the cluster's groups are the monitoring plan's rules, unchanged, limited to the jobs scraped."""
+    from llmcluster.monitoring.rules import cluster_rule_groups, rule_groups, rule_jobs
+    from llmcluster.plan.monitoring import monitoring_plan
+
+    mp = monitoring_plan(load_plan("lab"))
+    host = {r["alert"]: r for g in rule_groups(mp) for r in g["rules"]}
+    cluster = {r["alert"]: r for g in cluster_rule_groups(mp, {"dcgm", "trtllm", "haproxy"}) for r in g["rules"]}
+    assert cluster and all(host[a] == r for a, r in cluster.items())
+    assert {"GpuCriticalXid", "ServingReplicaDown", "GatewayNoUpstream", "ExporterAbsentDcgm"} <= set(cluster)
+    assert not {"ExporterAbsentNode", "TargetDown"} & set(cluster)
+    assert all(rule_jobs(r["expr"]) <= {"dcgm", "trtllm", "haproxy"} for r in cluster.values())
+    assert "ServingReplicaDown" not in {r["alert"] for g in cluster_rule_groups(mp, {"dcgm"}) for r in g["rules"]}
