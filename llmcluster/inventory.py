@@ -170,6 +170,11 @@ def build_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> d
         "llmcluster_serving_port": spec.serving.port,
         "llmcluster_trtllm_args": dict(cap.trtllm_args),
         "llmcluster_serving_plan": plan.serving.to_vars(),
+        # serving.runtime and what it means for the hosts (plan.serving): ansible/site.yml applies the serving
+        # roles (tensorrt_llm, serving_tls) and the gateway roles (gateway, audit_log) only where these are true.
+        "llmcluster_serving_runtime": plan.serving.runtime,
+        "llmcluster_serving_units_on_hosts": plan.serving.units_on_hosts,
+        "llmcluster_gateway_on_hosts": plan.serving.gateway_on_hosts,
         "llmcluster_nvidia": nvidia_vars(spec),
         "llmcluster_min_tls_version": spec.pki.min_tls_version,
         "llmcluster_ntp_servers": list(spec.site.ntp_servers),

@@ -236,16 +236,33 @@ def crl_pem(crl) -> str:
     return crl.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def root_crl_pem(root_key_pem: str, root_cert_pem: str) -> str:
-    """The root's CRL: empty, from the root's notBefore to its notAfter, CRL number 1, signed
-    deterministically (the same root gives the same bytes: ``pulumi up`` shows no change)."""
+def ca_lifetime_crl_pem(ca_key_pem: str, ca_cert_pem: str, revoked: Sequence[Revocation] = ()) -> str:
+    """A CRL of the CA ``ca_cert_pem`` from its notBefore to its notAfter, CRL number 1, signed
+    deterministically (the same CA and revocations give the same bytes: ``pulumi up`` shows no change)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    key = serialization.load_pem_private_key(root_key_pem.encode(), password=None)
-    root = x509.load_pem_x509_certificate(root_cert_pem.encode())
-    return crl_pem(sign_crl(root, key, [], number=1, this_update=root.not_valid_before_utc,
-                            next_update=root.not_valid_after_utc, deterministic=True))
+    key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
+    ca = x509.load_pem_x509_certificate(ca_cert_pem.encode())
+    if not key_matches(key, ca):
+        raise ValueError(f"the key does not match the CA {ca.subject.rfc4514_string()}: it cannot sign its CRL")
+    return crl_pem(sign_crl(ca, key, revoked, number=1, this_update=ca.not_valid_before_utc,
+                            next_update=ca.not_valid_after_utc, deterministic=True))
+
+
+def root_crl_pem(root_key_pem: str, root_cert_pem: str) -> str:
+    """The root's CRL: empty, valid as long as the root (:func:`ca_lifetime_crl_pem`)."""
+    return ca_lifetime_crl_pem(root_key_pem, root_cert_pem)
+
+
+def program_crl_file(inter_key_pem: str, inter_cert_pem: str, root_crl: str,
+                     revoked: Sequence[Revocation] = ()) -> str:
+    """``crl.pem`` as the program signs it for consumers it fills itself (the Kubernetes Secrets): the
+    intermediate's CRL (``revoked``, valid as long as the intermediate, deterministic), then the root's
+    — the order and content of an export's ``crl.pem``, so HAProxy's ``crl-file`` finds a CRL for each
+    CA of the chain. The stack holds no revocation list (``pki revoke`` records revocations in an export
+    folder), so the program passes none: docs/kubernetes.md."""
+    return ca_lifetime_crl_pem(inter_key_pem, inter_cert_pem, revoked) + root_crl.strip() + "\n"
 
 
 def split_crls(text: str) -> list[str]:

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from llmcluster.plan.kubernetes import KubernetesPlan
+from llmcluster.plan.kubernetes import METRICS_SECRET, KubernetesPlan, metrics_client_cn
 
 #: Helm repositories of the charts (versions pinned by the spec).
 GPU_OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"
@@ -87,7 +87,7 @@ class KubernetesServing(pulumi.ComponentResource):
             opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["spec.replicas"]))
         cls = _TYPED.get((o["apiVersion"], o["kind"]))
         body = {k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
-        if cls is None:  # CRDs: LeaderWorkerSet, ScaledObject
+        if cls is None:  # CRDs: LeaderWorkerSet, ScaledObject, ServiceMonitor, PrometheusRule
             res = k8s.apiextensions.CustomResource(rname, api_version=o["apiVersion"], kind=o["kind"],
                                                    opts=opts, **body)
         else:
@@ -100,7 +100,8 @@ class KubernetesServing(pulumi.ComponentResource):
         pki = args.pki
         meta = {"namespace": kp.namespace, "labels": {"app.kubernetes.io/part-of": "llmcluster"}}
         child = pulumi.ResourceOptions(parent=self)
-        crl = pki.root_crl_pem
+        # a CRL for every CA of the chain (intermediate, then root): HAProxy's crl-file checks them all
+        crl = pki.chain_crl_pem
         chain = pki.chain_pem
         out: dict[str, k8s.core.v1.Secret] = {}
         wanted = {s.name for s in kp.secrets}
@@ -130,6 +131,21 @@ class KubernetesServing(pulumi.ComponentResource):
                 f"{name}-secret-gateway-tls", metadata={**meta, "name": "gateway-tls"}, type="Opaque",
                 string_data={"api.pem": leaf("gateway-api"), "upstream.pem": leaf("gateway-upstream"),
                              "ca-chain.pem": chain, "crl.pem": crl}, opts=opts)
+        if METRICS_SECRET in wanted:
+            # the in-cluster Prometheus's client certificate (the metrics frontends admit only its CN)
+            mkey = tls.PrivateKey(f"{name}-metrics-client-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+            mcsr = tls.CertRequest(f"{name}-metrics-client-csr", private_key_pem=mkey.private_key_pem,
+                                   subject=tls.CertRequestSubjectArgs(common_name=metrics_client_cn(kp.namespace),
+                                                                      organizational_unit="monitoring"), opts=child)
+            mcert = tls.LocallySignedCert(f"{name}-metrics-client", cert_request_pem=mcsr.cert_request_pem,
+                                          ca_private_key_pem=pki.intermediate.key.private_key_pem,
+                                          ca_cert_pem=pki.intermediate.cert_pem,
+                                          validity_period_hours=args.leaf_validity_hours,
+                                          allowed_uses=["digital_signature", "client_auth"], opts=child)
+            out[METRICS_SECRET] = k8s.core.v1.Secret(
+                f"{name}-secret-{METRICS_SECRET}", metadata={**meta, "name": METRICS_SECRET}, type="Opaque",
+                string_data={"ca-chain.pem": chain, "tls.crt": mcert.cert_pem,
+                             "tls.key": pulumi.Output.secret(mkey.private_key_pem)}, opts=opts)
         if "mpi-ssh" in wanted:
             user = tls.PrivateKey(f"{name}-mpi-user-key", algorithm="ED25519", opts=child)
             host = tls.PrivateKey(f"{name}-mpi-host-key", algorithm="ED25519", opts=child)

@@ -7,7 +7,8 @@ certificate once it is inside its renewal window, which is how rotation happens.
 
 The root's CRL (empty) is signed here, from the root key in memory; the intermediate's key is a
 secret output, so ``llmcluster pki export`` / ``pki revoke`` can sign the intermediate's CRL
-(``llmcluster.pki_crl``).
+(``llmcluster.pki_crl``). For the consumers the program fills itself (the Kubernetes Secrets) the
+intermediate's CRL is signed here too (``chain_crl_pem``: intermediate's CRL, then the root's).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
-from llmcluster.pki_crl import root_crl_pem
+from llmcluster.pki_crl import program_crl_file, root_crl_pem
 from llmcluster.plan.pki import CertPlan, PkiPlan
 
 
@@ -80,12 +81,19 @@ class Pki(pulumi.ComponentResource):
         self.root_crl_pem: pulumi.Output[str] = pulumi.Output.unsecret(
             pulumi.Output.all(root_key.private_key_pem, root.cert_pem).apply(lambda a: root_crl_pem(a[0], a[1]))
         )
+        # crl.pem for the consumers the program fills itself (the Kubernetes Secrets): the intermediate's CRL
+        # (signed here from the intermediate key, valid as long as the intermediate), then the root's.
+        self.chain_crl_pem: pulumi.Output[str] = pulumi.Output.unsecret(
+            pulumi.Output.all(self.intermediate.key.private_key_pem, self.intermediate.cert_pem,
+                              self.root_crl_pem).apply(lambda a: program_crl_file(a[0], a[1], a[2]))
+        )
         self.register_outputs({
             "rootCertPem": self.root_cert_pem,
             "chainPem": self.chain_pem,
             "certificates": self.cert_pems,
             "privateKeys": self.private_key_pems,
             "rootCrlPem": self.root_crl_pem,
+            "chainCrlPem": self.chain_crl_pem,
         })
 
     def _key(self, cert_name: str, opts: pulumi.ResourceOptions) -> tls.PrivateKey:

@@ -443,3 +443,31 @@ def rule_tests(mp: MonitoringPlan, rule_file_name: str = "llmcluster-rules.yml")
                 "alert_rule_test": [{"eval_time": r.eval_time, "alertname": r.alert, "exp_alerts": exp}],
             })
     return {"rule_files": [rule_file_name], "evaluation_interval": "1m", "tests": tests}
+
+
+def rule_jobs(expr: str) -> set[str]:
+    """The scrape jobs a rule reads: its ``job="..."`` matchers and the contract's job of each metric it uses
+    (``prometheus``'s ``up`` has none of its own)."""
+    import re
+
+    from llmcluster.monitoring.contract import load_contract, metric_names
+
+    c = load_contract()
+    jobs = set(re.findall(r'\bjob="([A-Za-z0-9_-]+)"', expr))
+    for name in metric_names(expr):
+        m = c.get(name)
+        job = c.exporters.get(m.exporter, {}).get("job") if m is not None else None
+        if job and job != "any":
+            jobs.add(job)
+    return jobs
+
+
+def cluster_rule_groups(mp: MonitoringPlan, jobs: set[str]) -> list[dict[str, Any]]:
+    """The rule groups of :func:`rule_groups` (the same rules, not re-written) restricted to the rules that read only
+    ``jobs`` (what a cluster's Prometheus scrapes): a PrometheusRule's ``spec.groups``."""
+    out = []
+    for g in rule_groups(mp):
+        rules = [r for r in g["rules"] if rule_jobs(r["expr"]) and rule_jobs(r["expr"]) <= jobs]
+        if rules:
+            out.append({**g, "rules": rules})
+    return out

@@ -44,6 +44,16 @@ from llmcluster.plan.serving import model_manifest_path
 #: API groups and versions of the objects rendered (kubernetes-validate checks the built-in ones).
 LWS_API = "leaderworkerset.x-k8s.io/v1"
 KEDA_API = "keda.sh/v1alpha1"
+PROMETHEUS_API = "monitoring.coreos.com/v1"
+#: Metrics frontends in the pods (the roles' templates, as on hosts) and where the GPU Operator's dcgm-exporter is.
+GATEWAY_METRICS_PORT = 8405
+SERVING_METRICS_PORT = 9401
+TRTLLM_METRICS_PATH = "/prometheus/metrics"
+GPU_OPERATOR_NAMESPACE = "gpu-operator"
+DCGM_SELECTOR = {"app": "nvidia-dcgm-exporter"}
+DCGM_PORT_NAME = "gpu-metrics"
+METRICS_SECRET = "metrics-client-tls"
+METRICS_FLOW = "platform-metrics"
 #: Labels every object carries; the component label selects pods in policies and Services.
 APP = "app.kubernetes.io/name"
 PART_OF = "app.kubernetes.io/part-of"
@@ -75,12 +85,33 @@ DEFAULT_LOAD_S = 1800.0
 DNS_FLOW = "platform-dns"
 GROUP_FLOW = "platform-lws-group"
 
-#: Queries of the autoscaling metrics (per replica: the scaler divides by the target).
+#: Queries of the autoscaling metrics (per replica: the scaler divides by the target). Every metric they use is
+#: in the metrics contract (llmcluster/monitoring/contract.yaml; a test fails otherwise). gateway_queue: the
+#: requests the gateway has in flight to the serving backend (``inference``) plus those waiting for a slot.
 METRIC_QUERIES = {
     "trtllm_num_requests_waiting": 'sum(trtllm_num_requests_waiting{{namespace="{ns}"}})',
-    "gateway_queue": 'sum(haproxy_backend_current_queue{{namespace="{ns}",proxy="serving"}})',
+    "gateway_queue": ('sum(haproxy_backend_current_sessions{{namespace="{ns}",proxy="inference"}})'
+                      ' + sum(haproxy_backend_current_queue{{namespace="{ns}",proxy="inference"}})'),
     "kv_cache_utilization": 'avg(trtllm_kv_cache_utilization{{namespace="{ns}"}}) * 100',
 }
+
+
+def autoscaling_metric(spec) -> str:
+    """The autoscaler's metric: the spec's, else ``gateway_queue`` with a gateway (HAProxy's exporter: the pinned
+    trtllm-serve 1.0.0 exports no Prometheus metrics), else ``trtllm_num_requests_waiting``."""
+    a = spec.kubernetes.autoscaling
+    if a.metric is not None:
+        return a.metric
+    return "gateway_queue" if spec.serving.gateway is not None else "trtllm_num_requests_waiting"
+
+
+def autoscaling_metric_gaps(spec) -> list[str]:
+    """Metrics of the autoscaler's query that the pinned exporter versions do not serve (the contract's ranges)."""
+    from llmcluster.monitoring.contract import gaps
+    from llmcluster.plan.monitoring import exporter_versions
+
+    query = METRIC_QUERIES[autoscaling_metric(spec)].format(ns=spec.kubernetes.namespace)
+    return gaps([query], exporter_versions(spec))
 
 
 @dataclass(frozen=True)
@@ -134,6 +165,67 @@ class KubernetesPlan:
                 "secrets": [{"name": s.name, "keys": list(s.keys), "purpose": s.purpose} for s in self.secrets],
                 "warnings": list(self.warnings), "objects": [f"{o['kind']}/{o['metadata']['name']}"
                                                               for o in self.objects]}
+
+
+def metrics_client_cn(namespace: str) -> str:
+    """CN of the in-cluster scraper's client certificate (the metrics frontends admit only it)."""
+    return f"prometheus.{namespace}.metrics.llmcluster"
+
+
+def _relabel(job: str, pool: str) -> list[dict[str, Any]]:
+    """The labels the host scrape configuration gives every target (job, instance = host, host, pool), so that the
+    same rules read the cluster's series."""
+    node = ["__meta_kubernetes_pod_node_name"]
+    return [{"action": "replace", "targetLabel": "job", "replacement": job},
+            {"action": "replace", "sourceLabels": node, "targetLabel": "host"},
+            {"action": "replace", "sourceLabels": node, "targetLabel": "instance"},
+            {"action": "replace", "targetLabel": "pool", "replacement": pool}]
+
+
+def _tls_endpoint(job: str, pool: str, server_name: str, interval_s: int, path: str = "/metrics") -> dict[str, Any]:
+    sec = {"name": METRICS_SECRET}
+    return {"port": "metrics", "scheme": "https", "path": path, "interval": f"{interval_s}s",
+            "tlsConfig": {"ca": {"secret": {**sec, "key": "ca-chain.pem"}},
+                          "cert": {"secret": {**sec, "key": "tls.crt"}},
+                          "keySecret": {**sec, "key": "tls.key"}, "serverName": server_name,
+                          "insecureSkipVerify": False},
+            "relabelings": _relabel(job, pool)}
+
+
+def monitoring_objects(plan, ns: str, gateway_pool: str | None, dcgm: bool) -> list[dict[str, Any]]:
+    """ServiceMonitors (serving pods, gateway, dcgm-exporter) and the PrometheusRule (the host rules that read what
+    the cluster scrapes; none without the spec's monitoring section, whose SLOs set the thresholds)."""
+    from llmcluster.monitoring.rules import cluster_rule_groups
+    from llmcluster.plan.monitoring import monitoring_plan
+
+    sp = plan.serving
+    mp = monitoring_plan(plan)
+    interval = mp.scrape_interval_s if mp is not None else 15
+    out: list[dict[str, Any]] = []
+    jobs = {"trtllm"}
+    out.append({"apiVersion": PROMETHEUS_API, "kind": "ServiceMonitor", "metadata": _meta("serving", ns, "serving"),
+                "spec": {"selector": {"matchLabels": {APP: "llmcluster", COMPONENT: "serving"}},
+                         "endpoints": [_tls_endpoint("trtllm", sp.pool, f"serving.{ns}.svc.cluster.local", interval)]}})
+    if gateway_pool is not None:
+        jobs.add("haproxy")
+        out.append({"apiVersion": PROMETHEUS_API, "kind": "ServiceMonitor", "metadata": _meta("gateway", ns, "gateway"),
+                    "spec": {"selector": {"matchLabels": {APP: "llmcluster", COMPONENT: "gateway"}},
+                             "endpoints": [_tls_endpoint("haproxy", gateway_pool,
+                                                         plan.pki.leaf("gateway-api").dns_names[0], interval)]}})
+    if dcgm:
+        jobs.add("dcgm")
+        out.append({"apiVersion": PROMETHEUS_API, "kind": "ServiceMonitor",
+                    "metadata": _meta("dcgm-exporter", ns, "monitoring"),
+                    "spec": {"namespaceSelector": {"matchNames": [GPU_OPERATOR_NAMESPACE]},
+                             "selector": {"matchLabels": dict(DCGM_SELECTOR)},
+                             "endpoints": [{"port": DCGM_PORT_NAME, "scheme": "http", "path": "/metrics",
+                                            "interval": f"{interval}s", "relabelings": _relabel("dcgm", sp.pool)}]}})
+    if mp is not None:
+        groups = cluster_rule_groups(mp, jobs)
+        if groups:
+            out.append({"apiVersion": PROMETHEUS_API, "kind": "PrometheusRule",
+                        "metadata": _meta("llmcluster-rules", ns, "monitoring"), "spec": {"groups": groups}})
+    return out
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -333,7 +425,9 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
     terminator = {
         "name": "serving-tls", "image": k.gateway_image or pin.image, "imagePullPolicy": "IfNotPresent",
         "command": ["haproxy", "-W", "-db", "-f", f"{SERVING_CONFIG_DIR}/serving-tls.cfg"],
-        "ports": [{"name": "https", "containerPort": sp.port, "protocol": "TCP"}],
+        "ports": [{"name": "https", "containerPort": sp.port, "protocol": "TCP"}] + (
+            [{"name": "metrics", "containerPort": SERVING_METRICS_PORT, "protocol": "TCP"}]
+            if k.prometheus_operator else []),
         "securityContext": _container_security(), "resources": _limits("2", "1Gi"),
         "readinessProbe": {"tcpSocket": {"port": sp.port}, "periodSeconds": 10},
         "livenessProbe": {"tcpSocket": {"port": sp.port}, "periodSeconds": 30},
@@ -399,9 +493,13 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
         pdb_selector = dict(lws_selector)
         service_selector = {**selector, LWS_WORKER_INDEX: "0"}
 
+    scrape = k.prometheus_operator
+    serving_ports = [{"name": "https", "port": sp.port, "targetPort": sp.port, "protocol": "TCP"}]
+    if scrape:
+        serving_ports.append({"name": "metrics", "port": SERVING_METRICS_PORT, "targetPort": SERVING_METRICS_PORT,
+                              "protocol": "TCP"})
     objects.append({"apiVersion": "v1", "kind": "Service", "metadata": _meta("serving", ns, "serving"),
-                    "spec": {"type": "ClusterIP", "selector": service_selector,
-                             "ports": [{"name": "https", "port": sp.port, "targetPort": sp.port, "protocol": "TCP"}]}})
+                    "spec": {"type": "ClusterIP", "selector": service_selector, "ports": serving_ports}})
 
     # --- availability
     min_avail = pdb_min_available(min_r, group)
@@ -412,7 +510,8 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
         objects.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
                         "metadata": _meta("serving", ns, "serving"),
                         "spec": {"minAvailable": min_avail, "selector": {"matchLabels": pdb_selector}}})
-    query = METRIC_QUERIES[a.metric].format(ns=ns)
+    metric = autoscaling_metric(spec)
+    query = METRIC_QUERIES[metric].format(ns=ns)
     if a.engine == "keda":
         objects.append({"apiVersion": KEDA_API, "kind": "ScaledObject", "metadata": _meta("serving", ns, "serving"),
                         "spec": {"scaleTargetRef": scale_ref, "minReplicaCount": min_r, "maxReplicaCount": max_r,
@@ -425,7 +524,7 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
                         "metadata": _meta("serving", ns, "serving"),
                         "spec": {"scaleTargetRef": scale_ref, "minReplicas": min_r, "maxReplicas": max_r,
                                  "metrics": [{"type": "External", "external": {
-                                     "metric": {"name": a.metric},
+                                     "metric": {"name": metric},
                                      "target": {"type": "AverageValue", "averageValue": str(a.target)}}}],
                                  "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}}}})
 
@@ -441,7 +540,8 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
         gw_container = {
             "name": "haproxy", "image": k.gateway_image, "imagePullPolicy": "IfNotPresent",
             "command": ["haproxy", "-W", "-db", "-f", f"{CONFIG_DIR}/haproxy.cfg"],
-            "ports": [{"name": "https", "containerPort": gw.port, "protocol": "TCP"}],
+            "ports": [{"name": "https", "containerPort": gw.port, "protocol": "TCP"}] + (
+                [{"name": "metrics", "containerPort": GATEWAY_METRICS_PORT, "protocol": "TCP"}] if scrape else []),
             "securityContext": _container_security(), "resources": _limits("4", "2Gi"),
             "readinessProbe": {"tcpSocket": {"port": gw.port}, "periodSeconds": 5},
             "livenessProbe": {"tcpSocket": {"port": gw.port}, "periodSeconds": 20},
@@ -465,7 +565,9 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
         objects.append({"apiVersion": "v1", "kind": "Service", "metadata": _meta("gateway", ns, "gateway"),
                         "spec": {"type": "ClusterIP", "selector": dict(gw_selector),
                                  "ports": [{"name": "https", "port": gw.port, "targetPort": gw.port,
-                                            "protocol": "TCP"}]}})
+                                            "protocol": "TCP"}] + (
+                                     [{"name": "metrics", "port": GATEWAY_METRICS_PORT,
+                                       "targetPort": GATEWAY_METRICS_PORT, "protocol": "TCP"}] if scrape else [])}})
         if gw_replicas > 1:
             objects.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
                             "metadata": _meta("gateway", ns, "gateway"),
@@ -475,8 +577,21 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
     if gw is not None and gateway_zone is not None:
         pod_zones["gateway"] = gateway_zone
     objects.extend(network_policies(spec, plan.firewall, ns, pod_zones, multi))
-
     op = k.gpu_operator
+    if scrape:
+        secrets.append(SecretSpec(METRICS_SECRET, ("ca-chain.pem", "tls.crt", "tls.key"),
+                                  "the in-cluster Prometheus's client certificate for the metrics frontends"))
+        prom = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": k.prometheus_namespace}}}
+        for comp, port in (("serving", SERVING_METRICS_PORT), ("gateway", GATEWAY_METRICS_PORT)):
+            if comp in pod_zones:
+                objects.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                "metadata": _meta(f"in-metrics-{comp}", ns, "network-policy",
+                                                  {"llmcluster.io/flow": METRICS_FLOW}),
+                                "spec": {"podSelector": {"matchLabels": {APP: "llmcluster", COMPONENT: comp}},
+                                         "policyTypes": ["Ingress"],
+                                         "ingress": [{"from": [prom], "ports": [{"protocol": "TCP", "port": port}]}]}})
+        objects.extend(monitoring_objects(plan, ns, gw.pool if gw is not None else None, op.dcgm_exporter))
+
     on_eks = spec.platform == "aws"
     driver = op.driver if op.driver is not None else on_eks
     toolkit = op.toolkit if op.toolkit is not None else on_eks
@@ -593,7 +708,7 @@ def netpol_matrix(policies: list[dict[str, Any]], fw: FirewallPlan, pod_zones: d
     egress at the source: both must admit). Platform policies (DNS, the LWS group) are left out: they are
     not zone flows. ICMP services are skipped (NetworkPolicy cannot express ICMP)."""
     pols = [p for p in policies if p["kind"] == "NetworkPolicy"
-            and p["metadata"]["labels"].get("llmcluster.io/flow") not in (DNS_FLOW, GROUP_FLOW)]
+            and p["metadata"]["labels"].get("llmcluster.io/flow") not in (DNS_FLOW, GROUP_FLOW, METRICS_FLOW)]
     comp_labels = {c: {APP: "llmcluster", COMPONENT: c} for c in pod_zones}
 
     def rules(labels: dict[str, str], kind: str) -> list[dict[str, Any]]:

@@ -177,6 +177,13 @@ def _jobs(spec: Spec) -> tuple[Job, ...]:
     )
 
 
+def exporter_versions(spec: Spec) -> dict[str, str]:
+    """Exporter (a key of the metrics contract) -> the version the contract is checked against."""
+    return {"dcgm-exporter": spec.nvidia.dcgm_exporter_version, "trtllm-serve": spec.nvidia.trtllm.version,
+            "node_exporter": NODE_EXPORTER_VERSION, "haproxy": HAPROXY_VERSION, "ceph-mgr": CEPH_VERSION,
+            "llmcluster": "1"}
+
+
 def build_monitoring_plan(spec: Spec, ip, serving, pki, storage=None) -> MonitoringPlan | None:
     """The plan of ``spec.monitoring`` (None without it). ``ip``/``serving``/``pki``/``storage``: the other plans
     (the Ceph targets are the storage plan's managers; without it, every host of the Ceph pool)."""
@@ -217,9 +224,7 @@ def build_monitoring_plan(spec: Spec, ip, serving, pki, storage=None) -> Monitor
     audit = AuditStorePlan(retention_days=mon.audit_retention_days, requests_per_s=float(mon.audit_requests_per_s),
                            max_bytes=audit_max_bytes(float(mon.audit_requests_per_s), mon.audit_retention_days),
                            client_cns=tuple(h.fqdn for h in ip.hosts_in_pool(gw.pool)) if gw is not None else ())
-    versions = {"dcgm-exporter": spec.nvidia.dcgm_exporter_version, "trtllm-serve": spec.nvidia.trtllm.version,
-                "node_exporter": NODE_EXPORTER_VERSION, "haproxy": HAPROXY_VERSION, "ceph-mgr": CEPH_VERSION,
-                "llmcluster": "1"}
+    versions = exporter_versions(spec)
     return MonitoringPlan(
         servers=servers, server_addresses=tuple(ip.host(s).mgmt_ip for s in servers),
         scrape_interval_s=mon.scrape_interval_s, evaluation_interval_s=mon.evaluation_interval_s,

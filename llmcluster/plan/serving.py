@@ -227,6 +227,20 @@ class ServingPlan:
     gateway: GatewayPlan | None = None
     #: where trtllm-serve listens: 127.0.0.1 at this port (behind the TLS terminator)
     backend_port: int = 8001
+    #: ``serving.runtime``: systemd units on the hosts, or pods on Kubernetes (docs/kubernetes.md)
+    runtime: str = "systemd"
+
+    @property
+    def units_on_hosts(self) -> bool:
+        """The hosts run the serving units (roles tensorrt_llm, serving_tls): only with the systemd runtime.
+        On Kubernetes the pods serve; the hosts keep drivers, fabric manager, firewall and storage."""
+        return self.runtime == "systemd"
+
+    @property
+    def gateway_on_hosts(self) -> bool:
+        """The gateway pool's hosts run the HAProxy gateway (roles gateway, audit_log): only with a gateway and
+        the systemd runtime (on Kubernetes the gateway is a Deployment)."""
+        return self.gateway is not None and self.runtime == "systemd"
 
     @cached_property
     def layout(self) -> dict[str, HostServing]:
@@ -260,7 +274,8 @@ class ServingPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """The plan document's ``serving`` section: the role inputs plus the replica layout."""
-        return {**self.to_vars(), "pool": self.pool,
+        return {**self.to_vars(), "pool": self.pool, "runtime": self.runtime,
+                "units_on_hosts": self.units_on_hosts, "gateway_on_hosts": self.gateway_on_hosts,
                 "engine": self.engine.to_dict() if self.engine is not None else None,
                 "replicas": [{"index": r.index, "head": r.head.name, "hosts": [m.name for m in r.members]}
                              for r in self.replicas],
@@ -318,7 +333,7 @@ def build_serving_plan(spec: Spec, ip: IpPlan, cap: CapacityPlan, access: Access
         precision=cap.precision, kv_dtype=cap.kv_dtype, backend=cap.backend, tp=cap.tp, pp=cap.pp, ep=cap.ep,
         nodes=cap.nodes, gpus_per_node=cap.gpus_per_node, port=s.port, backend_port=s.backend_port, pool=s.pool,
         args=serve_args(eng), extra_llm_api_options=eng.options, engine=eng,
-        replicas=tuple(replicas), gateway=gateway,
+        replicas=tuple(replicas), gateway=gateway, runtime=s.runtime,
     )
 
 

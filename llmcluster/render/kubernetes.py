@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from llmcluster.plan.kubernetes import CONFIG_DIR, TLS_DIR, KubernetesPlan, Texts, build_kubernetes_plan
+from llmcluster.plan.kubernetes import (CONFIG_DIR, GATEWAY_METRICS_PORT, SERVING_METRICS_PORT, TLS_DIR,
+                                        TRTLLM_METRICS_PATH, KubernetesPlan, Texts, build_kubernetes_plan,
+                                        metrics_client_cn)
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmcluster.plan.build import Plan
@@ -39,11 +41,21 @@ def texts(plan: Plan) -> Texts:
     gw = sp.gateway
     gateway_cfg = clients_map = None
     gw_vars: dict[str, Any] = {}
+    k = plan.spec.kubernetes
+    # With the Prometheus Operator the metrics frontends of the roles' templates listen in the pods (mTLS,
+    # admitting only the in-cluster scraper's certificate: the metrics-client-tls Secret).
+    scrape = k.prometheus_operator
+    cns = [metrics_client_cn(k.namespace)] if scrape else []
+    gw_metrics = {"gateway_metrics_port": GATEWAY_METRICS_PORT if scrape else 0, "gateway_metrics_address": "0.0.0.0",
+                  "gateway_metrics_client_cns": cns, "gateway_metrics_bundle_path": f"{TLS_DIR}/api.pem"}
+    term_metrics = {"serving_tls_metrics_port": SERVING_METRICS_PORT if scrape else 0,
+                    "serving_tls_metrics_address": "0.0.0.0", "serving_tls_metrics_client_cns": cns,
+                    "serving_tls_metrics_path": TRTLLM_METRICS_PATH}
     if gw is not None:
         svc = f"serving.{plan.spec.kubernetes.namespace}.svc.cluster.local"
         gw_vars = {**gw.to_dict(), "vip": None,
                    "upstreams": [{"name": "serving", "address": svc, "port": sp.port, "fqdn": svc}]}
-        variables = {"llmcluster_gateway": gw_vars, "llmcluster_addresses": {"inference": "0.0.0.0"},
+        variables = {"llmcluster_gateway": gw_vars, "llmcluster_addresses": {"inference": "0.0.0.0"}, **gw_metrics,
                      "gateway_log_target": LOG_TARGET, "gateway_client_ca_path": f"{TLS_DIR}/ca-chain.pem",
                      "gateway_bundle_path": f"{TLS_DIR}/api.pem", "gateway_upstream_bundle_path":
                      f"{TLS_DIR}/upstream.pem", "gateway_crl_install_path": f"{TLS_DIR}/crl.pem",
@@ -54,7 +66,7 @@ def texts(plan: Plan) -> Texts:
                  "llmcluster_addresses": {"inference": "0.0.0.0"}, "llmcluster_gateway": gw_vars or {},
                  "serving_tls_log_target": LOG_TARGET, "serving_tls_bundle_path": f"{TLS_DIR}/serving-tls.pem",
                  "serving_tls_ca_path": f"{TLS_DIR}/ca-chain.pem", "serving_tls_crl_copy_path": f"{TLS_DIR}/crl.pem",
-                 "_serving_tls_use_crl": True, "_serving_tls_crl_present": True}
+                 "_serving_tls_use_crl": True, "_serving_tls_crl_present": True, **term_metrics}
     terminator = _container(render_role_template("serving_tls", "serving-tls.cfg.j2", term_vars))
     return Texts(verifier_source=VERIFIER.read_text(), terminator_cfg=terminator, gateway_cfg=gateway_cfg,
                  clients_map=clients_map)

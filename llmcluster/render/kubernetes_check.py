@@ -19,7 +19,9 @@ from typing import Any
 
 SCHEMAS = Path(__file__).with_name("schemas")
 CRD_SCHEMAS = {("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): "leaderworkerset-v1.json",
-               ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-v1alpha1.json"}
+               ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-v1alpha1.json",
+               ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-v1.json",
+               ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-v1.json"}
 
 
 @cache

@@ -987,9 +987,10 @@ class KubernetesAutoscaling(_Model):
     """Replicas follow the queue: KEDA ScaledObject (default) or an HPA on a custom metric."""
 
     engine: Literal["keda", "hpa"] = "keda"
-    metric: Literal["trtllm_num_requests_waiting", "gateway_queue", "kv_cache_utilization"] = (
-        "trtllm_num_requests_waiting")
-    #: per replica: requests waiting (queue metrics) or percent of the KV cache in use
+    metric: Literal["trtllm_num_requests_waiting", "gateway_queue", "kv_cache_utilization"] | None = Field(
+        default=None, description="default: gateway_queue with serving.gateway (the pinned trtllm-serve 1.0.0 "
+                                  "exports no Prometheus metrics), else trtllm_num_requests_waiting")
+    #: per replica: requests in flight or waiting (queue metrics) or percent of the KV cache in use
     target: Annotated[StrictInt, Field(ge=1, le=10_000)] = 8
     min_replicas: Annotated[StrictInt, Field(ge=1, le=512)] | None = Field(
         default=None, description="default serving.replicas; at least 1 (never scaled to zero)")
@@ -1030,6 +1031,12 @@ class Kubernetes(_Model):
         "nodes' NVMe RAID at storage.model_dir (storage.raid)")
     storage_class: Annotated[StrictStr, Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")] | None = None
     autoscaling: KubernetesAutoscaling = KubernetesAutoscaling()
+    prometheus_operator: StrictBool = Field(
+        default=True, description="the cluster runs the Prometheus Operator (monitoring.coreos.com/v1): "
+                                  "ServiceMonitors for the serving pods, the gateway and dcgm-exporter, the alert "
+                                  "rules as a PrometheusRule; false: none of them (scrape them another way)")
+    prometheus_namespace: DnsLabel = Field(
+        default="monitoring", description="the namespace of the Prometheus pods (admitted to the metrics ports)")
 
     @property
     def pin(self) -> KubernetesPin:

@@ -115,8 +115,19 @@ def autoscaling(spec: Spec) -> Iterator[Problem]:
         yield Problem("kubernetes.autoscaling.max_replicas", f"{a.max_replicas} is below min_replicas {lo}")
     if a.metric == "gateway_queue" and spec.serving.gateway is None:
         yield Problem("kubernetes.autoscaling.metric", "'gateway_queue' needs serving.gateway")
+        return
     if a.metric == "kv_cache_utilization" and a.target > 100:
         yield Problem("kubernetes.autoscaling.target", f"{a.target}: kv_cache_utilization is a percent (1-100)")
+    # a metric the pinned exporter does not serve leaves the autoscaler blind (it never scales)
+    from llmcluster.plan.kubernetes import autoscaling_metric, autoscaling_metric_gaps
+
+    missing = autoscaling_metric_gaps(spec)
+    if missing:
+        fix = ("use gateway_queue (HAProxy's exporter)" if spec.serving.gateway is not None
+               else "add serving.gateway and use gateway_queue")
+        yield Problem("kubernetes.autoscaling.metric",
+                      f"{autoscaling_metric(spec)}{'' if a.metric else ' (the default without a gateway)'}: "
+                      f"{missing[0]}: the autoscaler would never see it; {fix}, or pin a tensorrt_llm that exports it")
 
 
 @rule("kubernetes.gateway-image", requires=("kubernetes.section",))

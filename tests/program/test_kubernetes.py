@@ -91,7 +91,8 @@ def test_secrets_come_from_the_pki_and_stay_secret():
     e = ev("baremetal-lws")
     doc = e.document()
     secrets = {x["name"]: x for x in doc["resources"] if x["type"] == "kubernetes:core/v1:Secret"}
-    assert set(secrets) == {"k8s-secret-serving-tls", "k8s-secret-gateway-tls", "k8s-secret-mpi-ssh"}
+    assert set(secrets) == {"k8s-secret-serving-tls", "k8s-secret-gateway-tls", "k8s-secret-mpi-ssh",
+                            "k8s-secret-metrics-client-tls"}
     for x in secrets.values():  # registered as secrets: redacted whole in the plan document
         assert x["inputs"]["stringData"] == "<secret>", x["name"]
     # the gateway's bundle is the PKI's gateway-api certificate, the chain and its key (real material offline)
@@ -134,3 +135,90 @@ def test_the_pod_rules_read_the_registered_inputs():
     rest = [Resource(r.urn, r.type, r.inputs) for r in e.resources
             if not (r.type.endswith(":NetworkPolicy") and r.inputs["metadata"]["name"] == "default-deny")]
     assert {v.rule for v in check_resources(rest)} >= {"k8s.default-deny"}
+
+
+def _openssl_verify(tmp_path, chain: str, crl: str, cert: str) -> tuple[int, str]:
+    import subprocess
+
+    (tmp_path / "chain.pem").write_text(chain)
+    (tmp_path / "crl.pem").write_text(crl)
+    (tmp_path / "leaf.pem").write_text(cert)
+    p = subprocess.run(["openssl", "verify", "-crl_check_all", "-CAfile", str(tmp_path / "chain.pem"),
+                        "-CRLfile", str(tmp_path / "crl.pem"), str(tmp_path / "leaf.pem")],
+                       capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("secret", ["k8s-secret-gateway-tls", "k8s-secret-serving-tls"])
+def test_secret_crl_covers_every_ca_of_the_chain(tmp_path, secret):
+    """openssl (as HAProxy's crl-file: every CA of the chain) admits the PKI's client certificate with the
+    Secret's chain and crl.pem; with the root's CRL alone (the earlier content) it refuses every client."""
+    from llmcluster import pki_crl as C
+    from llmcluster.offline import _unsecret
+
+    e = ev("baremetal")
+    raw = _unsecret(next(r for r in e.resources if r.name == secret).inputs["stringData"])
+    chain, crl = raw["ca-chain.pem"], raw["crl.pem"]
+    client = e.outputs[outputs.PKI_CERTS]["gateway-upstream"]
+    crls = [C.load_crl(p) for p in C.split_crls(crl)]
+    assert len(crls) == 2
+    from cryptography import x509
+
+    inter_cert, root_cert = (x509.load_pem_x509_certificate(p.encode()) for p in
+                             (e.outputs[outputs.PKI_CHAIN].split("-----END CERTIFICATE-----")[0]
+                              + "-----END CERTIFICATE-----\n", e.outputs[outputs.PKI_ROOT_CERT]))
+    assert C.issued_by(crls[0], inter_cert) and C.issued_by(crls[1], root_cert)
+    rc, out = _openssl_verify(tmp_path, chain, crl, client)
+    assert rc == 0 and "OK" in out, out
+    rc, out = _openssl_verify(tmp_path, chain, e.outputs[outputs.PKI_ROOT_CRL], client)
+    assert rc != 0 and "unable to get certificate CRL" in out, out
+
+
+def test_program_crl_file_refuses_a_revoked_client(tmp_path):
+    """The same builder with a revocation (signed by the intermediate's key from the stack outputs): the revoked
+    client is refused, the other admitted."""
+    import datetime as dt
+
+    from cryptography import x509
+
+    from llmcluster import pki_crl as C
+
+    e = ev("baremetal")
+    certs = e.outputs[outputs.PKI_CERTS]
+    from llmcluster.offline import _unsecret
+
+    key = _unsecret(e.outputs[outputs.PKI_INTERMEDIATE_KEY])
+    chain = e.outputs[outputs.PKI_CHAIN]
+    inter = chain.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    victim = x509.load_pem_x509_certificate(certs["gateway-upstream"].encode())
+    rev = C.Revocation(victim.serial_number, "gateway-upstream", "keyCompromise",
+                       dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
+    crl = C.program_crl_file(key, inter, e.outputs[outputs.PKI_ROOT_CRL], [rev])
+    assert crl == C.program_crl_file(key, inter, e.outputs[outputs.PKI_ROOT_CRL], [rev])  # deterministic
+    rc, out = _openssl_verify(tmp_path, chain, crl, certs["gateway-upstream"])
+    assert rc != 0 and "certificate revoked" in out, out
+    rc, out = _openssl_verify(tmp_path, chain, crl, certs["gateway-api"])
+    assert rc == 0, out
+    # a key that is not the intermediate's cannot sign its CRL
+    root_key_like = _unsecret(e.outputs[outputs.PKI_KEYS])["gateway-api"]
+    with pytest.raises(ValueError, match="does not match the CA"):
+        C.program_crl_file(root_key_like, inter, e.outputs[outputs.PKI_ROOT_CRL])
+
+
+def test_the_scrapers_client_certificate_is_admitted_by_the_metrics_frontends(tmp_path):
+    """The metrics-client-tls Secret holds a client certificate of the PKI's intermediate whose CN is the one the
+    metrics frontends admit, and it verifies against the Secret's chain and the gateway Secret's CRLs."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from llmcluster.offline import _unsecret
+    from llmcluster.plan.kubernetes import metrics_client_cn
+
+    e = ev("baremetal")
+    raw = _unsecret(next(r for r in e.resources if r.name == "k8s-secret-metrics-client-tls").inputs["stringData"])
+    gw = _unsecret(next(r for r in e.resources if r.name == "k8s-secret-gateway-tls").inputs["stringData"])
+    cert = x509.load_pem_x509_certificate(raw["tls.crt"].encode())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == metrics_client_cn("llm")
+    assert raw["tls.key"].rstrip().endswith("PRIVATE KEY-----")
+    rc, out = _openssl_verify(tmp_path, raw["ca-chain.pem"], gw["crl.pem"], raw["tls.crt"])
+    assert rc == 0, out

@@ -244,7 +244,10 @@ def test_autoscaling_keeps_at_least_one_replica_and_scales_the_workload():
     so = p.get("ScaledObject", "serving")
     assert so["spec"]["minReplicaCount"] >= 1
     assert so["spec"]["scaleTargetRef"] == {"apiVersion": LWS_API, "kind": "LeaderWorkerSet", "name": "serving"}
-    assert "trtllm_num_requests_waiting" in so["spec"]["triggers"][0]["metadata"]["query"]
+    # the default trigger: the gateway's backend (the pinned trtllm-serve 1.0.0 exports no Prometheus metrics)
+    assert so["spec"]["triggers"][0]["metadata"]["query"] == (
+        'sum(haproxy_backend_current_sessions{namespace="llm",proxy="inference"})'
+        ' + sum(haproxy_backend_current_queue{namespace="llm",proxy="inference"})')
     plan = load_plan("prod-baremetal", k8s.BAREMETAL + ('kubernetes.autoscaling={"engine": "hpa"}',))
     hpa = kubernetes_plan(plan).get("HorizontalPodAutoscaler", "serving")
     assert hpa["spec"]["minReplicas"] >= 1 and hpa["spec"]["maxReplicas"] >= hpa["spec"]["minReplicas"]
@@ -268,3 +271,92 @@ def test_images_by_tag_are_refused_with_the_key_path(image, words):
         load_spec("prod-baremetal", over)
     text = str(e.value)
     assert "kubernetes.gateway_image" in text and words in text
+
+
+def test_every_autoscaling_metric_is_in_the_metrics_contract():
+    """The autoscaler reads only metrics of the contract (a name outside it fails here), from the exporter the
+    gateway backend's name matches."""
+    from llmcluster.monitoring.contract import load_contract, metric_names, unknown_metrics
+    from llmcluster.plan.kubernetes import METRIC_QUERIES
+
+    contract = load_contract()
+    for name, q in METRIC_QUERIES.items():
+        query = q.format(ns="llm")
+        assert metric_names(query), name
+        assert unknown_metrics(query, contract) == set(), name
+    # and the check can fail: a query on a name the contract lacks is caught
+    assert unknown_metrics('sum(haproxy_backend_queue_depth{proxy="inference"})', contract) == {
+        "haproxy_backend_queue_depth"}
+    # the HAProxy backend the query names is the gateway's (role template)
+    from tests.conftest import ROOT
+
+    assert "\nbackend inference\n" in (ROOT / "roles/gateway/templates/haproxy.cfg.j2").read_text()
+
+
+def test_a_trtllm_metric_the_pinned_version_lacks_is_refused():
+    over = k8s.BAREMETAL + ('kubernetes.autoscaling={"metric": "trtllm_num_requests_waiting"}',)
+    with pytest.raises(SpecError) as e:
+        load_spec("prod-baremetal", over)
+    text = str(e.value)
+    assert "kubernetes.autoscaling.metric" in text and "1.0.0" in text and "gateway_queue" in text
+    # a tensorrt_llm that exports it is accepted
+    ok = over + ('nvidia.trtllm.version=1.2.0',)
+    assert kubernetes_plan(load_plan("prod-baremetal", ok)).get("ScaledObject", "serving")["spec"]["triggers"][0][
+        "metadata"]["query"] == 'sum(trtllm_num_requests_waiting{namespace="llm"})'
+    # without a gateway the default (trtllm_num_requests_waiting) on 1.0.0 is refused too, with the fix
+    with pytest.raises(SpecError) as e:
+        load_spec("prod-baremetal", k8s.BAREMETAL + ("serving.gateway=null", "access=null"))
+    assert "the default without a gateway" in str(e.value) and "add serving.gateway" in str(e.value)
+
+
+def test_service_monitors_scrape_the_pods_over_mtls_with_the_hosts_labels():
+    from llmcluster.plan.kubernetes import METRICS_SECRET, metrics_client_cn
+
+    _, p = kp("baremetal")
+    names = {o["metadata"]["name"] for o in p.by_kind("ServiceMonitor")}
+    assert names == {"serving", "gateway", "dcgm-exporter"}
+    for name, job in (("serving", "trtllm"), ("gateway", "haproxy")):
+        ep = p.get("ServiceMonitor", name)["spec"]["endpoints"][0]
+        assert ep["scheme"] == "https" and ep["tlsConfig"]["keySecret"]["name"] == METRICS_SECRET
+        assert ep["tlsConfig"]["insecureSkipVerify"] is False and ep["tlsConfig"]["serverName"]
+        assert {"action": "replace", "targetLabel": "job", "replacement": job} in ep["relabelings"]
+        # the Service the monitor selects has the port it names
+        svc = p.get("Service", name)
+        assert ep["port"] in {x["name"] for x in svc["spec"]["ports"]}
+    dcgm = p.get("ServiceMonitor", "dcgm-exporter")["spec"]
+    assert dcgm["namespaceSelector"] == {"matchNames": ["gpu-operator"]} and dcgm["endpoints"][0]["scheme"] == "http"
+    assert METRICS_SECRET in {s.name for s in p.secrets}
+    # the metrics frontends in the pods admit only the scraper's certificate (the roles' templates)
+    gw_cfg = p.get("ConfigMap", "gateway-config")["data"]["haproxy.cfg"]
+    term = p.get("ConfigMap", "serving-config")["data"]["serving-tls.cfg"]
+    for cfg, port in ((gw_cfg, 8405), (term, 9401)):
+        assert f"bind 0.0.0.0:{port} ssl" in cfg and metrics_client_cn("llm") in cfg, cfg
+    # the Prometheus namespace may reach the metrics ports, nothing else
+    pol = p.get("NetworkPolicy", "in-metrics-gateway")["spec"]["ingress"]
+    assert pol == [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                    "ports": [{"protocol": "TCP", "port": 8405}]}]
+
+
+def test_no_prometheus_operator_no_monitors_and_no_metrics_frontends():
+    plan = load_plan("prod-baremetal", k8s.BAREMETAL[:-1] + (
+        'kubernetes=' + __import__("json").dumps(k8s.section(kubeconfig_secret="llmcluster-k8s:kubeconfig",
+                                                             prometheus_operator=False)),))
+    p = kubernetes_plan(plan)
+    assert not p.by_kind("ServiceMonitor") and not p.by_kind("PrometheusRule")
+    assert "frontend metrics" not in p.get("ConfigMap", "gateway-config")["data"]["haproxy.cfg"]
+    assert all(x["name"] != "metrics" for x in p.get("Service", "serving")["spec"]["ports"])
+
+
+def test_prometheus_rule_holds_the_host_rules_for_what_the_cluster_scrapes():
+    """One source: the cluster's groups are the monitoring plan's rules, unchanged, limited to the jobs scraped."""
+    from llmcluster.monitoring.rules import cluster_rule_groups, rule_groups, rule_jobs
+    from llmcluster.plan.monitoring import monitoring_plan
+
+    mp = monitoring_plan(load_plan("lab"))
+    host = {r["alert"]: r for g in rule_groups(mp) for r in g["rules"]}
+    cluster = {r["alert"]: r for g in cluster_rule_groups(mp, {"dcgm", "trtllm", "haproxy"}) for r in g["rules"]}
+    assert cluster and all(host[a] == r for a, r in cluster.items())
+    assert {"GpuCriticalXid", "ServingReplicaDown", "GatewayNoUpstream", "ExporterAbsentDcgm"} <= set(cluster)
+    assert not {"ExporterAbsentNode", "TargetDown"} & set(cluster)
+    assert all(rule_jobs(r["expr"]) <= {"dcgm", "trtllm", "haproxy"} for r in cluster.values())
+    assert "ServingReplicaDown" not in {r["alert"] for g in cluster_rule_groups(mp, {"dcgm"}) for r in g["rules"]}

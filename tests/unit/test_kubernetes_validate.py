@@ -67,7 +67,8 @@ def test_kubernetes_validate_command_line_passes_the_builtin_kinds_without_a_war
     if exe is None:
         pytest.skip("kubernetes-validate is not installed in this environment (pyproject test extra)")
     files = [str(p) for p in sorted((out / "kubernetes").glob("*.yaml"))
-             if yaml.safe_load(p.read_text())["kind"] not in ("LeaderWorkerSet", "ScaledObject")]
+             if yaml.safe_load(p.read_text())["kind"] not in ("LeaderWorkerSet", "ScaledObject", "ServiceMonitor",
+                                                               "PrometheusRule")]
     r = subprocess.run([exe, "--strict", "-k", "1.33.0", *files], capture_output=True, text=True, timeout=120)
     text = r.stdout + r.stderr
     assert r.returncode == 0 and "WARN" not in text and "ERROR" not in text, text
@@ -116,6 +117,47 @@ def test_lws_schema_rejects(mutate, words):
 ])
 def test_scaledobject_schema_rejects(mutate):
     o = copy.deepcopy(kp("baremetal").get("ScaledObject", "serving"))
+    assert check_crd(o, "1.33") == []
+    mutate(o)
+    assert check_crd(o, "1.33")
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda o: o["spec"].pop("selector"),
+    lambda o: o["spec"].__setitem__("endpoints", []),
+    lambda o: o["spec"]["endpoints"][0].__setitem__("scheme", "tls"),
+    lambda o: o["spec"]["endpoints"][0]["tlsConfig"].__setitem__("keyFile", "/etc/key"),
+    lambda o: o["spec"]["endpoints"][0]["tlsConfig"]["keySecret"].pop("key"),
+    lambda o: o["spec"]["endpoints"][0]["relabelings"][0].__setitem__("action", "rename"),
+    lambda o: o["spec"]["endpoints"][0].__setitem__("interval", "15 seconds"),
+])
+def test_servicemonitor_schema_rejects(mutate):
+    o = copy.deepcopy(kp("baremetal").get("ServiceMonitor", "gateway"))
+    assert check_crd(o, "1.33") == []
+    mutate(o)
+    assert check_crd(o, "1.33")
+
+
+def _prometheus_rule():
+    from llmcluster.plan.kubernetes import PROMETHEUS_API
+    from llmcluster.plan.monitoring import monitoring_plan
+    from llmcluster.monitoring.rules import cluster_rule_groups
+    from tests.conftest import load_plan
+
+    mp = monitoring_plan(load_plan("lab"))
+    return {"apiVersion": PROMETHEUS_API, "kind": "PrometheusRule", "metadata": {"name": "llmcluster-rules",
+            "namespace": "llm"}, "spec": {"groups": cluster_rule_groups(mp, {"dcgm", "trtllm", "haproxy"})}}
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda o: o["spec"]["groups"][0].pop("name"),
+    lambda o: o["spec"]["groups"][0]["rules"][0].pop("expr"),
+    lambda o: o["spec"]["groups"][0]["rules"][0].__setitem__("record", "x"),
+    lambda o: o["spec"]["groups"][0]["rules"][0].__setitem__("for", "five minutes"),
+    lambda o: o["spec"]["groups"][0]["rules"][0]["labels"].__setitem__("severity", 3),
+])
+def test_prometheusrule_schema_rejects(mutate):
+    o = _prometheus_rule()
     assert check_crd(o, "1.33") == []
     mutate(o)
     assert check_crd(o, "1.33")
