@@ -253,7 +253,7 @@ def one_request(ep: Endpoint, ctx: ssl.SSLContext | None, local: _Conn, model: s
             return res
         chunks = 0
         stream = SseStream(resp)
-        for text in stream:
+        for _text in stream:
             if res.ttft_s is None:
                 res.ttft_s = clock() - start
             chunks += 1

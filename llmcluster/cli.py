@@ -884,6 +884,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_serve.add_parser(sub, _bounded, _load)
 
+    # llmcluster chat (llmcluster.chat): one streamed chat completion through the gateway
+    from llmcluster import chat
+
+    def _cmd_chat(a):
+        from llmcluster.lab.runtime import default_state_dir
+
+        return chat.cmd_chat(a, load=_load, default_state_dir=default_state_dir)
+
+    chat.add_parser(sub, _bounded, stack_args)
+    sub.choices["chat"].set_defaults(func=_cmd_chat)
+
     lab = sub.add_parser("lab", help="the local lab: real isolated Linux hosts (needs root)")
     lab.add_argument("action", choices=("up", "converge", "verify", "down", "status"))
     lab.add_argument("--stack", "-s", default="lab")
@@ -924,8 +935,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc.lines())
     except (InfeasibleError, PlanError) as exc:
         return _fail([f"error: {exc}"])
-    except LLMClusterError as exc:
-        return _fail([f"error: {exc}"])
+    except LLMClusterError as exc:  # a keyed error is already ``key.path: what is wrong``
+        return _fail([str(exc) if getattr(exc, "keyed", False) else f"error: {exc}"])
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
