@@ -427,19 +427,21 @@ def cmd_converge(args) -> int:
 # --------------------------------------------------------------------------- verify
 
 
-def _verify(stack: str, inventory: Path, args, planned_hosts) -> int:
-    from llmcluster.verify.run import EXIT_FAILED, check_inventory, results_table, run_verify, summary
+def _verify(stack: str, inventory: Path, args, planned_hosts, save_to: Path | None = None) -> int:
+    """Run the suite; print the summary and the failures (``--all``: every row; ``--json``: the
+    document); ``save_to``: also write the JSON document there (the lab keeps its last report)."""
+    from llmcluster.verify.output import print_report
+    from llmcluster.verify.run import EXIT_FAILED, check_inventory, report_document, run_verify, save_report
 
     check_inventory(inventory, planned_hosts)
     with _console(stderr=True).status(f"verifying {stack} ({inventory})"):
         report = run_verify(stack, inventory, stacks_dir=stacks_dir(args.stacks_dir), keyword=args.k)
+    if save_to is not None:
+        save_report(report, save_to)
     if args.json:
-        _print_json({"stack": report.stack, "ok": report.ok, "counts": dict(report.counts),
-                     "results": report.results})
+        _print_json(report_document(report))
     else:
-        console = _console()
-        console.print(results_table(report, failures_only=args.failures_only))
-        console.print(summary(report))
+        print_report(_console(), report, show_all=args.all)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -488,7 +490,10 @@ def cmd_lab(args) -> int:
         if not inventory.is_file() or not all(r.ok for r in lab.status()):
             raise LLMClusterError(f"the lab in {state_dir} is not up (or not healthy): run 'llmcluster lab up' first")
         if args.action == "verify":
-            return _verify(plan.spec.stack, inventory, args, [h.name for h in plan.ip.hosts])
+            from llmcluster.verify.run import LAB_REPORT
+
+            return _verify(plan.spec.stack, inventory, args, [h.name for h in plan.ip.hosts],
+                           save_to=state_dir / LAB_REPORT)
         args.inventory, args.playbook, args.limit, args.forks = str(inventory), None, None, None
         args.stack = args.stack or "lab"
         return cmd_converge(args)
@@ -797,7 +802,8 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--stacks-dir")
     vf.add_argument("--inventory", "-i", help="inventory to verify (default: the stack's dynamic inventory)")
     vf.add_argument("-k", metavar="EXPR", help="only checks matching this pytest -k expression")
-    vf.add_argument("--failures-only", action="store_true", help="table rows for failed checks only")
+    vf.add_argument("--all", action="store_true", help="every check's row, not only the failures")
+    vf.add_argument("--failures-only", action="store_true", help="the failures only (the default: kept for scripts)")
     vf.add_argument("--json", action="store_true")
     vf.set_defaults(func=cmd_verify, set=None)
 
@@ -906,7 +912,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--diff", action="store_true", help="with converge: show diffs")
     lab.add_argument("--tags", action="append", help="with converge: only these tags (repeatable)")
     lab.add_argument("-k", metavar="EXPR", help="with verify: only checks matching this pytest -k expression")
-    lab.add_argument("--failures-only", action="store_true", help="with verify: table rows for failed checks only")
+    lab.add_argument("--all", action="store_true", help="with verify: every check's row, not only the failures")
+    lab.add_argument("--failures-only", action="store_true", help="with verify: the failures only (the default)")
     lab.set_defaults(func=cmd_lab, set=None)
 
     # monitoring: the central audit store (docs/observability.md)
