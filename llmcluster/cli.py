@@ -405,10 +405,18 @@ def cmd_converge(args) -> int:
         return t
 
     console = _console()
-    with Live(table({}), console=console, refresh_per_second=4, transient=True) as live:
-        result = run_playbook(playbook, inventory, check=args.check, diff=args.diff, tags=args.tags or (),
-                              limit=args.limit, forks=args.forks, envvars=env,
-                              on_progress=lambda hosts: live.update(table(hosts)))
+    run = dict(check=args.check, diff=args.diff, tags=args.tags or (), limit=args.limit, forks=args.forks, envvars=env)
+    if console.is_terminal:  # the live per-host table
+        with Live(table({}), console=console, refresh_per_second=4, transient=True) as live:
+            result = run_playbook(playbook, inventory, **run, on_progress=lambda hosts: live.update(table(hosts)))
+    else:  # a log (CI): a line per play and host milestone, with the elapsed time
+        from llmcluster.converge import PlainProgress
+
+        def line(text: str) -> None:
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
+            console.file.flush()
+
+        result = run_playbook(playbook, inventory, **run, on_event=PlainProgress(line))
     recap = Table(title="recap")
     for col in ("host", "ok", "changed", "failed", "unreachable", "skipped"):
         recap.add_column(col)
