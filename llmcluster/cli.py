@@ -486,6 +486,13 @@ def cmd_lab(args) -> int:
     from llmcluster.plan.build import build_plan
 
     plan = build_plan(_load(args))
+    if args.action == "summary":  # reads the plan and the state dir's files: no root needed
+        from llmcluster.lab.summary import print_summary
+
+        artifacts = _path_option("--artifacts", args.artifacts) if args.artifacts is not None else None
+        print_summary(_console(), plan, state_dir.expanduser().resolve(), artifacts=artifacts,
+                      state_dir_option=args.state_dir is not None)
+        return EXIT_OK
     lab = LabRuntime(plan, state_dir)
     if args.action == "up":
         with rich_progress("lab up") as progress:
@@ -910,12 +917,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["chat"].set_defaults(func=_cmd_chat)
 
     lab = sub.add_parser("lab", help="the local lab: real isolated Linux hosts (needs root)")
-    lab.add_argument("action", choices=("up", "converge", "verify", "down", "status"))
+    lab.add_argument("action", choices=("up", "converge", "verify", "down", "status", "summary"))
     lab.add_argument("--stack", "-s", default="lab")
     lab.add_argument("--stacks-dir")
     lab.add_argument("--state-dir", help="where the lab keeps its state (default: ~/.local/state/llmcluster/lab)")
     lab.add_argument("--purge", action="store_true", help="with down: also delete host disks and the lab key")
     lab.add_argument("--json", action="store_true")
+    lab.add_argument("--artifacts", metavar="DIR", help="with summary: where `llmcluster plan --out` wrote the "
+                                                        "lab's rendered artifacts (make lab: out/lab)")
     lab.add_argument("--check", action="store_true", help="with converge: dry run")
     lab.add_argument("--diff", action="store_true", help="with converge: show diffs")
     lab.add_argument("--tags", action="append", help="with converge: only these tags (repeatable)")
