@@ -15,13 +15,17 @@ $(STAMP): pyproject.toml scripts/setup.sh
 setup: $(STAMP)
 
 ## lab: the main job on the embedded default stack (needs root): validate every stack, write the
-## lab plan's artifacts, bring the lab up, converge it, verify it. `llmcluster lab down` removes it.
+## lab plan's artifacts, bring the lab up, converge it, verify it, then the summary: what was built,
+## the verification, where the files are, how to call the model. `llmcluster lab down` removes it.
+## The summary is printed whether verify passed or not (verify's exit status is make's).
 lab: $(STAMP)
 	$(BIN)/llmcluster validate
 	$(BIN)/llmcluster plan --stack lab --out $(OUT)/lab
 	$(BIN)/llmcluster lab up
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/llmcluster lab converge
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/llmcluster lab verify
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/llmcluster lab verify > $(OUT)/lab-verify.txt; rc=$$?; \
+	  $(BIN)/llmcluster lab summary --artifacts $(OUT)/lab; \
+	  echo "verification report (every failure in full): $(OUT)/lab-verify.txt"; exit $$rc
 
 ## test: the whole suite (unit, program, policy, roles, verify tiers): the lab's tests and the rest
 ## as two pytest processes at once (scripts/test.sh says why not xdist)

@@ -168,15 +168,16 @@ def endpoint_from_url(url: str, *, connect: str | None = None, cacert: str | Non
     return Endpoint(parts.scheme, parts.hostname, port, connect or parts.hostname, base, cacert, cert, key, insecure)
 
 
-def client_material(pki_dir: str, client: str) -> tuple[str, str, str]:
-    """(cacert, cert, key) of ``client`` in a ``llmcluster pki export`` folder."""
+def client_material(pki_dir: str, client: str, option: str = "--pki-dir") -> tuple[str, str, str]:
+    """(cacert, cert, key) of ``client`` in a ``llmcluster pki export`` folder (``option``: the
+    command-line option that named the folder, for the error)."""
     d = Path(pki_dir)
     if not d.is_dir():
-        raise BenchError(f"--pki-dir: {pki_dir}: no such folder (run `llmcluster pki export`)")
+        raise BenchError(f"{option}: {pki_dir}: no such folder (run `llmcluster pki export`)")
     cacert, cert, key = d / "root-ca.pem", d / "certs" / f"{client}.pem", d / "private" / f"{client}.key"
     for path in (cacert, cert, key):
         if not path.is_file():
-            raise BenchError(f"--pki-dir: {path} is missing (is {client!r} a client of this PKI? see --client)")
+            raise BenchError(f"{option}: {path} is missing (is {client!r} a client of this PKI? see --client)")
     return str(cacert), str(cert), str(key)
 
 
@@ -251,28 +252,12 @@ def one_request(ep: Endpoint, ctx: ssl.SSLContext | None, local: _Conn, model: s
             _drop(local, conn, reuse, resp)
             return res
         chunks = 0
-        usage: dict[str, Any] | None = None
-        done = False
-        while True:
-            line = resp.readline()
-            if not line:
-                break
-            line = line.strip()
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                done = True
-                break
-            event = json.loads(payload)
-            if event.get("usage"):
-                usage = event["usage"]
-            for choice in event.get("choices") or ():
-                text = (choice.get("delta") or {}).get("content") or (choice.get("text") or "")
-                if text:
-                    if res.ttft_s is None:
-                        res.ttft_s = clock() - start
-                    chunks += 1
+        stream = SseStream(resp)
+        for _text in stream:
+            if res.ttft_s is None:
+                res.ttft_s = clock() - start
+            chunks += 1
+        usage, done = stream.usage, stream.done
         res.e2e_s = clock() - start
         resp.read()
         if not done:
@@ -292,6 +277,36 @@ def one_request(ep: Endpoint, ctx: ssl.SSLContext | None, local: _Conn, model: s
         res.e2e_s = clock() - start
         _drop(local, conn, reuse, None)
         return res
+
+
+class SseStream:
+    """The content pieces of an OpenAI streaming response (``text/event-stream``), in order; after
+    the iteration ``done`` says whether ``[DONE]`` came and ``usage`` holds the last usage seen."""
+
+    def __init__(self, resp: Any):
+        self.resp = resp
+        self.done = False
+        self.usage: dict[str, Any] | None = None
+
+    def __iter__(self):
+        while True:
+            line = self.resp.readline()
+            if not line:
+                return
+            line = line.strip()
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                self.done = True
+                return
+            event = json.loads(payload)
+            if event.get("usage"):
+                self.usage = event["usage"]
+            for choice in event.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content") or (choice.get("text") or "")
+                if text:
+                    yield text
 
 
 def _drop(local: _Conn, conn: http.client.HTTPConnection | None, reuse: bool, resp: Any) -> None:
@@ -591,9 +606,9 @@ def _stack_endpoint(args: Any) -> tuple[Any, str, str]:
         if args.url is None:
             raise BenchError(f"--stack: {args.stack} has no serving.gateway: give the endpoint with --url")
         return plan, args.url, args.connect
-    hosts = plan.ip.hosts_in_pool(gw.pool)
-    address = gw.vip or (hosts[0].addresses.get("inference", hosts[0].mgmt_ip) if hosts else gw.hostname)
-    return plan, f"https://{gw.hostname}:{gw.port}", address
+    from llmcluster.plan.serving import gateway_address
+
+    return plan, f"https://{gw.hostname}:{gw.port}", gateway_address(gw, plan.ip)
 
 
 def write_new(path: Path, text: str) -> None:

@@ -405,10 +405,18 @@ def cmd_converge(args) -> int:
         return t
 
     console = _console()
-    with Live(table({}), console=console, refresh_per_second=4, transient=True) as live:
-        result = run_playbook(playbook, inventory, check=args.check, diff=args.diff, tags=args.tags or (),
-                              limit=args.limit, forks=args.forks, envvars=env,
-                              on_progress=lambda hosts: live.update(table(hosts)))
+    run = dict(check=args.check, diff=args.diff, tags=args.tags or (), limit=args.limit, forks=args.forks, envvars=env)
+    if console.is_terminal:  # the live per-host table
+        with Live(table({}), console=console, refresh_per_second=4, transient=True) as live:
+            result = run_playbook(playbook, inventory, **run, on_progress=lambda hosts: live.update(table(hosts)))
+    else:  # a log (CI): a line per play and host milestone, with the elapsed time
+        from llmcluster.converge import PlainProgress
+
+        def line(text: str) -> None:
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
+            console.file.flush()
+
+        result = run_playbook(playbook, inventory, **run, on_event=PlainProgress(line))
     recap = Table(title="recap")
     for col in ("host", "ok", "changed", "failed", "unreachable", "skipped"):
         recap.add_column(col)
@@ -427,19 +435,21 @@ def cmd_converge(args) -> int:
 # --------------------------------------------------------------------------- verify
 
 
-def _verify(stack: str, inventory: Path, args, planned_hosts) -> int:
-    from llmcluster.verify.run import EXIT_FAILED, check_inventory, results_table, run_verify, summary
+def _verify(stack: str, inventory: Path, args, planned_hosts, save_to: Path | None = None) -> int:
+    """Run the suite; print the summary and the failures (``--all``: every row; ``--json``: the
+    document); ``save_to``: also write the JSON document there (the lab keeps its last report)."""
+    from llmcluster.verify.output import print_report
+    from llmcluster.verify.run import EXIT_FAILED, check_inventory, report_document, run_verify, save_report
 
     check_inventory(inventory, planned_hosts)
     with _console(stderr=True).status(f"verifying {stack} ({inventory})"):
         report = run_verify(stack, inventory, stacks_dir=stacks_dir(args.stacks_dir), keyword=args.k)
+    if save_to is not None:
+        save_report(report, save_to)
     if args.json:
-        _print_json({"stack": report.stack, "ok": report.ok, "counts": dict(report.counts),
-                     "results": report.results})
+        _print_json(report_document(report))
     else:
-        console = _console()
-        console.print(results_table(report, failures_only=args.failures_only))
-        console.print(summary(report))
+        print_report(_console(), report, show_all=args.all)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -476,6 +486,13 @@ def cmd_lab(args) -> int:
     from llmcluster.plan.build import build_plan
 
     plan = build_plan(_load(args))
+    if args.action == "summary":  # reads the plan and the state dir's files: no root needed
+        from llmcluster.lab.summary import print_summary
+
+        artifacts = _path_option("--artifacts", args.artifacts) if args.artifacts is not None else None
+        print_summary(_console(), plan, state_dir.expanduser().resolve(), artifacts=artifacts,
+                      state_dir_option=args.state_dir is not None)
+        return EXIT_OK
     lab = LabRuntime(plan, state_dir)
     if args.action == "up":
         with rich_progress("lab up") as progress:
@@ -488,7 +505,10 @@ def cmd_lab(args) -> int:
         if not inventory.is_file() or not all(r.ok for r in lab.status()):
             raise LLMClusterError(f"the lab in {state_dir} is not up (or not healthy): run 'llmcluster lab up' first")
         if args.action == "verify":
-            return _verify(plan.spec.stack, inventory, args, [h.name for h in plan.ip.hosts])
+            from llmcluster.verify.run import LAB_REPORT
+
+            return _verify(plan.spec.stack, inventory, args, [h.name for h in plan.ip.hosts],
+                           save_to=state_dir / LAB_REPORT)
         args.inventory, args.playbook, args.limit, args.forks = str(inventory), None, None, None
         args.stack = args.stack or "lab"
         return cmd_converge(args)
@@ -797,7 +817,8 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--stacks-dir")
     vf.add_argument("--inventory", "-i", help="inventory to verify (default: the stack's dynamic inventory)")
     vf.add_argument("-k", metavar="EXPR", help="only checks matching this pytest -k expression")
-    vf.add_argument("--failures-only", action="store_true", help="table rows for failed checks only")
+    vf.add_argument("--all", action="store_true", help="every check's row, not only the failures")
+    vf.add_argument("--failures-only", action="store_true", help="the failures only (the default: kept for scripts)")
     vf.add_argument("--json", action="store_true")
     vf.set_defaults(func=cmd_verify, set=None)
 
@@ -884,18 +905,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_serve.add_parser(sub, _bounded, _load)
 
+    # llmcluster chat (llmcluster.chat): one streamed chat completion through the gateway
+    from llmcluster import chat
+
+    def _cmd_chat(a):
+        from llmcluster.lab.runtime import default_state_dir
+
+        return chat.cmd_chat(a, load=_load, default_state_dir=default_state_dir)
+
+    chat.add_parser(sub, _bounded, stack_args)
+    sub.choices["chat"].set_defaults(func=_cmd_chat)
+
     lab = sub.add_parser("lab", help="the local lab: real isolated Linux hosts (needs root)")
-    lab.add_argument("action", choices=("up", "converge", "verify", "down", "status"))
+    lab.add_argument("action", choices=("up", "converge", "verify", "down", "status", "summary"))
     lab.add_argument("--stack", "-s", default="lab")
     lab.add_argument("--stacks-dir")
     lab.add_argument("--state-dir", help="where the lab keeps its state (default: ~/.local/state/llmcluster/lab)")
     lab.add_argument("--purge", action="store_true", help="with down: also delete host disks and the lab key")
     lab.add_argument("--json", action="store_true")
+    lab.add_argument("--artifacts", metavar="DIR", help="with summary: where `llmcluster plan --out` wrote the "
+                                                        "lab's rendered artifacts (make lab: out/lab)")
     lab.add_argument("--check", action="store_true", help="with converge: dry run")
     lab.add_argument("--diff", action="store_true", help="with converge: show diffs")
     lab.add_argument("--tags", action="append", help="with converge: only these tags (repeatable)")
     lab.add_argument("-k", metavar="EXPR", help="with verify: only checks matching this pytest -k expression")
-    lab.add_argument("--failures-only", action="store_true", help="with verify: table rows for failed checks only")
+    lab.add_argument("--all", action="store_true", help="with verify: every check's row, not only the failures")
+    lab.add_argument("--failures-only", action="store_true", help="with verify: the failures only (the default)")
     lab.set_defaults(func=cmd_lab, set=None)
 
     # monitoring: the central audit store (docs/observability.md)
@@ -924,8 +959,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc.lines())
     except (InfeasibleError, PlanError) as exc:
         return _fail([f"error: {exc}"])
-    except LLMClusterError as exc:
-        return _fail([f"error: {exc}"])
+    except LLMClusterError as exc:  # a keyed error is already ``key.path: what is wrong``
+        return _fail([str(exc) if getattr(exc, "keyed", False) else f"error: {exc}"])
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -172,6 +172,62 @@ def run_playbook(
             shutil.rmtree(private, ignore_errors=True)
 
 
+class PlainProgress:
+    """Converge progress for a log (stdout is no terminal: CI): an ``on_event`` callback that writes
+    one line per play (when it starts, its hosts) and per host milestone (a task failed, a host
+    unreachable, a host's counts when its play ends), each with the elapsed time.
+    ``write``: where lines go (one string each, without the newline)."""
+
+    def __init__(self, write: Callable[[str], None], clock: Callable[[], float] | None = None):
+        import time
+
+        self.write = write
+        self.clock = clock or time.monotonic
+        self.start = self.clock()
+        self.play: str | None = None
+        self.play_start = self.start
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def _line(self, text: str) -> None:
+        self.write(f"[{self.clock() - self.start:7.1f}s] {text}")
+
+    def _end_play(self) -> None:
+        if self.play is None:
+            return
+        took = self.clock() - self.play_start
+        for host, c in sorted(self.counts.items()):
+            extra = "".join(f", {k} {c[k]}" for k in ("failed", "unreachable") if c[k])
+            self._line(f"  {host}: play {self.play!r} done in {took:.1f}s: ok {c['ok']}, changed {c['changed']}"
+                       f"{extra}")
+        self.play, self.counts = None, {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        if kind == "playbook_on_play_start":
+            self._end_play()
+            self.play = str(data.get("play") or data.get("name") or "unnamed")
+            self.play_start = self.clock()
+            self._line(f"play {self.play!r} on {data.get('play_pattern') or 'all'}")
+        elif kind == "playbook_on_stats":
+            self._end_play()
+            self._line("playbook done")
+        elif kind.startswith("runner_on_") and data.get("host"):
+            host = str(data["host"])
+            c = self.counts.setdefault(host, {"ok": 0, "changed": 0, "failed": 0, "unreachable": 0})
+            if kind == "runner_on_ok":
+                c["ok"] += 1
+                c["changed"] += bool((data.get("res") or {}).get("changed"))
+            elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+                c["failed"] += 1
+                msg = str((data.get("res") or {}).get("msg", ""))[:300]
+                self._line(f"  {host}: FAILED {data.get('task', '')!r}: {msg}")
+            elif kind == "runner_on_unreachable":
+                c["unreachable"] += 1
+                msg = str((data.get("res") or {}).get("msg", ""))[:300]
+                self._line(f"  {host}: UNREACHABLE: {msg}")
+
+
 def recap_rows(result: ConvergeResult) -> list[tuple[str, int, int, int, int, int]]:
     """(host, ok, changed, failed, unreachable, skipped) for every host, sorted."""
     return [

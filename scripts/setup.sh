@@ -7,6 +7,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
+# apt's and pip's output goes to a log (out/setup.log, or $SETUP_LOG), not the screen: one line per
+# step here; when a step fails, the log's last lines and its path.
+LOG="${SETUP_LOG:-out/setup.log}"
+mkdir -p "$(dirname "$LOG")"
+: >"$LOG"
+logged() {
+  local what="$1"
+  shift
+  echo "setup: $what"
+  echo "=== $what: $*" >>"$LOG"
+  if ! "$@" >>"$LOG" 2>&1; then
+    echo "setup: FAILED: $what; the last lines of $LOG:" >&2
+    tail -n 30 "$LOG" >&2
+    echo "setup: the whole log: $LOG" >&2
+    exit 1
+  fi
+}
 need_apt=()
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
@@ -47,10 +64,9 @@ new_sshd=0
 [ -x /usr/sbin/sshd ] || { need_apt+=(openssh-server); new_sshd=1; }
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing ${need_apt[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    logged "apt-get update" apt-get update -q
+    logged "installing ${need_apt[*]} (apt-get)" apt-get install -y -q --no-install-recommends "${need_apt[@]}"
     if [ "$new_sshd" = 1 ] && [ -d /run/systemd/system ]; then
       systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
     fi
@@ -61,19 +77,18 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 
 if [ ! -x .venv/bin/python ]; then
-  echo "setup: creating .venv"
-  "$PYTHON" -m venv .venv
+  logged "creating .venv" "$PYTHON" -m venv .venv
 fi
-echo "setup: installing Python packages (pinned in pyproject.toml)"
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+logged "upgrading pip in .venv" .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip
+logged "installing Python packages (pinned in pyproject.toml)" \
+  .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]'
 touch .venv/.installed
 # checkov (the Kubernetes manifests' policy linter, tests/unit/test_kubernetes_validate.py) pins many
 # packages of its own: it gets its own virtualenv, never the project's.
 CHECKOV_VERSION=3.3.30
 if [ ! -x .tools/checkov/bin/checkov ] || ! .tools/checkov/bin/checkov --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
-  echo "setup: installing checkov $CHECKOV_VERSION into .tools/checkov"
-  "$PYTHON" -m venv .tools/checkov
-  .tools/checkov/bin/python -m pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  logged "creating .tools/checkov" "$PYTHON" -m venv .tools/checkov
+  logged "installing checkov $CHECKOV_VERSION into .tools/checkov" \
+    .tools/checkov/bin/python -m pip install --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi
-echo "setup: done"
+echo "setup: done (the output of apt and pip: $LOG)"

@@ -92,12 +92,26 @@ def _say(progress: Progress | None, message: str) -> None:
 
 
 @contextmanager
-def rich_progress(title: str = "lab") -> Iterator[Progress]:
-    """A ``progress`` callback that drives a ``rich`` spinner and logs each step with its time."""
+def rich_progress(title: str = "lab", console: Any = None) -> Iterator[Progress]:
+    """A ``progress`` callback that drives a ``rich`` spinner and logs each step with its time; where
+    stdout is no terminal (a CI log), no spinner: one ``[elapsed] title: step`` line a step."""
+    from rich.console import Console
     from rich.progress import Progress as RichProgress
     from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as bar:
+    console = console or Console(highlight=False)
+    if not console.is_terminal:
+        started = time.monotonic()
+
+        def line(message: str) -> None:
+            console.print(f"[{time.monotonic() - started:7.1f}s] {title}: {message}", markup=False,
+                          highlight=False, soft_wrap=True)
+            console.file.flush()
+
+        yield line
+        return
+    with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console) as bar:
         task = bar.add_task(title, total=None)
         started = time.monotonic()
 

@@ -110,6 +110,18 @@ class AccessPlan:
                 return c
         raise KeyError(name)
 
+    def caller_of(self, path: str = "/v1/chat/completions") -> str:
+        """The PKI leaf whose certificate calls ``path`` (what ``llmcluster chat`` and the lab summary
+        use): the first named client (by name) that a policy admits there by its CN or its role;
+        ``admin`` (the operators' certificate) where the stack names no client, as the gateway then
+        admits any client certificate of the cluster CA."""
+        if not self.clients:
+            return "admin"
+        for c in self.clients:
+            if any(path in p.paths and (c.role in p.roles or c.common_name in p.clients) for p in self.policies):
+                return c.cert
+        return "admin"
+
     def to_dict(self) -> dict[str, Any]:
         """``llmcluster_gateway.access`` of the inventory (and the plan document's ``access``)."""
         return {"api_paths": list(self.api_paths), "clients": [c.to_dict() for c in self.clients],

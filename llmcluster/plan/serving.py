@@ -200,6 +200,16 @@ class GatewayPlan:
                 "audit": self.audit.to_dict()}
 
 
+def gateway_address(gw: GatewayPlan, ip: Any) -> str:
+    """Where API clients connect to the gateway (``ip``: the plan's IpPlan): its VIP, else the first
+    gateway host's inference address (its mgmt address where it has none), else its hostname (DNS).
+    Clients still send SNI and ``Host`` as :attr:`GatewayPlan.hostname` (what its certificate names)."""
+    if gw.vip:
+        return gw.vip
+    hosts = ip.hosts_in_pool(gw.pool)
+    return hosts[0].addresses.get("inference", hosts[0].mgmt_ip) if hosts else gw.hostname
+
+
 @dataclass(frozen=True)
 class ServingPlan:
     model: str

@@ -241,6 +241,12 @@ class ClientSource:
     missing: str | None
 
 
+def api_client_zone(plan, gvars: dict) -> str | None:
+    """The zone of the first flow that admits the gateway's port to its pool (the API clients)."""
+    return next((f.from_ for f in plan.spec.flows if f"tcp/{gvars['port']}" in [str(p) for p in f.ports]
+                 and gvars["pool"] in (plan.spec.zones[f.to].pools or ())), None)
+
+
 def client_source(plan, gvars: dict, pki_dir: str | None, probes: dict | None) -> ClientSource:
     """The client zone of the flow that admits ``gvars['port']`` to the gateway pool, its probe
     namespace (``llmcluster_verify_probes``) and the exported client material (``admin``'s key)."""
@@ -248,8 +254,7 @@ def client_source(plan, gvars: dict, pki_dir: str | None, probes: dict | None) -
     if pki is None or not (pki / "private" / "admin.key").is_file():
         return ClientSource(pki, None, None,
                             "no client key material: set llmcluster_pki_dir to a `llmcluster pki export` folder")
-    zone = next((f.from_ for f in plan.spec.flows if f"tcp/{gvars['port']}" in [str(p) for p in f.ports]
-                 and gvars["pool"] in (plan.spec.zones[f.to].pools or ())), None)
+    zone = api_client_zone(plan, gvars)
     probe = (probes or {}).get(zone) if zone else None
     if probe is None:
         return ClientSource(pki, zone, None, f"no client source in zone {zone!r} (llmcluster_verify_probes)")

@@ -169,6 +169,33 @@ def results_table(report: VerifyReport, *, failures_only: bool = False):
     return t
 
 
+#: Where ``llmcluster lab verify`` keeps its last report (JSON, in the lab's state dir): ``lab summary`` reads it.
+LAB_REPORT = "verify-report.json"
+
+
+def report_document(report: VerifyReport) -> dict[str, Any]:
+    """The ``--json`` document of a run (what ``lab verify`` saves, too)."""
+    return {"stack": report.stack, "ok": report.ok, "counts": dict(report.counts), "results": report.results}
+
+
+def save_report(report: VerifyReport, path: Path) -> Path:
+    """Write :func:`report_document` to ``path`` atomically (a reader never sees half a report)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(report_document(report), indent=1, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_report(path: Path) -> VerifyReport | None:
+    """A saved report (:func:`save_report`), or ``None`` when there is none or it cannot be read."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        return VerifyReport(rc=0 if doc["ok"] else 1, stack=str(doc["stack"]), results=list(doc["results"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def summary(report: VerifyReport) -> str:
     c = report.counts
     return (f"verify {report.stack}: {c.get('passed', 0)} passed, {c.get('failed', 0)} failed, "
