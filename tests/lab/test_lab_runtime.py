@@ -158,7 +158,7 @@ def test_inventory_has_the_lab_connection_settings(tmp_path):
     assert proc.returncode == 0, proc.stderr
     listed = json.loads(proc.stdout)
     hostvars = listed["_meta"]["hostvars"]
-    assert sorted(hostvars) == ["gpu-01", "gpu-02", "gw-01", "storage-01", "storage-02", "storage-03"]
+    assert sorted(hostvars) == ["gpu-01", "gpu-02", "gw-01", "mon-01", "storage-01", "storage-02", "storage-03"]
     for name, hv in hostvars.items():
         assert hv["ansible_user"] == "root"
         assert hv["ansible_ssh_private_key_file"] == str(runtime.private_key)
@@ -197,7 +197,7 @@ def test_guard_is_loaded_before_any_host_exists(lab):
 
 def test_every_host_answers(lab):
     status = lab.status()
-    assert [s.name for s in status] == ["gpu-01", "gpu-02", "storage-01", "storage-02", "storage-03", "gw-01"]
+    assert [s.name for s in status] == ["gpu-01", "gpu-02", "storage-01", "storage-02", "storage-03", "gw-01", "mon-01"]
     assert all(s.ok for s in status), status
 
 
