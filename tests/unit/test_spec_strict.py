@@ -113,7 +113,8 @@ def _enriched() -> dict[str, dict[str, Any]]:
         "pins": [{"model": "deepseek-r1", "revision": "0123abcd", "manifest_sha256": "2" * 64,
                   "image": "registry.example:5000/nvidia/tensorrt-llm/release@sha256:" + "b" * 64}],
         "active": 0, "keep_pins": 5, "model_volume": "pvc", "storage_class": "ceph-rbd",
-        "autoscaling": {"engine": "keda", "metric": "trtllm_num_requests_waiting", "target": 8, "min_replicas": 2,
+        "prometheus_operator": True, "prometheus_namespace": "monitoring",
+        "autoscaling": {"engine": "keda", "metric": "gateway_queue", "target": 8, "min_replicas": 2,
                         "max_replicas": 4, "prometheus_url": "http://prometheus.monitoring.svc:9090"}}
     return {"lab": lab, "dev-aws": aws, "prod-baremetal": prod}
 
