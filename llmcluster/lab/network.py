@@ -222,9 +222,10 @@ def delete_netns(name: str) -> None:
 
 
 def ensure_host_port(
-    *, netns: str, veth: str, ifname: str, bridge: str, cidr: str, mtu: int
+    *, netns: str, veth: str, ifname: str, bridge: str, cidr: str, mtu: int, extra_cidrs: tuple[str, ...] = ()
 ) -> None:
-    """Wire one host to one VLAN: veth pair, root end on the bridge, host end addressed."""
+    """Wire one host to one VLAN: veth pair, root end on the bridge, host end addressed (``cidr``, then
+    ``extra_cidrs``: e.g. a virtual IP the lab places on this host; any other address is removed)."""
     if veth not in links():
         run(["ip", "link", "add", veth, "mtu", str(mtu), "type", "veth",
              "peer", "name", ifname, "mtu", str(mtu), "netns", netns])
@@ -232,7 +233,9 @@ def ensure_host_port(
     run(["ip", "link", "set", veth, "mtu", str(mtu), "master", bridge, "up"])
     run(["ip", "-n", netns, "link", "set", ifname, "mtu", str(mtu), "up"])
     current = ipv4_addresses(netns).get(ifname, [])
-    for extra in (a for a in current if a != cidr):
+    wanted = (cidr, *extra_cidrs)
+    for extra in (a for a in current if a not in wanted):
         run(["ip", "-n", netns, "addr", "del", extra, "dev", ifname])
-    if cidr not in current:
-        run(["ip", "-n", netns, "addr", "add", cidr, "dev", ifname])
+    for address in wanted:
+        if address not in current:
+            run(["ip", "-n", netns, "addr", "add", address, "dev", ifname])

@@ -228,6 +228,26 @@ class LabRuntime:
         return [h.name for h in self.hosts
                 if self.plan.spec.pools[h.pool].gpu is not None and self.kind(h.name) != "vm"]
 
+    def vip_holdings(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """Host -> VLAN role -> the virtual IPs the lab places on that host's port.
+
+        LAB STAND-IN: in a site, keepalived or BGP (the site's, not a role of ours) moves the API VIP
+        between the gateways. The lab has no such mover: it puts the gateway's VIP on the first gateway
+        host's port in the VIP's VLAN, so the address the product tells API clients to call
+        (:func:`llmcluster.plan.serving.gateway_address`) answers in the lab as it would in a site.
+        HAProxy binds it with ``transparent`` either way. VM hosts (no namespace) get none."""
+        gw = self.plan.serving.gateway
+        if gw is None or not gw.vip:
+            return {}
+        import netaddr
+
+        hosts = [h for h in self.plan.ip.hosts_in_pool(gw.pool) if self.kind(h.name) != "vm"]
+        for host in hosts[:1]:
+            for role in host.addresses:
+                if netaddr.IPAddress(gw.vip) in netaddr.IPNetwork(self.plan.ip.vlans[role].cidr):
+                    return {host.name: {role: (gw.vip,)}}
+        return {}
+
     def sim_repos(self):
         """The simulated NVIDIA repositories (llmcluster.lab.nvidia_sim), built once per cache."""
         from llmcluster.lab import nvidia_sim
@@ -370,12 +390,14 @@ class LabRuntime:
             _say(progress, f"host {host.name}: namespace {ns}, {len(host.addresses)} interfaces, overlay root")
             state.record("netns", ns, host=host.name)
             N.ensure_netns(ns)
+            vips = self.vip_holdings().get(host.name, {})
             for role, addr in host.addresses.items():
                 vlan = ip.vlans[role]
                 veth, ifname = N.veth_name(host.name, vlan), N.host_ifname(role)
                 state.record("veth", veth, host=host.name, netns=ns, ifname=ifname, bridge=N.bridge_name(vlan))
                 N.ensure_host_port(netns=ns, veth=veth, ifname=ifname, bridge=N.bridge_name(vlan),
-                                   cidr=f"{addr}/{vlan.prefixlen}", mtu=vlan.mtu)
+                                   cidr=f"{addr}/{vlan.prefixlen}", mtu=vlan.mtu,
+                                   extra_cidrs=tuple(f"{v}/32" for v in vips.get(role, ())))
             paths = H.host_paths(self.state_dir, host.name)
             state.record("mount", str(paths.root), host=host.name, lower=str(lower))
             H.mount_overlay(lower, paths)

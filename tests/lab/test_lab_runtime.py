@@ -107,6 +107,16 @@ def test_interface_names_fit_and_are_deterministic():
         "mgmt": "mgmt", "storage_public": "stor-pub", "storage_cluster": "stor-clu"}
 
 
+def test_the_lab_places_the_api_vip_on_the_first_gateway_host_only(tmp_path):
+    # LAB STAND-IN for the site's VIP mover (keepalived/BGP): the address the summary, `llmcluster chat`
+    # and the docs tell clients to call must answer in the lab
+    for overrides in ((), ("pools.gateway.count=2",)):
+        plan = load_plan("lab", overrides)
+        holdings = LabRuntime(plan, tmp_path).vip_holdings()
+        assert holdings == {"gw-01": {"inference": (plan.serving.gateway.vip,)}}
+        assert plan.serving.gateway.vip == plan.ip.vips["api"]
+
+
 def test_mirror_comes_from_apt_sources(tmp_path):
     lst, d = tmp_path / "sources.list", tmp_path / "sources.list.d"
     d.mkdir()
@@ -210,8 +220,10 @@ def test_hosts_have_exactly_the_planned_addresses_and_mtu(lab):
             _, ifname, family, cidr = line.split()[:4]
             addrs.setdefault(ifname, set()).add(f"{family} {cidr}")
         expected = {"lo": {"inet 127.0.0.1/8"}}
+        vips = lab.vip_holdings().get(host.name, {})
         for role, addr in host.addresses.items():
-            expected[N.host_ifname(role)] = {f"inet {addr}/{ip.vlans[role].prefixlen}"}
+            expected[N.host_ifname(role)] = {f"inet {addr}/{ip.vlans[role].prefixlen}",
+                                             *(f"inet {v}/32" for v in vips.get(role, ()))}
         assert addrs == expected, f"{host.name}: {addrs}"
         mtus = {}
         for line in _ip_o(ns, "link"):
@@ -222,6 +234,8 @@ def test_hosts_have_exactly_the_planned_addresses_and_mtu(lab):
         routes = subprocess.run(["ip", "-n", ns, "route", "show", "default"], capture_output=True, text=True,
                                 check=True).stdout
         assert routes.strip() == "", f"{host.name} has a default route: {routes}"
+    # the lab's stand-in for the site's VIP mover: the API VIP is on the first gateway host only
+    assert lab.vip_holdings() == {"gw-01": {"inference": (lab.plan.serving.gateway.vip,)}}
 
 
 def test_jumbo_frames_cross_storage_public(lab):
@@ -338,11 +352,16 @@ def test_down_cleans_up_after_a_crash_in_up(lab, monkeypatch, crash_at):
 
 def test_up_with_another_plan_replaces_the_lab(lab):
     bigger = LabRuntime(load_plan("lab", ("pools.gateway.count=2",)), lab.state_dir)
-    report = bigger.up()
-    assert report.started == ("gpu-01", "gpu-02", "storage-01", "storage-02", "storage-03", "gw-01", "gw-02")
-    assert all(s.ok for s in bigger.status())
-    assert N.netns_exists(N.netns_name("gw-02"))
-    lab.up()  # the session's plan again: the seven-host lab goes, the six-host one comes back
+    try:
+        report = bigger.up()
+        assert report.started == ("gpu-01", "gpu-02", "storage-01", "storage-02", "storage-03",
+                                  "gw-01", "gw-02", "mon-01")
+        assert all(s.ok for s in bigger.status())
+        assert N.netns_exists(N.netns_name("gw-02"))
+    finally:
+        # the session's plan again, whatever failed above: the eight-host lab goes, the seven-host one
+        # comes back (a failure here must not leave the later lab tests on another plan's lab)
+        lab.up()
     assert not N.netns_exists(N.netns_name("gw-02"))
     assert not (lab.state_dir / "hosts" / "gw-02").exists()
     assert all(s.ok for s in lab.status())
