@@ -244,13 +244,13 @@ class ServingPlan:
     def units_on_hosts(self) -> bool:
         """The hosts run the serving units (roles tensorrt_llm, serving_tls): only with the systemd runtime.
         On Kubernetes the pods serve; the hosts keep drivers, fabric manager, firewall and storage."""
-        return self.runtime == "systemd"
+        return units_on_hosts(self.runtime)
 
     @property
     def gateway_on_hosts(self) -> bool:
         """The gateway pool's hosts run the HAProxy gateway (roles gateway, audit_log): only with a gateway and
         the systemd runtime (on Kubernetes the gateway is a Deployment)."""
-        return self.gateway is not None and self.runtime == "systemd"
+        return gateway_on_hosts(self.runtime, self.gateway is not None)
 
     @cached_property
     def layout(self) -> dict[str, HostServing]:
@@ -290,6 +290,17 @@ class ServingPlan:
                 "replicas": [{"index": r.index, "head": r.head.name, "hosts": [m.name for m in r.members]}
                              for r in self.replicas],
                 "gateway": self.gateway.to_dict() if self.gateway is not None else None}
+
+
+def units_on_hosts(runtime: str) -> bool:
+    """``serving.runtime`` -> whether the hosts run the serving units (the one place this is decided: the serving
+    plan, the inventory, site.yml's conditions and the monitoring plan's host targets read it)."""
+    return runtime == "systemd"
+
+
+def gateway_on_hosts(runtime: str, has_gateway: bool) -> bool:
+    """Whether the gateway pool's hosts run the HAProxy gateway (a gateway, and the units on the hosts)."""
+    return has_gateway and units_on_hosts(runtime)
 
 
 def _inference_address(h: HostPlan) -> str:
