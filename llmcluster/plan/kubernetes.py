@@ -167,6 +167,39 @@ class KubernetesPlan:
                                                               for o in self.objects]}
 
 
+#: Pod-template annotation: sha256 of the revocation record behind the Secrets' crl.pem. HAProxy (the gateway, the
+#: TLS terminator) reads crl-file only when it starts, and a changed Secret is not a changed pod: a new value rolls
+#: the pods that mount a CRL (rolling update, maxUnavailable 0), so a revocation takes effect at ``pulumi up``.
+CRL_ANNOTATION = "llmcluster.io/crl-revocations-sha256"
+#: The Secrets that carry crl.pem (components/kubernetes.py ``_secrets``).
+CRL_SECRETS = frozenset({"serving-tls", "gateway-tls"})
+
+
+def _pod_templates(o: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = o.get("spec", {})
+    if o["kind"] == "Deployment":
+        return [spec["template"]]
+    if o["kind"] == "LeaderWorkerSet":
+        lwt = spec["leaderWorkerTemplate"]
+        return [t for t in (lwt.get("leaderTemplate"), lwt.get("workerTemplate")) if t is not None]
+    return []
+
+
+def with_crl_annotation(o: dict[str, Any], digest: str | None) -> dict[str, Any]:
+    """``o`` with :data:`CRL_ANNOTATION` = ``digest`` on every pod template that mounts a CRL Secret (a copy; ``o``
+    itself when there is nothing to annotate or no digest)."""
+    import copy
+
+    if not digest or not any(v.get("secret", {}).get("secretName") in CRL_SECRETS
+                             for t in _pod_templates(o) for v in t["spec"].get("volumes", [])):
+        return o
+    out = copy.deepcopy(o)
+    for t in _pod_templates(out):
+        if any(v.get("secret", {}).get("secretName") in CRL_SECRETS for v in t["spec"].get("volumes", [])):
+            t["metadata"].setdefault("annotations", {})[CRL_ANNOTATION] = digest
+    return out
+
+
 def metrics_client_cn(namespace: str) -> str:
     """CN of the in-cluster scraper's client certificate (the metrics frontends admit only it)."""
     return f"prometheus.{namespace}.metrics.llmcluster"
