@@ -11,7 +11,7 @@ Derived once here from the spec and the other plans; the rule generator
   metrics on each replica head (through its TLS terminator's metrics frontend: trtllm-serve itself
   listens on loopback); HAProxy's built-in exporter on the gateways; Ceph's mgr exporter on the
   storage hosts of the Ceph pool.
-* **Where the serving runs** (``serving.runtime``, :func:`llmcluster.plan.serving.units_on_hosts`): with
+* **Where the serving runs** (``serving.runtime``, :mod:`llmcluster.plan.runtime`): with
   ``kubernetes`` the replica heads and gateways are pods, scraped by the cluster's Prometheus through the
   layer's ServiceMonitors; their jobs (``trtllm``, ``haproxy``) leave the host targets and their alerts (they
   could never be silent: ``up`` is absent) and are kept in ``cluster_targets`` for the PrometheusRule only.
@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmcluster.plan.runtime import gateway_on_hosts, units_on_hosts
 from llmcluster.spec.models import Spec
 
 NODE_EXPORTER_PORT = 9100
@@ -208,9 +209,7 @@ def serving_jobs_on_hosts(spec: Spec) -> dict[str, bool]:
     """The serving jobs of ``spec`` -> whether their exporters run on the hosts (``True``: the host Prometheus
     scrapes them) or in the Kubernetes cluster (``False``): ``trtllm`` always, ``haproxy`` with a gateway. The one
     place the monitoring plan, the validation of the monitor flows and the rules learn it (from the serving
-    plan's own rule, :func:`llmcluster.plan.serving.units_on_hosts`)."""
-    from llmcluster.plan.serving import gateway_on_hosts, units_on_hosts
-
+    serving plan's rule, :mod:`llmcluster.plan.runtime`)."""
     runtime = spec.serving.runtime
     out = {"trtllm": units_on_hosts(runtime)}
     if spec.serving.gateway is not None:

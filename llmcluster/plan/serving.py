@@ -45,6 +45,7 @@ from llmcluster.plan.catalog import lookup_model
 from llmcluster.plan.engine import EngineConfig, engine_config
 from llmcluster.plan.ipam import HostPlan, IpPlan
 from llmcluster.plan.pki import upstream_client_cn
+from llmcluster.plan.runtime import gateway_on_hosts, units_on_hosts
 from llmcluster.spec.models import Spec
 
 #: The host-reported fields of the engine cache key (what the host's tools print).
@@ -290,17 +291,6 @@ class ServingPlan:
                 "replicas": [{"index": r.index, "head": r.head.name, "hosts": [m.name for m in r.members]}
                              for r in self.replicas],
                 "gateway": self.gateway.to_dict() if self.gateway is not None else None}
-
-
-def units_on_hosts(runtime: str) -> bool:
-    """``serving.runtime`` -> whether the hosts run the serving units (the one place this is decided: the serving
-    plan, the inventory, site.yml's conditions and the monitoring plan's host targets read it)."""
-    return runtime == "systemd"
-
-
-def gateway_on_hosts(runtime: str, has_gateway: bool) -> bool:
-    """Whether the gateway pool's hosts run the HAProxy gateway (a gateway, and the units on the hosts)."""
-    return has_gateway and units_on_hosts(runtime)
 
 
 def _inference_address(h: HostPlan) -> str:
