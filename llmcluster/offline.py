@@ -92,20 +92,32 @@ def _redact(value: Any) -> Any:
 class RecordingMocks(pmocks.Mocks):
     """Mocks that record registrations and compute provider outputs where tests need them."""
 
-    def __init__(self, now: dt.datetime | None = None):
+    def __init__(self, now: dt.datetime | None = None,
+                 prior: Mapping[tuple[str, str], tuple[Any, str, dict[str, Any]]] | None = None):
         self.records: list[Recorded] = []
+        #: (type, name) -> (inputs, id, state) of every custom resource this run created: a later run given it as
+        #: ``prior`` keeps the state of a resource whose inputs did not change, as ``pulumi up`` does on an
+        #: existing stack (same keys and certificates), so a second evaluation can stand for the next update.
+        self.state: dict[tuple[str, str], tuple[Any, str, dict[str, Any]]] = {}
+        self.prior = dict(prior or {})
         #: resource type -> what its provider would compute (llmcluster.standins)
         self.providers: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = standins.providers(
             now or dt.datetime.now(dt.UTC).replace(microsecond=0))
         self.invokes: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = standins.invokes()
 
     def new_resource(self, args: pmocks.MockResourceArgs):
+        key = (args.typ, args.name)
+        inputs = _unsecret(args.inputs)
+        kept = self.prior.get(key)
+        if kept is not None and kept[0] == inputs:
+            self.state[key] = kept
+            return kept[1], dict(kept[2])
         compute = self.providers.get(args.typ)
         state = dict(args.inputs)
         if compute is not None:
-            inputs = _unsecret(args.inputs)
             state.update(compute(args.name, inputs) if getattr(compute, "with_name", False) else compute(inputs))
         rid = f"{args.name}-id" if args.custom else ""
+        self.state[key] = (inputs, rid, state)
         return rid, state
 
     def call(self, args: pmocks.MockCallArgs):
@@ -149,6 +161,8 @@ class Evaluation:
     plan: Plan
     resources: list[Recorded]
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: the mocks' resource state (:attr:`RecordingMocks.state`): ``evaluate(..., prior=this)`` is the next update
+    state: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False, compare=False)
 
     def by_type(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -174,12 +188,16 @@ class Evaluation:
 
 
 def evaluate(spec: Spec, *, now: dt.datetime | None = None, preview: bool = False,
-             switch_credentials: Callable[[], Any] | None = None) -> Evaluation:
+             switch_credentials: Callable[[], Any] | None = None, pki_dir: str | None = None,
+             prior: Evaluation | None = None) -> Evaluation:
     """Run the program for ``spec`` under mocks; return what it registered and exported.
 
     ``switch_credentials`` builds the :class:`~llmcluster.spec.secrets.SwitchCredentials`
     (called inside the mock runtime, as Outputs need it); a stack that pushes to its switches
     gets a secret placeholder by default, since an offline evaluation never connects to one.
+    ``pki_dir``: the export folder whose revocations the program reads (``$LLMCLUSTER_PKI_DIR`` under ``pulumi up``);
+    ``prior``: an earlier evaluation of the same stack whose resource state unchanged resources keep (the next
+    ``pulumi up`` of an existing stack: the same keys and certificates).
     """
     from pulumi.runtime import settings
 
@@ -187,7 +205,7 @@ def evaluate(spec: Spec, *, now: dt.datetime | None = None, preview: bool = Fals
     from llmcluster.spec.secrets import needs_switch_credentials, placeholder_credentials
 
     with _lock:
-        mocks = RecordingMocks(now=now)
+        mocks = RecordingMocks(now=now, prior=prior.state if prior is not None else None)
         monitor = RecordingMonitor(mocks)
         pulumi.runtime.set_all_config({})
         settings.ROOT.set(None)  # each evaluation gets a fresh root stack resource
@@ -200,7 +218,7 @@ def evaluate(spec: Spec, *, now: dt.datetime | None = None, preview: bool = Fals
                 creds = switch_credentials()
             elif needs_switch_credentials(spec):
                 creds = placeholder_credentials()
-            plan, exports = program.build(spec, switch_credentials=creds)
+            plan, exports = program.build(spec, switch_credentials=creds, pki_dir=pki_dir)
             holder["plan"] = plan
             # Only real Outputs go through Output.all: walking big plain values (the inventory)
             # as inputs would cost far more than the resources themselves.
@@ -212,4 +230,4 @@ def evaluate(spec: Spec, *, now: dt.datetime | None = None, preview: bool = Fals
 
         pulumi.runtime.test(run)()
         return Evaluation(stack=spec.stack, plan=holder["plan"], resources=list(mocks.records),
-                          outputs=holder.get("outputs", {}))
+                          outputs=holder.get("outputs", {}), state=dict(mocks.state))

@@ -260,9 +260,60 @@ def program_crl_file(inter_key_pem: str, inter_cert_pem: str, root_crl: str,
     """``crl.pem`` as the program signs it for consumers it fills itself (the Kubernetes Secrets): the
     intermediate's CRL (``revoked``, valid as long as the intermediate, deterministic), then the root's
     — the order and content of an export's ``crl.pem``, so HAProxy's ``crl-file`` finds a CRL for each
-    CA of the chain. The stack holds no revocation list (``pki revoke`` records revocations in an export
-    folder), so the program passes none: docs/kubernetes.md."""
+    CA of the chain. ``revoked``: the export folder's record (:func:`program_revocations`)."""
     return ca_lifetime_crl_pem(inter_key_pem, inter_cert_pem, revoked) + root_crl.strip() + "\n"
+
+
+#: The environment variable naming the export folder: the mtls role reads it (``mtls_pki_dir``) to push crl.pem
+#: to the hosts, the program (``pulumi up`` of a ``serving.runtime: kubernetes`` stack) to sign the Secrets' CRL.
+PKI_DIR_ENV = "LLMCLUSTER_PKI_DIR"
+
+
+@dataclass(frozen=True)
+class ProgramRevocations:
+    """What the program reads from the export folder: the revocations ``pki revoke`` recorded there, and the
+    intermediate CA they belong to (checked against the stack's own before signing)."""
+
+    shown: str
+    intermediate_pem: str
+    revoked: tuple[Revocation, ...]
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the revocation record (serial, reason, time; sorted): the pod templates that load the CRL
+        carry it as an annotation, so a new revocation rolls them (HAProxy reads crl-file only at start)."""
+        import hashlib
+
+        rows = sorted((serial_hex(r.serial), r.reason, _iso(r.revoked_at)) for r in self.revoked)
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+    def for_intermediate(self, inter_cert_pem: str) -> list[Revocation]:
+        """The revocations, refused when the export is of another hierarchy than the stack's intermediate."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        def spki(pem: str) -> bytes:
+            return x509.load_pem_x509_certificate(pem.encode()).public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+        if spki(inter_cert_pem) != spki(self.intermediate_pem):
+            raise RevocationError(f"{PKI_DIR_ENV}={self.shown}: the export's intermediate CA is not this stack's "
+                                  "(an export of another hierarchy or stack): export the PKI again "
+                                  "(`llmcluster pki export --stack S`), carrying its revocations over")
+        return list(self.revoked)
+
+
+def program_revocations(folder: str | Path | None) -> ProgramRevocations | None:
+    """The revocation record of the export folder ``folder`` (``$LLMCLUSTER_PKI_DIR``: the same folder the mtls
+    role pushes crl.pem from), None without one. A folder that is not a readable export is an error (a key-path
+    message), never an empty list: a revocation is never dropped silently."""
+    if folder is None or str(folder) == "":
+        return None
+    d = open_export(Path(folder), f"{PKI_DIR_ENV}={folder}")
+    from cryptography.hazmat.primitives import serialization
+
+    inter = d.intermediate.public_bytes(serialization.Encoding.PEM).decode()
+    return ProgramRevocations(d.shown, inter, tuple(sorted(d.revoked, key=lambda r: r.serial)))
 
 
 def split_crls(text: str) -> list[str]:

@@ -27,15 +27,26 @@ from llmcluster.spec.secrets import SwitchCredentials, missing_credentials_error
 
 
 def build(spec: Spec, switch_credentials: SwitchCredentials | None = None,
-          kubeconfig: Any = None) -> tuple[Plan, dict[str, Any]]:
+          kubeconfig: Any = None, pki_dir: str | None = None) -> tuple[Plan, dict[str, Any]]:
     """Register every resource for ``spec``; return the plan and the stack outputs.
 
     ``switch_credentials`` (secret Outputs) are needed when ``baremetal.switch_apply`` is ``push``.
+    ``pki_dir``: the export folder (``$LLMCLUSTER_PKI_DIR``) whose revocations (``pki revoke``) the CRL of the
+    Kubernetes Secrets lists; read only for a ``serving.runtime: kubernetes`` stack (the hosts get crl.pem from
+    the mtls role).
     """
     if needs_switch_credentials(spec) and switch_credentials is None:
         raise missing_credentials_error()  # before anything is registered
     plan = build_plan(spec)
-    pki = Pki("pki", PkiArgs(plan=plan.pki))
+    revocations = None
+    if not plan.serving.units_on_hosts:
+        from llmcluster.pki_crl import PKI_DIR_ENV, program_revocations
+
+        revocations = program_revocations(pki_dir)  # a bad folder: a key-path error before anything is registered
+        if revocations is None:
+            pulumi.log.warn(f"{PKI_DIR_ENV} is not set: the Kubernetes Secrets' crl.pem lists no revocation; set it "
+                            "to the `llmcluster pki export` folder (docs/kubernetes.md, Revocation)")
+    pki = Pki("pki", PkiArgs(plan=plan.pki, revocations=revocations))
     compute = get_backend(spec.platform)("compute", plan, BackendInputs(switch_credentials=switch_credentials), None)
     inventory = _inventory(plan, {n: h.address for n, h in compute.hosts.items()},
                            {n: dict(h.hostvars) for n, h in compute.hosts.items() if h.hostvars})
@@ -59,7 +70,9 @@ def build(spec: Spec, switch_credentials: SwitchCredentials | None = None,
     # The Kubernetes serving layer (serving.runtime: kubernetes): provider from EKS or the kubeconfig secret.
     from llmcluster.components.kubernetes import serving_layer
 
-    exports[outputs.KUBERNETES_SERVING] = serving_layer(plan, pki, getattr(compute, "kubeconfig", None), kubeconfig)
+    exports[outputs.KUBERNETES_SERVING] = serving_layer(plan, pki, getattr(compute, "kubeconfig", None), kubeconfig,
+                                                        revocations.digest if revocations and revocations.revoked
+                                                        else None)
     return plan, exports
 
 
@@ -92,7 +105,12 @@ def main() -> None:
         if spec.serving.runtime == "kubernetes" and k is not None and k.kubeconfig_secret:
             ns, _, key = k.kubeconfig_secret.partition(":")
             kubeconfig = pulumi.Config(ns).require_secret(key)
-        _, exports = build(spec, switch_credentials=switch_credentials_from_pulumi(spec), kubeconfig=kubeconfig)
+        import os
+
+        from llmcluster.pki_crl import PKI_DIR_ENV
+
+        _, exports = build(spec, switch_credentials=switch_credentials_from_pulumi(spec), kubeconfig=kubeconfig,
+                           pki_dir=os.environ.get(PKI_DIR_ENV) or None)
     except LLMClusterError as exc:
         # A clean, key-path error instead of a Python traceback; nothing was registered.
         raise pulumi.RunError(f"invalid llmcluster configuration:\n{exc}") from None

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from llmcluster.plan.kubernetes import METRICS_SECRET, KubernetesPlan, metrics_client_cn
+from llmcluster.plan.kubernetes import METRICS_SECRET, KubernetesPlan, metrics_client_cn, with_crl_annotation
 
 #: Helm repositories of the charts (versions pinned by the spec).
 GPU_OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"
@@ -43,6 +43,9 @@ class KubernetesServingArgs:
     #: the serving Service's DNS name (its certificate's SAN) and the leaf lifetime
     service_fqdn: str
     leaf_validity_hours: int = 90 * 24
+    #: sha256 of the revocation record in the Secrets' crl.pem (``ProgramRevocations.digest``): annotates the
+    #: pod templates that load a CRL so that a revocation rolls them; None without revocations
+    crl_digest: str | None = None
 
 
 def _resource_name(name: str, o: dict[str, Any]) -> str:
@@ -76,7 +79,8 @@ class KubernetesServing(pulumi.ComponentResource):
         self.secrets = self._secrets(name, kp, args, after_ns)
         deps = [ns, *charts, *self.secrets.values()]
         for o in kp.objects[1:]:
-            self._register(name, o, pulumi.ResourceOptions(parent=self, depends_on=deps))
+            self._register(name, with_crl_annotation(o, args.crl_digest),
+                           pulumi.ResourceOptions(parent=self, depends_on=deps))
         self.register_outputs({"namespace": kp.namespace, "workload": kp.workload,
                                "objects": [f"{o['kind']}/{o['metadata']['name']}" for o in kp.objects]})
 
@@ -167,7 +171,7 @@ class KubernetesServing(pulumi.ComponentResource):
 OFFLINE_KUBECONFIG = "<offline evaluation: kubeconfig from the stack's secret>"
 
 
-def serving_layer(plan, pki, eks_kubeconfig: Any, kubeconfig_secret: Any) -> Any:
+def serving_layer(plan, pki, eks_kubeconfig: Any, kubeconfig_secret: Any, crl_digest: str | None = None) -> Any:
     """Register the layer for a ``serving.runtime: kubernetes`` stack; its summary (None for systemd stacks).
 
     The provider: on AWS from the EKS cluster's kubeconfig (the backend's seam), on bare metal from the
@@ -188,7 +192,7 @@ def serving_layer(plan, pki, eks_kubeconfig: Any, kubeconfig_secret: Any) -> Any
     provider = k8s.Provider("kubernetes", kubeconfig=source, enable_server_side_apply=True)
     layer = KubernetesServing("k8s", KubernetesServingArgs(
         plan=kp, pki=pki, service_fqdn=f"serving.{kp.namespace}.svc.cluster.local",
-        leaf_validity_hours=spec.pki.leaf_validity_days * 24),
+        leaf_validity_hours=spec.pki.leaf_validity_days * 24, crl_digest=crl_digest),
         pulumi.ResourceOptions(providers={"kubernetes": provider}))
     return {"namespace": kp.namespace, "workload": kp.workload, "groupSize": kp.group_size,
             "replicas": kp.replicas, "pin": dict(kp.pin), "objects": sorted(layer.resources),

@@ -8,7 +8,9 @@ certificate once it is inside its renewal window, which is how rotation happens.
 The root's CRL (empty) is signed here, from the root key in memory; the intermediate's key is a
 secret output, so ``llmcluster pki export`` / ``pki revoke`` can sign the intermediate's CRL
 (``llmcluster.pki_crl``). For the consumers the program fills itself (the Kubernetes Secrets) the
-intermediate's CRL is signed here too (``chain_crl_pem``: intermediate's CRL, then the root's).
+intermediate's CRL is signed here too (``chain_crl_pem``: intermediate's CRL, then the root's), listing the
+revocations ``llmcluster pki revoke`` recorded in the export folder (``PkiArgs.revocations``, read by the program
+from ``$LLMCLUSTER_PKI_DIR``; refused when that export is of another intermediate).
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
-from llmcluster.pki_crl import program_crl_file, root_crl_pem
+from llmcluster.pki_crl import ProgramRevocations, program_crl_file, root_crl_pem
 from llmcluster.plan.pki import CertPlan, PkiPlan
 
 
 @dataclass(frozen=True)
 class PkiArgs:
     plan: PkiPlan
+    #: the export folder's revocation record (``pki revoke``), for the CRL the program signs; None: none
+    revocations: ProgramRevocations | None = None
 
 
 class IssuedCert:
@@ -82,10 +86,16 @@ class Pki(pulumi.ComponentResource):
             pulumi.Output.all(root_key.private_key_pem, root.cert_pem).apply(lambda a: root_crl_pem(a[0], a[1]))
         )
         # crl.pem for the consumers the program fills itself (the Kubernetes Secrets): the intermediate's CRL
-        # (signed here from the intermediate key, valid as long as the intermediate), then the root's.
+        # (signed here from the intermediate key, valid as long as the intermediate, listing the export's
+        # revocations), then the root's.
+        rv = args.revocations
+
+        def crl_file(a: list) -> str:
+            return program_crl_file(a[0], a[1], a[2], rv.for_intermediate(a[1]) if rv is not None else ())
+
         self.chain_crl_pem: pulumi.Output[str] = pulumi.Output.unsecret(
             pulumi.Output.all(self.intermediate.key.private_key_pem, self.intermediate.cert_pem,
-                              self.root_crl_pem).apply(lambda a: program_crl_file(a[0], a[1], a[2]))
+                              self.root_crl_pem).apply(crl_file)
         )
         self.register_outputs({
             "rootCertPem": self.root_cert_pem,

@@ -73,9 +73,13 @@ def _num(x: float) -> str:
     return repr(float(x)) if not float(x).is_integer() else str(int(x))
 
 
-def build_rules(mp: MonitoringPlan) -> list[Rule]:
+def build_rules(mp: MonitoringPlan, jobs: set[str] | None = None) -> list[Rule]:
+    """The rules for a Prometheus that scrapes ``jobs`` (default: the host Prometheus's, ``mp.jobs``; a
+    Kubernetes-runtime stack's serving jobs are the cluster's, see :func:`cluster_rule_groups`). A rule that reads a
+    job outside ``jobs`` is not written: its series could never exist there, so it would never fire (or, for an
+    ``absent()``, never be silent)."""
     th = mp.thresholds
-    jobs = {j.name for j in mp.jobs}
+    jobs = {j.name for j in mp.jobs} if jobs is None else set(jobs)
     rules: list[Rule] = []
     gpu_pools = sorted(th.gpus_per_host)
     gpool = gpu_pools[0] if gpu_pools else "gpu"
@@ -208,7 +212,7 @@ def build_rules(mp: MonitoringPlan) -> list[Rule]:
 
     # ------------------------------------------------------------------ serving
     if "trtllm" in jobs:
-        head = mp.targets_of("trtllm")[0]
+        head = mp.any_target_of("trtllm")
         tl = {"job": "trtllm", "instance": head.host, "host": head.host, "pool": head.pool}
         for alert, metric, slo, what in (
                 ("ServingTtftP99AboveSlo", "trtllm_time_to_first_token_seconds_bucket", th.ttft_p99_s,
@@ -255,7 +259,7 @@ def build_rules(mp: MonitoringPlan) -> list[Rule]:
             fire=[(_s("up", **tl), "0x10")], silent=[(_s("up", **tl), "1x10")],
             fire_labels=[{"host": head.host, "pool": head.pool}], eval_time="5m"))
     if "haproxy" in jobs:
-        gw = mp.targets_of("haproxy")[0]
+        gw = mp.any_target_of("haproxy")
         hl = {"job": "haproxy", "instance": gw.host, "host": gw.host, "pool": gw.pool}
         e = th.error_ratio
         rules.append(Rule(
@@ -282,8 +286,8 @@ def build_rules(mp: MonitoringPlan) -> list[Rule]:
             fire_labels=[{"host": gw.host, "pool": gw.pool}], eval_time="5m"))
 
     # ------------------------------------------------------------------ exporters
-    for j in mp.jobs:
-        host = mp.targets_of(j.name)[0]
+    for j in (j for j in mp.all_jobs if j.name in jobs):
+        host = mp.any_target_of(j.name)
         other = "node" if j.name != "node" else "dcgm"
         rules.append(Rule(
             "exporters", f"ExporterAbsent{j.name.capitalize()}", f'absent(up{{job="{j.name}"}})', "5m", "critical",
@@ -378,15 +382,18 @@ def build_rules(mp: MonitoringPlan) -> list[Rule]:
     mon_pool = next((t.pool for t in mp.targets if t.host == srv), node.pool)
     al = {"job": "node", "instance": srv, "host": srv, "pool": mon_pool}
     stall = th.audit_stall_s
-    rules.append(Rule(
-        "platform", "AuditPipelineStalled",
-        f"time() - max by (host, pool) (llmcluster_audit_last_entry_timestamp_seconds) > {stall}", "5m", "critical",
-        f"The audit store on {{{{ $labels.host }}}} chained no access log line for {stall} s",
-        "Check systemd-journal-upload on the gateways, the store's journal-remote and its chain timer "
-        "(`systemctl status llmcluster-audit-chain.timer`); the gateways keep their sealed journal meanwhile.",
-        fire=[(_s("llmcluster_audit_last_entry_timestamp_seconds", **al), "0x60")],
-        silent=[(_s("llmcluster_audit_last_entry_timestamp_seconds", **al), "0+60x60")],
-        fire_labels=[{"host": srv, "pool": mon_pool}], eval_time="40m"))
+    # the store's last line only advances while gateway hosts ship to it (audit_log): without them
+    # (no gateway, or the gateway a Deployment) this would fire for ever
+    if mp.audit_shipped:
+        rules.append(Rule(
+            "platform", "AuditPipelineStalled",
+            f"time() - max by (host, pool) (llmcluster_audit_last_entry_timestamp_seconds) > {stall}", "5m", "critical",
+            f"The audit store on {{{{ $labels.host }}}} chained no access log line for {stall} s",
+            "Check systemd-journal-upload on the gateways, the store's journal-remote and its chain timer "
+            "(`systemctl status llmcluster-audit-chain.timer`); the gateways keep their sealed journal meanwhile.",
+            fire=[(_s("llmcluster_audit_last_entry_timestamp_seconds", **al), "0x60")],
+            silent=[(_s("llmcluster_audit_last_entry_timestamp_seconds", **al), "0+60x60")],
+            fire_labels=[{"host": srv, "pool": mon_pool}], eval_time="40m"))
     rules.append(Rule(
         "platform", "AuditChainBroken", "min by (host, pool) (llmcluster_audit_chain_ok) == 0", "0m", "critical",
         "The audit store's hash chain on {{ $labels.host }} does not verify",
@@ -411,9 +418,10 @@ def build_rules(mp: MonitoringPlan) -> list[Rule]:
 GROUP_ORDER = ("gpu", "serving", "exporters", "platform")
 
 
-def rule_groups(mp: MonitoringPlan) -> list[dict[str, Any]]:
-    """The rule groups as dicts (``groups:`` of a Prometheus rule file; PrometheusRule ``spec.groups``)."""
-    rules = build_rules(mp)
+def rule_groups(mp: MonitoringPlan, jobs: set[str] | None = None) -> list[dict[str, Any]]:
+    """The rule groups as dicts (``groups:`` of a Prometheus rule file; PrometheusRule ``spec.groups``) for a
+    Prometheus scraping ``jobs`` (default: the host Prometheus's)."""
+    rules = build_rules(mp, jobs)
     out = []
     for g in GROUP_ORDER:
         members = [r.to_dict() for r in rules if r.group == g]
@@ -422,14 +430,15 @@ def rule_groups(mp: MonitoringPlan) -> list[dict[str, Any]]:
     return out
 
 
-def rule_file(mp: MonitoringPlan) -> dict[str, Any]:
-    return {"groups": rule_groups(mp)}
+def rule_file(mp: MonitoringPlan, jobs: set[str] | None = None) -> dict[str, Any]:
+    return {"groups": rule_groups(mp, jobs)}
 
 
-def rule_tests(mp: MonitoringPlan, rule_file_name: str = "llmcluster-rules.yml") -> dict[str, Any]:
+def rule_tests(mp: MonitoringPlan, rule_file_name: str = "llmcluster-rules.yml",
+               jobs: set[str] | None = None) -> dict[str, Any]:
     """A ``promtool test rules`` document: for every rule a firing and a silent case."""
     tests = []
-    for r in build_rules(mp):
+    for r in build_rules(mp, jobs):
         for case, series in (("fire", r.fire), ("silent", r.silent)):
             exp = []
             if case == "fire":
@@ -466,7 +475,7 @@ def cluster_rule_groups(mp: MonitoringPlan, jobs: set[str]) -> list[dict[str, An
     """The rule groups of :func:`rule_groups` (the same rules, not re-written) restricted to the rules that read only
     ``jobs`` (what a cluster's Prometheus scrapes): a PrometheusRule's ``spec.groups``."""
     out = []
-    for g in rule_groups(mp):
+    for g in rule_groups(mp, {j.name for j in mp.all_jobs}):  # the serving jobs may be the cluster's only
         rules = [r for r in g["rules"] if rule_jobs(r["expr"]) and rule_jobs(r["expr"]) <= jobs]
         if rules:
             out.append({**g, "rules": rules})

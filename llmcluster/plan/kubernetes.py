@@ -85,15 +85,46 @@ DEFAULT_LOAD_S = 1800.0
 DNS_FLOW = "platform-dns"
 GROUP_FLOW = "platform-lws-group"
 
-#: Queries of the autoscaling metrics (per replica: the scaler divides by the target). Every metric they use is
-#: in the metrics contract (llmcluster/monitoring/contract.yaml; a test fails otherwise). gateway_queue: the
-#: requests the gateway has in flight to the serving backend (``inference``) plus those waiting for a slot.
+#: Queries of the autoscaling metrics (per replica: the scaler divides by the target), ``{sel}`` standing for the
+#: label matchers that pick the namespace (:func:`metric_query`). Every metric they use is in the metrics contract
+#: (llmcluster/monitoring/contract.yaml; a test fails otherwise). gateway_queue: the requests the gateway has in
+#: flight to the serving backend (``inference``) plus those waiting for a slot.
 METRIC_QUERIES = {
-    "trtllm_num_requests_waiting": 'sum(trtllm_num_requests_waiting{{namespace="{ns}"}})',
-    "gateway_queue": ('sum(haproxy_backend_current_sessions{{namespace="{ns}",proxy="inference"}})'
-                      ' + sum(haproxy_backend_current_queue{{namespace="{ns}",proxy="inference"}})'),
-    "kv_cache_utilization": 'avg(trtllm_kv_cache_utilization{{namespace="{ns}"}}) * 100',
+    "trtllm_num_requests_waiting": 'sum(trtllm_num_requests_waiting{{{sel}}})',
+    "gateway_queue": ('sum(haproxy_backend_current_sessions{{{sel},proxy="inference"}})'
+                      ' + sum(haproxy_backend_current_queue{{{sel},proxy="inference"}})'),
+    "kv_cache_utilization": 'avg(trtllm_kv_cache_utilization{{{sel}}}) * 100',
 }
+#: The series the metrics adapter discovers each metric by (its ``seriesQuery``): a metric of its query, with the
+#: query's fixed matchers.
+METRIC_SERIES = {
+    "trtllm_num_requests_waiting": ("trtllm_num_requests_waiting", ""),
+    "gateway_queue": ("haproxy_backend_current_sessions", 'proxy="inference"'),
+    "kv_cache_utilization": ("trtllm_kv_cache_utilization", ""),
+}
+#: The HPA path (``autoscaling.engine: hpa``): the ConfigMap holding prometheus-adapter's configuration (key
+#: ``config.yaml``, ``externalRules``), in the Prometheus namespace, for the adapter's ``--config``.
+ADAPTER_CONFIGMAP = "llmcluster-metrics-adapter"
+ADAPTER_CONFIG_KEY = "config.yaml"
+
+
+def metric_query(metric: str, selector: str) -> str:
+    """The PromQL of autoscaling metric ``metric`` with ``selector`` as its label matchers: ``namespace="llm"``
+    (KEDA's trigger) or prometheus-adapter's ``<<.LabelMatchers>>`` (which carries the HPA's namespace)."""
+    return METRIC_QUERIES[metric].format(sel=selector)
+
+
+def adapter_rule(metric: str) -> dict[str, Any]:
+    """prometheus-adapter's external rule for ``metric`` (docs/config.md, docs/externalmetrics.md of the adapter):
+    discovery (``seriesQuery``), association (``resources``: the ``namespace`` label is the namespace resource, so
+    the adapter adds the HPA's namespace to ``<<.LabelMatchers>>``), naming (``name``: the series renamed to the
+    metric the HPA names) and querying (``metricsQuery``: the same query as KEDA's trigger)."""
+    series, fixed = METRIC_SERIES[metric]
+    matchers = ",".join(m for m in ('namespace!=""', fixed) if m)
+    return {"seriesQuery": f"{series}{{{matchers}}}",
+            "resources": {"overrides": {"namespace": {"resource": "namespace"}}},
+            "name": {"matches": f"^{series}$", "as": metric},
+            "metricsQuery": metric_query(metric, "<<.LabelMatchers>>")}
 
 
 def autoscaling_metric(spec) -> str:
@@ -110,7 +141,7 @@ def autoscaling_metric_gaps(spec) -> list[str]:
     from llmcluster.monitoring.contract import gaps
     from llmcluster.plan.monitoring import exporter_versions
 
-    query = METRIC_QUERIES[autoscaling_metric(spec)].format(ns=spec.kubernetes.namespace)
+    query = metric_query(autoscaling_metric(spec), f'namespace="{spec.kubernetes.namespace}"')
     return gaps([query], exporter_versions(spec))
 
 
@@ -165,6 +196,39 @@ class KubernetesPlan:
                 "secrets": [{"name": s.name, "keys": list(s.keys), "purpose": s.purpose} for s in self.secrets],
                 "warnings": list(self.warnings), "objects": [f"{o['kind']}/{o['metadata']['name']}"
                                                               for o in self.objects]}
+
+
+#: Pod-template annotation: sha256 of the revocation record behind the Secrets' crl.pem. HAProxy (the gateway, the
+#: TLS terminator) reads crl-file only when it starts, and a changed Secret is not a changed pod: a new value rolls
+#: the pods that mount a CRL (rolling update, maxUnavailable 0), so a revocation takes effect at ``pulumi up``.
+CRL_ANNOTATION = "llmcluster.io/crl-revocations-sha256"
+#: The Secrets that carry crl.pem (components/kubernetes.py ``_secrets``).
+CRL_SECRETS = frozenset({"serving-tls", "gateway-tls"})
+
+
+def _pod_templates(o: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = o.get("spec", {})
+    if o["kind"] == "Deployment":
+        return [spec["template"]]
+    if o["kind"] == "LeaderWorkerSet":
+        lwt = spec["leaderWorkerTemplate"]
+        return [t for t in (lwt.get("leaderTemplate"), lwt.get("workerTemplate")) if t is not None]
+    return []
+
+
+def with_crl_annotation(o: dict[str, Any], digest: str | None) -> dict[str, Any]:
+    """``o`` with :data:`CRL_ANNOTATION` = ``digest`` on every pod template that mounts a CRL Secret (a copy; ``o``
+    itself when there is nothing to annotate or no digest)."""
+    import copy
+
+    if not digest or not any(v.get("secret", {}).get("secretName") in CRL_SECRETS
+                             for t in _pod_templates(o) for v in t["spec"].get("volumes", [])):
+        return o
+    out = copy.deepcopy(o)
+    for t in _pod_templates(out):
+        if any(v.get("secret", {}).get("secretName") in CRL_SECRETS for v in t["spec"].get("volumes", [])):
+            t["metadata"].setdefault("annotations", {})[CRL_ANNOTATION] = digest
+    return out
 
 
 def metrics_client_cn(namespace: str) -> str:
@@ -511,7 +575,7 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
                         "metadata": _meta("serving", ns, "serving"),
                         "spec": {"minAvailable": min_avail, "selector": {"matchLabels": pdb_selector}}})
     metric = autoscaling_metric(spec)
-    query = METRIC_QUERIES[metric].format(ns=ns)
+    query = metric_query(metric, f'namespace="{ns}"')
     if a.engine == "keda":
         objects.append({"apiVersion": KEDA_API, "kind": "ScaledObject", "metadata": _meta("serving", ns, "serving"),
                         "spec": {"scaleTargetRef": scale_ref, "minReplicaCount": min_r, "maxReplicaCount": max_r,
@@ -527,6 +591,13 @@ def build_kubernetes_plan(plan, texts: Texts) -> KubernetesPlan:
                                      "metric": {"name": metric},
                                      "target": {"type": "AverageValue", "averageValue": str(a.target)}}}],
                                  "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}}}})
+        # the External metric exists only through the metrics adapter: its rule, from the same query
+        import yaml
+
+        objects.append({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": _meta(ADAPTER_CONFIGMAP, k.prometheus_namespace, "monitoring"),
+                        "data": {ADAPTER_CONFIG_KEY: yaml.safe_dump({"externalRules": [adapter_rule(metric)]},
+                                                                    sort_keys=False)}})
 
     # --- the gateway
     if gw is not None:

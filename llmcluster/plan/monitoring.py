@@ -11,6 +11,10 @@ Derived once here from the spec and the other plans; the rule generator
   metrics on each replica head (through its TLS terminator's metrics frontend: trtllm-serve itself
   listens on loopback); HAProxy's built-in exporter on the gateways; Ceph's mgr exporter on the
   storage hosts of the Ceph pool.
+* **Where the serving runs** (``serving.runtime``, :mod:`llmcluster.plan.runtime`): with
+  ``kubernetes`` the replica heads and gateways are pods, scraped by the cluster's Prometheus through the
+  layer's ServiceMonitors; their jobs (``trtllm``, ``haproxy``) leave the host targets and their alerts (they
+  could never be silent: ``up`` is absent) and are kept in ``cluster_targets`` for the PrometheusRule only.
 * **TLS where the target supports it**: node_exporter (web config), HAProxy (``bind ... ssl``) and the
   serving TLS terminator are scraped over mTLS with the monitor host's certificate; dcgm-exporter and
   Ceph 16's mgr module are plain HTTP (see docs/observability.md for why).
@@ -25,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmcluster.plan.runtime import gateway_on_hosts, units_on_hosts
 from llmcluster.spec.models import Spec
 
 NODE_EXPORTER_PORT = 9100
@@ -135,12 +140,28 @@ class MonitoringPlan:
     server_fqdns: tuple[str, ...] = ()
     #: where trtllm-serve serves Prometheus text (behind the TLS terminator's metrics frontend)
     trtllm_backend_path: str = "/prometheus/metrics"
+    #: jobs whose exporters run in the Kubernetes cluster (``serving.runtime: kubernetes``), with the hosts they
+    #: stand for: scraped by the cluster's ServiceMonitors, not by the host Prometheus (not in ``jobs``/``targets``)
+    cluster_jobs: tuple[Job, ...] = ()
+    cluster_targets: tuple[Target, ...] = ()
+    #: the gateway hosts run audit_log and ship their access log to the audit store (the systemd gateway only)
+    audit_shipped: bool = True
 
     def job(self, name: str) -> Job:
         return next(j for j in self.jobs if j.name == name)
 
     def targets_of(self, job: str) -> tuple[Target, ...]:
         return tuple(t for t in self.targets if t.job == job)
+
+    @property
+    def all_jobs(self) -> tuple[Job, ...]:
+        """Host and cluster jobs in the canonical order (what the rules can be written for)."""
+        names = {j.name for j in (*self.jobs, *self.cluster_jobs)}
+        return tuple(j for j in _JOBS if j.name in names)
+
+    def any_target_of(self, job: str) -> Target:
+        """A target of ``job``, host or cluster (the rules' promtool fixtures name it)."""
+        return next(t for t in (*self.targets, *self.cluster_targets) if t.job == job)
 
     def ports_by_pool(self) -> dict[str, set[int]]:
         """pool -> the ports the monitor hosts must reach on its hosts' mgmt addresses."""
@@ -158,7 +179,11 @@ class MonitoringPlan:
                 "jobs": [j.to_dict() for j in self.jobs], "targets": [t.to_dict() for t in self.targets],
                 "thresholds": self.thresholds.to_dict(), "audit": self.audit.to_dict(),
                 "versions": dict(self.versions), "trtllm_backend_path": self.trtllm_backend_path,
-                "server_fqdns": list(self.server_fqdns)}
+                "server_fqdns": list(self.server_fqdns),
+                # only on Kubernetes-runtime stacks (a systemd stack's document stays as it was)
+                **({"cluster_jobs": [j.name for j in self.cluster_jobs],
+                    "cluster_targets": [t.to_dict() for t in self.cluster_targets]} if self.cluster_jobs else {}),
+                **({} if self.audit_shipped else {"audit_shipped": False})}
 
 
 def audit_max_bytes(requests_per_s: float, retention_days: int) -> int:
@@ -167,14 +192,29 @@ def audit_max_bytes(requests_per_s: float, retention_days: int) -> int:
     return max(2**30, int(math.ceil(expected / 2**20)) * 2**20)
 
 
+_JOBS = (
+    Job("node", "node_exporter", NODE_EXPORTER_PORT, "/metrics", True, "prometheus-node-exporter.service"),
+    Job("dcgm", "dcgm-exporter", DCGM_EXPORTER_PORT, "/metrics", False, "nvidia-dcgm-exporter.service"),
+    Job("trtllm", "trtllm-serve", TRTLLM_METRICS_PORT, "/metrics", True, "trtllm-serve.service"),
+    Job("haproxy", "haproxy", HAPROXY_EXPORTER_PORT, "/metrics", True, "haproxy.service"),
+    Job("ceph", "ceph-mgr", CEPH_MGR_EXPORTER_PORT, "/metrics", False, "ceph-mgr.target"),
+)
+
+
 def _jobs(spec: Spec) -> tuple[Job, ...]:
-    return (
-        Job("node", "node_exporter", NODE_EXPORTER_PORT, "/metrics", True, "prometheus-node-exporter.service"),
-        Job("dcgm", "dcgm-exporter", DCGM_EXPORTER_PORT, "/metrics", False, "nvidia-dcgm-exporter.service"),
-        Job("trtllm", "trtllm-serve", TRTLLM_METRICS_PORT, "/metrics", True, "trtllm-serve.service"),
-        Job("haproxy", "haproxy", HAPROXY_EXPORTER_PORT, "/metrics", True, "haproxy.service"),
-        Job("ceph", "ceph-mgr", CEPH_MGR_EXPORTER_PORT, "/metrics", False, "ceph-mgr.target"),
-    )
+    return _JOBS
+
+
+def serving_jobs_on_hosts(spec: Spec) -> dict[str, bool]:
+    """The serving jobs of ``spec`` -> whether their exporters run on the hosts (``True``: the host Prometheus
+    scrapes them) or in the Kubernetes cluster (``False``): ``trtllm`` always, ``haproxy`` with a gateway. The one
+    place the monitoring plan, the validation of the monitor flows and the rules learn it (from the serving
+    serving plan's rule, :mod:`llmcluster.plan.runtime`)."""
+    runtime = spec.serving.runtime
+    out = {"trtllm": units_on_hosts(runtime)}
+    if spec.serving.gateway is not None:
+        out["haproxy"] = gateway_on_hosts(runtime, True)
+    return out
 
 
 def exporter_versions(spec: Spec) -> dict[str, str]:
@@ -197,13 +237,15 @@ def build_monitoring_plan(spec: Spec, ip, serving, pki, storage=None) -> Monitor
     for h in ip.hosts:
         if spec.pools[h.pool].gpu is not None:
             targets.append(Target("dcgm", h.name, h.pool, h.mgmt_ip))
+    on_hosts = serving_jobs_on_hosts(spec)
+    cluster_targets: list[Target] = []
     for head in serving.heads:
         h = ip.host(head)
-        targets.append(Target("trtllm", h.name, h.pool, h.mgmt_ip))
+        (targets if on_hosts["trtllm"] else cluster_targets).append(Target("trtllm", h.name, h.pool, h.mgmt_ip))
     gw = spec.serving.gateway
     if gw is not None:
         for h in ip.hosts_in_pool(gw.pool):
-            targets.append(Target("haproxy", h.name, h.pool, h.mgmt_ip))
+            (targets if on_hosts["haproxy"] else cluster_targets).append(Target("haproxy", h.name, h.pool, h.mgmt_ip))
     ceph = spec.storage.ceph
     if ceph is not None:
         mgrs = getattr(getattr(storage, "ceph", None), "mgrs", None)
@@ -231,7 +273,9 @@ def build_monitoring_plan(spec: Spec, ip, serving, pki, storage=None) -> Monitor
         retention_days=mon.retention_days, webhooks=tuple(mon.webhooks), jobs=jobs, targets=tuple(targets),
         thresholds=thresholds, audit=audit, versions=versions,
         trtllm_backend_path=trtllm_metrics_path(spec.nvidia.trtllm.version),
-        server_fqdns=tuple(ip.host(s).fqdn for s in servers))
+        server_fqdns=tuple(ip.host(s).fqdn for s in servers),
+        cluster_jobs=tuple(j for j in _jobs(spec) if any(t.job == j.name for t in cluster_targets)),
+        cluster_targets=tuple(cluster_targets), audit_shipped=on_hosts.get("haproxy", False))
 
 
 def trtllm_metrics_path(version: str) -> str:
@@ -270,8 +314,10 @@ def required_ports(spec: Spec) -> dict[str, dict[int, str]]:
         add(name, "node")
         if p.gpu is not None:
             add(name, "dcgm")
-    add(spec.serving.pool, "trtllm")
-    if spec.serving.gateway is not None:
+    on_hosts = serving_jobs_on_hosts(spec)
+    if on_hosts["trtllm"]:
+        add(spec.serving.pool, "trtllm")
+    if on_hosts.get("haproxy"):
         add(spec.serving.gateway.pool, "haproxy")
     if spec.storage.ceph is not None:
         add(spec.storage.ceph.pool, "ceph")

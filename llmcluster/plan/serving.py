@@ -45,6 +45,7 @@ from llmcluster.plan.catalog import lookup_model
 from llmcluster.plan.engine import EngineConfig, engine_config
 from llmcluster.plan.ipam import HostPlan, IpPlan
 from llmcluster.plan.pki import upstream_client_cn
+from llmcluster.plan.runtime import gateway_on_hosts, units_on_hosts
 from llmcluster.spec.models import Spec
 
 #: The host-reported fields of the engine cache key (what the host's tools print).
@@ -244,13 +245,13 @@ class ServingPlan:
     def units_on_hosts(self) -> bool:
         """The hosts run the serving units (roles tensorrt_llm, serving_tls): only with the systemd runtime.
         On Kubernetes the pods serve; the hosts keep drivers, fabric manager, firewall and storage."""
-        return self.runtime == "systemd"
+        return units_on_hosts(self.runtime)
 
     @property
     def gateway_on_hosts(self) -> bool:
         """The gateway pool's hosts run the HAProxy gateway (roles gateway, audit_log): only with a gateway and
         the systemd runtime (on Kubernetes the gateway is a Deployment)."""
-        return self.gateway is not None and self.runtime == "systemd"
+        return gateway_on_hosts(self.runtime, self.gateway is not None)
 
     @cached_property
     def layout(self) -> dict[str, HostServing]:

@@ -222,3 +222,95 @@ def test_the_scrapers_client_certificate_is_admitted_by_the_metrics_frontends(tm
     assert raw["tls.key"].rstrip().endswith("PRIVATE KEY-----")
     rc, out = _openssl_verify(tmp_path, raw["ca-chain.pem"], gw["crl.pem"], raw["tls.crt"])
     assert rc == 0, out
+
+
+def _secret_data(e, name: str) -> dict:
+    from llmcluster.offline import _unsecret
+
+    return _unsecret(next(r for r in e.resources if r.name == name).inputs["stringData"])
+
+
+def _pod_annotations(e, kind_name: str) -> list[dict]:
+    r = next(r for r in k8s_resources(e) if r.name == f"k8s-{kind_name}")
+    spec = r.inputs["spec"]
+    if "template" in spec:
+        return [spec["template"]["metadata"].get("annotations", {})]
+    lwt = spec["leaderWorkerTemplate"]
+    return [lwt[t]["metadata"].get("annotations", {}) for t in ("leaderTemplate", "workerTemplate")]
+
+
+@pytest.mark.parametrize("case", ["baremetal", "baremetal-lws"])
+def test_pki_revoke_reaches_the_secrets_at_the_next_pulumi_up(tmp_path, case):
+    """`llmcluster pki revoke` on the export folder, then the next update (the program under mocks, keeping the
+    first run's keys and certificates as `pulumi up` does, reading $LLMCLUSTER_PKI_DIR): both CRL Secrets list the
+    revoked serial, openssl -crl_check_all refuses that client and admits another, and the pod templates that load
+    the CRL get a new annotation (a rollout: HAProxy reads crl-file only at start)."""
+    from cryptography import x509
+
+    from llmcluster import pki_crl as C
+    from llmcluster.cli import main
+    from llmcluster.offline import _unsecret
+    from llmcluster.pki_export import Material, export
+    from llmcluster.plan.kubernetes import CRL_ANNOTATION
+
+    stack, over = CASES[case]
+    spec = load_spec(stack, over)
+    first = ev(case)
+    o = first.outputs
+    folder = tmp_path / "pki"
+    export(first.plan, Material("offline", o[outputs.PKI_ROOT_CERT], o[outputs.PKI_CHAIN], dict(o[outputs.PKI_CERTS]),
+                                dict(_unsecret(o[outputs.PKI_KEYS])), _unsecret(o[outputs.PKI_INTERMEDIATE_KEY]),
+                                o[outputs.PKI_ROOT_CRL]), folder, lab_tests=True)
+    # nothing revoked yet: the same CRL and no annotation
+    same = evaluate(spec, pki_dir=str(folder), prior=first)
+    assert same.outputs[outputs.PKI_CERTS] == o[outputs.PKI_CERTS]  # the same hierarchy (the stack's state)
+    assert _secret_data(same, "k8s-secret-gateway-tls")["crl.pem"] == _secret_data(first, "k8s-secret-gateway-tls")[
+        "crl.pem"]
+    assert all(CRL_ANNOTATION not in a for a in _pod_annotations(same, "deployment-gateway"))
+
+    assert main(["pki", "revoke", "--pki-dir", str(folder), "--name", "gateway-upstream",
+                 "--reason", "keyCompromise"]) == 0
+    victim = x509.load_pem_x509_certificate(o[outputs.PKI_CERTS]["gateway-upstream"].encode())
+    after = evaluate(spec, pki_dir=str(folder), prior=first)
+    assert after.outputs[outputs.PKI_CERTS] == o[outputs.PKI_CERTS]
+    digest = C.program_revocations(folder).digest
+    for secret in ("k8s-secret-gateway-tls", "k8s-secret-serving-tls"):
+        raw = _secret_data(after, secret)
+        inter_crl = C.load_crl(C.split_crls(raw["crl.pem"])[0])
+        assert [e.serial_number for e in inter_crl] == [victim.serial_number], secret
+        certs = o[outputs.PKI_CERTS]
+        rc, out = _openssl_verify(tmp_path, raw["ca-chain.pem"], raw["crl.pem"], certs["gateway-upstream"])
+        assert rc != 0 and "certificate revoked" in out, out
+        rc, out = _openssl_verify(tmp_path, raw["ca-chain.pem"], raw["crl.pem"], certs["gateway-api"])
+        assert rc == 0 and "OK" in out, out
+    workload = "deployment-serving" if case == "baremetal" else "leaderworkerset-serving"
+    for kind_name in ("deployment-gateway", workload):
+        anns = _pod_annotations(after, kind_name)
+        assert anns and all(a.get(CRL_ANNOTATION) == digest for a in anns), (kind_name, anns)
+    # the rest of every object is the plan's, unchanged
+    kp = kubernetes_plan(after.plan)
+    reg = {r.name: r for r in k8s_resources(after)}
+    gw = reg["k8s-deployment-gateway"].inputs["spec"]
+    planned = kp.get("Deployment", "gateway")["spec"]
+    assert {**gw["template"]["metadata"], "annotations": {}} == {**planned["template"]["metadata"], "annotations": {}}
+    assert gw["template"]["spec"] == planned["template"]["spec"]
+
+
+def test_an_export_of_another_hierarchy_is_refused(tmp_path):
+    """$LLMCLUSTER_PKI_DIR naming an export whose intermediate is not the stack's: no CRL is signed from it."""
+    from llmcluster import pki_crl as C
+    from llmcluster.errors import SpecError
+
+    e = ev("baremetal")
+    from llmcluster.offline import _unsecret
+
+    chain = e.outputs[outputs.PKI_CHAIN]
+    inter = chain.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    other = C.ProgramRevocations("x", e.outputs[outputs.PKI_ROOT_CERT], ())
+    with pytest.raises(C.RevocationError, match="not this stack's"):
+        other.for_intermediate(inter)
+    assert C.ProgramRevocations("x", inter, ()).for_intermediate(inter) == []
+    assert _unsecret(e.outputs[outputs.PKI_INTERMEDIATE_KEY])  # the key that signs it stays in the stack
+    with pytest.raises(SpecError) as exc:  # a folder that is no export: a key-path error, never "no revocations"
+        C.program_revocations(tmp_path / "missing")
+    assert "LLMCLUSTER_PKI_DIR=" in str(exc.value)

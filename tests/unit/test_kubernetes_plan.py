@@ -280,8 +280,10 @@ def test_every_autoscaling_metric_is_in_the_metrics_contract():
     from llmcluster.plan.kubernetes import METRIC_QUERIES
 
     contract = load_contract()
-    for name, q in METRIC_QUERIES.items():
-        query = q.format(ns="llm")
+    from llmcluster.plan.kubernetes import metric_query
+
+    for name in METRIC_QUERIES:
+        query = metric_query(name, 'namespace="llm"')
         assert metric_names(query), name
         assert unknown_metrics(query, contract) == set(), name
     # and the check can fail: a query on a name the contract lacks is caught
@@ -360,3 +362,99 @@ def test_prometheus_rule_holds_the_host_rules_for_what_the_cluster_scrapes():
     assert not {"ExporterAbsentNode", "TargetDown"} & set(cluster)
     assert all(rule_jobs(r["expr"]) <= {"dcgm", "trtllm", "haproxy"} for r in cluster.values())
     assert "ServingReplicaDown" not in {r["alert"] for g in cluster_rule_groups(mp, {"dcgm"}) for r in g["rules"]}
+
+
+# ---------------------------------------------------------------- the HPA path's metrics adapter
+
+
+def _adapter_rules(objects) -> dict[str, dict]:
+    """Exposed metric name -> prometheus-adapter rule, from the adapter ConfigMaps among ``objects``."""
+    import yaml
+
+    from llmcluster.plan.kubernetes import ADAPTER_CONFIG_KEY, ADAPTER_CONFIGMAP
+
+    out = {}
+    for o in objects:
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == ADAPTER_CONFIGMAP:
+            cfg = yaml.safe_load(o["data"][ADAPTER_CONFIG_KEY])
+            for kind in ("rules", "externalRules"):
+                for r in cfg.get(kind, []):
+                    out[r["name"]["as"]] = {**r, "_kind": kind}
+    return out
+
+
+def _hpa_metrics_without_adapter_rule(objects) -> list[str]:
+    """Every metric an HPA reads through the custom/external metrics API (types External, Pods, Object) that no
+    adapter rule of the right kind exposes under that name."""
+    rules = _adapter_rules(objects)
+    missing = []
+    for o in objects:
+        if o["kind"] != "HorizontalPodAutoscaler":
+            continue
+        for m in o["spec"].get("metrics", []):
+            kind = {"External": "externalRules", "Pods": "rules", "Object": "rules"}.get(m["type"])
+            if kind is None:
+                continue
+            name = m[m["type"].lower()]["metric"]["name"]
+            if rules.get(name, {}).get("_kind") != kind:
+                missing.append(f"{o['metadata']['name']}: {m['type']} metric {name}")
+    return missing
+
+
+@pytest.mark.parametrize("metric", [None, "kv_cache_utilization"])
+def test_the_hpa_metric_has_the_adapter_rule_of_the_same_query(metric):
+    """autoscaling.engine hpa: the HPA names an External metric, which exists only through prometheus-adapter; the
+    layer renders the adapter's rule for exactly that metric, from the query KEDA's trigger uses."""
+    import copy
+    import json
+
+    from llmcluster.monitoring.contract import load_contract, metric_names
+    from llmcluster.plan.kubernetes import ADAPTER_CONFIGMAP, metric_query
+
+    auto = {"engine": "hpa", **({"metric": metric} if metric else {})}
+    if metric == "kv_cache_utilization":  # a trtllm metric: needs a tensorrt_llm that exports it
+        over = k8s.BAREMETAL + (f"kubernetes.autoscaling={json.dumps(auto)}",
+                                'nvidia.trtllm={"version": "1.2.0"}')
+    else:
+        over = k8s.BAREMETAL + (f"kubernetes.autoscaling={json.dumps(auto)}",)
+    plan = load_plan("prod-baremetal", over)
+    p = kubernetes_plan(plan)
+    hpa = p.get("HorizontalPodAutoscaler", "serving")
+    [m] = hpa["spec"]["metrics"]
+    name = m["external"]["metric"]["name"]
+    assert name == (metric or "gateway_queue")
+    rules = _adapter_rules(p.objects)
+    assert set(rules) == {name} and rules[name]["_kind"] == "externalRules"
+    rule = rules[name]
+    assert p.get("ConfigMap", ADAPTER_CONFIGMAP)["metadata"]["namespace"] == plan.spec.kubernetes.prometheus_namespace
+    # discovery on a metric of the contract, which the query reads
+    contract = load_contract()
+    [series] = metric_names(rule["seriesQuery"])
+    assert contract.get(series) is not None and series in metric_names(rule["metricsQuery"].replace(
+        "<<.LabelMatchers>>", 'namespace="llm"'))
+    assert rule["resources"] == {"overrides": {"namespace": {"resource": "namespace"}}}
+    assert rule["name"]["matches"] == f"^{series}$"
+    # the same plan fact as KEDA's trigger: the adapter's matchers (the HPA's namespace) give KEDA's query
+    keda_like = rule["metricsQuery"].replace("<<.LabelMatchers>>", 'namespace="llm"')
+    assert keda_like == metric_query(name, 'namespace="llm"')
+    assert _hpa_metrics_without_adapter_rule(p.objects) == []
+    from llmcluster.render.kubernetes_check import check_objects
+
+    assert check_objects(p.objects, p.version) == []  # the HPA and the ConfigMap, for the target version
+    # the check fails without the rule, or with a rule for another name
+    assert _hpa_metrics_without_adapter_rule([o for o in p.objects if o["kind"] != "ConfigMap"
+                                              or o["metadata"]["name"] != ADAPTER_CONFIGMAP])
+    bad = copy.deepcopy(p.objects)
+    bad_hpa = next(o for o in bad if o["kind"] == "HorizontalPodAutoscaler")
+    bad_hpa["spec"]["metrics"][0]["external"]["metric"]["name"] = "gateway_queue_depth"
+    assert _hpa_metrics_without_adapter_rule(bad) == ["serving: External metric gateway_queue_depth"]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_keda_stacks_render_no_adapter_rule_and_no_hpa(case):
+    from llmcluster.plan.kubernetes import ADAPTER_CONFIGMAP
+
+    _, p = kp(case)
+    assert p.by_kind("ScaledObject") and not p.by_kind("HorizontalPodAutoscaler")
+    assert not [o for o in p.objects if o["metadata"]["name"] == ADAPTER_CONFIGMAP]
+    assert _hpa_metrics_without_adapter_rule(p.objects) == []

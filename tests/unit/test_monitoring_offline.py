@@ -293,3 +293,93 @@ def test_shipping_to_the_store_needs_its_flow(tmp_path):
     with pytest.raises(SpecError) as exc:
         load_stack_file(bad, [])
     assert any(": flows: " in line and "tcp/19532" in line and "audit store" in line for line in exc.value.lines())
+
+
+# ---------------------------------------------------------------- serving.runtime kubernetes: the host Prometheus
+
+
+@pytest.fixture(scope="module")
+def k8s_plan():
+    from tests.helpers import k8s
+
+    return build_plan(load_stack_file(LAB, list(k8s.BAREMETAL)))
+
+
+def _host_rules_read_only_host_jobs(mp, rules) -> list[str]:
+    """Rules that read a job the host Prometheus does not scrape (they could never fire, or, for absent(),
+    never be silent)."""
+    from llmcluster.monitoring.rules import rule_jobs
+
+    jobs = {j.name for j in mp.jobs}
+    return [r.alert for r in rules if not rule_jobs(r.expr) <= jobs]
+
+
+def test_kubernetes_runtime_leaves_the_pod_jobs_to_the_cluster(plan, k8s_plan):
+    """With serving.runtime kubernetes the replica heads and gateways are pods: the host Prometheus lists no
+    trtllm/haproxy target (site.yml installs no unit there), the cluster's ServiceMonitors scrape them."""
+    mp = monitoring_plan(k8s_plan)
+    assert not k8s_plan.serving.units_on_hosts and not k8s_plan.serving.gateway_on_hosts
+    assert [j.name for j in mp.jobs] == ["node", "dcgm", "ceph"]
+    assert not mp.targets_of("trtllm") and not mp.targets_of("haproxy")
+    assert {t.host for t in mp.cluster_targets if t.job == "trtllm"} == set(k8s_plan.serving.heads)
+    assert {t.host for t in mp.cluster_targets if t.job == "haproxy"} == {"gw-01"}
+    cfg = prometheus_config(mp, k8s_plan.spec.stack)
+    assert [j["job_name"] for j in cfg["scrape_configs"]] == ["node", "dcgm", "ceph"]
+    # the monitor flows the zone policy must admit (rule monitoring.flows): no port of a pod job on the hosts
+    from llmcluster.plan.monitoring import HAPROXY_EXPORTER_PORT, TRTLLM_METRICS_PORT, required_ports
+
+    ports = {p for pool in required_ports(k8s_plan.spec).values() for p in pool}
+    assert TRTLLM_METRICS_PORT not in ports and HAPROXY_EXPORTER_PORT not in ports
+    assert {TRTLLM_METRICS_PORT, HAPROXY_EXPORTER_PORT} <= {p for pool in required_ports(plan.spec).values()
+                                                            for p in pool}
+    # systemd (the lab): everything on the hosts, as before
+    lab = monitoring_plan(plan)
+    assert [j.name for j in lab.jobs] == ["node", "dcgm", "trtllm", "haproxy", "ceph"] and not lab.cluster_targets
+
+
+def test_no_host_rule_reads_a_job_the_host_prometheus_lacks(mp, k8s_plan):
+    kmp = monitoring_plan(k8s_plan)
+    for m in (mp, kmp):
+        assert _host_rules_read_only_host_jobs(m, build_rules(m)) == []
+    names = {r.alert for r in build_rules(kmp)}
+    for gone in ("ExporterAbsentTrtllm", "ExporterAbsentHaproxy", "ServingReplicaDown", "Gateway5xxRatioHigh",
+                 "ServingQueueDepthHigh", "GatewayNoUpstream"):
+        assert gone not in names
+    # nothing ships to the audit store from a gateway Deployment: its "last line" would be stale for ever
+    assert "AuditPipelineStalled" not in names and "AuditPipelineStalled" in {r.alert for r in build_rules(mp)}
+    assert "ExporterAbsentDcgm" in names and "TargetDown" in names
+    # the check catches the old behaviour (every job's rules on the host Prometheus)
+    wide = build_rules(kmp, {j.name for j in kmp.all_jobs})
+    assert {"ExporterAbsentTrtllm", "ServingReplicaDown", "GatewayNoUpstream"} <= set(
+        _host_rules_read_only_host_jobs(kmp, wide))
+
+
+def test_kubernetes_runtime_cluster_rules_keep_the_serving_alerts(k8s_plan):
+    """The PrometheusRule of the layer still carries the serving rules (its Prometheus scrapes the pods)."""
+    from llmcluster.monitoring.rules import cluster_rule_groups
+
+    kmp = monitoring_plan(k8s_plan)
+    cluster = {r["alert"] for g in cluster_rule_groups(kmp, {"dcgm", "trtllm", "haproxy"}) for r in g["rules"]}
+    assert {"ServingReplicaDown", "Gateway5xxRatioHigh", "ExporterAbsentTrtllm", "ExporterAbsentHaproxy"} <= cluster
+
+
+@need_promtool
+def test_kubernetes_runtime_host_config_and_rules_pass_promtool(k8s_plan, tmp_path):
+    kmp = monitoring_plan(k8s_plan)
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", "/CN=t", "-days", "1", "-keyout", str(tls / "client.key"),
+                    "-out", str(tls / "client.crt")], check=True, capture_output=True)
+    shutil.copy(tls / "client.crt", tls / "ca-chain.pem")
+    rf, tf = _write_rules(tmp_path, kmp)
+    cfg = prometheus_config(kmp, k8s_plan.spec.stack, str(tls))
+    cfg["rule_files"] = [str(rf)]
+    f = tmp_path / "prometheus.yml"
+    f.write_text(yaml.safe_dump(cfg))
+    out = subprocess.run([PROMTOOL, "check", "config", str(f)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = subprocess.run([PROMTOOL, "check", "rules", str(rf)], capture_output=True, text=True)
+    assert out.returncode == 0 and f"SUCCESS: {len(build_rules(kmp))} rules found" in out.stdout, out.stdout
+    out = subprocess.run([PROMTOOL, "test", "rules", str(tf)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
