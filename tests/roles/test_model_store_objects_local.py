@@ -145,8 +145,9 @@ def moto(fixture, tmp_path_factory):
 
 
 def _s3_vars(tmp: Path, moto: Moto, fixture, bucket: str = BUCKET, **extra) -> dict:
-    return _vars(tmp, f"s3://{bucket}/{PREFIX}/", fixture.manifest, model_store_s3_endpoint=moto.endpoint,
-                 model_store_s3_access_key=moto.access_key, model_store_s3_secret_key=moto.secret_key, **extra)
+    keys = {"model_store_s3_endpoint": moto.endpoint, "model_store_s3_access_key": moto.access_key,
+            "model_store_s3_secret_key": moto.secret_key}
+    return _vars(tmp, f"s3://{bucket}/{PREFIX}/", fixture.manifest, **{**keys, **extra})
 
 
 def test_stage_from_s3_verified_idempotent_and_check_mode(fixture, moto, tmp_path):
