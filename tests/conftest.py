@@ -92,7 +92,8 @@ KNOWN_FAILOVER_BUG = (
     "available' although gpu-02 served through it just before (3 runs of 3 on 2026-12-06)")
 
 #: Test paths that use the converged lab (``lab_converged``): they run after every other lab test.
-_AFTER_CONVERGE = ("tests/lab/test_ceph.py", "tests/lab/test_first_request.py", "tests/roles/", "tests/verify/")
+_AFTER_CONVERGE = ("tests/lab/test_ceph.py", "tests/lab/test_first_request.py", "tests/lab/test_model_store_rados.py",
+                   "tests/roles/", "tests/verify/")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -99,7 +99,7 @@ class Moto:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-        self.log = open(tmp / "moto.log", "w")  # noqa: SIM115
+        self.log = open(tmp / "moto.log", "w")
         self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=self.log,
                                      stderr=subprocess.STDOUT, env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"})
         wait_port(self.port, 30, self.proc)
@@ -223,12 +223,12 @@ class _Imds:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_PUT(self):  # noqa: N802
+            def do_PUT(self):
                 calls.append(("PUT", self.path))
                 ok = self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
                 self._send(200 if ok else 400, b"tok-123" if ok else b"")
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 calls.append(("GET", self.path))
                 if self.headers.get("X-aws-ec2-metadata-token") != "tok-123":
                     return self._send(401, b"")
@@ -414,6 +414,7 @@ def test_the_module_runs_stdlib_only_on_python39_syntax():
         text = path.read_text()
         assert "import boto" not in text and "import requests" not in text, path
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", "import sys; sys.path.insert(0, sys.argv[1]); import s3_sigv4",
-                        str(root / "module_utils")], capture_output=True, text=True, check=False)
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import s3_sigv4, model_source"
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(root / "module_utils")], capture_output=True,
+                       text=True, check=False)
     assert r.returncode == 0 and time.monotonic() - t0 < 10, r.stderr

@@ -320,7 +320,8 @@ def main() -> None:
         except StageError as e:
             module.fail_json(msg=str(e), **{**result, "fetched": done, "staged_ok": False})
         except OSError as e:
-            module.fail_json(msg=f"{entry['path']}: {e.strerror or e}", **{**result, "fetched": done, "staged_ok": False})
+            module.fail_json(msg=f"{entry['path']}: {e.strerror or e}",
+                             **{**result, "fetched": done, "staged_ok": False})
         done.append(entry["path"])
     result["seconds"] = round(time.monotonic() - t0, 3)
     module.exit_json(**result)
