@@ -8,8 +8,8 @@
 * A missing file is staged again; a file that differs from the manifest fails the play naming it and
   is not overwritten (``model_store_repair`` fetches it again); a symlink is never replaced.
 * The verify step (``tasks/service.yml``) refuses each of the six corruption classes naming the file.
-* The preflight refuses unsafe manifests (paths leaving the model folder) and unknown sources, with
-  nothing written.
+* The preflight refuses unsafe manifests (paths leaving the model folder), unknown and malformed sources,
+  with nothing written (the s3:// and rados:// sources: test_model_store_objects_local.py).
 
 The verifier is the llmcluster.hosts collection's ``model_manifest`` module, found by the role on the
 collections path of ansible/ansible.cfg.
@@ -367,7 +367,7 @@ def test_preflight_refuses_unsafe_manifests_and_sources(source, tmp_path):
     for name, (change, text) in bad.items():
         cases[name] = {**base, "manifest_src": _bad_manifest(d, manifest, name, change)}
         want[name] = ("model_store_manifest_src: ", text)
-    for name, src, text in (("s3", "s3://bucket/models", "llmcluster model stage"),
+    for name, src, text in (("s3", "s3://Bucket_1/models", "bucket 'Bucket_1'"),
                             ("ftp", "ftp://mirror/x", "is not a source"), ("relative", "models/x", "is not a source"),
                             ("missing-dir", str(tmp_path / "nope"), "not a folder"),
                             ("missing-node-dir", f"node:{tmp_path / 'nope'}", "not a folder")):
