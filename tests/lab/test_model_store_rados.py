@@ -43,10 +43,8 @@ def _scratch_vars(lab, scratch: str, **extra) -> dict:
                                         "model_path": f"{scratch}/models/{hf_repo}",
                                         "model_manifest": f"{scratch}/etc/{model}.json",
                                         "model_verifier": f"{scratch}/model-verify"},
-            # The lab's client.models key is "osd allow rw pool=models"; the RADOS striper locks through
-            # the cls_lock object class, which needs "x" too: the lab's fixture shards (1 MiB) need no
-            # striping, so this test writes plain objects (docs/storage.md says why production stripes).
-            "model_store_ceph_striper": False,
+            # the role's default: the RADOS striper (production shards are GBs), through the client.models
+            # key's "allow rwx pool=models" (x: the striper's cls_lock calls)
             "model_store_group": "root", **extra}
 
 
@@ -60,7 +58,7 @@ def test_publish_from_one_node_stage_on_another_refuse_an_altered_object(lab, la
     prefix = f"lab-test/{token}"
     scratch = f"/var/tmp/llmcluster-rados-test-{token}"
     target = f"rados://{POOL}/{prefix}"
-    rados = ["rados", "--id", "models", "-p", POOL]
+    rados = ["rados", "--id", "models", "-p", POOL, "--striper"]
     try:
         # gpu-01: stage from the controller (the lab fixture), verify, publish.
         first = run_playbook(_play(tmp_path, PUBLISHER, "publish"), lab_converged, limit=PUBLISHER,

@@ -17,7 +17,6 @@ collections path of ansible/ansible.cfg.
 
 from __future__ import annotations
 
-import filecmp
 import json
 import re
 import shutil
@@ -31,125 +30,25 @@ from pathlib import Path
 import pytest
 
 from llmcluster.lab.model_fixture import VERIFIER
-from tests.conftest import ROOT
 from tests.helpers.model_tree import CORRUPTIONS, MODEL, SHARDS, corrupt, make_tree, write_manifest
-from tests.helpers.tools import tool, tool_env
+from tests.helpers.model_store_local import (
+    SERVING,
+    converge,
+    each_case,
+    same_tree,
+)
 
-ROLE = ROOT / "roles" / "model_store"
-#: ansible/ansible.cfg caches facts on disk: this machine's facts stay out of it.
-NO_FACT_CACHE = {"ANSIBLE_CACHE_PLUGIN": "memory"}
-SERVING = {"replica": 0, "node_rank": 0, "nodes": 1, "head": "gpu-01", "head_address": "127.0.0.1",
-           "hosts": [{"name": "gpu-01", "address": "127.0.0.1", "slots": 8}]}
 HF_REPO = "org/Lab-Model"
-
-CONVERGE = """\
-- name: Converge the model_store role on this machine
-  hosts: localhost
-  connection: local
-  gather_facts: true
-  gather_subset: [min]
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  roles:
-    - role: {role}
-"""
-
-EACH_CASE = """\
-- name: Run {tasks} of the model_store role for each case
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  tasks:
-    - name: The OS variables (Debian, as the lab)
-      ansible.builtin.include_vars: {role}/vars/Debian.yml
-    - name: Each case
-      ansible.builtin.include_tasks: {case_file}
-      loop: "{{{{ cases.keys() | list }}}}"
-      loop_control:
-        loop_var: case
-"""
-
-CASE = """\
-- name: One case
-  block:
-    - name: The role's tasks
-      ansible.builtin.include_role:
-        name: {role}
-        tasks_from: {tasks}
-      vars:
-        llmcluster_serving: "{{{{ cases[case].serving }}}}"
-        llmcluster_serving_plan: "{{{{ cases[case].plan }}}}"
-        llmcluster_model_dir: "{{{{ cases[case].model_dir }}}}"
-        model_store_manifest_src: "{{{{ cases[case].manifest_src }}}}"
-        model_store_source: "{{{{ cases[case].source }}}}"
-        model_store_group: root
-    - name: Passed
-      ansible.builtin.copy:
-        content: "ok"
-        dest: "{{{{ out }}}}/{{{{ case }}}}.result"
-        mode: "0644"
-  rescue:
-    - name: Refused
-      ansible.builtin.copy:
-        content: "{{{{ ansible_failed_result.msg | default('failed') }}}}"
-        dest: "{{{{ out }}}}/{{{{ case }}}}.result"
-        mode: "0644"
-"""
-
 
 def _plan(tmp: Path, model: str = MODEL) -> dict:
     return {"model": model, "hf_repo": HF_REPO, "model_path": str(tmp / "models" / HF_REPO),
             "model_manifest": str(tmp / "etc" / "models" / f"{model}.json"),
             "model_verifier": str(tmp / "libexec" / "model-verify")}
 
-
 def _vars(tmp: Path, source: str, manifest_src: Path, **extra) -> dict:
     return {"llmcluster_serving": SERVING, "llmcluster_serving_plan": _plan(tmp),
             "llmcluster_model_dir": str(tmp / "models"), "model_store_manifest_src": str(manifest_src),
             "model_store_source": source, "model_store_group": "root", **extra}
-
-
-class Run:
-    def __init__(self, r: subprocess.CompletedProcess):
-        self.rc, self.out = r.returncode, r.stdout + r.stderr
-        m = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", r.stdout)
-        self.changed = int(m.group(2)) if m else -1
-        self.failed = int(m.group(4)) if m else -1
-
-    def __repr__(self) -> str:
-        return f"exit {self.rc}, changed {self.changed}:\n{self.out[-4000:]}"
-
-
-def converge(d: Path, variables: dict, *args: str) -> Run:
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "converge.yml").write_text(CONVERGE.format(role=ROLE))
-    (d / "vars.json").write_text(json.dumps(variables))
-    r = subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(d / "converge.yml"),
-                        "-e", f"@{d / 'vars.json'}", *args], cwd=d, env={**tool_env(), **NO_FACT_CACHE},
-                       capture_output=True, text=True, check=False)
-    return Run(r)
-
-
-def each_case(d: Path, tasks: str, cases: dict) -> dict[str, str]:
-    """Run the role's tasks file ``tasks`` for each case; case -> "ok" or the failure message."""
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "case.yml").write_text(CASE.format(role=ROLE, tasks=tasks))
-    (d / "play.yml").write_text(EACH_CASE.format(role=ROLE, tasks=tasks, case_file=d / "case.yml"))
-    (d / "vars.json").write_text(json.dumps({"cases": cases, "out": str(d)}))
-    r = subprocess.run([tool("ansible-playbook") or "ansible-playbook", "-i", "localhost,", str(d / "play.yml"),
-                        "-e", f"@{d / 'vars.json'}"], cwd=d, env={**tool_env(), **NO_FACT_CACHE},
-                       capture_output=True, text=True, check=False)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    return {c: (d / f"{c}.result").read_text() for c in cases}
-
-
-def _same_tree(a: Path, b: Path) -> None:
-    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
-    assert names == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
-    match, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
-    assert not mismatch and not errors, (mismatch, errors)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +79,7 @@ def test_stage_from_a_controller_folder(staged, source):
     tmp, first = staged["tmp"], staged["first"]
     assert first.rc == 0 and first.changed > 0, first
     model = tmp / "models" / HF_REPO
-    _same_tree(tree, model)
+    same_tree(tree, model)
     assert re.search(r"verified 5 files, \d+ bytes in ", first.out), first
     # The serving group reads the model, only root writes it; the manifest and verifier are in place.
     assert stat.S_IMODE(model.stat().st_mode) == 0o750
@@ -212,7 +111,7 @@ def test_stage_from_a_folder_on_the_node(source, tmp_path):
     v = _vars(tmp_path, f"node:{tree}", manifest)
     first = converge(tmp_path / "run1", v)
     assert first.rc == 0 and first.changed > 0, first
-    _same_tree(tree, tmp_path / "models" / HF_REPO)
+    same_tree(tree, tmp_path / "models" / HF_REPO)
     second = converge(tmp_path / "run2", v)
     assert second.rc == 0 and second.changed == 0, second
 
@@ -258,7 +157,7 @@ def test_stage_from_an_http_mirror(source, tmp_path, mirror_of):
     v = _vars(tmp_path, mirror.url + "/", manifest)
     first = converge(tmp_path / "run1", v)
     assert first.rc == 0 and first.changed > 0, first
-    _same_tree(tree, tmp_path / "models" / HF_REPO)
+    same_tree(tree, tmp_path / "models" / HF_REPO)
     assert sorted(mirror.requests) == sorted(f"/mirror/{p}" for p in ("config.json", "tokenizer.json", *SHARDS,
                                                                    "original/params.json")), mirror.requests
     assert list((tmp_path / "models" / ".staging").iterdir()) == []
@@ -300,7 +199,7 @@ def test_missing_file_is_staged_again_a_changed_one_is_refused_until_repair(sour
     assert (model / changed).read_bytes() == damaged, "a differing file is not overwritten without repair"
     repaired = converge(tmp_path / "run3", {**v, "model_store_repair": True})
     assert repaired.rc == 0 and repaired.changed > 0, repaired
-    _same_tree(tree, model)
+    same_tree(tree, model)
     # A symlink in place of a file is never replaced, not even when repairing: the play names it.
     corrupt(model, "swapped-symlink")
     run = converge(tmp_path / "run4", {**v, "model_store_repair": True})

@@ -39,7 +39,7 @@ from llmcluster.collections.ansible_collections.llmcluster.hosts.plugins.module_
 from llmcluster.lab.model_fixture import ensure_lab_model
 from llmcluster.plan.catalog import lookup_model
 from tests.helpers.role_local import free_port, wait_port
-from tests.roles.test_model_store_local import SERVING, _same_tree, converge, each_case
+from tests.helpers.model_store_local import SERVING, converge, each_case, same_tree
 
 MODEL = "deepseek-r1"
 HF_REPO = lookup_model(MODEL).hf_repo
@@ -161,7 +161,7 @@ def test_stage_from_s3_verified_idempotent_and_check_mode(fixture, moto, tmp_pat
     files = sorted(p.relative_to(fixture.source).as_posix() for p in fixture.source.rglob("*") if p.is_file())
     assert len(moto.gets()) - before == len(files), moto.gets()[before:]
     model = tmp_path / "models" / HF_REPO
-    _same_tree(fixture.source, model)
+    same_tree(fixture.source, model)
     assert f"verified {len(files)} files" in first.out, first
     assert list((tmp_path / "models" / ".staging").iterdir()) == []
     assert oct((model / SHARD).stat().st_mode & 0o777) == "0o640"
@@ -204,7 +204,7 @@ def test_credentials_from_the_environment(fixture, moto, tmp_path):
     run = _run(tmp_path / "run", v, env={"AWS_ACCESS_KEY_ID": moto.access_key,
                                          "AWS_SECRET_ACCESS_KEY": moto.secret_key})
     assert run.rc == 0 and run.changed > 0, run
-    _same_tree(fixture.source, tmp_path / "models" / HF_REPO)
+    same_tree(fixture.source, tmp_path / "models" / HF_REPO)
 
 
 class _Imds:
@@ -256,7 +256,7 @@ def test_credentials_from_the_instance_profile_imdsv2(fixture, moto, tmp_path):
                                              "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url})
         assert run.rc == 0 and run.changed > 0, run
         assert imds.calls[0] == ("PUT", "/latest/api/token"), imds.calls
-        _same_tree(fixture.source, tmp_path / "models" / HF_REPO)
+        same_tree(fixture.source, tmp_path / "models" / HF_REPO)
     finally:
         imds.close()
 
@@ -342,7 +342,7 @@ def test_publish_then_stage_from_rados(fixture, rados_double, tmp_path):
     v = _vars(tmp_path / "b", "rados://models/t/lab-1", fixture.manifest)
     staged = converge(tmp_path / "stage1", v)
     assert staged.rc == 0 and staged.changed > 0, staged
-    _same_tree(fixture.source, tmp_path / "b" / "models" / HF_REPO)
+    same_tree(fixture.source, tmp_path / "b" / "models" / HF_REPO)
     gets = len([c for c in _calls(rados_double) if " get " in c])
     assert gets == len(files)
     second = converge(tmp_path / "stage2", v)
