@@ -470,6 +470,22 @@ def cmd_verify(args) -> int:
 
 # --------------------------------------------------------------------------- lab
 
+#: ``lab up``'s timings (llmcluster.lab.runtime.LabRuntime.up) as parts of make lab's ``lab up`` phase.
+UP_PHASES = (("image_s", "base image"), ("network_s", "network and host disks"), ("start_s", "host start"))
+
+
+def _record_up_phases(timings: dict[str, float]) -> None:
+    """Under make lab (``$LLMCLUSTER_PHASES``): ``lab up``'s split into the phase table."""
+    from llmcluster.lab.phases import PART, append_phases, phases_file
+
+    path = phases_file()
+    if path is None:
+        return
+    rows = [(f"lab up{PART}{name}", float(timings[key])) for key, name in UP_PHASES if key in timings]
+    problem = append_phases(path, rows)
+    if problem is not None:
+        sys.stderr.write(f"lab up: phase table: {problem}\n")
+
 
 def cmd_lab(args) -> int:
     from llmcluster.lab import LabRuntime, default_state_dir, lab_down, rich_progress
@@ -499,6 +515,7 @@ def cmd_lab(args) -> int:
             report = lab.up(progress)
         inv = lab.write_inventory(state_dir / "inventory.yml")
         _console().print(f"lab up: {len(plan.ip.hosts)} host(s) in {report.seconds:.1f}s; inventory {inv}")
+        _record_up_phases(report.timings)
         return EXIT_OK
     if args.action in ("converge", "verify"):
         inventory = state_dir / "inventory.yml"
