@@ -378,7 +378,7 @@ def cmd_converge(args) -> int:
     from rich.live import Live
     from rich.table import Table
 
-    from llmcluster.converge import ANSIBLE_DIR, recap_rows, run_playbook
+    from llmcluster.converge import ANSIBLE_DIR, RoleTimes, recap_rows, run_playbook
 
     if not args.stack and args.inventory is None:
         raise SpecError(Problem("--stack", "give --stack S (dynamic inventory) or --inventory FILE"))
@@ -406,9 +406,11 @@ def cmd_converge(args) -> int:
 
     console = _console()
     run = dict(check=args.check, diff=args.diff, tags=args.tags or (), limit=args.limit, forks=args.forks, envvars=env)
+    roles = RoleTimes()  # wall time per role (the slowest roles line; the lab's phase table)
     if console.is_terminal:  # the live per-host table
         with Live(table({}), console=console, refresh_per_second=4, transient=True) as live:
-            result = run_playbook(playbook, inventory, **run, on_progress=lambda hosts: live.update(table(hosts)))
+            result = run_playbook(playbook, inventory, **run, on_progress=lambda hosts: live.update(table(hosts)),
+                                  on_event=roles)
     else:  # a log (CI): a line per play and host milestone, with the elapsed time
         from llmcluster.converge import PlainProgress
 
@@ -416,13 +418,27 @@ def cmd_converge(args) -> int:
             console.print(text, markup=False, highlight=False, soft_wrap=True)
             console.file.flush()
 
-        result = run_playbook(playbook, inventory, **run, on_event=PlainProgress(line))
+        plain = PlainProgress(line)
+
+        def on_event(event) -> None:
+            plain(event)
+            roles(event)
+
+        result = run_playbook(playbook, inventory, **run, on_event=on_event)
+    roles.finish()
     recap = Table(title="recap")
     for col in ("host", "ok", "changed", "failed", "unreachable", "skipped"):
         recap.add_column(col)
     for row in recap_rows(result):
         recap.add_row(*(str(x) for x in row))
     console.print(recap)
+    if roles.per_play:
+        console.print(roles.slowest_line(), markup=False, highlight=False, soft_wrap=True)
+    roles_out = getattr(args, "roles_out", None)  # lab converge: the state dir's converge-roles.json
+    if roles_out is not None:
+        from llmcluster.lab.phases import save_role_times
+
+        save_role_times(roles_out, roles.to_dict(), ok=result.ok, check=bool(args.check), tags=list(args.tags or ()))
     for h in result.failed_hosts:
         hp = result.hosts.get(h)
         sys.stderr.write(f"{h}: {hp.last_error if hp else 'failed'}\n")
@@ -526,8 +542,11 @@ def cmd_lab(args) -> int:
 
             return _verify(plan.spec.stack, inventory, args, [h.name for h in plan.ip.hosts],
                            save_to=state_dir / LAB_REPORT)
+        from llmcluster.lab.phases import CONVERGE_ROLES
+
         args.inventory, args.playbook, args.limit, args.forks = str(inventory), None, None, None
         args.stack = args.stack or "lab"
+        args.roles_out = state_dir / CONVERGE_ROLES
         return cmd_converge(args)
     rows = lab.status()
     if args.json:
