@@ -521,9 +521,17 @@ def cmd_lab(args) -> int:
     if args.action == "summary":  # reads the plan and the state dir's files: no root needed
         from llmcluster.lab.summary import print_summary
 
+        from llmcluster.lab.phases import PHASES_ENV, phases_file
+
         artifacts = _path_option("--artifacts", args.artifacts) if args.artifacts is not None else None
+        if args.phases is not None:
+            phases = _file_option("--phases", args.phases, "phases file")
+        else:  # make lab names it in the environment; a file that is not there: no phase table
+            phases = phases_file()
+            if phases is not None and phases.exists() and not phases.is_file():
+                raise SpecError(Problem(PHASES_ENV, f"{phases}: not a file"))
         print_summary(_console(), plan, state_dir.expanduser().resolve(), artifacts=artifacts,
-                      state_dir_option=args.state_dir is not None)
+                      state_dir_option=args.state_dir is not None, phases=phases)
         return EXIT_OK
     lab = LabRuntime(plan, state_dir)
     if args.action == "up":
@@ -961,6 +969,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--json", action="store_true")
     lab.add_argument("--artifacts", metavar="DIR", help="with summary: where `llmcluster plan --out` wrote the "
                                                         "lab's rendered artifacts (make lab: out/lab)")
+    lab.add_argument("--phases", metavar="FILE", help="with summary: make lab's phase table (default: "
+                                                      "$LLMCLUSTER_PHASES; make lab: out/lab-phases.tsv)")
     lab.add_argument("--check", action="store_true", help="with converge: dry run")
     lab.add_argument("--diff", action="store_true", help="with converge: show diffs")
     lab.add_argument("--tags", action="append", help="with converge: only these tags (repeatable)")
