@@ -16,14 +16,22 @@ setup: $(STAMP)
 
 ## lab: the main job on the embedded default stack (needs root): validate every stack, write the
 ## lab plan's artifacts, bring the lab up, converge it, verify it, then the summary: what was built,
-## the verification, where the files are, how to call the model. `llmcluster lab down` removes it.
-## The summary is printed whether verify passed or not (verify's exit status is make's).
-lab: $(STAMP)
-	$(BIN)/llmcluster validate
-	$(BIN)/llmcluster plan --stack lab --out $(OUT)/lab
-	$(BIN)/llmcluster lab up
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/llmcluster lab converge
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/llmcluster lab verify > $(OUT)/lab-verify.txt; rc=$$?; \
+## the verification, the phase table, where the files are, how to call the model. `llmcluster lab down`
+## removes it. The summary is printed whether verify passed or not (verify's exit status is make's).
+## The phase table (docs/lab.md "First run: phases"): every step's wall time goes to $(PHASES), started
+## afresh by each make lab (scripts/phases.sh); setup's steps and `lab up`'s split (base image, host
+## start) are parts of their phase; `lab converge` keeps its time per role in the lab state dir.
+PHASES := $(OUT)/lab-phases.tsv
+TIMED := bash scripts/phases.sh run
+lab: export LLMCLUSTER_PHASES := $(PHASES)
+lab:
+	@bash scripts/phases.sh start
+	@$(MAKE) --no-print-directory -s setup
+	$(TIMED) validate $(BIN)/llmcluster validate
+	$(TIMED) plan $(BIN)/llmcluster plan --stack lab --out $(OUT)/lab
+	$(TIMED) "lab up" $(BIN)/llmcluster lab up
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(TIMED) converge $(BIN)/llmcluster lab converge
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(TIMED) verify $(BIN)/llmcluster lab verify > $(OUT)/lab-verify.txt; rc=$$?; \
 	  $(BIN)/llmcluster lab summary --artifacts $(OUT)/lab; \
 	  echo "verification report (every failure in full): $(OUT)/lab-verify.txt"; exit $$rc
 

@@ -378,7 +378,7 @@ def cmd_converge(args) -> int:
     from rich.live import Live
     from rich.table import Table
 
-    from llmcluster.converge import ANSIBLE_DIR, recap_rows, run_playbook
+    from llmcluster.converge import ANSIBLE_DIR, RoleTimes, recap_rows, run_playbook
 
     if not args.stack and args.inventory is None:
         raise SpecError(Problem("--stack", "give --stack S (dynamic inventory) or --inventory FILE"))
@@ -406,9 +406,11 @@ def cmd_converge(args) -> int:
 
     console = _console()
     run = dict(check=args.check, diff=args.diff, tags=args.tags or (), limit=args.limit, forks=args.forks, envvars=env)
+    roles = RoleTimes()  # wall time per role (the slowest roles line; the lab's phase table)
     if console.is_terminal:  # the live per-host table
         with Live(table({}), console=console, refresh_per_second=4, transient=True) as live:
-            result = run_playbook(playbook, inventory, **run, on_progress=lambda hosts: live.update(table(hosts)))
+            result = run_playbook(playbook, inventory, **run, on_progress=lambda hosts: live.update(table(hosts)),
+                                  on_event=roles)
     else:  # a log (CI): a line per play and host milestone, with the elapsed time
         from llmcluster.converge import PlainProgress
 
@@ -416,13 +418,27 @@ def cmd_converge(args) -> int:
             console.print(text, markup=False, highlight=False, soft_wrap=True)
             console.file.flush()
 
-        result = run_playbook(playbook, inventory, **run, on_event=PlainProgress(line))
+        plain = PlainProgress(line)
+
+        def on_event(event) -> None:
+            plain(event)
+            roles(event)
+
+        result = run_playbook(playbook, inventory, **run, on_event=on_event)
+    roles.finish()
     recap = Table(title="recap")
     for col in ("host", "ok", "changed", "failed", "unreachable", "skipped"):
         recap.add_column(col)
     for row in recap_rows(result):
         recap.add_row(*(str(x) for x in row))
     console.print(recap)
+    if roles.per_play:
+        console.print(roles.slowest_line(), markup=False, highlight=False, soft_wrap=True)
+    roles_out = getattr(args, "roles_out", None)  # lab converge: the state dir's converge-roles.json
+    if roles_out is not None:
+        from llmcluster.lab.phases import save_role_times
+
+        save_role_times(roles_out, roles.to_dict(), ok=result.ok, check=bool(args.check), tags=list(args.tags or ()))
     for h in result.failed_hosts:
         hp = result.hosts.get(h)
         sys.stderr.write(f"{h}: {hp.last_error if hp else 'failed'}\n")
@@ -470,6 +486,22 @@ def cmd_verify(args) -> int:
 
 # --------------------------------------------------------------------------- lab
 
+#: ``lab up``'s timings (llmcluster.lab.runtime.LabRuntime.up) as parts of make lab's ``lab up`` phase.
+UP_PHASES = (("image_s", "base image"), ("network_s", "network and host disks"), ("start_s", "host start"))
+
+
+def _record_up_phases(timings: dict[str, float]) -> None:
+    """Under make lab (``$LLMCLUSTER_PHASES``): ``lab up``'s split into the phase table."""
+    from llmcluster.lab.phases import PART, append_phases, phases_file
+
+    path = phases_file()
+    if path is None:
+        return
+    rows = [(f"lab up{PART}{name}", float(timings[key])) for key, name in UP_PHASES if key in timings]
+    problem = append_phases(path, rows)
+    if problem is not None:
+        sys.stderr.write(f"lab up: phase table: {problem}\n")
+
 
 def cmd_lab(args) -> int:
     from llmcluster.lab import LabRuntime, default_state_dir, lab_down, rich_progress
@@ -489,9 +521,17 @@ def cmd_lab(args) -> int:
     if args.action == "summary":  # reads the plan and the state dir's files: no root needed
         from llmcluster.lab.summary import print_summary
 
+        from llmcluster.lab.phases import PHASES_ENV, phases_file
+
         artifacts = _path_option("--artifacts", args.artifacts) if args.artifacts is not None else None
+        if args.phases is not None:
+            phases = _file_option("--phases", args.phases, "phases file")
+        else:  # make lab names it in the environment; a file that is not there: no phase table
+            phases = phases_file()
+            if phases is not None and phases.exists() and not phases.is_file():
+                raise SpecError(Problem(PHASES_ENV, f"{phases}: not a file"))
         print_summary(_console(), plan, state_dir.expanduser().resolve(), artifacts=artifacts,
-                      state_dir_option=args.state_dir is not None)
+                      state_dir_option=args.state_dir is not None, phases=phases)
         return EXIT_OK
     lab = LabRuntime(plan, state_dir)
     if args.action == "up":
@@ -499,6 +539,7 @@ def cmd_lab(args) -> int:
             report = lab.up(progress)
         inv = lab.write_inventory(state_dir / "inventory.yml")
         _console().print(f"lab up: {len(plan.ip.hosts)} host(s) in {report.seconds:.1f}s; inventory {inv}")
+        _record_up_phases(report.timings)
         return EXIT_OK
     if args.action in ("converge", "verify"):
         inventory = state_dir / "inventory.yml"
@@ -509,8 +550,11 @@ def cmd_lab(args) -> int:
 
             return _verify(plan.spec.stack, inventory, args, [h.name for h in plan.ip.hosts],
                            save_to=state_dir / LAB_REPORT)
+        from llmcluster.lab.phases import CONVERGE_ROLES
+
         args.inventory, args.playbook, args.limit, args.forks = str(inventory), None, None, None
         args.stack = args.stack or "lab"
+        args.roles_out = state_dir / CONVERGE_ROLES
         return cmd_converge(args)
     rows = lab.status()
     if args.json:
@@ -925,6 +969,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--json", action="store_true")
     lab.add_argument("--artifacts", metavar="DIR", help="with summary: where `llmcluster plan --out` wrote the "
                                                         "lab's rendered artifacts (make lab: out/lab)")
+    lab.add_argument("--phases", metavar="FILE", help="with summary: make lab's phase table (default: "
+                                                      "$LLMCLUSTER_PHASES; make lab: out/lab-phases.tsv)")
     lab.add_argument("--check", action="store_true", help="with converge: dry run")
     lab.add_argument("--diff", action="store_true", help="with converge: show diffs")
     lab.add_argument("--tags", action="append", help="with converge: only these tags (repeatable)")

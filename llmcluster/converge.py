@@ -234,3 +234,87 @@ def recap_rows(result: ConvergeResult) -> list[tuple[str, int, int, int, int, in
         (h, s.get("ok", 0), s.get("changed", 0), s.get("failures", 0), s.get("dark", 0), s.get("skipped", 0))
         for h, s in sorted(result.stats.items())
     ]
+
+
+#: The name under which tasks of no role (a play's own ``tasks:``, fact gathering) are counted.
+PLAY_LEVEL = "(play tasks)"
+_TASK_START = ("playbook_on_task_start", "playbook_on_handler_task_start")
+_SEGMENT_END = ("playbook_on_play_start", "playbook_on_stats")
+
+
+class RoleTimes:
+    """Wall time per role from ansible-runner events: an ``on_event`` callback.
+
+    A task start (handlers too) opens a segment, the next task start, play start or the playbook's
+    stats closes it; a segment counts for the role of its task (``PLAY_LEVEL`` for a task of no role).
+    So a role's time in a play runs from its first task start to the next task start of another role,
+    and a role's total sums its plays. Times come from the events' ``created`` stamps (ansible-runner's
+    own clock), else from ``clock``. ``finish()`` closes a run that ended without its stats (a crash)."""
+
+    def __init__(self, clock: Callable[[], float] | None = None):
+        import time
+
+        self.clock = clock or time.time
+        self.per_play: dict[tuple[str, str], float] = {}  # (play, role) -> seconds, in order of first start
+        self.play = ""
+        self._open: tuple[str, str, float] | None = None  # (play, role, started)
+        self._last: float | None = None
+
+    def _when(self, event: Mapping[str, Any]) -> float:
+        from datetime import UTC, datetime
+
+        created = event.get("created")
+        if isinstance(created, str):
+            try:
+                stamp = datetime.fromisoformat(created)
+            except ValueError:
+                pass
+            else:
+                return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+        return self.clock()
+
+    def _close(self, now: float) -> None:
+        if self._open is not None:
+            play, role, started = self._open
+            self.per_play[(play, role)] = self.per_play.get((play, role), 0.0) + max(0.0, now - started)
+            self._open = None
+
+    def __call__(self, event: Mapping[str, Any]) -> None:
+        kind = event.get("event", "")
+        if kind not in _TASK_START and kind not in _SEGMENT_END:
+            return
+        now = self._when(event)
+        self._last = now
+        data = event.get("event_data") or {}
+        self._close(now)
+        if kind == "playbook_on_play_start":
+            self.play = str(data.get("play") or data.get("name") or "unnamed")
+        elif kind in _TASK_START:
+            role = str(data.get("role") or PLAY_LEVEL)
+            self.per_play.setdefault((self.play, role), 0.0)
+            self._open = (self.play, role, now)
+
+    def finish(self) -> None:
+        if self._open is not None and self._last is not None:
+            self._close(self._last)
+
+    @property
+    def per_role(self) -> dict[str, float]:
+        """Seconds per role, summed over plays, the slowest first."""
+        out: dict[str, float] = {}
+        for (_, role), s in self.per_play.items():
+            out[role] = out.get(role, 0.0) + s
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def slowest_line(self, n: int = 5) -> str:
+        """``slowest roles: a 41.2 s, b 30.1 s, ... (of 95.3 s)``; empty when no task ran."""
+        roles = self.per_role
+        if not roles:
+            return ""
+        total = sum(roles.values())
+        top = ", ".join(f"{r} {s:.1f} s" for r, s in list(roles.items())[:n])
+        return f"slowest roles: {top} (of {total:.1f} s in tasks)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"roles": {r: round(s, 1) for r, s in self.per_role.items()},
+                "plays": [{"play": p, "role": r, "seconds": round(s, 1)} for (p, r), s in self.per_play.items()]}

@@ -8,21 +8,37 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 # apt's and pip's output goes to a log (out/setup.log, or $SETUP_LOG), not the screen: one line per
-# step here; when a step fails, the log's last lines and its path.
+# step here, with its wall time; when a step fails, the log's last lines and its path.
 LOG="${SETUP_LOG:-out/setup.log}"
 mkdir -p "$(dirname "$LOG")"
 : >"$LOG"
+# Step times: under make lab ($LLMCLUSTER_PHASES set) each step is also a row "setup / PHASE" of its
+# phase table, and the whole setup the row "setup" (scripts/phases.sh; docs/lab.md "First run: phases").
+source scripts/phases.sh
+SETUP_START="$(phases_now)"
+# logged [--phase PHASE] WHAT CMD...: run CMD with its output in the log (PHASE: the step's name in
+# the phase table, default WHAT).
 logged() {
-  local what="$1"
+  local phase="" what start seconds
+  if [ "$1" = --phase ]; then
+    phase="$2"
+    shift 2
+  fi
+  what="$1"
   shift
-  echo "setup: $what"
+  echo -n "setup: $what ..."
   echo "=== $what: $*" >>"$LOG"
+  start="$(phases_now)"
   if ! "$@" >>"$LOG" 2>&1; then
+    echo " failed after $(phases_since "$start") s"
     echo "setup: FAILED: $what; the last lines of $LOG:" >&2
     tail -n 30 "$LOG" >&2
     echo "setup: the whole log: $LOG" >&2
     exit 1
   fi
+  seconds="$(phases_since "$start")"
+  echo " $seconds s"
+  phases_add "setup / ${phase:-$what}" "$seconds" || true
 }
 need_apt=()
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
@@ -66,7 +82,7 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     logged "apt-get update" apt-get update -q
-    logged "installing ${need_apt[*]} (apt-get)" apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+    logged --phase "apt-get install" "installing ${need_apt[*]} (apt-get)" apt-get install -y -q --no-install-recommends "${need_apt[@]}"
     if [ "$new_sshd" = 1 ] && [ -d /run/systemd/system ]; then
       systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
     fi
@@ -77,18 +93,20 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 
 if [ ! -x .venv/bin/python ]; then
-  logged "creating .venv" "$PYTHON" -m venv .venv
+  logged --phase "python venv" "creating .venv" "$PYTHON" -m venv .venv
 fi
-logged "upgrading pip in .venv" .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip
-logged "installing Python packages (pinned in pyproject.toml)" \
+logged --phase "pip upgrade" "upgrading pip in .venv" .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip
+logged --phase "pip install" "installing Python packages (pinned in pyproject.toml)" \
   .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]'
 touch .venv/.installed
 # checkov (the Kubernetes manifests' policy linter, tests/unit/test_kubernetes_validate.py) pins many
 # packages of its own: it gets its own virtualenv, never the project's.
 CHECKOV_VERSION=3.3.30
 if [ ! -x .tools/checkov/bin/checkov ] || ! .tools/checkov/bin/checkov --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
-  logged "creating .tools/checkov" "$PYTHON" -m venv .tools/checkov
-  logged "installing checkov $CHECKOV_VERSION into .tools/checkov" \
+  logged --phase "checkov venv" "creating .tools/checkov" "$PYTHON" -m venv .tools/checkov
+  logged --phase "checkov install" "installing checkov $CHECKOV_VERSION into .tools/checkov" \
     .tools/checkov/bin/python -m pip install --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi
-echo "setup: done (the output of apt and pip: $LOG)"
+SETUP_SECONDS="$(phases_since "$SETUP_START")"
+phases_add setup "$SETUP_SECONDS" || true
+echo "setup: done in $SETUP_SECONDS s (the output of apt and pip: $LOG)"

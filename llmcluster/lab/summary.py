@@ -2,7 +2,8 @@
 
 Read in ten seconds: the hosts per pool, the VLANs, the model and its replicas (all from the plan),
 the last verification (``lab verify`` saves its report in the state dir: totals, host x check group
-counts, the failures in full), where the inventory, the certificates (the lab's PKI export) and the
+counts, the failures in full), make lab's phase table and the slowest converge roles when they were
+measured (:mod:`llmcluster.lab.phases`), where the inventory, the certificates (the lab's PKI export) and the
 rendered artifacts are, a copy-paste ``curl`` and an OpenAI-Python-client snippet that call the model
 through the mTLS gateway with the client certificate the plan's access policies admit
 (:meth:`~llmcluster.plan.access.AccessPlan.caller_of`), the same request as ``llmcluster chat``, and
@@ -117,8 +118,10 @@ def built_lines(plan: Plan) -> list[str]:
 
 
 def summary_lines(plan: Plan, state_dir: Path, *, artifacts: Path | None = None, width: int | None = None,
-                  state_dir_option: bool = False) -> list[str]:
-    """The whole screen (``state_dir_option``: the printed chat command names ``--state-dir``)."""
+                  state_dir_option: bool = False, phases: Path | None = None) -> list[str]:
+    """The whole screen (``state_dir_option``: the printed chat command names ``--state-dir``; ``phases``:
+    make lab's phases file, whose table comes after the verification when it is there)."""
+    from llmcluster.lab.phases import CONVERGE_ROLES, load_role_times, phase_lines, read_phases
     from llmcluster.verify.output import report_lines
     from llmcluster.verify.run import LAB_REPORT, load_report
 
@@ -134,6 +137,10 @@ def summary_lines(plan: Plan, state_dir: Path, *, artifacts: Path | None = None,
         lines.append(f"verify    (last `lab verify`, {report_path})")
         lines += ["  " + line if line else "" for line in report_lines(report, width=None if width is None
                                                                         else width - 2)]
+    table = phase_lines(read_phases(phases) if phases is not None else None,
+                        load_role_times(state_dir / CONVERGE_ROLES), source=phases)
+    if table:
+        lines += ["", *table]
     inventory, pki = state_dir / "inventory.yml", state_dir / "pki"
     lines += ["", "files",
               f"  inventory  {inventory}" + ("" if inventory.is_file() else "  (not written: `llmcluster lab up`)"),
@@ -156,7 +163,8 @@ def summary_lines(plan: Plan, state_dir: Path, *, artifacts: Path | None = None,
 
 
 def print_summary(console: Any, plan: Plan, state_dir: Path, *, artifacts: Path | None = None,
-                  state_dir_option: bool = False) -> None:
+                  state_dir_option: bool = False, phases: Path | None = None) -> None:
     width = console.width if console.is_terminal else None
-    for line in summary_lines(plan, state_dir, artifacts=artifacts, width=width, state_dir_option=state_dir_option):
+    for line in summary_lines(plan, state_dir, artifacts=artifacts, width=width, state_dir_option=state_dir_option,
+                              phases=phases):
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -3,6 +3,7 @@ verification report: what was built, the verification, the files, the call comma
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
@@ -90,3 +91,46 @@ def test_lab_summary_cli(state, capsys):
     out, err = capsys.readouterr()
     assert out.startswith("llmcluster lab lab:") and "verify lab: 2 passed, 1 failed" in out and err == ""
     assert f"chat --stack lab --state-dir {state}" in out
+
+
+def test_the_phase_table_and_the_slowest_roles_when_they_were_measured(state, tmp_path, monkeypatch, capsys):
+    from llmcluster.lab.phases import CONVERGE_ROLES, PHASES_ENV, PHASES_HEADER
+
+    d = tmp_path / "state"
+    d.mkdir()
+    (d / "inventory.yml").write_text("all: {}\n")
+    phases = tmp_path / "lab-phases.tsv"
+    phases.write_text(PHASES_HEADER + "\nsetup / pip install\t60.0\nsetup\t80.0\nvalidate\t2.0\n"
+                      "lab up / base image\t30.0\nlab up\t40.0\nconverge\t70.0\nverify\t8.0\n")
+    (d / CONVERGE_ROLES).write_text('{"roles": {"nvidia": 12.0, "common": 30.5, "ceph": 20.0}, "plays": []}\n')
+    lines = summary_lines(load_plan("lab"), d, phases=phases)
+    at = lines.index(f"phases    ({phases}; total 200.0 s)")
+    assert lines[at + 1].split() == ["phase", "seconds", "share"]
+    assert lines[at + 2].split() == ["setup", "80.0", "40.0%"] and lines[at + 3].split() == ["pip", "install", "60.0",
+                                                                                             "30.0%"]
+    assert lines[at + 8].split() == ["verify", "8.0", "4.0%"]
+    assert lines[at + 9] == "  slowest roles: common 30.5 s (48.8%), ceph 20.0 s (32.0%), nvidia 12.0 s (19.2%) " \
+                            "(of 62.5 s in tasks)"
+    assert lines.index("verify    no report yet: run `llmcluster lab verify`") < at < lines.index("files")
+    # the CLI: make lab names the file in the environment; --phases names it by hand
+    monkeypatch.setenv(PHASES_ENV, str(phases))
+    assert main(["lab", "summary", "--state-dir", str(d)]) == 0
+    assert re.search(r"\n  lab up +40\.0 +20\.0%\n    base image +30\.0 +15\.0%\n", capsys.readouterr().out)
+    monkeypatch.delenv(PHASES_ENV)
+    assert main(["lab", "summary", "--state-dir", str(d), "--phases", str(phases)]) == 0
+    assert f"phases    ({phases}; total 200.0 s)" in capsys.readouterr().out
+
+
+def test_no_phase_table_when_nothing_was_measured(state, tmp_path, monkeypatch, capsys):
+    from llmcluster.lab.phases import PHASES_ENV
+
+    lines = summary_lines(load_plan("lab"), state, phases=tmp_path / "none.tsv")
+    assert not any(line.startswith("phases") or "slowest roles" in line for line in lines)
+    assert summary_lines(load_plan("lab"), state) == lines
+    monkeypatch.setenv(PHASES_ENV, str(tmp_path / "none.tsv"))  # make lab's file is not there: no table
+    assert main(["lab", "summary", "--state-dir", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert "\nphases " not in out and "slowest roles" not in out
+    # a --phases file named by hand must be there
+    assert main(["lab", "summary", "--state-dir", str(state), "--phases", str(tmp_path / "none.tsv")]) != 0
+    assert capsys.readouterr().err.strip() == f"--phases: {tmp_path / 'none.tsv'}: no such phases file"
