@@ -174,13 +174,28 @@ def matrix_cases(plan: Plan, inventory_hosts: Iterable[str], local_addresses: It
     return out
 
 
+def listener_spec(a: Attempt) -> str:
+    """``proto/port@address``: the listener of one attempt, bound to the attempt's destination address.
+
+    Not the wildcard address: a service that holds the port on another of the host's addresses (a Ceph
+    OSD's cluster-network messenger on 6800, after its public one re-bound elsewhere) makes a wildcard
+    bind fail as "in use", and the probe to the attempted address then meets no listener at all."""
+    return f"{a.proto}/{a.port}@{a.address}"
+
+
 def listeners(cases: Iterable[MatrixCase]) -> dict[str, list[str]]:
-    """Destination host -> the ``proto/port`` listeners the attempts need (sorted)."""
+    """Destination host -> the ``proto/port@address`` listeners the attempts need (sorted)."""
     out: dict[str, set[str]] = {}
     for case in cases:
         for a in case.attempts:
-            out.setdefault(a.destination, set()).add(f"{a.proto}/{a.port}")
-    return {h: sorted(v, key=lambda s: (s.split("/")[0], int(s.split("/")[1]))) for h, v in sorted(out.items())}
+            out.setdefault(a.destination, set()).add(listener_spec(a))
+
+    def key(spec: str) -> tuple[str, int, tuple[int, ...]]:
+        proto, rest = spec.split("/", 1)
+        port, address = rest.split("@", 1)
+        return proto, int(port), tuple(int(x) for x in address.split("."))
+
+    return {h: sorted(v, key=key) for h, v in sorted(out.items())}
 
 
 def attempts_by_source(cases: Iterable[MatrixCase]) -> dict[str, list[Attempt]]:

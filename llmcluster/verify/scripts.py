@@ -5,8 +5,9 @@ prints one JSON document on stdout and never changes the host's configuration:
 
 * :data:`GATHER` — the facts of one host: ``ip -j addr``, ``tc -j qdisc`` and ``tc class`` (text:
   iproute2 6.1 prints htb classes without JSON) of the given interfaces, ``nft -j list table inet llmcluster``;
-* :data:`LISTEN` — a temporary listener for the firewall matrix on the given ``proto/port``
-  pairs (TCP: accepts and answers a banner; UDP: echoes), detached, exiting by itself after
+* :data:`LISTEN` — a temporary listener for the firewall matrix on the given ``proto/port@address``
+  specs (bound to that address; ``proto/port``: every address. TCP: accepts and answers a banner;
+  UDP: echoes), detached, exiting by itself after
   its lifetime or when its pid file is removed; ports already in use are reported and left to
   the service that owns them (a real sshd or trtllm-serve answers the probe just as well);
 * :data:`PROBE` — connection attempts from one source address, all in parallel: ``open``
@@ -54,12 +55,13 @@ fd = os.open(os.devnull, os.O_RDWR)
 os.dup2(fd, 1); os.dup2(fd, 2)
 report, socks = {}, []
 for spec in specs:
-    proto, port = spec.split("/")
+    proto, rest = spec.split("/", 1)
+    port, _, address = rest.partition("@")
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     s = socket.socket(socket.AF_INET, kind)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        s.bind(("0.0.0.0", int(port)))
+        s.bind((address or "0.0.0.0", int(port)))
         if proto == "tcp":
             s.listen(64)
         socks.append((proto, s)); report[spec] = "listening"

@@ -44,14 +44,24 @@ def _status(lab, host: str) -> dict:
 
 
 def _wait_health_ok(lab, host: str, limit: float) -> tuple[float, dict]:
+    """HEALTH_OK, every OSD up and every PG active+clean (what the suite's checks ask). Health alone is
+    not enough: right after an OSD restart the monitors may report HEALTH_OK from PG statistics the
+    manager has not refreshed yet, while ``ceph[pgs]`` already sees PGs active+undersized."""
     t0 = time.monotonic()
     st: dict = {}
+    since = None  # held since (two looks more than one manager stats period apart: 5 s by default)
     while time.monotonic() - t0 < limit:
         st = _status(lab, host)
-        if st["health"] == "HEALTH_OK":
-            return time.monotonic() - t0, st
+        if (st["health"] == "HEALTH_OK" and st["num_up_osds"] == st["num_osds"]
+                and st["pgs_by_state"] == {"active+clean": st["num_pgs"]}):
+            since = time.monotonic() if since is None else since
+            if time.monotonic() - since >= 6:
+                return time.monotonic() - t0, st
+        else:
+            since = None
         time.sleep(2)
-    raise AssertionError(f"no HEALTH_OK within {limit:.0f}s: {st.get('health')} {st.get('checks')}")
+    raise AssertionError(f"no HEALTH_OK with every PG active+clean within {limit:.0f}s: {st.get('health')} "
+                         f"{st.get('checks')} {st.get('pgs_by_state')}")
 
 
 @pytest.fixture(scope="module")

@@ -230,10 +230,36 @@ def test_listeners_cover_every_attempted_port(cases):
     wanted = M.listeners(cases.values())
     for case in cases.values():
         for a in case.attempts:
-            assert f"{a.proto}/{a.port}" in wanted[a.destination]
+            assert f"{a.proto}/{a.port}@{a.address}" in wanted[a.destination]
     assert set(wanted) == {"gpu-01", "gpu-02", "gw-01", "mon-01", "storage-01", "storage-02", "storage-03"}
 
 
 def test_hostvars_match_the_lab_network_mode(plan, hostvars):
     for host in plan.ip.hosts:
         assert hostvars[host.name]["llmcluster_network_mode"] == plan.in_lab().hostnet.mode(host.name) == "access"
+
+
+def test_the_matrix_listener_binds_the_attempted_address_beside_a_service_on_another(tmp_path):
+    """A service holding the port on another address of the host (a Ceph OSD's cluster messenger on
+    6800 after its public one re-bound elsewhere) must not leave the attempted address without a
+    listener: a wildcard bind is refused there ("in use") while the per-address one listens."""
+    import socket
+    import sys
+
+    from llmcluster.verify import scripts as S
+
+    held = socket.socket()
+    held.bind(("127.0.0.2", 0))
+    held.listen(1)
+    port = held.getsockname()[1]
+    pidfile = str(tmp_path / "listener.pid")
+    try:
+        out = subprocess.run([sys.executable, "-c", S.LISTEN, pidfile, "30", f"tcp/{port}", f"tcp/{port}@127.0.0.1"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        report = json.loads(out)
+        assert report == {f"tcp/{port}": "in use", f"tcp/{port}@127.0.0.1": "listening"}, report
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            assert c.recv(64) == b"llmcluster-verify\n"
+    finally:
+        subprocess.run([sys.executable, "-c", S.STOP, pidfile], check=False)
+        held.close()
