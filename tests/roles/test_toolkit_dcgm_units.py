@@ -214,7 +214,8 @@ def test_exporter_web_config_has_node_exporters_tls_settings():
     assert set(dcgm) == {"tls_server_config"}
     tls = dcgm["tls_server_config"]
     assert (tls["cert_file"], tls["key_file"], tls["client_ca_file"]) == tuple(paths.values())
-    node = yaml.safe_load(render("node_exporter", "web-config.yml.j2", _node_exporter_tls_dir="/x"))["tls_server_config"]
+    node = yaml.safe_load(render("node_exporter", "web-config.yml.j2", _node_exporter_tls_dir="/x"))
+    node = node["tls_server_config"]
     files = ("cert_file", "key_file", "client_ca_file")
     assert {k: x for k, x in tls.items() if k not in files} == {k: x for k, x in node.items() if k not in files}
     assert tls["client_auth_type"] == "RequireAndVerifyClientCert" and tls["min_version"] == "TLS13"
