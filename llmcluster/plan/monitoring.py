@@ -15,9 +15,9 @@ Derived once here from the spec and the other plans; the rule generator
   ``kubernetes`` the replica heads and gateways are pods, scraped by the cluster's Prometheus through the
   layer's ServiceMonitors; their jobs (``trtllm``, ``haproxy``) leave the host targets and their alerts (they
   could never be silent: ``up`` is absent) and are kept in ``cluster_targets`` for the PrometheusRule only.
-* **TLS where the target supports it**: node_exporter (web config), HAProxy (``bind ... ssl``) and the
-  serving TLS terminator are scraped over mTLS with the monitor host's certificate; dcgm-exporter and
-  Ceph 16's mgr module are plain HTTP (see docs/observability.md for why).
+* **TLS where the target supports it**: node_exporter and dcgm-exporter (exporter-toolkit web config),
+  HAProxy (``bind ... ssl``) and the serving TLS terminator are scraped over mTLS with the monitor host's
+  certificate; Ceph 16's mgr module is plain HTTP (see docs/observability.md for why).
 * **Thresholds that are SLOs** come from ``monitoring.slo``; the GPU count per host from the pool;
   the certificate renewal window from the PKI policy.
 * **Audit store**: retention >= 180 days and a size cap sized from the expected request rate.
@@ -194,7 +194,7 @@ def audit_max_bytes(requests_per_s: float, retention_days: int) -> int:
 
 _JOBS = (
     Job("node", "node_exporter", NODE_EXPORTER_PORT, "/metrics", True, "prometheus-node-exporter.service"),
-    Job("dcgm", "dcgm-exporter", DCGM_EXPORTER_PORT, "/metrics", False, "nvidia-dcgm-exporter.service"),
+    Job("dcgm", "dcgm-exporter", DCGM_EXPORTER_PORT, "/metrics", True, "nvidia-dcgm-exporter.service"),
     Job("trtllm", "trtllm-serve", TRTLLM_METRICS_PORT, "/metrics", True, "trtllm-serve.service"),
     Job("haproxy", "haproxy", HAPROXY_EXPORTER_PORT, "/metrics", True, "haproxy.service"),
     Job("ceph", "ceph-mgr", CEPH_MGR_EXPORTER_PORT, "/metrics", False, "ceph-mgr.target"),

@@ -1,7 +1,9 @@
 """The monitoring pipeline for real on loopback (no lab): the SIMULATED dcgm-exporter of the lab
-(llmcluster/lab/nvidia_sim) -> Prometheus 2.42 with the generated rules -> Alertmanager 0.25 with
-the generated routing -> a webhook receiver. An injected XID 79 (the simulation's faults.json)
-fires GpuFellOffTheBus, the receiver gets it within a bound, and the repair resolves it.
+(llmcluster/lab/nvidia_sim), serving mTLS with the lab PKI's host certificate and the dcgm role's web
+configuration, scraped with the rendered job's tls_config (the monitor host's client certificate)
+-> Prometheus 2.42 with the generated rules -> Alertmanager 0.25 with the generated routing -> a webhook
+receiver. An injected XID 79 (the simulation's faults.json) fires GpuFellOffTheBus, the receiver gets it
+within a bound, and the repair resolves it.
 
 Timing: the rules keep the lab plan's evaluation interval (5 s); Prometheus scrapes every second;
 Alertmanager's group_wait / group_interval are shortened (1 s / 2 s) so the test takes seconds:
@@ -22,13 +24,13 @@ import pytest
 import yaml
 
 from llmcluster.lab.nvidia_sim.hardware import hardware_doc, write_hardware
-from llmcluster.monitoring.render import alertmanager_config
+from llmcluster.monitoring.render import alertmanager_config, prometheus_config
 from llmcluster.monitoring.rules import rule_file
 from llmcluster.plan.build import build_plan
 from llmcluster.plan.monitoring import monitoring_plan
 from llmcluster.validate import load_stack_file
 from llmcluster.verify import monitoring as V
-from tests.helpers.role_local import free_port, wait_port
+from tests.helpers.role_local import export_lab_pki, free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus")
@@ -53,11 +55,35 @@ def pipeline(tmp_path):
     (sim / "usr/share/llmcluster-sim/driver-version").write_text("570.172.08\n")
     faults = sim / "etc/llmcluster-sim/faults.json"
     faults.write_text("{}")
+    # mTLS as on the hosts: gpu-01's certificate where the mtls role puts it, the role's web configuration
+    _, _, pki = export_lab_pki(tmp_path)
+    host_pki = sim / "etc/llmcluster/pki"
+    host_pki.mkdir(parents=True)
+    shutil.copy(pki / "certs/host-gpu-01.pem", host_pki / "host.crt")
+    shutil.copy(pki / "private/host-gpu-01.key", host_pki / "host.key")
+    shutil.copy(pki / "ca-chain.pem", host_pki / "ca-chain.pem")
+    (sim / "etc/dcgm-exporter").mkdir(parents=True)
+    (sim / "etc/dcgm-exporter/web.yml").write_text(
+        (ROOT / "roles/dcgm/templates/web-config.yml.j2").read_text().replace("{{ ansible_managed }}", "test")
+        .replace("{{ dcgm_exporter_cert_path }}", "/etc/llmcluster/pki/host.crt")
+        .replace("{{ dcgm_exporter_key_path }}", "/etc/llmcluster/pki/host.key")
+        .replace("{{ dcgm_exporter_ca_path }}", "/etc/llmcluster/pki/ca-chain.pem"))
+    # the monitor host's client material, where the prometheus role copies it
+    tls = tmp_path / "prom-tls"
+    tls.mkdir()
+    shutil.copy(pki / "certs/host-mon-01.pem", tls / "client.crt")
+    shutil.copy(pki / "private/host-mon-01.key", tls / "client.key")
+    shutil.copy(pki / "ca-chain.pem", tls / "ca-chain.pem")
+    dcgm_job = next(j for j in prometheus_config(mp, "lab", str(tls))["scrape_configs"] if j["job_name"] == "dcgm")
+    assert dcgm_job["scheme"] == "https"
+    # the target is 127.0.0.1 here, not gpu-01's mgmt address: name the host its certificate carries
+    tls_config = {**dcgm_job["tls_config"], "server_name": next(h.fqdn for h in plan.ip.hosts if h.name == "gpu-01")}
     p_dcgm, p_am, p_prom = free_port(), free_port(), free_port()
     env = {**os.environ, "LLMCLUSTER_SIM_ROOT": str(sim), "PYTHONPATH": str(ROOT)}
     run_sim = ("import sys; from llmcluster.lab.nvidia_sim.tools import dcgm_exporter as d; "
                "sys.exit(d.main(sys.argv[1:]))")
-    procs.append(_start([sys.executable, "-c", run_sim, "-a", f"127.0.0.1:{p_dcgm}"], tmp_path / "dcgm.log", env))
+    procs.append(_start([sys.executable, "-c", run_sim, "-a", f"127.0.0.1:{p_dcgm}",
+                         "--web-config-file", "/etc/dcgm-exporter/web.yml"], tmp_path / "dcgm.log", env))
     receiver = V.WebhookReceiver()
     receiver.__enter__()
     am = alertmanager_config(mp)
@@ -71,7 +97,7 @@ def pipeline(tmp_path):
     prom = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(tmp_path / "rules.yml")],
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{p_am}"]}]}]},
-            "scrape_configs": [{"job_name": "dcgm", "static_configs": [
+            "scrape_configs": [{"job_name": "dcgm", "scheme": "https", "tls_config": tls_config, "static_configs": [
                 {"targets": [f"127.0.0.1:{p_dcgm}"], "labels": {"host": "gpu-01", "pool": "gpu"}}],
                 "relabel_configs": [{"source_labels": ["host"], "target_label": "instance"}]}]}
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prom))

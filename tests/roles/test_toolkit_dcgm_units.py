@@ -99,11 +99,14 @@ def test_toolkit_version_and_key_from_tool_output():
 
 
 def render(role: str, template: str, **variables) -> str:
+    from ansible.plugins.filter.core import to_bool
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(ROLES / role / "templates")),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    env.filters["bool"] = to_bool  # Ansible's, as the templates use it
     return env.get_template(template).render(ansible_managed="Ansible managed", **variables)
 
 
@@ -166,6 +169,8 @@ DCGM_VARS = {
     "_dcgm_hostengine_service": "nvidia-dcgm",
     "_dcgm_exporter_env_file": "/etc/default/nvidia-dcgm-exporter",
     "_dcgm_exporter_bin": "/usr/bin/dcgm-exporter",
+    "_dcgm_exporter_web_config": "/etc/dcgm-exporter/llmcluster-web-config.yml",
+    "dcgm_exporter_tls": True,
 }
 
 
@@ -175,6 +180,10 @@ def test_exporter_environment_file():
     # The lab's stand-in and the real dcgm-exporter read exactly this variable.
     assert env["DCGM_EXPORTER_LISTEN"] == '"10.20.0.11:9400"'
     assert env["DCGM_EXPORTER_COLLECTORS"] == '"/etc/dcgm-exporter/llmcluster-counters.csv"'
+    # exporter-toolkit's web configuration (mTLS), the variable the real exporter reads
+    assert env["DCGM_EXPORTER_WEB_CONFIG_FILE"] == '"/etc/dcgm-exporter/llmcluster-web-config.yml"'
+    plain = render("dcgm", "nvidia-dcgm-exporter.env.j2", **{**DCGM_VARS, "dcgm_exporter_tls": False})
+    assert "DCGM_EXPORTER_WEB_CONFIG_FILE" not in plain
 
 
 def test_exporter_dropin_overrides_execstart_with_the_address():
@@ -187,7 +196,32 @@ def test_exporter_dropin_overrides_execstart_with_the_address():
     assert argv[0] == "/usr/bin/dcgm-exporter"
     assert argv[argv.index("--address") + 1] == "${DCGM_EXPORTER_LISTEN}"
     assert argv[argv.index("--collectors") + 1] == "${DCGM_EXPORTER_COLLECTORS}"
+    assert argv[argv.index("--web-config-file") + 1] == "${DCGM_EXPORTER_WEB_CONFIG_FILE}"
     assert "After=nvidia-dcgm.service network-online.target" in text
+    plain = render("dcgm", "nvidia-dcgm-exporter.dropin.conf.j2", **{**DCGM_VARS, "dcgm_exporter_tls": False})
+    assert "--web-config-file" not in plain
+
+
+def test_exporter_web_config_has_node_exporters_tls_settings():
+    """The same exporter-toolkit settings as node_exporter's, over the mtls role's files in place."""
+    v = role_vars("dcgm", llmcluster_pki={"cert": "/etc/llmcluster/pki/host.crt", "key": "/etc/llmcluster/pki/host.key",
+                                          "ca_chain": "/etc/llmcluster/pki/ca-chain.pem"})
+    paths = {k: evaluate(v, k) for k in ("dcgm_exporter_cert_path", "dcgm_exporter_key_path", "dcgm_exporter_ca_path")}
+    assert paths == {"dcgm_exporter_cert_path": "/etc/llmcluster/pki/host.crt",
+                     "dcgm_exporter_key_path": "/etc/llmcluster/pki/host.key",
+                     "dcgm_exporter_ca_path": "/etc/llmcluster/pki/ca-chain.pem"}
+    dcgm = yaml.safe_load(render("dcgm", "web-config.yml.j2", **paths))
+    assert set(dcgm) == {"tls_server_config"}
+    tls = dcgm["tls_server_config"]
+    assert (tls["cert_file"], tls["key_file"], tls["client_ca_file"]) == tuple(paths.values())
+    node = yaml.safe_load(render("node_exporter", "web-config.yml.j2", _node_exporter_tls_dir="/x"))
+    node = node["tls_server_config"]
+    files = ("cert_file", "key_file", "client_ca_file")
+    assert {k: x for k, x in tls.items() if k not in files} == {k: x for k, x in node.items() if k not in files}
+    assert tls["client_auth_type"] == "RequireAndVerifyClientCert" and tls["min_version"] == "TLS13"
+    assert evaluate(v, "_dcgm_exporter_scheme") == "https"
+    v["dcgm_exporter_tls"] = False
+    assert evaluate(v, "_dcgm_exporter_scheme") == "http"
 
 
 def test_exporter_collectors_csv():

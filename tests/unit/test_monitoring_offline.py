@@ -227,7 +227,10 @@ def test_prometheus_config_checks(plan, mp, tmp_path):
     out = subprocess.run([PROMTOOL, "check", "config", str(f)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
-    assert jobs["node"]["scheme"] == "https" and jobs["dcgm"]["scheme"] == "http"
+    assert jobs["node"]["scheme"] == "https" and jobs["dcgm"]["scheme"] == "https"
+    # dcgm-exporter is scraped with the monitor host's client certificate, as node_exporter
+    assert jobs["dcgm"]["tls_config"] == jobs["node"]["tls_config"]
+    assert {j for j, c in jobs.items() if c["scheme"] == "http"} <= {"ceph"}
     n_targets = sum(len(sc["targets"]) for j in cfg["scrape_configs"] for sc in j["static_configs"])
     assert n_targets == len(mp.targets) == len(scrape_targets(mp))
 
