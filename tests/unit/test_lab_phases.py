@@ -129,8 +129,10 @@ def test_lab_up_adds_its_split_under_make_lab(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed here")
 def test_make_lab_starts_the_file_then_times_each_step(tmp_path):
-    r = subprocess.run(["make", "-n", "lab", f"OUT={tmp_path}/o"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=60, check=False)
+    # under `make test` the parent make's flags (-w: "Entering directory") would reach this make
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    r = subprocess.run(["make", "--no-print-directory", "-n", "lab", f"OUT={tmp_path}/o"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60, check=False, env=env)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "bash scripts/phases.sh start"  # before setup, so that setup's rows stay
