@@ -59,7 +59,9 @@ def _query(verify_target, mp, path: str) -> dict:
     return json.loads(r.stdout)
 
 
-def test_targets_up(verify_target, mon):
+def test_targets_up(verify_target, record_property, mon):
+    record_property("host", mon.servers[0])
+    record_property("check", "monitoring[targets-up]")
     expected = [(t.job, t.host) for t in mon.targets]
     problems: list[str] = []
 
@@ -84,7 +86,9 @@ def _read_faults(h) -> dict:
         return {}
 
 
-def test_alert_delivery(verify_target, mon):
+def test_alert_delivery(verify_target, record_property, mon):
+    record_property("host", mon.servers[0])
+    record_property("check", "monitoring[alert-delivery]")
     if verify_target.c.inventory_path is not None:
         pytest.skip("fault injection uses the lab's GPU simulation: lab only")
     if not mon.webhooks:
@@ -148,7 +152,9 @@ def _fetch_store(h, dest: Path) -> Path:
     return dest / name
 
 
-def test_audit_store(verify_target, mon, admin_source, tmp_path_factory):
+def test_audit_store(verify_target, record_property, mon, admin_source, tmp_path_factory):
+    record_property("host", mon.servers[0])
+    record_property("check", "monitoring[audit-store]")
     gvars, pki, source = admin_source
     if source is None:
         pytest.skip("no client source namespace for the api flow")
