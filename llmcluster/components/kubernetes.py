@@ -17,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
+from llmcluster.plan.pki import early_renewal_hours
 from llmcluster.plan.kubernetes import (
     CERT_ANNOTATION,
     METRICS_SECRET,
@@ -52,6 +53,9 @@ class KubernetesServingArgs:
     #: the serving Service's DNS name (its certificate's SAN) and the leaf lifetime
     service_fqdn: str
     leaf_validity_hours: int = 90 * 24
+    #: re-issue at ``pulumi up`` once this many hours are left (the PKI leaves' rule: ``pki.renew_at_fraction``);
+    #: without it the in-component certificates would be renewed only after they had lapsed
+    leaf_early_renewal_hours: int = 30 * 24
     #: sha256 of the revocation record in the Secrets' crl.pem (``ProgramRevocations.digest``): annotates the
     #: pod templates that load a CRL so that a revocation rolls them; None without revocations
     crl_digest: str | None = None
@@ -144,6 +148,7 @@ class KubernetesServing(pulumi.ComponentResource):
                                      ca_private_key_pem=pki.intermediate.key.private_key_pem,
                                      ca_cert_pem=pki.intermediate.cert_pem,
                                      validity_period_hours=args.leaf_validity_hours,
+                                     early_renewal_hours=args.leaf_early_renewal_hours,
                                      allowed_uses=["digital_signature", "key_agreement", "server_auth"], opts=child)
         bundle = pulumi.Output.secret(pulumi.Output.concat(cert.cert_pem, chain, key.private_key_pem))
         self.cert_digests["serving-tls"] = pulumi.Output.all(cert.cert_pem, chain).apply(
@@ -177,6 +182,7 @@ class KubernetesServing(pulumi.ComponentResource):
                                           ca_private_key_pem=pki.intermediate.key.private_key_pem,
                                           ca_cert_pem=pki.intermediate.cert_pem,
                                           validity_period_hours=args.leaf_validity_hours,
+                                          early_renewal_hours=args.leaf_early_renewal_hours,
                                           allowed_uses=["digital_signature", "client_auth"], opts=child)
             self.cert_digests[METRICS_SECRET] = pulumi.Output.all(mcert.cert_pem, chain).apply(
                 lambda a: certificate_digest(*a))
@@ -226,7 +232,9 @@ def serving_layer(plan, pki, eks_kubeconfig: Any, kubeconfig_secret: Any, crl_di
     provider = k8s.Provider("kubernetes", kubeconfig=source, enable_server_side_apply=True)
     layer = KubernetesServing("k8s", KubernetesServingArgs(
         plan=kp, pki=pki, service_fqdn=f"serving.{kp.namespace}.svc.cluster.local",
-        leaf_validity_hours=spec.pki.leaf_validity_days * 24, crl_digest=crl_digest),
+        leaf_validity_hours=spec.pki.leaf_validity_days * 24,
+        leaf_early_renewal_hours=early_renewal_hours(spec.pki.leaf_validity_days * 24, spec.pki.renew_at_fraction),
+        crl_digest=crl_digest),
         pulumi.ResourceOptions(providers={"kubernetes": provider}))
     return {"namespace": kp.namespace, "workload": kp.workload, "groupSize": kp.group_size,
             "replicas": kp.replicas, "pin": dict(kp.pin), "objects": sorted(layer.resources),

@@ -457,3 +457,22 @@ def test_a_reissued_leaf_rolls_exactly_the_pods_that_mount_it(case):
     admin = evaluate(spec, prior=_reissued(first, "pki-admin"))
     assert admin.outputs[outputs.PKI_CERTS]["admin"] != first.outputs[outputs.PKI_CERTS]["admin"]
     assert _cert_annotations(admin) == before
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_certificate_of_the_layer_is_renewed_before_it_lapses(case):
+    """The layer's own certificates (the serving Service's, the scraper's) follow the PKI leaves' rule:
+    ``pulumi up`` re-issues them once ``1 - pki.renew_at_fraction`` of their life is left, not after expiry."""
+    from llmcluster.plan.pki import early_renewal_hours
+
+    stack, over = CASES[case]
+    spec = load_spec(stack, over)
+    hours = spec.pki.leaf_validity_days * 24
+    want = early_renewal_hours(hours, spec.pki.renew_at_fraction)
+    assert 0 < want < hours
+    mine = [r for r in ev(case).resources if r.type == "tls:index/locallySignedCert:LocallySignedCert"
+            and r.name.startswith("k8s-")]
+    assert {r.name for r in mine} >= {"k8s-serving-tls"}, [r.name for r in mine]
+    for r in mine:
+        assert r.inputs.get("validityPeriodHours") == hours, r.name
+        assert r.inputs.get("earlyRenewalHours") == want, (r.name, r.inputs.get("earlyRenewalHours"))
