@@ -28,11 +28,15 @@ from pulumi.runtime import mocks as pmocks
 
 from llmcluster import outputs, standins
 from llmcluster.plan.build import Plan
+from llmcluster.plan.kubernetes import CERT_ANNOTATION
 from llmcluster.spec.models import Spec
 
 PROJECT = "llmcluster"
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
 _lock = threading.Lock()
+#: Keys whose values are digests of run-dependent material (the certificates a pod template mounts): redacted
+#: to a stable placeholder in the plan document, as the PEMs themselves are.
+_RUN_DEPENDENT = {CERT_ANNOTATION: "<sha256:certificates>"}
 
 
 # --------------------------------------------------------------------------- recording mocks
@@ -74,7 +78,7 @@ def _unsecret(value: Any) -> Any:
 
 
 def _redact(value: Any) -> Any:
-    """Replace secrets and run-dependent values (PEM material) by stable placeholders."""
+    """Replace secrets and run-dependent values (PEM material, digests of it) by stable placeholders."""
     if _is_secret(value):
         return "<secret>"
     if isinstance(value, str):
@@ -83,7 +87,8 @@ def _redact(value: Any) -> Any:
             return f"<pem:{m.group(1).lower()}>"
         return value
     if isinstance(value, Mapping):
-        return {k: _redact(v) for k, v in sorted(value.items())}
+        return {k: _RUN_DEPENDENT[k] if k in _RUN_DEPENDENT and isinstance(v, str) else _redact(v)
+                for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
         return [_redact(v) for v in value]
     return value

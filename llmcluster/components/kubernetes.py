@@ -17,7 +17,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from llmcluster.plan.kubernetes import METRICS_SECRET, KubernetesPlan, metrics_client_cn, with_crl_annotation
+from llmcluster.plan.pki import early_renewal_hours
+from llmcluster.plan.kubernetes import (
+    CERT_ANNOTATION,
+    METRICS_SECRET,
+    KubernetesPlan,
+    certificate_digest,
+    combined_digest,
+    metrics_client_cn,
+    with_crl_annotation,
+    with_template_annotation,
+)
 
 #: Helm repositories of the charts (versions pinned by the spec).
 GPU_OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"
@@ -43,6 +53,9 @@ class KubernetesServingArgs:
     #: the serving Service's DNS name (its certificate's SAN) and the leaf lifetime
     service_fqdn: str
     leaf_validity_hours: int = 90 * 24
+    #: re-issue at ``pulumi up`` once this many hours are left (the PKI leaves' rule: ``pki.renew_at_fraction``);
+    #: without it the in-component certificates would be renewed only after they had lapsed
+    leaf_early_renewal_hours: int = 30 * 24
     #: sha256 of the revocation record in the Secrets' crl.pem (``ProgramRevocations.digest``): annotates the
     #: pod templates that load a CRL so that a revocation rolls them; None without revocations
     crl_digest: str | None = None
@@ -76,13 +89,29 @@ class KubernetesServing(pulumi.ComponentResource):
             charts.append(k8s.helm.v3.Release(
                 f"{name}-lws", chart=LWS_CHART, version=kp.lws_chart_version, namespace="lws-system",
                 create_namespace=True, atomic=True, opts=child))
+        #: Secret name -> sha256 of the certificates it carries (an Output; see :data:`CERT_ANNOTATION`)
+        self.cert_digests: dict[str, pulumi.Output[str]] = {}
         self.secrets = self._secrets(name, kp, args, after_ns)
         deps = [ns, *charts, *self.secrets.values()]
         for o in kp.objects[1:]:
-            self._register(name, with_crl_annotation(o, args.crl_digest),
+            o = with_crl_annotation(o, args.crl_digest)
+            self._register(name, with_template_annotation(o, CERT_ANNOTATION, self._cert_annotation),
                            pulumi.ResourceOptions(parent=self, depends_on=deps))
         self.register_outputs({"namespace": kp.namespace, "workload": kp.workload,
                                "objects": [f"{o['kind']}/{o['metadata']['name']}" for o in kp.objects]})
+
+    def _cert_annotation(self, mounted: tuple[str, ...]) -> pulumi.Output[str] | None:
+        """The :data:`CERT_ANNOTATION` value of a pod template mounting ``mounted``; None without certificates.
+
+        Built by ``apply`` from the certificates' Outputs, which are public (pulumi-tls marks only keys secret): the
+        value is a plain string. Should an input ever be secret, ``apply`` keeps the result secret (no unsecret
+        here), so the annotation could never un-secret anything."""
+        named = {n: self.cert_digests[n] for n in mounted if n in self.cert_digests}
+        if not named:
+            return None
+        names = sorted(named)
+        return pulumi.Output.all(*[named[n] for n in names]).apply(
+            lambda ds: combined_digest(dict(zip(names, ds, strict=True))))
 
     def _register(self, name: str, o: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
         rname = _resource_name(name, o)
@@ -119,8 +148,11 @@ class KubernetesServing(pulumi.ComponentResource):
                                      ca_private_key_pem=pki.intermediate.key.private_key_pem,
                                      ca_cert_pem=pki.intermediate.cert_pem,
                                      validity_period_hours=args.leaf_validity_hours,
+                                     early_renewal_hours=args.leaf_early_renewal_hours,
                                      allowed_uses=["digital_signature", "key_agreement", "server_auth"], opts=child)
         bundle = pulumi.Output.secret(pulumi.Output.concat(cert.cert_pem, chain, key.private_key_pem))
+        self.cert_digests["serving-tls"] = pulumi.Output.all(cert.cert_pem, chain).apply(
+            lambda a: certificate_digest(*a))
         out["serving-tls"] = k8s.core.v1.Secret(
             f"{name}-secret-serving-tls", metadata={**meta, "name": "serving-tls"}, type="Opaque",
             string_data={"serving-tls.pem": bundle, "ca-chain.pem": chain, "crl.pem": crl}, opts=opts)
@@ -131,6 +163,11 @@ class KubernetesServing(pulumi.ComponentResource):
                 return pulumi.Output.secret(pulumi.Output.all(certs, keys, chain).apply(
                     lambda a: a[0][n] + a[2] + a[1][n]))
 
+            # the gateway's two leaves and the chain (the certificates of its bundles; not pki.cert_pems whole, so
+            # that another leaf's re-issue does not roll the gateway)
+            self.cert_digests["gateway-tls"] = pulumi.Output.all(
+                pki.leaves["gateway-api"].cert_pem, pki.leaves["gateway-upstream"].cert_pem, chain).apply(
+                lambda a: certificate_digest(*a))
             out["gateway-tls"] = k8s.core.v1.Secret(
                 f"{name}-secret-gateway-tls", metadata={**meta, "name": "gateway-tls"}, type="Opaque",
                 string_data={"api.pem": leaf("gateway-api"), "upstream.pem": leaf("gateway-upstream"),
@@ -145,7 +182,10 @@ class KubernetesServing(pulumi.ComponentResource):
                                           ca_private_key_pem=pki.intermediate.key.private_key_pem,
                                           ca_cert_pem=pki.intermediate.cert_pem,
                                           validity_period_hours=args.leaf_validity_hours,
+                                          early_renewal_hours=args.leaf_early_renewal_hours,
                                           allowed_uses=["digital_signature", "client_auth"], opts=child)
+            self.cert_digests[METRICS_SECRET] = pulumi.Output.all(mcert.cert_pem, chain).apply(
+                lambda a: certificate_digest(*a))
             out[METRICS_SECRET] = k8s.core.v1.Secret(
                 f"{name}-secret-{METRICS_SECRET}", metadata={**meta, "name": METRICS_SECRET}, type="Opaque",
                 string_data={"ca-chain.pem": chain, "tls.crt": mcert.cert_pem,
@@ -192,7 +232,9 @@ def serving_layer(plan, pki, eks_kubeconfig: Any, kubeconfig_secret: Any, crl_di
     provider = k8s.Provider("kubernetes", kubeconfig=source, enable_server_side_apply=True)
     layer = KubernetesServing("k8s", KubernetesServingArgs(
         plan=kp, pki=pki, service_fqdn=f"serving.{kp.namespace}.svc.cluster.local",
-        leaf_validity_hours=spec.pki.leaf_validity_days * 24, crl_digest=crl_digest),
+        leaf_validity_hours=spec.pki.leaf_validity_days * 24,
+        leaf_early_renewal_hours=early_renewal_hours(spec.pki.leaf_validity_days * 24, spec.pki.renew_at_fraction),
+        crl_digest=crl_digest),
         pulumi.ResourceOptions(providers={"kubernetes": provider}))
     return {"namespace": kp.namespace, "workload": kp.workload, "groupSize": kp.group_size,
             "replicas": kp.replicas, "pin": dict(kp.pin), "objects": sorted(layer.resources),

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import shlex
 from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import netaddr
@@ -228,6 +229,67 @@ def with_crl_annotation(o: dict[str, Any], digest: str | None) -> dict[str, Any]
     for t in _pod_templates(out):
         if any(v.get("secret", {}).get("secretName") in CRL_SECRETS for v in t["spec"].get("volumes", [])):
             t["metadata"].setdefault("annotations", {})[CRL_ANNOTATION] = digest
+    return out
+
+
+#: Pod-template annotation: sha256 of the certificate material (leaf certificates and chain, never a key) of the
+#: Secrets the template mounts. A changed Secret is not a changed pod, and HAProxy and the engine read their
+#: certificates only when they start: a re-issued leaf changes the value and rolls exactly the pods that mount it
+#: (rolling update, maxUnavailable 0); the same certificates give the same value, so an unchanged stack does not roll.
+CERT_ANNOTATION = "llmcluster.io/tls-certificates-sha256"
+#: The Secrets that carry certificates (components/kubernetes.py ``_secrets``); mpi-ssh carries SSH keys only.
+CERT_SECRETS = frozenset({"serving-tls", "gateway-tls", METRICS_SECRET})
+
+
+def certificate_digest(*pems: str) -> str:
+    """sha256 (hex) over certificate PEMs, in order: the value of :data:`CERT_ANNOTATION` for one Secret. Callers pass
+    certificates only (a new key always comes with a new certificate), so no key material reaches a pod template."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for pem in pems:
+        if "PRIVATE KEY-----" in pem:
+            raise ValueError("certificate_digest: a private key is not certificate material")
+        h.update(pem.strip().encode() + b"\n")
+    return h.hexdigest()
+
+
+def combined_digest(named: Mapping[str, str]) -> str:
+    """:data:`CERT_ANNOTATION` of a template that mounts several certificate Secrets: sha256 of the sorted
+    ``secret=digest`` lines (one Secret: its digest itself)."""
+    import hashlib
+
+    if len(named) == 1:
+        return next(iter(named.values()))
+    return hashlib.sha256("".join(f"{n}={d}\n" for n, d in sorted(named.items())).encode()).hexdigest()
+
+
+def template_secrets(t: dict[str, Any]) -> tuple[str, ...]:
+    """The Secrets a pod template mounts (secret volumes and projected secret sources), sorted."""
+    names = set()
+    for v in t.get("spec", {}).get("volumes", []):
+        if "secret" in v:
+            names.add(v["secret"]["secretName"])
+        for src in v.get("projected", {}).get("sources", []):
+            if "secret" in src:
+                names.add(src["secret"]["name"])
+    return tuple(sorted(names))
+
+
+def with_template_annotation(o: dict[str, Any], key: str,
+                             value_for: Callable[[tuple[str, ...]], Any | None]) -> dict[str, Any]:
+    """``o`` with annotation ``key`` = ``value_for(secrets the template mounts)`` on every pod template where that is
+    not None (a copy; ``o`` itself when no template gets one). The value may be a Pulumi Output: the plan stays pure,
+    the component passes the Outputs."""
+    import copy
+
+    values = [value_for(template_secrets(t)) for t in _pod_templates(o)]
+    if all(v is None for v in values):
+        return o
+    out = copy.deepcopy(o)
+    for t, v in zip(_pod_templates(out), values, strict=True):
+        if v is not None:
+            t["metadata"].setdefault("annotations", {})[key] = v
     return out
 
 

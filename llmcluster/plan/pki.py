@@ -99,7 +99,8 @@ def upstream_client_cn(domain: str) -> str:
     return f"gateway.{domain}"
 
 
-def _early(validity_hours: int, fraction: float) -> int:
+def early_renewal_hours(validity_hours: int, fraction: float) -> int:
+    """Hours before expiry at which `pulumi up` re-issues a certificate renewed at `fraction` of its life."""
     return int(round(validity_hours * (1.0 - fraction)))
 
 
@@ -113,7 +114,7 @@ def build_pki_plan(spec: Spec, ip: IpPlan) -> PkiPlan:
         return CertPlan(
             name=name, kind=kind, common_name=cn, organization=org, organizational_unit=ou,
             dns_names=tuple(dns), ip_addresses=tuple(ips), allowed_uses=tuple(uses), validity_hours=hours,
-            early_renewal_hours=_early(hours, frac), is_ca=is_ca, max_path_length=path_len, host=host,
+            early_renewal_hours=early_renewal_hours(hours, frac), is_ca=is_ca, max_path_length=path_len, host=host,
         )
 
     root = cert("root", "root", f"{site.name} llmcluster Root CA", pki.root_validity_days, CA_USES,

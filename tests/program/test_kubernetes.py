@@ -28,6 +28,20 @@ def k8s_resources(e):
     return [r for r in e.resources if r.type.startswith("kubernetes:")]
 
 
+def _without_cert_annotation(value):
+    """``value`` without the program's certificate-digest annotation (and an annotations map it leaves empty)."""
+    from llmcluster.plan.kubernetes import CERT_ANNOTATION
+
+    if isinstance(value, dict):
+        out = {k: _without_cert_annotation(v) for k, v in value.items() if k != CERT_ANNOTATION}
+        if "annotations" in value and not out["annotations"] and CERT_ANNOTATION in value["annotations"]:
+            del out["annotations"]
+        return out
+    if isinstance(value, list):
+        return [_without_cert_annotation(v) for v in value]
+    return value
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_manifest_object_is_registered_as_its_typed_resource_with_exact_fields(case):
     e = ev(case)
@@ -40,8 +54,8 @@ def test_every_manifest_object_is_registered_as_its_typed_resource_with_exact_fi
         assert r is not None, (typ, o["metadata"]["name"])
         assert r.inputs["metadata"] == o["metadata"], r.urn
         for key in ("spec", "data"):
-            if key in o:
-                assert r.inputs[key] == o[key], f"{r.urn}: {key}"
+            if key in o:  # the program adds only the certificate digest to pod templates (tested below)
+                assert _without_cert_annotation(r.inputs[key]) == o[key], f"{r.urn}: {key}"
         assert r.parent.endswith("llmcluster:kubernetes:Serving::k8s"), r.urn
 
 
@@ -314,3 +328,151 @@ def test_an_export_of_another_hierarchy_is_refused(tmp_path):
     with pytest.raises(SpecError) as exc:  # a folder that is no export: a key-path error, never "no revocations"
         C.program_revocations(tmp_path / "missing")
     assert "LLMCLUSTER_PKI_DIR=" in str(exc.value)
+
+
+def _templates(e) -> dict[str, dict]:
+    """Every registered pod template by ``<kind>-<name>[/leader|/worker]``."""
+    out = {}
+    for r in k8s_resources(e):
+        spec = r.inputs.get("spec", {})
+        if r.type.endswith(":Deployment"):
+            out[r.name.removeprefix("k8s-")] = spec["template"]
+        elif r.type.endswith(":LeaderWorkerSet"):
+            for t in ("leaderTemplate", "workerTemplate"):
+                out[f"{r.name.removeprefix('k8s-')}/{t}"] = spec["leaderWorkerTemplate"][t]
+    return out
+
+
+def _cert_annotations(e) -> dict[str, str | None]:
+    from llmcluster.plan.kubernetes import CERT_ANNOTATION
+
+    return {n: t["metadata"].get("annotations", {}).get(CERT_ANNOTATION) for n, t in _templates(e).items()}
+
+
+def _pem_blocks(text: str, kind: str = "CERTIFICATE") -> list[str]:
+    import re
+
+    return re.findall(rf"-----BEGIN {kind}-----\n.*?-----END {kind}-----\n?", text, re.S)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_pod_templates_carry_the_digest_of_the_certificates_they_mount(case):
+    """Every pod template that mounts a certificate Secret carries sha256 over that Secret's certificates (leaf,
+    then the chain; no key), computed here from the registered Secret's own data; a plain public value (no secret
+    wrapper), redacted to a stable placeholder in the plan document; templates that mount none carry none."""
+    from llmcluster.offline import _is_secret
+    from llmcluster.plan.kubernetes import (CERT_ANNOTATION, CERT_SECRETS, certificate_digest, combined_digest,
+                                            template_secrets)
+
+    e = ev(case)
+    serving = _secret_data(e, "k8s-secret-serving-tls")
+    gateway = _secret_data(e, "k8s-secret-gateway-tls")
+    assert serving["ca-chain.pem"] == gateway["ca-chain.pem"]
+    chain = serving["ca-chain.pem"]
+    expected = {
+        # the bundle: leaf, chain, key; the digest covers the certificates only
+        "serving-tls": certificate_digest(_pem_blocks(serving["serving-tls.pem"])[0], chain),
+        "gateway-tls": certificate_digest(_pem_blocks(gateway["api.pem"])[0], _pem_blocks(gateway["upstream.pem"])[0],
+                                          chain),
+    }
+    assert expected["serving-tls"] != expected["gateway-tls"]
+    templates = _templates(e)
+    assert {"deployment-gateway"} <= set(templates)
+    annotated = 0
+    for n, t in templates.items():
+        mounted = [s for s in template_secrets(t) if s in CERT_SECRETS]
+        got = t["metadata"].get("annotations", {}).get(CERT_ANNOTATION)
+        if not mounted:
+            assert got is None, n
+            continue
+        annotated += 1
+        assert not _is_secret(got) and isinstance(got, str) and len(got) == 64, (n, got)
+        assert got == combined_digest({s: expected[s] for s in mounted}), n
+    assert annotated == len(templates) == (3 if "lws" in case else 2)
+    # the plan document stays deterministic: the digest is run-dependent (fresh keys each evaluation)
+    doc = e.document()
+    text = str(doc)
+    assert "<sha256:certificates>" in text and expected["serving-tls"] not in text
+    # the Secrets stay secret whole
+    for x in doc["resources"]:
+        if x["type"] == "kubernetes:core/v1:Secret":
+            assert x["inputs"]["stringData"] == "<secret>", x["name"]
+
+
+def test_certificate_digest_refuses_key_material():
+    from llmcluster.plan.kubernetes import certificate_digest, combined_digest
+
+    with pytest.raises(ValueError, match="private key"):
+        certificate_digest("-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n")
+    a, b = certificate_digest("A"), certificate_digest("B")
+    assert a != b and certificate_digest("A\n") == a
+    assert combined_digest({"x": a}) == a
+    assert combined_digest({"x": a, "y": b}) == combined_digest({"y": b, "x": a}) != combined_digest({"x": b, "y": a})
+
+
+def _reissued(first, *names: str):
+    """The next update after forcing a re-issue of ``names`` (a new key, CSR and certificate each, as a replaced
+    or renewed leaf gets): the prior state without those resources; everything else keeps its state."""
+    import dataclasses
+
+    drop = {n for name in names for n in (name, f"{name}-key", f"{name}-csr")}
+    assert drop & {k[1] for k in first.state}, names
+    return dataclasses.replace(first, state={k: v for k, v in first.state.items() if k[1] not in drop})
+
+
+@pytest.mark.parametrize("case", ["baremetal", "baremetal-lws"])
+def test_a_reissued_leaf_rolls_exactly_the_pods_that_mount_it(case):
+    """Under mocks, keeping the first run's state as `pulumi up` does: the same keys give byte-identical workload
+    inputs (no roll); a re-issued serving certificate changes the serving templates only, a re-issued gateway
+    leaf the gateway template only, a re-issued leaf no pod mounts (admin) neither."""
+    from llmcluster.offline import _unsecret
+
+    stack, over = CASES[case]
+    spec = load_spec(stack, over)
+    first = ev(case)
+    before = _cert_annotations(first)
+    serving_t = {n for n in before if "serving" in n}
+    assert before and all(before.values()) and serving_t and "deployment-gateway" in before
+
+    def workloads(e):
+        return {r.name: _unsecret(r.inputs) for r in k8s_resources(e)
+                if r.type.endswith((":Deployment", ":LeaderWorkerSet"))}
+
+    same = evaluate(spec, prior=first)
+    assert _cert_annotations(same) == before
+    assert workloads(same) == workloads(first)  # an unchanged stack: unchanged templates, nothing rolls
+
+    serving = evaluate(spec, prior=_reissued(first, "k8s-serving-tls"))
+    assert _pem_blocks(_secret_data(serving, "k8s-secret-serving-tls")["serving-tls.pem"])[0] != \
+        _pem_blocks(_secret_data(first, "k8s-secret-serving-tls")["serving-tls.pem"])[0]
+    after = _cert_annotations(serving)
+    assert {n for n in before if after[n] != before[n]} == serving_t, (before, after)
+    assert len({after[n] for n in serving_t}) == 1  # leader and worker roll together
+
+    gateway = evaluate(spec, prior=_reissued(first, "pki-gateway-api"))
+    assert gateway.outputs[outputs.PKI_CERTS]["gateway-api"] != first.outputs[outputs.PKI_CERTS]["gateway-api"]
+    after = _cert_annotations(gateway)
+    assert {n for n in before if after[n] != before[n]} == {"deployment-gateway"}, (before, after)
+
+    admin = evaluate(spec, prior=_reissued(first, "pki-admin"))
+    assert admin.outputs[outputs.PKI_CERTS]["admin"] != first.outputs[outputs.PKI_CERTS]["admin"]
+    assert _cert_annotations(admin) == before
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_certificate_of_the_layer_is_renewed_before_it_lapses(case):
+    """The layer's own certificates (the serving Service's, the scraper's) follow the PKI leaves' rule:
+    ``pulumi up`` re-issues them once ``1 - pki.renew_at_fraction`` of their life is left, not after expiry."""
+    from llmcluster.plan.pki import early_renewal_hours
+
+    stack, over = CASES[case]
+    spec = load_spec(stack, over)
+    hours = spec.pki.leaf_validity_days * 24
+    want = early_renewal_hours(hours, spec.pki.renew_at_fraction)
+    assert 0 < want < hours
+    mine = [r for r in ev(case).resources if r.type == "tls:index/locallySignedCert:LocallySignedCert"
+            and r.name.startswith("k8s-")]
+    assert {r.name for r in mine} >= {"k8s-serving-tls"}, [r.name for r in mine]
+    for r in mine:
+        assert r.inputs.get("validityPeriodHours") == hours, r.name
+        assert r.inputs.get("earlyRenewalHours") == want, (r.name, r.inputs.get("earlyRenewalHours"))
