@@ -20,11 +20,13 @@ GOOD = {"llmcluster_aws_audit": {"log_group": "/llmcluster/prod-aws/audit", "reg
                                  "logs_endpoint": "https://logs.us-east-1.amazonaws.com",
                                  "s3_endpoint": "https://s3.us-east-1.amazonaws.com", "archive_key_prefix": "audit/",
                                  "archive_period": "hour", "lock_days": 180},
-        "llmcluster_aws_audit_archive_bucket": "llmcluster-prod-aws-audit-0123abcd", "audit_cloudwatch_manage_services": False}
+        "llmcluster_aws_audit_archive_bucket": "llmcluster-prod-aws-audit-0123abcd",
+        "audit_cloudwatch_manage_services": False}
 
 
 def _vars(tmp: Path, **extra) -> dict:
-    return {**GOOD, "audit_cloudwatch_lib_dir": str(tmp / "lib"), "audit_cloudwatch_config_path": str(tmp / "etc" / "ship.json"),
+    return {**GOOD, "audit_cloudwatch_lib_dir": str(tmp / "lib"),
+            "audit_cloudwatch_config_path": str(tmp / "etc" / "ship.json"),
             "audit_cloudwatch_unit_path": str(tmp / "units" / "llmcluster-audit-ship.service"), **extra}
 
 
@@ -41,12 +43,15 @@ def test_converges_then_changes_nothing(tmp_path):
     assert rc == 0 and changed > 0, out[-3000:]
     assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == ["audit_chain.py", "audit_ship.py", "s3_sigv4.py"]
     cfg = json.loads((tmp_path / "etc" / "ship.json").read_text())
-    assert cfg["log_group"] == "/llmcluster/prod-aws/audit" and cfg["bucket"] == GOOD["llmcluster_aws_audit_archive_bucket"]
-    assert cfg["stream"] == "localhost" and cfg["period"] == "hour" and cfg["state_dir"] == "/var/lib/llmcluster-audit-ship"
+    assert cfg["log_group"] == "/llmcluster/prod-aws/audit"
+    assert cfg["bucket"] == GOOD["llmcluster_aws_audit_archive_bucket"]
+    assert cfg["stream"] == "localhost" and cfg["period"] == "hour"
+    assert cfg["state_dir"] == "/var/lib/llmcluster-audit-ship"
     # the installed copy runs standalone (siblings, no llmcluster package): a bad config is named
     (tmp_path / "bad.json").write_text(json.dumps({**cfg, "bucket": ""}))
     r = subprocess.run(["python3", "-E", "-s", str(tmp_path / "lib" / "audit_ship.py"), "once", "--config",
-                        str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
+                        str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=60, check=False,
+                       cwd=tmp_path)
     assert r.returncode == 3 and "bucket: missing or empty" in r.stderr, r.stderr
     rc, changed, out = _converge(tmp_path / "run2", v)
     assert rc == 0 and changed == 0, out[-3000:]
@@ -62,8 +67,9 @@ def test_the_unit_is_hardened_and_valid(tmp_path):
     for want in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n",
                  "SupplementaryGroups=systemd-journal", "StateDirectory=llmcluster-audit-ship"):
         assert want in unit, want
-    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(tmp_path / "units" / "llmcluster-audit-ship.service")],
-                       capture_output=True, text=True, timeout=120, check=False)
+    unit_path = tmp_path / "units" / "llmcluster-audit-ship.service"
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit_path)], capture_output=True, text=True,
+                       timeout=120, check=False)
     problems = [ln for ln in r.stderr.splitlines() if "llmcluster-audit-ship" in ln and "not executable" not in ln
                 and "No such file" not in ln]
     assert not problems, r.stderr
