@@ -131,6 +131,14 @@ def monitoring_vars(plan: Plan) -> dict[str, Any]:
                                       "alertmanager_config": alertmanager_config(mp), "rules_b64": rules}}
 
 
+def aws_audit_vars(plan: Plan) -> dict[str, Any]:
+    """AWS stacks with a gateway: where the gateways ship their access log (roles/audit_cloudwatch)."""
+    from llmcluster.plan.monitoring import aws_audit_plan
+
+    ap = aws_audit_plan(plan.spec)
+    return {} if ap is None else {"llmcluster_aws_audit": ap.to_vars()}
+
+
 def build_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The whole inventory; ``addresses``: host -> address as the compute backend reports them
     (the program's; offline callers use the plan's mgmt addresses)."""
@@ -180,6 +188,7 @@ def build_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> d
         "llmcluster_ntp_servers": list(spec.site.ntp_servers),
         **gateway_vars(plan),
         **monitoring_vars(plan),
+        **aws_audit_vars(plan),
     }
     out: dict[str, Any] = {
         "all": {"children": sorted(["ungrouped", *groups]), "vars": all_vars},

@@ -339,9 +339,30 @@ class AwsAuditPlan:
     archive_prefix: str
     lock_days: int
     lock_mode: str = "COMPLIANCE"
+    # What the gateways' shipper (roles/audit_cloudwatch) needs: the region its requests are signed for,
+    # the endpoints (the stack's logs interface endpoint answers the regional name through private DNS;
+    # S3 is reached through the gateway endpoint), the archive's key prefix and how often a segment is sealed.
+    region: str = ""
+    archive_key_prefix: str = "audit/"
+    archive_period: str = "hour"
+
+    @property
+    def logs_endpoint(self) -> str:
+        return f"https://logs.{self.region}.amazonaws.com"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"https://s3.{self.region}.amazonaws.com"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def to_vars(self) -> dict[str, Any]:
+        """The inventory's ``llmcluster_aws_audit`` (the archive bucket's name, which AWS completes from the
+        prefix, comes from the program as the gateways' ``llmcluster_aws_audit_archive_bucket``)."""
+        return {"log_group": self.log_group, "region": self.region, "logs_endpoint": self.logs_endpoint,
+                "s3_endpoint": self.s3_endpoint, "archive_key_prefix": self.archive_key_prefix,
+                "archive_period": self.archive_period, "lock_days": self.lock_days}
 
 
 def aws_audit_plan(spec: Spec) -> AwsAuditPlan | None:
@@ -354,4 +375,4 @@ def aws_audit_plan(spec: Spec) -> AwsAuditPlan | None:
     cw = next(d for d in CLOUDWATCH_RETENTION_DAYS if d >= days) if days <= CLOUDWATCH_RETENTION_DAYS[-1] else 3653
     prefix = f"llmcluster-{spec.stack}-audit-".lower().replace("_", "-")[:37]
     return AwsAuditPlan(log_group=f"/llmcluster/{spec.stack}/audit", retention_days=cw, archive_prefix=prefix,
-                        lock_days=days)
+                        lock_days=days, region=spec.aws.region if spec.aws else "")

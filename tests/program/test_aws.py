@@ -452,5 +452,23 @@ def test_audit_log_group_kept_180_days_and_archive_locked():
     w = _named(e, "aws:iam/rolePolicy:RolePolicy", "compute-audit-writer")
     doc = json.loads(w.inputs["policy"])
     actions = {a for s in doc["Statement"] for a in s["Action"]}
-    assert actions == {"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"}  # no delete
+    # exactly the shipper's calls (llmcluster/monitoring/audit_ship.py): no delete, no retention change
+    assert actions == {"logs:CreateLogStream", "logs:PutLogEvents", "s3:PutObject", "kms:GenerateDataKey"}, w.urn
+    put = next(s for s in doc["Statement"] if s["Action"] == ["s3:PutObject"])
+    assert put["Resource"].endswith("/audit/*") and "-audit-" in put["Resource"], put
+    kms = next(s for s in doc["Statement"] if s["Action"] == ["kms:GenerateDataKey"])
+    assert kms["Resource"] == key and kms["Condition"]["StringEquals"]["kms:ViaService"].startswith("s3."), kms
+
+
+def test_gateways_learn_where_to_ship_the_audit_log():
+    """The inventory (plan) says where; the program adds the archive bucket's name to the gateways only."""
+    e = ev("prod-aws")
+    inv = e.outputs["inventory"]
+    audit = inv["all"]["vars"]["llmcluster_aws_audit"]
+    assert audit["log_group"] == "/llmcluster/prod-aws/audit" and audit["region"]
+    assert audit["logs_endpoint"] == f"https://logs.{audit['region']}.amazonaws.com"
+    assert audit["s3_endpoint"] == f"https://s3.{audit['region']}.amazonaws.com"
+    gws = set(inv["gateway"]["hosts"])
+    for host, hv in inv["_meta"]["hostvars"].items():
+        assert ("llmcluster_aws_audit_archive_bucket" in hv) == (host in gws), host
 

@@ -164,7 +164,7 @@ def test_site_playbook_plays():
         assert play.get("any_errors_fatal") is True, f"{name}: a rolling play must stop at the first failure"
         assert "serial" in play, f"{name}: production plays roll (serial)"
         roles = [r["role"] if isinstance(r, dict) else r for r in play["roles"]]
-        extra = {"gateway": ["gateway", "audit_log"], "storage": ["ceph"],
+        extra = {"gateway": ["gateway", "audit_log", "audit_cloudwatch"], "storage": ["ceph"],
                  "gpu": ["ceph", "nvidia_driver", "nvidia_fabricmanager", "nvidia_container_toolkit", "dcgm",
                          "nvme_raid", "model_store", "tensorrt_llm", "serving_tls"],
                  "monitor": ["audit_store", "alertmanager", "prometheus"]}

@@ -15,7 +15,8 @@ from tests.helpers import k8s
 SITE = ROOT / "ansible" / "site.yml"
 #: role -> the inventory flag (all vars) its condition must read
 GATED = {"tensorrt_llm": "llmcluster_serving_units_on_hosts", "serving_tls": "llmcluster_serving_units_on_hosts",
-         "gateway": "llmcluster_gateway_on_hosts", "audit_log": "llmcluster_gateway_on_hosts"}
+         "gateway": "llmcluster_gateway_on_hosts", "audit_log": "llmcluster_gateway_on_hosts",
+         "audit_cloudwatch": "llmcluster_gateway_on_hosts"}
 CASES = {"systemd": ("prod-baremetal", ()), "kubernetes": ("prod-baremetal", k8s.BAREMETAL),
          "kubernetes-lws": ("prod-baremetal", k8s.BAREMETAL_LWS), "aws-eks": ("prod-aws", k8s.AWS_EKS)}
 
@@ -92,7 +93,18 @@ def test_site_conditions_evaluated_over_the_inventory(case):
                     ran.setdefault(role, set()).add(host)
     if case == "systemd":
         assert ran["tensorrt_llm"] and ran["serving_tls"] and ran["gateway"] and ran["audit_log"]
+        assert not ran.get("audit_cloudwatch"), "bare metal: no CloudWatch shipping"
     else:
         assert not {r for r in GATED if ran.get(r)}, {r: ran.get(r) for r in GATED}
     for role in ("nvidia_driver", "nvidia_fabricmanager", "firewall", "nvme_raid", "model_store"):
         assert ran.get(role), f"{case}: {role} must still converge"
+
+
+def test_only_aws_gateways_ship_their_access_log_to_cloudwatch():
+    """site.yml's conditions over prod-aws's inventory: audit_cloudwatch runs on exactly the gateways."""
+    inv = build_inventory(load_plan("prod-aws", ()))
+    play = next(p for p in yaml.safe_load(SITE.read_text()) if p["hosts"] == "gateway")
+    entry = _roles(play)["audit_cloudwatch"]
+    ran = {h for h in inv["gateway"]["hosts"]
+           if all(_evaluate(c, {**inv["all"]["vars"], **inv["_meta"]["hostvars"][h]}) for c in _conditions(entry))}
+    assert ran == set(inv["gateway"]["hosts"]) and ran

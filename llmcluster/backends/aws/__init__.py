@@ -83,10 +83,12 @@ class AwsCompute(pulumi.ComponentResource):
         from llmcluster.plan.monitoring import aws_audit_plan
 
         audit_plan = aws_audit_plan(spec)
+        self.audit_bucket: Any = None
         if audit_plan is not None:
             gw_pool = spec.serving.gateway.pool
-            AwsAudit(f"{name}-audit", audit_plan, stack, key_arn=data.key.arn, s3_endpoint_id=net.s3_endpoint.id,
-                     writer_role=data.roles.get(gw_pool), opts=child)
+            audit = AwsAudit(f"{name}-audit", audit_plan, stack, key_arn=data.key.arn,
+                             s3_endpoint_id=net.s3_endpoint.id, writer_role=data.roles.get(gw_pool), opts=child)
+            self.audit_bucket = audit.archive.bucket
         self.key_arn = data.key.arn
         self.bucket = data.bucket.bucket
         facts = {h.name: HostFacts(h.fqdn, (spec.pools[h.pool].nvme.count if spec.pools[h.pool].nvme else 0))
@@ -126,9 +128,14 @@ def build(name: str, plan: Plan, inputs: BackendInputs, opts: pulumi.ResourceOpt
     compute = AwsCompute(name, plan, opts)
     hosts: dict[str, ComputeHost] = planned_hosts(plan)
     proxy = ssm_proxy_command(ap.region)
+    gw_pool = plan.spec.serving.gateway.pool if plan.spec.serving.gateway else None
     for host, inst in compute.instances.items():
+        extra = {}
+        if compute.audit_bucket is not None and plan.ip.host(host).pool == gw_pool:
+            # The archive bucket's name (AWS completes the plan's prefix): the gateways' audit shipper puts there.
+            extra["llmcluster_aws_audit_archive_bucket"] = compute.audit_bucket
         hosts[host] = ComputeHost(host, inst.private_ip, hostvars={
-            "llmcluster_aws_instance_id": inst.id, "ansible_ssh_common_args": proxy})
+            "llmcluster_aws_instance_id": inst.id, "ansible_ssh_common_args": proxy, **extra})
     exports: dict[str, Any] = {
         outputs.SWITCH_CONFIGS: {}, outputs.SWITCH_APPLIED: {},
         outputs.AWS: pulumi.Output.all(

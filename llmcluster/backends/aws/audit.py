@@ -2,7 +2,8 @@
 (KMS-encrypted with the stack's key, retention >= 180 days) and an S3 archive bucket with Object Lock
 (COMPLIANCE mode, default retention = the audit retention): archived lines can be neither changed nor
 deleted before it ends, not even by the account's root user. The gateways' instance role may write
-to the log group (and nothing else in it)."""
+to the log group and put archive segments under the archive's key prefix (nothing else): exactly the
+calls of their shipper (roles/audit_cloudwatch, llmcluster/monitoring/audit_ship.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,18 @@ from llmcluster.plan.monitoring import AwsAuditPlan
 PURPOSE_TAG = "llmcluster:purpose"
 
 
-def log_writer_policy(group_arn: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Sid": "AuditLogWrite", "Effect": "Allow",
-        "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-        "Resource": [group_arn, f"{group_arn}:log-stream:*"]}]})
+def log_writer_policy(group_arn: str, archive_arn: str, key_arn: str, plan: AwsAuditPlan) -> str:
+    """The shipper's calls and no more: CreateLogStream and PutLogEvents on the group's streams; PutObject
+    under the archive prefix (no delete, no retention change: Object Lock's default applies); the stack key
+    for SSE-KMS only through S3."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "AuditLogWrite", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [group_arn, f"{group_arn}:log-stream:*"]},
+        {"Sid": "AuditArchivePut", "Effect": "Allow", "Action": ["s3:PutObject"],
+         "Resource": f"{archive_arn}/{plan.archive_key_prefix}*"},
+        {"Sid": "AuditArchiveEncrypt", "Effect": "Allow", "Action": ["kms:GenerateDataKey"], "Resource": key_arn,
+         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{plan.region}.amazonaws.com"}}},
+    ]}, sort_keys=True)
 
 
 class AwsAudit(pulumi.ComponentResource):
@@ -57,5 +65,6 @@ class AwsAudit(pulumi.ComponentResource):
             self.archive.arn, s3_endpoint_id).apply(lambda a: bucket_policy(a[0], a[1])), opts=child)
         if writer_role is not None:
             aws.iam.RolePolicy(f"{name}-writer", role=writer_role.name,
-                               policy=self.log_group.arn.apply(log_writer_policy), opts=child)
+                               policy=pulumi.Output.all(self.log_group.arn, self.archive.arn, key_arn).apply(
+                                   lambda a: log_writer_policy(a[0], a[1], a[2], plan)), opts=child)
         self.register_outputs({"logGroup": self.log_group.name, "archiveBucket": self.archive.bucket})
