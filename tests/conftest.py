@@ -85,12 +85,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)  # the packaged verification suite's options (tests/verify runs it)
 
 
-#: The gateway's failover check and why it is expected to fail in the lab (see the collection hook).
-KNOWN_FAILOVER_BUG = (
-    "test_gateway.py::test_gateway[gw-01-upstream-down]",
-    "KNOWN BUG, not diagnosed: with gpu-01's trtllm-serve stopped the lab gateway answers 503 'No server is "
-    "available' although gpu-02 served through it just before (3 runs of 3 on 2026-12-06)")
-
 #: Test paths that use the converged lab (``lab_converged``): they run after every other lab test.
 _AFTER_CONVERGE = ("tests/lab/test_ceph.py", "tests/lab/test_diff_hosts_lab.py", "tests/lab/test_first_request.py",
                    "tests/lab/test_model_store_rados.py",
@@ -112,11 +106,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if grouped or "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("lab"))
             item.add_marker(pytest.mark.lab_session)
-    # KNOWN BUG, not diagnosed (closing note of 2026-12-06): in the lab, with gpu-01's trtllm-serve stopped,
-    # the gateway answers 503 "No server is available" although gpu-02 served through it just before.
-    for item in items:
-        if item.nodeid.endswith(KNOWN_FAILOVER_BUG[0]):
-            item.add_marker(pytest.mark.xfail(reason=KNOWN_FAILOVER_BUG[1], strict=False))
     # The lab's own tests (they take it down and up, look at unconverged hosts) before the session's
     # converge; the tests that use the converged lab after them (stable: collection order otherwise).
     # The converge's idempotence test first among those: nothing else has touched the hosts since.
