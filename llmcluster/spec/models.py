@@ -593,6 +593,14 @@ HttpsUrl = Annotated[StrictStr, AfterValidator(_https_url)]
 Size = Annotated[StrictStr, AfterValidator(_size)]
 
 
+def _one_collector(v: tuple) -> tuple:
+    # roles/audit_log: systemd-journal-upload sends to one URL (its URL= setting); the role refuses more
+    if len(v) > 1:
+        raise ValueError(f"at most one collector ({len(v)} given): systemd-journal-upload sends to one URL; "
+                         "put several collectors behind one address (a VIP or a DNS name)")
+    return v
+
+
 class Audit(_Model):
     """The gateway's access log as an audit trail: how long it is kept, how much room it has, where it goes."""
 
@@ -603,9 +611,10 @@ class Audit(_Model):
         default=False, description="explicitly allow retention_days below 180 (labs, never a regulated site)")
     max_use: Size = Field(
         default="20G", description="disk space journald may use on the gateway (SystemMaxUse): K, M, G or T")
-    forward_to: Annotated[tuple[HttpsUrl, ...], AfterValidator(_unique)] = Field(
-        default=(), description="systemd-journal-remote collectors the log is forwarded to "
-        "(https://<address or name>:<port>); a flow from the gateway's zone must allow each")
+    forward_to: Annotated[tuple[HttpsUrl, ...], AfterValidator(_unique), AfterValidator(_one_collector)] = Field(
+        default=(), description="the systemd-journal-remote collector the log is forwarded to "
+        "(https://<address or name>:<port>; at most one: systemd-journal-upload sends to one URL); a flow from "
+        "the gateway's zone must allow it")
 
 
 class Gateway(_Model):
