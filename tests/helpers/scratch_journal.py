@@ -6,7 +6,10 @@ fresh tmpfs mounts, ``/var/log/journal`` is the scratch folder's ``journal/`` (s
 outlive the namespace, as they outlive a journald restart, and can be read from outside; the
 runtime journal in ``/run`` must stay on tmpfs: journald refuses to flush from elsewhere),
 ``/etc/systemd`` a scratch copy of the
-machine's (plus the drop-ins under test) and ``/etc/machine-id`` a scratch file. journald logs
+machine's (plus the drop-ins under test), ``/usr/local/sbin`` a scratch folder (where a role
+installs its scripts) and ``/etc/machine-id`` a scratch file. With ``boot_id``, the kernel's boot
+id file is a scratch file too: journald stamps the entries with it (``_BOOT_ID``), so that a
+stop and a start with a new id reads, in the journal, as a reboot. journald logs
 its own messages to stderr (captured), reads no kernel messages and writes no wall messages. The
 namespace lives as long as journald: :meth:`ScratchJournal.stop` ends it (only the process this
 object started). Needs root (mount namespaces) and util-linux's ``unshare``/``nsenter``.
@@ -18,6 +21,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -56,6 +60,11 @@ mkdir -p /var/log/journal
 mount --bind "$ROOT/journal" /var/log/journal
 mount --bind "$ROOT/etc-systemd" /etc/systemd
 mount --bind "$ROOT/machine-id" /etc/machine-id
+mount --bind "$ROOT/usr-local-sbin" /usr/local/sbin
+if [ -n "$BOOT_ID" ]; then
+    printf '%s\n' "$BOOT_ID" > "$ROOT/boot_id"
+    mount --bind "$ROOT/boot_id" /proc/sys/kernel/random/boot_id
+fi
 mkdir -p /run/systemd/journal
 exec "$JOURNALD"
 """
@@ -65,8 +74,10 @@ class ScratchJournal:
     """journald over ``root`` (reusable: a second instance over the same folder is a restart)."""
 
     def __init__(self, root: Path, dropins: Mapping[str, str] | None = None,
-                 upload_dropins: Mapping[str, str] | None = None, machine_id: str = MACHINE_ID):
+                 upload_dropins: Mapping[str, str] | None = None, machine_id: str = MACHINE_ID,
+                 boot_id: str | None = None):
         self.root = Path(root)
+        self.boot_id = boot_id
         self.machine_id = machine_id
         self.proc: subprocess.Popen | None = None
         self._log = None
@@ -79,6 +90,7 @@ class ScratchJournal:
                 (etc / folder / name).write_text(text)
         (etc / "journald.conf.d" / "99-scratch-test.conf").write_text(TEST_DROPIN)
         (self.root / "machine-id").write_text(machine_id + "\n")
+        (self.root / "usr-local-sbin").mkdir(exist_ok=True)
         (self.root / "journal" / machine_id).mkdir(parents=True, exist_ok=True)
 
     @property
@@ -88,6 +100,7 @@ class ScratchJournal:
 
     def start(self, timeout: float = 10) -> ScratchJournal:
         env = {**os.environ, "ROOT": str(self.root), "JOURNALD": JOURNALD,
+               "BOOT_ID": str(uuid.UUID(self.boot_id)) if self.boot_id else "",  # the kernel's format
                "SYSTEMD_LOG_TARGET": "console", "SYSTEMD_LOG_LEVEL": "info"}
         self._log = open(self.root / "journald.log", "ab")  # closed by stop()
         self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", _SETUP],

@@ -350,6 +350,10 @@ def test_the_role_converges_idempotently_and_keeps_the_key_off_the_host(rendered
     assert all(key not in out and key.split("/")[0] not in out for out in runs), "the key is in Ansible's output"
     dropin = root / "etc-systemd" / "journald.conf.d" / "60-llmcluster-audit.conf"
     assert "MaxRetentionSec=200day" in dropin.read_text() and "SystemMaxUse=2G" in dropin.read_text()
+    script = root / "usr-local-sbin" / "llmcluster-journal-archive"  # the namespace's /usr/local/sbin
+    assert script.stat().st_mode & 0o777 == 0o755
+    for unit in ("llmcluster-journal-archive.service", "llmcluster-journal-seal.service"):
+        assert (root / "etc-systemd" / "system" / unit).read_text() == (ROLE / "files" / unit).read_text()
     recap = [line for line in runs[1].splitlines() if line.startswith("localhost")]
     assert recap and " changed=0 " in recap[-1], f"the second run changed something: {recap}"
     assert " changed=0 " not in [line for line in runs[0].splitlines() if line.startswith("localhost")][-1]
