@@ -336,3 +336,22 @@ def cold_start(argv: list[str], env: dict, base: str, *, model: str, log: Path, 
         proc.wait()
         raise
     return proc, {"health_s": round(healthy, 2), "first_token_s": round(got["first_token_s"] or -1, 2), **got}
+
+
+def main() -> int:
+    """``python -m llmcluster.lab.llama_engine`` (``make lab-engine``): build (or find) the engine
+    in the lab cache and install its site; print the build record."""
+    try:
+        engine = ensure_engine(progress=lambda m: print(m, flush=True))
+        site = ensure_site(engine)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    record = {**engine.meta, "site": json.loads((site / ".complete").read_text()), "directory": str(engine.directory),
+              "built_now": engine.built, "seconds": round(engine.seconds, 1)}
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
