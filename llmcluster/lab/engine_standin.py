@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log("INFO", f"LAB STAND-IN (llama.cpp, not TensorRT-LLM): loading {args.model} as {args.served_name!r}")
     app = create_app(
-        server_settings=ServerSettings(host=args.host, port=args.port),
+        # Queue concurrent requests (llama_cpp.server's default interrupts a running stream when the next
+        # request arrives: a gateway with several clients would see truncated answers).
+        server_settings=ServerSettings(host=args.host, port=args.port, interrupt_requests=False),
         model_settings=[ModelSettings(model=args.model, model_alias=args.served_name, n_ctx=args.n_ctx,
                                       n_threads=args.threads, n_threads_batch=args.threads, verbose=False)],
     )

@@ -335,7 +335,7 @@ def cold_start(argv: list[str], env: dict, base: str, *, model: str, log: Path, 
         proc.kill()
         proc.wait()
         raise
-    return proc, {"health_s": round(healthy, 2), "first_token_s": round(got["first_token_s"] or -1, 2), **got}
+    return proc, {**got, "health_s": round(healthy, 2), "first_token_s": round(got["first_token_s"] or -1, 2)}
 
 
 def main() -> int:

@@ -100,7 +100,8 @@ def test_real_tokens_streaming_and_the_bench_harness(engine, tmp_path):
         assert summary["ok"] == 4 and summary["errors"] == 0 and summary["output_tokens_mean"] > 1, summary
         with urllib.request.urlopen(base + "/metrics", timeout=10) as m:
             text = m.read().decode()
-        assert "trtllm_simulated 1" in text and "trtllm_request_success_total 8" in text, text
+        # cold start 1 + 2 posts + 1 stream + bench 1 warm-up + 4
+        assert "trtllm_simulated 1" in text and "trtllm_request_success_total 9" in text, text
     finally:
         _stop(proc)
 
