@@ -124,9 +124,11 @@ is not cached; the others find it in the page cache).
 {r.stdout.rstrip()}
 ```
 
-llama_cpp.server runs one generation at a time (one model instance, a lock): with concurrency
-{a.concurrency} the second request waits, so TTFT includes the queue and output tokens/s is the
-engine's single-stream rate.
+llama_cpp.server runs one generation at a time (one model instance behind a lock; the stand-in
+queues concurrent requests instead of llama_cpp.server's default of interrupting the running one):
+with concurrency {a.concurrency} a request waits for the one before it, so TTFT includes that wait
+and the prompt's processing, and output tokens/s (over the wall time, prompts included) is below
+the decode rate that TPOT shows (1000 / TPOT p50 tokens/s for one stream).
 
 ## Build and size (engine.json of the cache entry {m['key']})
 
