@@ -54,13 +54,19 @@ MODEL_CHOICE = "smollm2"
 Progress = Callable[[str], None]
 
 
+class LabModelError(LabError):
+    """A bad ``LLMCLUSTER_LAB_MODEL``: the message starts with the variable's name (``key: what``)."""
+
+    keyed = True
+
+
 def enabled(environ: os._Environ | dict | None = None) -> bool:
     """True when the lab should serve the real model (``LLMCLUSTER_LAB_MODEL=smollm2``)."""
     value = (environ if environ is not None else os.environ).get(ENV_SWITCH, "").strip().lower()
     if value in ("", "0", "off", "no", "canned"):
         return False
     if value != MODEL_CHOICE:
-        raise LabError(f"{ENV_SWITCH}: unknown lab model {value!r} (use {MODEL_CHOICE!r}, or unset it for the "
+        raise LabModelError(f"{ENV_SWITCH}: unknown lab model {value!r} (use {MODEL_CHOICE!r}, or unset it for the "
                        "canned stand-in)")
     return True
 

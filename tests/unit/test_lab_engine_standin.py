@@ -144,3 +144,20 @@ def test_install_on_host_copies_the_site_and_the_standin(tmp_path):
     assert (dest / "engine_standin.py").read_text() == Path(S.__file__).read_text()
     assert "LAB STAND-IN ENGINE" in (dest / "README").read_text()
     assert dest.stat().st_mode & 0o755 == 0o755
+
+
+def test_a_bad_switch_stops_lab_up_and_converge_before_anything_starts(monkeypatch, tmp_path, capsys):
+    import llmcluster.lab
+    from llmcluster.cli import main
+    from tests.conftest import STACKS
+
+    def tripwire(*a, **k):
+        raise AssertionError("the lab runtime was created for a refused command")
+
+    monkeypatch.setattr(llmcluster.lab, "LabRuntime", tripwire)
+    monkeypatch.setenv(E.ENV_SWITCH, "llama-70b")
+    for action in ("up", "converge"):
+        rc = main(["lab", action, "--stack", "lab", "--stacks-dir", str(STACKS), "--state-dir", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert rc != 0 and "Traceback" not in err, err
+        assert err.strip().splitlines()[0].startswith("LLMCLUSTER_LAB_MODEL: unknown lab model 'llama-70b'"), err
