@@ -209,7 +209,8 @@ SHIM = Path(__file__).resolve().parent / "engine_standin.py"
 
 
 def ensure_site(engine: LabEngine) -> Path:
-    """The engine installed (offline, from its wheelhouse) into ``site/``, once per cache entry."""
+    """The engine installed (offline, from its wheelhouse) into ``site/``, once per cache entry, with
+    its bytecode compiled (the unit's ProtectSystem=strict lets the host's Python write none)."""
     site = engine.directory / "site"
     if (site / ".complete").is_file():
         return site
@@ -222,7 +223,7 @@ def ensure_site(engine: LabEngine) -> Path:
         t0 = time.monotonic()
         try:
             _pip(["install", "--no-index", "--find-links", str(engine.wheels), "--target", str(work),
-                  "--no-compile", "--disable-pip-version-check", f"llama-cpp-python[server]=={LLAMA_CPP_VERSION}"],
+                  "--disable-pip-version-check", f"llama-cpp-python[server]=={LLAMA_CPP_VERSION}"],
                  log=log)
         except BaseException:
             safe_rmtree(work)
