@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 OUT ?= out
 PYTEST_ARGS ?=
 
-.PHONY: setup lab test test-vm lint bench bench-converge clean
+.PHONY: setup lab lab-engine test test-vm lint bench bench-converge clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -34,6 +34,12 @@ lab:
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(TIMED) verify $(BIN)/llmcluster lab verify > $(OUT)/lab-verify.txt; rc=$$?; \
 	  $(BIN)/llmcluster lab summary --artifacts $(OUT)/lab; \
 	  echo "verification report (every failure in full): $(OUT)/lab-verify.txt"; exit $$rc
+
+## lab-engine: the lab's opt-in real-model stand-in (docs/lab.md "A real model in the lab"): builds
+## llama-cpp-python[server] once into the lab cache (minutes, niced) with SmolLM2-135M's GGUF. A lab run
+## serves it with LLMCLUSTER_LAB_MODEL=smollm2 (make lab builds it then if it is missing).
+lab-engine: $(STAMP)
+	CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-2} $(BIN)/python -m llmcluster.lab.llama_engine
 
 ## test: the whole suite (unit, program, policy, roles, verify tiers): the lab's tests and the rest
 ## as two pytest processes at once (scripts/test.sh says why not xdist)

@@ -533,6 +533,10 @@ def cmd_lab(args) -> int:
         print_summary(_console(), plan, state_dir.expanduser().resolve(), artifacts=artifacts,
                       state_dir_option=args.state_dir is not None, phases=phases)
         return EXIT_OK
+    if args.action in ("up", "converge"):  # a bad LLMCLUSTER_LAB_MODEL stops here, before anything starts
+        from llmcluster.lab.llama_engine import enabled as lab_model_enabled
+
+        lab_model_enabled()
     lab = LabRuntime(plan, state_dir)
     if args.action == "up":
         with rich_progress("lab up") as progress:

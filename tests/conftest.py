@@ -87,7 +87,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 #: Test paths that use the converged lab (``lab_converged``): they run after every other lab test.
 _AFTER_CONVERGE = ("tests/lab/test_ceph.py", "tests/lab/test_diff_hosts_lab.py", "tests/lab/test_first_request.py",
-                   "tests/lab/test_model_store_rados.py",
+                   "tests/lab/test_lab_model.py", "tests/lab/test_model_store_rados.py",
                    "tests/roles/", "tests/verify/")
 
 

@@ -88,19 +88,24 @@ class LabModel:
     manifest: Path
 
 
-def _content_hash(model_name: str) -> str:
+def _content_hash(model_name: str, gguf: Path | None = None) -> str:
     h = hashlib.sha256(model_name.encode() + b"\0")
+    if gguf is not None:  # the real-model stand-in's file (its cache path names its pinned version)
+        h.update(f"{gguf.resolve()}:{gguf.stat().st_size}".encode() + b"\0")
     for path in (Path(__file__), Path(__file__).parent / "nvidia_sim" / "checkpoint.py"):
         h.update(path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
-def ensure_lab_model(cache: Path, model_name: str) -> LabModel:
-    """Build (or reuse) the fixture of ``model_name`` under ``cache/lab-model-<hash>/``."""
+def ensure_lab_model(cache: Path, model_name: str, gguf: Path | None = None) -> LabModel:
+    """Build (or reuse) the fixture of ``model_name`` under ``cache/lab-model-<hash>/``.
+
+    With ``gguf`` (the lab's real-model stand-in, :mod:`llmcluster.lab.llama_engine`) the tree also
+    holds that file, covered by the manifest: the stand-in trtllm-serve then serves it with llama.cpp."""
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     m = lookup_model(model_name)
-    final = cache / f"lab-model-{model_name}-{_content_hash(model_name)}"
+    final = cache / f"lab-model-{model_name}-{_content_hash(model_name, gguf)}"
     out = LabModel(final / "tree" / m.hf_repo, final / f"{model_name}.json")
     with open(cache / "lab-model.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -110,6 +115,8 @@ def ensure_lab_model(cache: Path, model_name: str) -> LabModel:
         shutil.rmtree(tmp, ignore_errors=True)
         tree = tmp / "tree" / m.hf_repo
         write_tree(tree, model_name)
+        if gguf is not None:
+            shutil.copyfile(gguf, tree / gguf.name)
         r = subprocess.run([sys.executable, "-I", str(VERIFIER), "manifest", str(tree), "--model", model_name,
                             "--version", VERSION, "--out", str(tmp / out.manifest.name)],
                            capture_output=True, text=True, check=False)
@@ -118,7 +125,9 @@ def ensure_lab_model(cache: Path, model_name: str) -> LabModel:
             raise RuntimeError(f"the model verifier could not write the lab fixture's manifest: {r.stderr.strip()}")
         (tmp / "README").write_text(
             f"LAB FIXTURE (llmcluster lab): a small tree in the format of {m.hf_repo} with RANDOM weights,\n"
-            "staged by the model_store role onto the lab's GPU nodes. Not a model.\n", encoding="utf-8")
+            "staged by the model_store role onto the lab's GPU nodes. Not a model."
+            + (f"\nPlus {gguf.name}: a real tiny model (SmolLM2-135M-Instruct) the lab's stand-in engine serves."
+               if gguf is not None else "") + "\n", encoding="utf-8")
         (tmp / ".complete").write_text("ok\n")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

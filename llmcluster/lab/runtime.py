@@ -255,6 +255,16 @@ class LabRuntime:
 
         return nvidia_sim.ensure_sim_repos(self.cache or cache_dir())
 
+    def lab_engine(self, progress: Progress | None = None):
+        """LAB STAND-IN ENGINE (opt-in, ``LLMCLUSTER_LAB_MODEL=smollm2``): llama.cpp and a real tiny
+        model for the GPU hosts (llmcluster.lab.llama_engine; built once per cache), else None."""
+        from llmcluster.lab import llama_engine
+        from llmcluster.lab.image import cache_dir
+
+        if not llama_engine.enabled():
+            return None
+        return llama_engine.ensure_engine(self.cache or cache_dir(), progress)
+
     def host_root(self, host: str) -> Path:
         """The host's root filesystem as seen from this machine (mounted while the lab is up)."""
         return H.host_paths(self.state_dir, host).root
@@ -383,6 +393,7 @@ class LabRuntime:
         authorized = key.public_line()
         gpu_hosts = set(self.gpu_hosts())
         repos = self.sim_repos() if gpu_hosts else None
+        engine = self.lab_engine(progress) if gpu_hosts else None
         for host in self.hosts:
             if self.kind(host.name) == "vm":  # llmcluster.lab.vm: a qemu guest, no namespace
                 continue
@@ -407,7 +418,7 @@ class LabRuntime:
                 from llmcluster.lab import nvidia_sim
 
                 _say(progress, f"host {host.name}: simulated HGX hardware, NVIDIA repositories")
-                nvidia_sim.prepare_gpu_host(paths.root, self.plan, host.name, repos)
+                nvidia_sim.prepare_gpu_host(paths.root, self.plan, host.name, repos, engine)
             if self.kind(host.name) == "nspawn":
                 NS.prepare_root(paths.root)
 
@@ -557,7 +568,9 @@ class LabRuntime:
             from llmcluster.lab import model_fixture
             from llmcluster.lab.image import cache_dir
 
-            fixture = model_fixture.ensure_lab_model(self.cache or cache_dir(), self.plan.spec.serving.model)
+            engine = self.lab_engine()
+            fixture = model_fixture.ensure_lab_model(self.cache or cache_dir(), self.plan.spec.serving.model,
+                                                     engine.gguf if engine is not None else None)
             inv["all"]["vars"].update(model_fixture.inventory_overrides(fixture))
         ceph = lab_plan.storage.ceph
         if ceph is not None:

@@ -315,3 +315,46 @@ def test_convert_build_and_serve_an_engine(venv, model, tmp_path):
         assert status == 200 and json.loads(body)["model"] == "engine"
     finally:
         _stop(proc)
+
+
+STUB_ENGINE = """import json, os, sys
+with open(os.environ["STUB_OUT"], "w") as f:
+    json.dump({"argv": sys.argv[1:], "pythonpath": os.environ.get("PYTHONPATH"), "pid": os.getpid()}, f)
+"""
+
+
+def test_serve_hands_a_gguf_model_to_the_lab_engine(venv, model, tmp_path):
+    """LAB STAND-IN ENGINE (opt-in): a .gguf in the model directory and the lab engine installed ->
+    the same process execs the engine with the same host, port and served name; without the engine
+    it warns and answers canned (the fallback)."""
+    env = _fake_smi(tmp_path / "bin", 2, "9.0")
+    (model / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"GGUF")
+    port = _free_port()
+    engine = tmp_path / "llama-engine"
+    engine.mkdir()
+    (engine / "engine_standin.py").write_text(STUB_ENGINE, encoding="utf-8")
+    out = tmp_path / "stub.json"
+    proc = _serve(venv, {**env, "LLMCLUSTER_SIM_ENGINE_DIR": str(engine), "STUB_OUT": str(out)},
+                  _serve_args(model, port))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    got = json.loads(out.read_text())
+    assert got["argv"] == ["--model", str(model / "SmolLM2-135M-Instruct.Q4_1.gguf"), "--host", "127.0.0.1",
+                           "--port", str(port), "--served-name", "Qwen2-7B"]
+    assert got["pythonpath"] == str(engine / "site") and got["pid"] == proc.pid, "exec, not a child"
+    assert "LAB STAND-IN ENGINE" in err
+    # The checks of the real server still come first: too many ranks fail before any hand-over.
+    r = subprocess.run([str(venv / "bin" / "trtllm-serve"), *_serve_args(model, port, tp=4)],
+                       env={**env, "LLMCLUSTER_SIM_ENGINE_DIR": str(engine), "STUB_OUT": str(tmp_path / "no.json")},
+                       capture_output=True, text=True, timeout=30, check=False)
+    assert r.returncode == 1 and not (tmp_path / "no.json").exists()
+    # No engine installed: the canned stand-in answers, and says why in its log.
+    none = {**env, "LLMCLUSTER_SIM_ENGINE_DIR": str(tmp_path / "none"), "LLMCLUSTER_SIM_LOAD_SECONDS": "0"}
+    proc = _serve(venv, none, _serve_args(model, port))
+    try:
+        _wait_health(proc, f"http://127.0.0.1:{port}")
+        status, body = _http("POST", f"http://127.0.0.1:{port}/v1/completions", b'{"prompt": "hello"}')
+        assert status == 200 and "SIMULATED" in json.loads(body)["choices"][0]["text"]
+    finally:
+        _stop(proc)
+    assert "no lab engine in" in proc.stderr.read()

@@ -29,9 +29,14 @@ def copy_repos(root: Path, repos: SimRepos) -> Path:
     return dest
 
 
-def prepare_gpu_host(root: Path, plan: Any, host_name: str, repos: SimRepos) -> None:
-    """Give the host rooted at ``root`` its simulated GPUs and the NVIDIA repositories."""
+def prepare_gpu_host(root: Path, plan: Any, host_name: str, repos: SimRepos, engine: Any = None) -> None:
+    """Give the host rooted at ``root`` its simulated GPUs and the NVIDIA repositories, and with
+    ``engine`` (a :class:`llmcluster.lab.llama_engine.LabEngine`, opt-in) the real-model stand-in."""
     root = Path(root)
     pool = plan.spec.pools[plan.ip.host(host_name).pool]
     write_hardware(root, hardware_doc(pool, host_name))
     copy_repos(root, repos)
+    if engine is not None:
+        from llmcluster.lab.llama_engine import install_on_host
+
+        install_on_host(root, engine)

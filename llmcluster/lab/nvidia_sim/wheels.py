@@ -18,6 +18,9 @@ lab copies to ``/srv/llmcluster-sim/wheels/`` (``pip install --no-index --find-l
     (default 1; ``/health`` answers 503 meanwhile) and then serves ``/health``, ``/version``,
     ``/metrics`` (Prometheus text), ``/v1/models``, ``/v1/chat/completions`` and
     ``/v1/completions`` (streaming too) with deterministic answers that say they are simulated.
+    Opt-in (``LLMCLUSTER_LAB_MODEL=smollm2``, :mod:`llmcluster.lab.llama_engine`): when the model
+    directory holds a ``.gguf`` and the lab engine is installed in :data:`LAB_ENGINE_DIR`, it execs
+    llama.cpp's server on that real tiny model instead (:mod:`llmcluster.lab.engine_standin`).
     It binds ``--host``/``--port`` as given: in the lab, as in production, the tensorrt_llm role
     starts it on 127.0.0.1 at ``serving.backend_port``, behind the ``serving_tls`` terminator
     (real HAProxy with the node's real host certificate: nothing about the TLS hop is simulated).
@@ -47,6 +50,8 @@ from pathlib import Path
 
 from llmcluster.plan.engine import LLM_API_OPTIONS
 
+#: Where the lab installs its real-model stand-in engine (llmcluster.lab.llama_engine.HOST_ENGINE_DIR).
+LAB_ENGINE_DIR = "/srv/llmcluster-sim/llama-engine"
 TORCH_VERSION = "2.7.1+cu129"
 TORCH_CUDA = "12.9"
 TRTLLM_VERSION = "1.0.0"
@@ -544,6 +549,9 @@ It checks what the real server would refuse, "loads" for $LLMCLUSTER_SIM_LOAD_SE
 /health answers 503 meanwhile), then answers deterministically: every answer says it is simulated.
 It listens where it is told (--host/--port, the real defaults): the tensorrt_llm role starts it on
 127.0.0.1 at serving.backend_port, behind the node's real (not simulated) TLS terminator.
+LAB STAND-IN ENGINE (opt-in): when the model directory holds a .gguf file and the lab installed its
+engine (LAB_ENGINE_DIR), it execs llama.cpp's server on that real tiny model instead (same process,
+host, port and served name): real tokens, still not TensorRT-LLM.
 """
 
 import argparse
@@ -721,6 +729,32 @@ def check(args):
             raise SimError(f"the options' tensor_parallel_size x pipeline_parallel_size = {ranks} ranks, but only "
                            f"{gpus} GPU(s) per node x {nodes} node(s)")
     return os.path.basename(os.path.abspath(model)), options
+
+
+# The lab's real-model stand-in (llmcluster.lab.llama_engine, opt-in): where the lab installs llama.cpp
+# on the host ($LLMCLUSTER_SIM_ENGINE_DIR elsewhere: tests). Filled in when the wheel is built.
+LAB_ENGINE_DIR = os.environ.get("LLMCLUSTER_SIM_ENGINE_DIR") or __LAB_ENGINE_DIR__
+
+
+def lab_engine_argv(args, model):
+    """LAB STAND-IN ENGINE: the argv that serves a real tiny model in this server's place, or None.
+
+    When the model directory (or, for an engine, --tokenizer's) holds a .gguf file and the lab engine
+    is installed, llama.cpp serves that (verified) file under the same name, host and port."""
+    ggufs = []
+    for folder in (args.tokenizer, args.model):
+        if folder and os.path.isdir(folder):
+            ggufs = sorted(glob.glob(os.path.join(folder, "*.gguf")))
+            if ggufs:
+                break
+    if not ggufs:
+        return None
+    shim = os.path.join(LAB_ENGINE_DIR, "engine_standin.py")
+    if not os.path.isfile(shim):
+        log("WARNING", f"{ggufs[0]}: a GGUF model, but no lab engine in {LAB_ENGINE_DIR}: canned answers")
+        return None
+    return [sys.executable, shim, "--model", ggufs[0], "--host", args.host, "--port", str(args.port),
+            "--served-name", model]
 
 
 class State:
@@ -940,6 +974,13 @@ def main(argv=None):
     except (SimError, OSError, ValueError) as e:
         log("ERROR", str(e))
         return 1
+    real = lab_engine_argv(args, model)
+    if real:
+        log("INFO", f"LAB STAND-IN ENGINE: llama.cpp serves {real[3]} as {model} (a real tiny model, not TensorRT-LLM)")
+        env = dict(os.environ, PYTHONPATH=os.path.join(LAB_ENGINE_DIR, "site"))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(real[0], real, env)
     state = State(model, args, options)
     try:
         server = ThreadingHTTPServer((args.host, args.port), make_handler(state))
@@ -1069,7 +1110,8 @@ def trtllm_files() -> dict[str, str]:
         "tensorrt_llm/commands/__init__.py": '"""SIMULATED TensorRT-LLM command-line tools."""\n',
         "tensorrt_llm/commands/build.py": _TRTLLM_BUILD,
         "tensorrt_llm/commands/serve.py": _TRTLLM_SERVE.replace("__LLM_API_OPTIONS__", repr(
-            {k: (tuple(v) if v is not None else None) for k, v in sorted(LLM_API_OPTIONS.items())})),
+            {k: (tuple(v) if v is not None else None) for k, v in sorted(LLM_API_OPTIONS.items())})).replace(
+            "__LAB_ENGINE_DIR__", repr(LAB_ENGINE_DIR)),
         "tensorrt_llm/llmapi/__init__.py": '"""SIMULATED TensorRT-LLM LLM API (the MPI launcher only)."""\n',
         "tensorrt_llm/llmapi/trtllm_llmapi_launch.py": _TRTLLM_LAUNCH,
     }
