@@ -260,6 +260,14 @@ def parse_nmap_grepable(text: str) -> dict[str, list[int]]:
     return out
 
 
+def unscanned(text: str, targets: list[str]) -> list[str]:
+    """The targets nmap did not finish: a ``Status: Timeout`` line (``--host-timeout``), or no
+    ``Ports:`` line at all. Their ports are unknown, so "open none" would be a false all-clear."""
+    timed_out = set(re.findall(r"^Host: (\S+) .*Status: Timeout", text, re.M))
+    scanned = set(parse_nmap_grepable(text)) - timed_out
+    return [a for a in targets if a not in scanned]
+
+
 def local_targets(plan, netns: str | None) -> list[str]:
     """The planned addresses inside a VLAN subnet where ``netns`` (``None``: the controller's
     namespace) has an address of its own: reached over the lab's bridges, never over a default
@@ -297,13 +305,21 @@ def run_nmap(plan, out: Path) -> dict:
             result[zone] = {"targets": [], "open": {}, "unexpected": [], "exit": None}
             continue
         gf = out / f"nmap-{zone}.gnmap"
-        r = _run([tool, "-sT", "-Pn", "-n", "-T4", "--max-retries", "1", "--host-timeout", "300s",
-                  "-p", "1-65535", "-oG", str(gf), *targets], netns=netns, timeout=1800)
+        # The targets are the lab's own hosts on its bridges (round trips well under a millisecond), and a
+        # default-deny firewall drops most probes: without a rate floor and a short round-trip bound,
+        # 65535 dropped ports per host outlast any host timeout (2026-12-07: every host of two zones
+        # timed out at 300 s and the summary read "open none").
+        r = _run([tool, "-sT", "-Pn", "-n", "-T4", "--max-retries", "1", "--min-rate", "4000",
+                  "--max-rtt-timeout", "150ms", "--host-timeout", "900s",
+                  "-p", "1-65535", "-oG", str(gf), *targets], netns=netns, timeout=3600)
         (out / f"nmap-{zone}.txt").write_text(r.stdout + r.stderr)
-        open_ports = parse_nmap_grepable(gf.read_text() if gf.exists() else "")
+        text = gf.read_text() if gf.exists() else ""
+        missing = unscanned(text, targets)
+        open_ports = {a: p for a, p in parse_nmap_grepable(text).items() if a not in missing}
         unexpected = [f"{a}:{p}" for a, ports in open_ports.items() for p in ports if not admitted(plan, zone, a, p)]
         result[zone] = {"targets": targets, "open": {a: _ranges(p) for a, p in open_ports.items() if p},
-                        "unexpected": unexpected[:50], "unexpected_count": len(unexpected), "exit": r.returncode}
+                        "unexpected": unexpected[:50], "unexpected_count": len(unexpected), "unscanned": missing,
+                        "exit": r.returncode}
     return result
 
 
@@ -360,6 +376,8 @@ def gates(summary: dict) -> list[str]:
         if s["unexpected"]:
             failed.append(f"nmap from {zone}: {s.get('unexpected_count', 0)} open port(s) no flow admits: "
                           f"{s['unexpected'][:10]}")
+        if s.get("unscanned"):
+            failed.append(f"nmap from {zone}: not scanned to the end (host timeout): {s['unscanned']}")
     return failed
 
 
@@ -378,7 +396,8 @@ def markdown(summary: dict) -> str:
                      + (f", error {s['error']}" if s.get("error") else ""))
     for zone, s in (summary.get("nmap") or {}).items():
         lines.append(f"- nmap from {zone} ({len(s['targets'])} addresses, all TCP ports): open {s['open'] or 'none'}; "
-                     f"open without a flow: {s['unexpected'] or 'none'}")
+                     f"open without a flow: {s['unexpected'] or 'none'}"
+                     + (f"; NOT SCANNED to the end: {s['unscanned']}" if s.get("unscanned") else ""))
     for host, s in (summary.get("lynis") or {}).items():
         lines.append(f"- lynis {host}: hardening index {s['hardening_index']}, {len(s['warnings'])} warning(s), "
                      f"{s['suggestions']} suggestion(s)")

@@ -78,3 +78,18 @@ def test_gates_fail_on_each_tool():
     failed = S.gates(summary)
     assert len(failed) == 3 and "ssh-audit h" in failed[0] and "testssl t" in failed[1] and "nmap" in failed[2]
     assert S.gates({"ssh-audit": {"h": {"fail": 0, "fail_notes": []}}}) == []
+
+
+def test_a_host_nmap_timed_out_on_is_unscanned_and_fails_the_gate():
+    # nmap 7.93 -oG after --host-timeout (2026-12-07, the lab's admin zone): "Up", then "Timeout", no Ports line
+    text = ("# Nmap 7.93 scan\nHost: 10.42.0.11 ()\tStatus: Up\nHost: 10.42.0.11 ()\tStatus: Timeout\n"
+            "Host: 10.42.0.12 ()\tStatus: Up\n"
+            "Host: 10.42.0.12 ()\tPorts: 22/open/tcp//ssh///\tIgnored State: filtered (65534)\n")
+    targets = ["10.42.0.11", "10.42.0.12", "10.42.0.13"]
+    assert S.unscanned(text, targets) == ["10.42.0.11", "10.42.0.13"]  # timed out; not in the output at all
+    assert S.unscanned(text, ["10.42.0.12"]) == []
+    summary = {"nmap": {"admin": {"targets": targets, "open": {"10.42.0.12": "22"}, "unexpected": [],
+                                  "unexpected_count": 0, "unscanned": ["10.42.0.11", "10.42.0.13"]}}}
+    failed = S.gates(summary)
+    assert len(failed) == 1 and "not scanned to the end" in failed[0] and "10.42.0.11" in failed[0]
+    assert "NOT SCANNED to the end" in S.markdown(summary)
