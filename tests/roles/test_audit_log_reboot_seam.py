@@ -98,9 +98,29 @@ def _holding(copies: Path, marker: str) -> Path:
     return next(f for f in sorted(copies.glob("*.journal")) if marker.encode() in f.read_bytes())
 
 
+#: Reboots tried until journald shows the upstream bug on the role's path (a seam file). Whether the
+#: file made at the flush is sealed out of step depends on where the epoch boundaries fall against
+#: journald's writes; on a loaded machine one run (of about ten, 2026-12-07) left no seam at all.
+SEAM_TRIES = 3
+
+
 @pytest.fixture(scope="module")
 def with_role(tmp_path_factory):
-    return reboot(tmp_path_factory.mktemp("role"), "role")
+    """The role's boot sequence, rebooted until it shows a seam (at most :data:`SEAM_TRIES` times):
+    every try must leave nothing unexplained; ``seam`` is False when no try showed the bug."""
+    for attempt in range(SEAM_TRIES):
+        r = reboot(tmp_path_factory.mktemp(f"role{attempt}"), "role")
+        problems, seams, (_, out, _) = _judge(r["copies"], r["key"])
+        assert problems == [], out  # with or without a seam: never a failure the role leaves behind
+        if seams:
+            return {**r, "seam": True, "tries": attempt + 1}
+    return {**r, "seam": False, "tries": SEAM_TRIES}
+
+
+def _need_seam(with_role) -> None:
+    if not with_role["seam"]:
+        pytest.skip(f"journald sealed the file made at the flush in step in {SEAM_TRIES} reboots (the upstream "
+                    "bug did not show): nothing to classify; the role's path left no failure")
 
 
 def test_upstream_bug_without_the_units_the_reopened_file_fails(tmp_path):
@@ -134,6 +154,7 @@ def test_archive_alone_leaves_access_log_lines_in_an_unverifiable_file(tmp_path)
 
 
 def test_the_role_units_leave_one_explained_seam(with_role):
+    _need_seam(with_role)
     problems, seams, (rc, out, headers) = _judge(with_role["copies"], with_role["key"])
     assert problems == [], out
     assert len(seams) == 1, seams
@@ -148,6 +169,7 @@ def test_the_role_units_leave_one_explained_seam(with_role):
 
 
 def _variant(with_role, tmp_path: Path) -> tuple[Path, Path]:
+    _need_seam(with_role)
     copies = tmp_path / "copies"
     shutil.copytree(with_role["copies"], copies)
     _, seams, _ = _judge(copies, with_role["key"])
