@@ -16,6 +16,7 @@ unhandled invoke raises instead of silently yielding ``None``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import threading
@@ -192,6 +193,16 @@ class Evaluation:
         }
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's mock runtime takes the thread's current event loop (``asyncio.get_event_loop``). After an
+    ``asyncio.run`` in the same process there is none (it clears it on exit), and every evaluation would
+    fail with "There is no current event loop": give the thread a loop of its own then."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def evaluate(spec: Spec, *, now: dt.datetime | None = None, preview: bool = False,
              switch_credentials: Callable[[], Any] | None = None, pki_dir: str | None = None,
              prior: Evaluation | None = None) -> Evaluation:
@@ -210,6 +221,7 @@ def evaluate(spec: Spec, *, now: dt.datetime | None = None, preview: bool = Fals
     from llmcluster.spec.secrets import needs_switch_credentials, placeholder_credentials
 
     with _lock:
+        _ensure_event_loop()
         mocks = RecordingMocks(now=now, prior=prior.state if prior is not None else None)
         monitor = RecordingMonitor(mocks)
         pulumi.runtime.set_all_config({})

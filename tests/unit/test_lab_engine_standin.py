@@ -79,7 +79,13 @@ def _call(app, method: str, path: str) -> tuple[int, dict, bytes]:
     async def send(message):
         sent.append(message)
 
-    asyncio.run(app({"type": "http", "method": method, "path": path}, receive, send))
+    # a loop of its own, not asyncio.run: that clears the thread's current loop, which later tests in the
+    # same process (Pulumi's mock runtime) take
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(app({"type": "http", "method": method, "path": path}, receive, send))
+    finally:
+        loop.close()
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], dict(start["headers"]), body
