@@ -21,9 +21,11 @@ JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 
 
 class MotoAws:
-    """moto_server (subprocess) with an IAM user allowed everything; its keys in ``access_key``/``secret_key``."""
+    """moto_server (subprocess) on 127.0.0.1 that authenticates every request after the first three (the
+    IAM user, its key, its policy): SigV4 signatures are checked as AWS does. The user ``user`` may do
+    ``action`` (everything by default); its keys in ``access_key``/``secret_key``."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, user: str = "gateway", action: str = "*", policy_name: str = "all"):
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
@@ -35,10 +37,10 @@ class MotoAws:
 
         iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="bootstrap",
                            aws_secret_access_key="bootstrap")
-        iam.create_user(UserName="gateway")
-        key = iam.create_access_key(UserName="gateway")["AccessKey"]
-        iam.put_user_policy(UserName="gateway", PolicyName="all", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        iam.create_user(UserName=user)
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        iam.put_user_policy(UserName=user, PolicyName=policy_name, PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}))
         self.access_key, self.secret_key = key["AccessKeyId"], key["SecretAccessKey"]
 
     def client(self, service: str):

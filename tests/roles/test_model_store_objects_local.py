@@ -22,7 +22,6 @@ import datetime
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -38,7 +37,8 @@ from llmcluster.collections.ansible_collections.llmcluster.hosts.plugins.module_
 )
 from llmcluster.lab.model_fixture import ensure_lab_model
 from llmcluster.plan.catalog import lookup_model
-from tests.helpers.role_local import free_port, wait_port
+from tests.helpers.aws_local import MotoAws
+from tests.helpers.role_local import free_port
 from tests.helpers.model_store_local import SERVING, converge, each_case, same_tree
 
 MODEL = "deepseek-r1"
@@ -91,29 +91,12 @@ def fixture(tmp_path_factory):
 # --------------------------------------------------------------------------- S3 (moto checking signatures)
 
 
-class Moto:
-    """A moto server (subprocess) on 127.0.0.1 that authenticates every request after the first three
-    (the IAM user, its key, its policy): SigV4 signatures are checked as AWS does."""
+class Moto(MotoAws):
+    """The shared moto server (tests/helpers/aws_local.py), its user allowed S3 only, with an S3 client."""
 
     def __init__(self, tmp: Path):
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-        self.log = open(tmp / "moto.log", "w")
-        self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"})
-        wait_port(self.port, 30, self.proc)
-        import boto3
-
-        iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="bootstrap",
-                           aws_secret_access_key="bootstrap")
-        iam.create_user(UserName="model-reader")
-        key = iam.create_access_key(UserName="model-reader")["AccessKey"]
-        iam.put_user_policy(UserName="model-reader", PolicyName="s3", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
-        self.access_key, self.secret_key = key["AccessKeyId"], key["SecretAccessKey"]
-        self.s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                               aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+        super().__init__(tmp, user="model-reader", action="s3:*", policy_name="s3")
+        self.s3 = self.client("s3")
 
     def upload(self, bucket: str, prefix: str, tree: Path, corrupt: str | None = None) -> None:
         self.s3.create_bucket(Bucket=bucket)
@@ -128,11 +111,6 @@ class Moto:
     def gets(self) -> list[str]:
         self.log.flush()
         return [line for line in (Path(self.log.name).read_text().splitlines()) if '"GET /' in line]
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
