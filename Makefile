@@ -7,12 +7,17 @@ STAMP := $(VENV)/.installed
 OUT ?= out
 PYTEST_ARGS ?=
 
-.PHONY: setup lab lab-engine test test-vm lint bench bench-converge clean
+.PHONY: setup test-tools lab lab-engine test test-vm lint bench bench-converge clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 
 setup: $(STAMP)
+
+## test-tools: what only the tests use (system test tools, checkov's venv); make test and make test-vm
+## run it, make lab does not (it installs only what the lab runs). Quick when all is there.
+test-tools: $(STAMP)
+	@bash scripts/setup.sh --test-tools
 
 ## lab: the main job on the embedded default stack (needs root): validate every stack, write the
 ## lab plan's artifacts, bring the lab up, converge it, verify it, then the summary: what was built,
@@ -24,6 +29,7 @@ setup: $(STAMP)
 PHASES := $(OUT)/lab-phases.tsv
 TIMED := bash scripts/phases.sh run
 lab: export LLMCLUSTER_PHASES := $(PHASES)
+lab: export LLMCLUSTER_LAB_IMAGE_BESIDE := 1
 lab:
 	@bash scripts/phases.sh start
 	@$(MAKE) --no-print-directory -s setup
@@ -43,12 +49,12 @@ lab-engine: $(STAMP)
 
 ## test: the whole suite (unit, program, policy, roles, verify tiers): the lab's tests and the rest
 ## as two pytest processes at once (scripts/test.sh says why not xdist)
-test: $(STAMP)
+test: $(STAMP) test-tools
 	PATH="$(CURDIR)/$(BIN):$$PATH" OUT="$(OUT)" bash scripts/test.sh $(PYTEST_ARGS)
 
 ## test-vm: the VM tier (qemu guests under TCG: md RAID, device-mapper, 802.1Q, vlan_filtering;
 ## docs/lab.md "VM hosts"): slower, so a separate target; CI runs it after `make test`.
-test-vm: $(STAMP)
+test-vm: $(STAMP) test-tools
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -p no:xdist --lab-vms tests/lab/test_vm.py $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -378,7 +378,7 @@ def cmd_converge(args) -> int:
     from rich.live import Live
     from rich.table import Table
 
-    from llmcluster.converge import ANSIBLE_DIR, RoleTimes, recap_rows, run_playbook
+    from llmcluster.converge import ANSIBLE_DIR, Lane, RoleTimes, merge_role_times, recap_rows, run_lanes, site_lanes
 
     if not args.stack and args.inventory is None:
         raise SpecError(Problem("--stack", "give --stack S (dynamic inventory) or --inventory FILE"))
@@ -392,7 +392,11 @@ def cmd_converge(args) -> int:
         inventory = _file_option("--inventory", args.inventory, "inventory", folder_ok=True)
         env = {}
     else:
-        _load(args)  # unknown stack or invalid spec: a clean error before touching any host
+        spec = _load(args)  # unknown stack or invalid spec: a clean error before touching any host
+        if args.playbook is None and not args.limit and not getattr(args, "sequential", False):
+            from llmcluster.plan.build import build_plan
+
+            args.host_roles = {h.name: h.role for h in build_plan(spec).ip.hosts}  # the lanes' hosts
         inventory = ANSIBLE_DIR / "inventory" / "llmcluster.py"
         env = {"LLMCLUSTER_STACK": args.stack, "LLMCLUSTER_STACKS_DIR": str(stacks_dir(args.stacks_dir))}
 
@@ -406,26 +410,47 @@ def cmd_converge(args) -> int:
 
     console = _console()
     run = dict(check=args.check, diff=args.diff, tags=args.tags or (), limit=args.limit, forks=args.forks, envvars=env)
-    roles = RoleTimes()  # wall time per role (the slowest roles line; the lab's phase table)
+    # Lanes (llmcluster.converge.site_lanes): site.yml on a known plan's hosts, with no --limit, runs the
+    # storage and GPU plays and the other plays at the same time; --sequential keeps site.yml's one run.
+    host_roles = getattr(args, "host_roles", None)
+    if args.playbook is None and not args.limit and not getattr(args, "sequential", False) and host_roles:
+        lanes = site_lanes(host_roles)
+    else:
+        lanes = [Lane("site", ())]
+    times: dict[Lane, RoleTimes] = {lane: RoleTimes() for lane in lanes}  # wall time per role and lane
+    if len(lanes) > 1:
+        console.print(f"converge: {len(lanes)} lanes at once: "
+                      + "; ".join(f"{lane.name} ({len(lane.hosts)} hosts)" for lane in lanes)
+                      + " (--sequential: site.yml as one run)", markup=False, highlight=False, soft_wrap=True)
     if console.is_terminal:  # the live per-host table
         with Live(table({}), console=console, refresh_per_second=4, transient=True) as live:
-            result = run_playbook(playbook, inventory, **run, on_progress=lambda hosts: live.update(table(hosts)),
-                                  on_event=roles)
+            result = run_lanes(playbook, inventory, lanes, **run, on_progress=lambda hosts: live.update(table(hosts)),
+                               on_event_for=lambda lane: times[lane])
     else:  # a log (CI): a line per play and host milestone, with the elapsed time
+        import time
+
         from llmcluster.converge import PlainProgress
 
         def line(text: str) -> None:
             console.print(text, markup=False, highlight=False, soft_wrap=True)
             console.file.flush()
 
-        plain = PlainProgress(line)
+        started = time.monotonic()
 
-        def on_event(event) -> None:
-            plain(event)
-            roles(event)
+        def on_event_for(lane: Lane):
+            plain = PlainProgress(line, prefix=f"[{lane.name}] " if len(lanes) > 1 else "", start=started)
+            roles_of_lane = times[lane]
 
-        result = run_playbook(playbook, inventory, **run, on_event=on_event)
-    roles.finish()
+            def on_event(event) -> None:
+                plain(event)
+                roles_of_lane(event)
+
+            return on_event
+
+        result = run_lanes(playbook, inventory, lanes, **run, on_event_for=on_event_for)
+    for t in times.values():
+        t.finish()
+    roles = merge_role_times(list(times.values()))
     recap = Table(title="recap")
     for col in ("host", "ok", "changed", "failed", "unreachable", "skipped"):
         recap.add_column(col)
@@ -557,6 +582,7 @@ def cmd_lab(args) -> int:
         from llmcluster.lab.phases import CONVERGE_ROLES
 
         args.inventory, args.playbook, args.limit, args.forks = str(inventory), None, None, None
+        args.host_roles = {h.name: h.role for h in plan.ip.hosts}  # the lanes' hosts
         args.stack = args.stack or "lab"
         args.roles_out = state_dir / CONVERGE_ROLES
         return cmd_converge(args)
@@ -858,6 +884,9 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--tags", action="append", help="only these tags (repeatable)")
     cv.add_argument("--limit")
     cv.add_argument("--forks", type=_bounded(int, 1, MAX_FORKS), help=f"parallel hosts (1..{MAX_FORKS})")
+    cv.add_argument("--sequential", action="store_true",
+                    help="site.yml as one run, play after play (default with --stack: the storage and GPU plays "
+                         "and the other plays run at the same time)")
     cv.set_defaults(func=cmd_converge, set=None)
 
     vf = sub.add_parser("verify", help="verify provisioned hosts against the plan (the verification suite)")
@@ -978,6 +1007,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--check", action="store_true", help="with converge: dry run")
     lab.add_argument("--diff", action="store_true", help="with converge: show diffs")
     lab.add_argument("--tags", action="append", help="with converge: only these tags (repeatable)")
+    lab.add_argument("--sequential", action="store_true", help="with converge: site.yml as one run, play after "
+                                                               "play (default: two lanes at the same time)")
     lab.add_argument("-k", metavar="EXPR", help="with verify: only checks matching this pytest -k expression")
     lab.add_argument("--all", action="store_true", help="with verify: every check's row, not only the failures")
     lab.add_argument("--failures-only", action="store_true", help="with verify: the failures only (the default)")

@@ -172,24 +172,131 @@ def run_playbook(
             shutil.rmtree(private, ignore_errors=True)
 
 
+# --------------------------------------------------------------------------- lanes
+
+
+#: The roles whose plays (site.yml: storage, then the GPU nodes) form the first lane of a converge; the
+#: plays of every other role (gateways, monitor hosts, the rest) form the second. The GPU nodes need the
+#: Ceph cluster that the storage play builds (its client keys, the model store's objects), so the two
+#: stay in one lane, in site.yml's order. Nothing on a gateway or a monitor host needs either at converge
+#: time: HAProxy health-checks its backends when it runs, Prometheus scrapes whatever answers, and both
+#: roles check only their own host. So the two lanes run at the same time, each one ansible-playbook of
+#: site.yml limited to its hosts, each play keeping its ``serial`` and ``any_errors_fatal``.
+FIRST_LANE_ROLES = ("storage", "gpu")
+
+
+@dataclass(frozen=True)
+class Lane:
+    name: str  # its roles, for the progress lines: "storage, gpu"
+    hosts: tuple[str, ...]  # its --limit; empty: no limit (the only lane)
+
+
+def site_lanes(host_roles: Mapping[str, str]) -> list[Lane]:
+    """The lanes of site.yml for hosts ``name -> role`` (a host has one role): two when both have hosts,
+    else one lane without a limit (site.yml as one run)."""
+    first = tuple(sorted(h for h, r in host_roles.items() if r in FIRST_LANE_ROLES))
+    rest = tuple(sorted(h for h, r in host_roles.items() if r not in FIRST_LANE_ROLES))
+    if not first or not rest:
+        return [Lane("site", ())]
+
+    def name(hosts: tuple[str, ...]) -> str:
+        order = {r: i for i, r in enumerate(FIRST_LANE_ROLES)}  # site.yml's order, then by name
+        return ", ".join(sorted({host_roles[h] for h in hosts}, key=lambda r: (order.get(r, len(order)), r)))
+
+    return [Lane(name(first), first), Lane(name(rest), rest)]
+
+
+def merge_results(results: Sequence[ConvergeResult]) -> ConvergeResult:
+    """One result for runs over disjoint hosts: the first non-zero rc, every host's stats and progress."""
+    rc = next((r.rc for r in results if r.rc != 0), 0)
+    status = next((r.status for r in results if r.rc != 0), results[0].status if results else "successful")
+    merged = ConvergeResult(rc=rc, status=status, stats={})
+    for r in results:
+        merged.stats.update(r.stats)
+        merged.hosts.update(r.hosts)
+        merged.changed_tasks.update(r.changed_tasks)
+    return merged
+
+
+def run_lanes(
+    playbook: str | Path,
+    inventory: str | Path,
+    lanes: Sequence[Lane],
+    *,
+    on_progress: Callable[[dict[str, HostProgress]], None] | None = None,
+    on_event_for: Callable[[Lane], Callable[[dict[str, Any]], None] | None] | None = None,
+    **kwargs: Any,
+) -> ConvergeResult:
+    """Run ``playbook`` once per lane, all lanes at the same time (a thread each, each its own
+    ansible-playbook limited to the lane's hosts); ``on_progress`` sees every lane's hosts together,
+    ``on_event_for(lane)`` gives the event callback of a lane. One lane without hosts is one plain run."""
+    if len(lanes) == 1:
+        lane = lanes[0]
+        return run_playbook(playbook, inventory, limit=",".join(lane.hosts) or kwargs.pop("limit", None),
+                            on_progress=on_progress, on_event=on_event_for(lane) if on_event_for else None,
+                            **kwargs)
+    if kwargs.get("limit"):
+        raise ValueError("lanes set their own --limit")
+    kwargs.pop("limit", None)
+    lock = threading.Lock()
+    seen: list[dict[str, HostProgress]] = [{} for _ in lanes]
+    results: list[ConvergeResult | None] = [None] * len(lanes)
+    errors: list[BaseException | None] = [None] * len(lanes)
+
+    def progress_of(i: int) -> Callable[[dict[str, HostProgress]], None] | None:
+        if on_progress is None:
+            return None
+
+        def update(hosts: dict[str, HostProgress]) -> None:
+            with lock:
+                seen[i] = hosts
+                merged: dict[str, HostProgress] = {}
+                for part in seen:
+                    merged.update(part)
+                on_progress(merged)
+
+        return update
+
+    def work(i: int, lane: Lane) -> None:
+        try:
+            results[i] = run_playbook(playbook, inventory, limit=",".join(lane.hosts), on_progress=progress_of(i),
+                                      on_event=on_event_for(lane) if on_event_for else None, **kwargs)
+        except BaseException as e:  # re-raised in the caller's thread
+            errors[i] = e
+
+    threads = [threading.Thread(target=work, args=(i, lane), name=f"converge lane {lane.name}", daemon=True)
+               for i, lane in enumerate(lanes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.5)  # short joins: Ctrl-C reaches this thread (the playbooks get it from the terminal)
+    for e in errors:
+        if e is not None:
+            raise e
+    return merge_results([r for r in results if r is not None])
+
+
 class PlainProgress:
     """Converge progress for a log (stdout is no terminal: CI): an ``on_event`` callback that writes
     one line per play (when it starts, its hosts) and per host milestone (a task failed, a host
     unreachable, a host's counts when its play ends), each with the elapsed time.
     ``write``: where lines go (one string each, without the newline)."""
 
-    def __init__(self, write: Callable[[str], None], clock: Callable[[], float] | None = None):
+    def __init__(self, write: Callable[[str], None], clock: Callable[[], float] | None = None, *,
+                 prefix: str = "", start: float | None = None):
         import time
 
         self.write = write
         self.clock = clock or time.monotonic
-        self.start = self.clock()
+        self.prefix = prefix  # a lane's name, "[storage, gpu] ", when lanes run at once
+        self.start = self.clock() if start is None else start
         self.play: str | None = None
         self.play_start = self.start
         self.counts: dict[str, dict[str, int]] = {}
 
     def _line(self, text: str) -> None:
-        self.write(f"[{self.clock() - self.start:7.1f}s] {text}")
+        self.write(f"[{self.clock() - self.start:7.1f}s] {self.prefix}{text}")
 
     def _end_play(self) -> None:
         if self.play is None:
@@ -318,3 +425,13 @@ class RoleTimes:
     def to_dict(self) -> dict[str, Any]:
         return {"roles": {r: round(s, 1) for r, s in self.per_role.items()},
                 "plays": [{"play": p, "role": r, "seconds": round(s, 1)} for (p, r), s in self.per_play.items()]}
+
+
+def merge_role_times(times: Sequence[RoleTimes]) -> RoleTimes:
+    """The role times of lanes that ran at the same time, summed per (play, role): seconds in tasks,
+    so their total can exceed the converge's wall time."""
+    merged = RoleTimes()
+    for t in times:
+        for key, seconds in t.per_play.items():
+            merged.per_play[key] = merged.per_play.get(key, 0.0) + seconds
+    return merged

@@ -71,11 +71,17 @@ phases_add() {
     echo "phases: $phase: seconds must be a number, got '$seconds'" >&2
     return 2
   fi
-  if ! phases_ours "$file"; then
-    echo "phases: $file: not a phases file that make lab started: the row '$phase' is not written" >&2
-    return 1
-  fi
-  { cat "$file" && printf '%s\t%s\n' "$phase" "$seconds"; } | phases_write "$file"
+  # Two writers may add rows at once (setup's steps, and the base image built beside setup:
+  # llmcluster/lab/image.py): each read-and-replace holds a lock on the phases file's folder (the file
+  # itself is replaced by every write; llmcluster/lab/phases.py takes the same lock).
+  (
+    flock -w 30 9 || { echo "phases: $(dirname "$file"): not locked in 30 s: the row '$phase' is not written" >&2; exit 1; }
+    if ! phases_ours "$file"; then
+      echo "phases: $file: not a phases file that make lab started: the row '$phase' is not written" >&2
+      exit 1
+    fi
+    { cat "$file" && printf '%s\t%s\n' "$phase" "$seconds"; } | phases_write "$file"
+  ) 9<"$(dirname "$file")"
 }
 
 # Run CMD..., record its wall time as PHASE, say it on stderr, return CMD's status.

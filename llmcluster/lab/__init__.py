@@ -22,7 +22,23 @@ kernel for md RAID, device-mapper and 802.1Q, and the VM leaf switch),
 :mod:`~llmcluster.lab.runtime` (:class:`LabRuntime`: ``up``, ``down``, ``status``, inventory).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from llmcluster.lab._sys import LabError
-from llmcluster.lab.runtime import HostStatus, LabRuntime, UpReport, default_state_dir, lab_down, rich_progress
 
 __all__ = ["HostStatus", "LabError", "LabRuntime", "UpReport", "default_state_dir", "lab_down", "rich_progress"]
+
+_FROM_RUNTIME = frozenset(__all__) - {"LabError"}
+
+
+def __getattr__(name: str) -> Any:
+    # The runtime (and with it pydantic, rich, the planners) loads on first use, not with the package:
+    # `make lab` builds the base image with the machine's own python3 beside setup's pip install
+    # (python3 -m llmcluster.lab.image; llmcluster.lab._sys and .image need only the standard library).
+    if name in _FROM_RUNTIME:
+        from llmcluster.lab import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -413,3 +413,54 @@ def ensure_ssh_keypair(directory: Path, comment: str = "llmcluster-lab") -> SshK
         fh.write(pem)
     public.write_text(f"{pub.decode()} {comment}\n")
     return SshKey(private, public)
+
+
+# --------------------------------------------------------------------------- make lab: beside setup
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python3 -m llmcluster.lab.image [--phase NAME]``: find or build the base image, one line per step.
+
+    ``make lab`` runs it with the machine's own python3 (this module and :mod:`llmcluster.lab._sys` need
+    only the standard library) in the background of ``scripts/setup.sh``, right after setup's apt step, so
+    the image downloads and unpacks while pip installs the venv; ``lab up`` then finds it, or waits for it
+    on the cache's lock. ``--phase NAME``: when it built the image, add the row ``NAME<TAB>seconds`` to
+    make lab's phase table (``$LLMCLUSTER_PHASES``). Exit status 1 with the reason when the build fails:
+    ``lab up`` tries again and reports the error itself."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python3 -m llmcluster.lab.image", description=main.__doc__)
+    parser.add_argument("--phase", metavar="NAME", help="record a build as this row of make lab's phase table")
+    args = parser.parse_args(argv)
+    # A background job of a non-interactive shell starts with SIGINT ignored: Ctrl-C on make must stop
+    # the build too (ensure_base_image removes its half-built tree).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def say(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] base image: {message}", flush=True)
+
+    try:
+        image = ensure_base_image(progress=say)
+    except (LabError, OSError) as e:
+        print(f"base image: {e}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("base image: interrupted", file=sys.stderr, flush=True)
+        return 130
+    say(f"{image.key} {'built' if image.built else 'found in the cache'} in {image.seconds:.1f} s "
+        f"({image.directory})")
+    if image.built and args.phase:
+        from llmcluster.lab.phases import append_phases, phases_file
+
+        path = phases_file()
+        if path is not None:
+            problem = append_phases(path, [(args.phase, image.seconds)])
+            if problem is not None:
+                print(f"base image: phase table: {problem}", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,6 +16,7 @@ start with :data:`PHASES_HEADER` (one this tool did not start) is never written.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -53,16 +54,28 @@ def phases_file() -> Path | None:
 def append_phases(path: Path, rows: list[tuple[str, float]]) -> str | None:
     """Append ``rows`` to the phases file ``path``; the reason when nothing was written (no such file,
     or a file that is not a phases file), else None."""
+    if not path.is_file():
+        return f"{path}: no such file: the phases file is started by make lab (scripts/phases.sh start)"
+    # Another writer may add rows at the same time: a lock on the file's folder (the file itself is
+    # replaced by every write; scripts/phases.sh takes the same lock).
     try:
-        text = path.read_text()
+        lock = os.open(path.parent if str(path.parent) else ".", os.O_RDONLY)
     except OSError as e:
-        return f"{path}: {e.strerror or e}: the phases file is started by make lab (scripts/phases.sh start)"
-    if text.split("\n", 1)[0] != PHASES_HEADER:
-        return f"{path}: not a phases file that make lab started: not written"
-    if text and not text.endswith("\n"):
-        text += "\n"
-    atomic_write(path, text + "".join(f"{' '.join(name.split())}\t{seconds:.1f}\n" for name, seconds in rows))
-    return None
+        return f"{path.parent}: {e.strerror or e}: not written"
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            return f"{path}: {e.strerror or e}: the phases file is started by make lab (scripts/phases.sh start)"
+        if text.split("\n", 1)[0] != PHASES_HEADER:
+            return f"{path}: not a phases file that make lab started: not written"
+        if text and not text.endswith("\n"):
+            text += "\n"
+        atomic_write(path, text + "".join(f"{' '.join(name.split())}\t{seconds:.1f}\n" for name, seconds in rows))
+        return None
+    finally:
+        os.close(lock)  # closing the file releases the lock
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,8 @@ def test_lab_converge_keeps_the_role_times_in_the_state_dir(monkeypatch, tmp_pat
     monkeypatch.setattr(C, "run_playbook", _fake_run_playbook)
     monkeypatch.setattr(llmcluster.lab.LabRuntime, "status", lambda self: [])  # "up"
     (tmp_path / "inventory.yml").write_text("all: {}\n")
-    assert cli.main(["lab", "converge", "--state-dir", str(tmp_path)]) == 4  # a failed host: converge fails
+    # --sequential: one run (lanes would replay the fake's events once per lane: tests/unit/test_converge_lanes.py)
+    assert cli.main(["lab", "converge", "--sequential", "--state-dir", str(tmp_path)]) == 4  # a failed host: fails
     doc = json.loads((tmp_path / CONVERGE_ROLES).read_text())
     assert doc["ok"] is False and doc["check"] is False and doc["roles"]["common"] == 15.0
     assert list(load_role_times(tmp_path / CONVERGE_ROLES)) == ["common", "haproxy", C.PLAY_LEVEL, "nvidia"]

@@ -24,6 +24,7 @@ marker. Checks skip with the reason when the inventory has no gateway or no clie
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from pathlib import Path
@@ -410,10 +411,12 @@ def _revoked_client(env, verify_target, gw_host: str, address: str, what: str) -
     if before.status != 200:
         return [f"{what}: the freshly issued {c['name']} certificate is not admitted before revocation: "
                 f"{before.describe()}"]
-    # Another client keeps calling through the reload (under the per-client rate limit).
+    # Another client keeps calling through the reload (under the per-client rate limit), until the
+    # revocation has been checked (a stop file on the probe host), at most 150 seconds.
     other = _api_client(env)
-    loop = ("end=$(($(date +%s)+{secs})); while [ $(date +%s) -lt $end ]; do "
-            "{curl} || true; echo; sleep 0.25; done")
+    stop = f"/tmp/llmcluster-verify-revoke-{os.getpid()}-{time.monotonic_ns()}.stop"
+    loop = ("end=$(($(date +%s)+{secs})); while [ $(date +%s) -lt $end ] && [ ! -e {stop} ]; do "
+            "{curl} || true; echo; sleep 0.25; done; rm -f {stop}")
     curl = " ".join(shlex.quote(a) for a in G.curl_argv(env["gw"]["hostname"], address, env["gw"]["port"],
                                                          str(env["pki"] / "root-ca.pem"), client=other))
     import threading
@@ -421,7 +424,8 @@ def _revoked_client(env, verify_target, gw_host: str, address: str, what: str) -
     out: dict = {}
 
     def run_loop():
-        out["r"] = env["source"].run(["sh", "-c", loop.format(secs=150, curl=curl)], timeout=200)
+        out["r"] = env["source"].run(["sh", "-c", loop.format(secs=150, curl=curl, stop=shlex.quote(stop))],
+                                     timeout=200)
 
     t = threading.Thread(target=run_loop)
     t.start()
@@ -442,6 +446,7 @@ def _revoked_client(env, verify_target, gw_host: str, address: str, what: str) -
         res = _curl(env, address, victim)
         problems += G.expect_rejected(res, f"{what}: revoked {c['name']} certificate (serial {serial})")
     finally:
+        env["source"].run(["touch", stop], timeout=30)  # the loop ends at its next round
         t.join()
     seen = G.statuses(out["r"].stdout)
     bad = [s for s in seen if s != 200]
