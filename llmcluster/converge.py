@@ -294,6 +294,9 @@ class PlainProgress:
         self.play: str | None = None
         self.play_start = self.start
         self.counts: dict[str, dict[str, int]] = {}
+        # In a lane (prefix set), most of site.yml's plays match none of the lane's hosts: a play's line
+        # waits for its first host event, so those plays print nothing.
+        self.pending: str | None = None
 
     def _line(self, text: str) -> None:
         self.write(f"[{self.clock() - self.start:7.1f}s] {self.prefix}{text}")
@@ -306,7 +309,7 @@ class PlainProgress:
             extra = "".join(f", {k} {c[k]}" for k in ("failed", "unreachable") if c[k])
             self._line(f"  {host}: play {self.play!r} done in {took:.1f}s: ok {c['ok']}, changed {c['changed']}"
                        f"{extra}")
-        self.play, self.counts = None, {}
+        self.play, self.counts, self.pending = None, {}, None
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event", "")
@@ -315,11 +318,18 @@ class PlainProgress:
             self._end_play()
             self.play = str(data.get("play") or data.get("name") or "unnamed")
             self.play_start = self.clock()
-            self._line(f"play {self.play!r} on {data.get('play_pattern') or 'all'}")
+            line = f"play {self.play!r} on {data.get('play_pattern') or 'all'}"
+            if self.prefix:
+                self.pending = line
+            else:
+                self._line(line)
         elif kind == "playbook_on_stats":
             self._end_play()
             self._line("playbook done")
         elif kind.startswith("runner_on_") and data.get("host"):
+            if self.pending is not None:
+                self._line(self.pending)
+                self.pending = None
             host = str(data["host"])
             c = self.counts.setdefault(host, {"ok": 0, "changed": 0, "failed": 0, "unreachable": 0})
             if kind == "runner_on_ok":

@@ -244,11 +244,13 @@ def lab_inventory_file(lab, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def lab_converged(lab, lab_inventory_file):
-    """The lab after one converge of ``ansible/site.yml`` (fails the requesting test if it fails)."""
-    from llmcluster.converge import run_playbook
+    """The lab after one converge of ``ansible/site.yml`` (fails the requesting test if it fails), in the
+    lanes ``llmcluster lab converge`` (make lab) runs: the storage and GPU plays and the other plays at once."""
+    from llmcluster.converge import run_lanes, site_lanes
 
     t = time.monotonic()
-    result = run_playbook(ROOT / "ansible" / "site.yml", lab_inventory_file)
+    lanes = site_lanes({h.name: h.role for h in lab.plan.ip.hosts})
+    result = run_lanes(ROOT / "ansible" / "site.yml", lab_inventory_file, lanes)
     TIMINGS["converge (verify tier)"] = f"{time.monotonic() - t:.1f}s"
     if not result.ok:
         errors = "; ".join(f"{h}: {p.last_error}" for h, p in sorted(result.hosts.items()) if p.last_error)

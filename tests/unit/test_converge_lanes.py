@@ -151,13 +151,21 @@ def test_role_times_of_lanes_add_up():
     assert merge_role_times([one, two]).per_role == {"common": 14.0, "ceph": 5.0}
 
 
-def test_plain_progress_names_the_lane():
+def test_plain_progress_names_the_lane_and_skips_the_plays_of_the_other_lane():
     lines: list[str] = []
-    clock = iter([0.0, 1.5]).__next__  # the play's start, then its line
-    p = PlainProgress(lines.append, clock, prefix="[storage, gpu] ", start=-2.0)
+    ticks = iter(x * 1.5 for x in range(100))
+    p = PlainProgress(lines.append, lambda: next(ticks), prefix="[storage, gpu] ", start=-2.0)
     p({"event": "playbook_on_play_start",
        "event_data": {"play": "Converge the storage nodes", "play_pattern": "storage"}})
-    assert lines == ["[    3.5s] [storage, gpu] play 'Converge the storage nodes' on storage"]  # from the shared start
+    assert lines == []  # a lane's play prints when one of its hosts shows: most match none of them
+    p({"event": "runner_on_ok", "event_data": {"host": "storage-01", "task": "t", "res": {"changed": True}}})
+    p({"event": "playbook_on_play_start", "event_data": {"play": "Converge the gateways", "play_pattern": "gateway"}})
+    p({"event": "playbook_on_stats", "event_data": {}})
+    assert lines == [  # times from the converge's start, shared by the lanes (-2.0 here)
+        "[    3.5s] [storage, gpu] play 'Converge the storage nodes' on storage",
+        "[    6.5s] [storage, gpu]   storage-01: play 'Converge the storage nodes' done in 3.0s: ok 1, changed 1",
+        "[   11.0s] [storage, gpu] playbook done",
+    ]
 
 
 def test_lab_converge_runs_one_playbook_per_lane_on_its_hosts(monkeypatch, tmp_path, capsys):
