@@ -31,21 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmcluster.lab import llama_engine as E
+from llmcluster.lab._sys import stop_process
 
 
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def main() -> int:
@@ -68,7 +60,7 @@ def main() -> int:
     starts, proc = [], None
     for i in range(a.starts):
         if proc is not None:
-            _stop(proc)
+            stop_process(proc)
         port = _port()
         base = f"http://127.0.0.1:{port}"
         proc, cold = E.cold_start(E.local_argv(engine, "127.0.0.1", port, "DeepSeek-R1"), env, base,
@@ -82,7 +74,7 @@ def main() -> int:
     r = subprocess.run([sys.executable, "-c", "import sys; from llmcluster.cli import main; sys.exit(main())", *cmd],
                        capture_output=True, text=True, cwd=ROOT, check=False)
     bench_s = time.monotonic() - t0
-    _stop(proc)
+    stop_process(proc)
     print(r.stdout, r.stderr, sep="\n")
     if r.returncode != 0:
         return r.returncode

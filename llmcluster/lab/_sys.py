@@ -54,6 +54,18 @@ def run(
     return proc
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> int:
+    """Stop a process this program started: SIGTERM, up to ``timeout`` seconds for it to exit, then
+    SIGKILL; its exit status (negative: the signal that ended it)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
 def which(name: str) -> str | None:
     """``shutil.which`` that also looks in the sbin directories (absent from some PATHs)."""
     found = shutil.which(name)

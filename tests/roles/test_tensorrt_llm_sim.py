@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llmcluster.lab._sys import stop_process
 from llmcluster.lab.nvidia_sim.wheels import TORCH_VERSION, TRTLLM_VERSION, build_wheels
 from llmcluster.plan.capacity import size_deployment
 from llmcluster.plan.engine import engine_config
@@ -164,15 +165,6 @@ def _wait_health(proc: subprocess.Popen, base: str, timeout: float = 20) -> list
     raise AssertionError(f"/health never answered 200: {seen}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _serve_args(model: Path, port: int, *, backend="pytorch", tp=2, options: Path | None = None) -> list[str]:
     args = [str(model), "--host", "127.0.0.1", "--port", str(port), "--backend", backend, "--tp_size", str(tp),
             "--pp_size", "1", "--max_batch_size", "8", "--max_num_tokens", "4096", "--max_seq_len", "4096",
@@ -232,7 +224,7 @@ def test_serve_answers_like_trtllm_serve(venv, model, tmp_path):
         assert rep["ok"] == 4 and rep["output_tokens_mean"] == 6 and rep["ttft_s"]["p50"] is not None, rep
         assert "trtllm_kv_cache_utilization" in metrics.decode()
     finally:
-        _stop(proc)
+        stop_process(proc, 10)
     assert proc.returncode == 0
     assert "cuda_graph_config" in proc.stderr.read()
 
@@ -263,7 +255,7 @@ def test_serve_refuses_what_the_real_server_refuses(venv, model, tmp_path):
     try:
         _wait_health(proc, f"http://127.0.0.1:{port}")
     finally:
-        _stop(proc)
+        stop_process(proc, 10)
 
 
 def test_convert_build_and_serve_an_engine(venv, model, tmp_path):
@@ -314,7 +306,7 @@ def test_convert_build_and_serve_an_engine(venv, model, tmp_path):
         status, body = _http("POST", f"http://127.0.0.1:{port}/v1/completions", b'{"prompt": "hello"}')
         assert status == 200 and json.loads(body)["model"] == "engine"
     finally:
-        _stop(proc)
+        stop_process(proc, 10)
 
 
 STUB_ENGINE = """import json, os, sys
@@ -356,5 +348,5 @@ def test_serve_hands_a_gguf_model_to_the_lab_engine(venv, model, tmp_path):
         status, body = _http("POST", f"http://127.0.0.1:{port}/v1/completions", b'{"prompt": "hello"}')
         assert status == 200 and "SIMULATED" in json.loads(body)["choices"][0]["text"]
     finally:
-        _stop(proc)
+        stop_process(proc, 10)
     assert "no lab engine in" in proc.stderr.read()

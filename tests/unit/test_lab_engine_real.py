@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from llmcluster.lab import llama_engine as E
+from llmcluster.lab._sys import stop_process
 from llmcluster.lab.nvidia_sim.wheels import TRTLLM_VERSION, build_wheels
 
 pytestmark = pytest.mark.slow
@@ -49,15 +50,6 @@ def _post(base: str, body: dict) -> dict:
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as r:
         return json.loads(r.read())
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def test_real_tokens_streaming_and_the_bench_harness(engine, tmp_path):
@@ -103,7 +95,7 @@ def test_real_tokens_streaming_and_the_bench_harness(engine, tmp_path):
         # cold start 1 + 2 posts + 1 stream + bench 1 warm-up + 4
         assert "trtllm_simulated 1" in text and "trtllm_request_success_total 9" in text, text
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_behind_the_standin_trtllm_serve_as_the_unit_starts_it(engine, tmp_path):
@@ -146,6 +138,6 @@ def test_behind_the_standin_trtllm_serve_as_the_unit_starts_it(engine, tmp_path)
         with urllib.request.urlopen(base + "/v1/models", timeout=10) as r:
             assert [m["id"] for m in json.loads(r.read())["data"]] == ["DeepSeek-R1"]
     finally:
-        _stop(proc)
+        stop_process(proc)
     log = Path(tmp_path / "serve.log").read_text()
     assert "LAB STAND-IN ENGINE: llama.cpp serves" in log and "SIMULATED loading" not in log, log
