@@ -52,15 +52,19 @@ def test_site_yml_has_the_plays_the_lanes_were_drawn_for():
     assert tuple(p["hosts"] for p in plays[:2]) == FIRST_LANE_ROLES  # one lane, in this order
 
 
-PLAYBOOK = """\
-- name: First lane
-  hosts: storage
-  gather_facts: false
-  tasks:
+# Each play records when its host's task started and ended (2 s apart), for the overlap checks.
+_TIMED = """\
     - name: Start
       ansible.builtin.shell: >-
         date +%s.%N > {{ out }}/{{ inventory_hostname }}.start; sleep 2;
         date +%s.%N > {{ out }}/{{ inventory_hostname }}.end
+"""
+PLAYBOOK = f"""\
+- name: First lane
+  hosts: storage
+  gather_facts: false
+  tasks:
+{_TIMED}\
     - name: Fail on request
       ansible.builtin.fail:
         msg: "asked to fail"
@@ -70,11 +74,7 @@ PLAYBOOK = """\
   hosts: gateway
   gather_facts: false
   tasks:
-    - name: Start
-      ansible.builtin.shell: >-
-        date +%s.%N > {{ out }}/{{ inventory_hostname }}.start; sleep 2;
-        date +%s.%N > {{ out }}/{{ inventory_hostname }}.end
-"""
+{_TIMED}"""
 
 
 @pytest.fixture()
