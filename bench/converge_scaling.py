@@ -36,7 +36,9 @@ of ``--repeat`` runs and each asserted ``changed=0``):
 The size run's re-converge used ansible.cfg's own settings; with ``--repeat 1`` it stands
 in the sweep for that setting (``(size run)``). Then, as observations only (site.yml and
 ansible.cfg are never changed): site.yml at its best setting with SSH ControlMaster /
-ControlPersist off, and the copy without ``serial`` with ``strategy: free``. Slowest tasks
+ControlPersist off, a copy of site.yml with Ansible's own ``linear`` strategy when ansible.cfg names
+another (Mitogen's ``mitogen_linear``: what it buys), and the copy without ``serial`` with Ansible's
+``strategy: free``. Slowest tasks
 come from the runner's task-start events (wall time per task name, summed over batches).
 
 Runtime on a quiet 2-core machine: ~9 s per host per playbook run; the default run took
@@ -323,6 +325,7 @@ def current_settings(cfg: Path = ANSIBLE_CFG) -> dict[str, Any]:
         "forks": parser.getint("defaults", "forks", fallback=5),
         "pipelining": parser.getboolean("ssh_connection", "pipelining", fallback=False),
         "ssh_args": parser.get("ssh_connection", "ssh_args", fallback=""),
+        "strategy": parser.get("defaults", "strategy", fallback="linear"),
     }
 
 
@@ -684,10 +687,17 @@ def run_sweep(n: int, inventory: Path, plays: list[dict[str, Any]], batches: Seq
         return rows, variants
     free = tmp / "site-noserial-free.yml"
     free.write_text(yaml.safe_dump(playbook_variant(plays, drop_serial=True, strategy="free"), sort_keys=False))
-    for name, playbook, ssh_args, best in (
+    observed = [
         (f"{SITE}, SSH without ControlMaster/ControlPersist", PLAYBOOK, "-o ControlMaster=no", site),
-        (f"{NOSERIAL}, strategy: free", free, None, free_best),
-    ):
+        (f"{NOSERIAL}, strategy: free (Ansible's)", free, None, free_best),
+    ]
+    strategy = current_settings().get("strategy", "linear")
+    if strategy != "linear":  # what ansible.cfg's strategy buys over Ansible's own linear one
+        linear = tmp / "site-linear.yml"
+        linear.write_text(yaml.safe_dump(playbook_variant(plays, strategy="linear"), sort_keys=False))
+        observed.insert(0, (f"{SITE} (a copy) with Ansible's linear strategy, not ansible.cfg's {strategy}",
+                            linear, None, site))
+    for name, playbook, ssh_args, best in observed:
         label = setting_label(best["run_forks"], best["pipelining"])
         say(f"{n} hosts: re-converge {name}, {label}")
         m = median_reconverge(playbook, inventory, f"re-converge ({n} hosts, {name})", sweep.repeat,
@@ -868,7 +878,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--full-sweep", action="store_true",
                     help="forks x pipelining on the copy without serial too (default: its forks, best pipelining)")
     ap.add_argument("--no-variants", action="store_true",
-                    help="skip the ControlPersist and strategy: free observations")
+                    help="skip the ControlPersist, linear-strategy and strategy: free observations")
     ap.add_argument("--repeat", type=int, default=1, help="re-converges per sweep setting (the median is reported)")
     ap.add_argument("--quick", action="store_true", help="smoke run: sizes 2,4, forks 1,20, no variants")
     ap.add_argument("--json", help="also write the results to this file")

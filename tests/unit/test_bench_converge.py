@@ -157,7 +157,8 @@ def test_sweep_groups_forks_and_reuses_the_size_run(monkeypatch, tmp_path):
                 "busy": 0.5}
 
     monkeypatch.setattr(bench, "median_reconverge", fake)
-    monkeypatch.setattr(bench, "current_settings", lambda: {"forks": 20, "pipelining": True, "ssh_args": ""})
+    monkeypatch.setattr(bench, "current_settings", lambda: {"forks": 20, "pipelining": True, "ssh_args": "",
+                                                            "strategy": "mitogen_linear"})
     from llmcluster.inventory import build_inventory
 
     groups, hosts = bench.inventory_groups(build_inventory(load_plan("lab", tuple(bench.overrides_for(16))).in_lab()))
@@ -173,8 +174,12 @@ def test_sweep_groups_forks_and_reuses_the_size_run(monkeypatch, tmp_path):
     free = [r for r in rows if r["playbook"] == bench.NOSERIAL]
     assert [(r["forks"], r["effective_forks"], r["pipelining"]) for r in free] == [
         ([5], 5, True), ([16, 20], 14, True)]  # at site.yml's best pipelining only
-    assert [v["variant"].split(", ")[-1] for v in variants] == ["SSH without ControlMaster/ControlPersist",
-                                                                 "strategy: free"]
+    assert [v["variant"] for v in variants] == [
+        "site.yml (a copy) with Ansible's linear strategy, not ansible.cfg's mitogen_linear",
+        "site.yml, SSH without ControlMaster/ControlPersist", f"{bench.NOSERIAL}, strategy: free (Ansible's)"]
+    assert calls[-3][0] == "site-linear.yml" and variants[0]["vs"] == bench.SITE
+    assert all(p["strategy"] == "linear" and p.get("serial") == q.get("serial")
+               for p, q in zip(yaml.safe_load((tmp_path / "site-linear.yml").read_text()), PLAYS, strict=True))
     assert calls[-2][3] == "-o ControlMaster=no" and calls[-1][0] == "site-noserial-free.yml"
     copy = yaml.safe_load((tmp_path / "site-noserial.yml").read_text())
     assert all("serial" not in p for p in copy)
