@@ -691,7 +691,7 @@ def run_sweep(n: int, inventory: Path, plays: list[dict[str, Any]], batches: Seq
         (f"{SITE}, SSH without ControlMaster/ControlPersist", PLAYBOOK, "-o ControlMaster=no", site),
         (f"{NOSERIAL}, strategy: free (Ansible's)", free, None, free_best),
     ]
-    strategy = current_settings().get("strategy", "linear")
+    strategy = current.get("strategy", "linear")
     if strategy != "linear":  # what ansible.cfg's strategy buys over Ansible's own linear one
         linear = tmp / "site-linear.yml"
         linear.write_text(yaml.safe_dump(playbook_variant(plays, strategy="linear"), sort_keys=False))

@@ -12,9 +12,8 @@ import pytest
 import yaml
 
 from tests.helpers.role_local import NO_FACT_CACHE, local_play, run_playbook
-from tests.helpers.tools import ANSIBLE_DIR, tool
+from tests.helpers.tools import ANSIBLE_DIR, ROOT, tool
 
-ROOT = ANSIBLE_DIR.parent
 SITE = yaml.safe_load((ANSIBLE_DIR / "site.yml").read_text())
 #: site.yml's plays that apply the ceph role, with the role's `when`.
 CEPH_PLAYS = [(play["name"], entry["when"]) for play in SITE for entry in play.get("roles", [])
